@@ -1,0 +1,34 @@
+# The two commands of the README. Each creates the virtual environment if it is missing and
+# installs hlsm into it with the pinned constraints (CPU build of torch).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hlsm-installed
+
+.PHONY: run test test-all lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the main job: simulate the default corpus and write runs/quickstart/report.md
+	$(BIN)/hlsm quickstart
+
+test: $(STAMP)  ## lint, type-check, then the default (fast) test suite
+	$(BIN)/ruff check hlsm tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)  ## every test, the slow ones included
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check hlsm tests
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/hlsm bench simulate
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .mypy_cache

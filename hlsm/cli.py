@@ -1,0 +1,218 @@
+"""The ``hlsm`` command.
+
+Subcommands: ``modules``, ``simulate``, ``quickstart``, ``bench``. Bad input (an unknown module, a
+malformed config, an impossible design, an unwritable output path) prints one message naming the
+input and the fix, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hlsm.config import ConfigError, build_dataclass, load_toml
+from hlsm.errors import HLSMError
+
+EXIT_BAD_INPUT = 2
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """The ``[simulate]`` section of a simulate config.
+
+    ``n`` traces are drawn uniformly over the programs of ``splits`` (each trace labelled with its
+    split), with one exposure and corruption rate, and written as JSONL to ``out``.
+    """
+
+    n: int = 10_000
+    seed: int = 0
+    splits: tuple[str, ...] = ("sft",)
+    exposure: str = "full"
+    epsilon: float = 0.0
+    out: str = "runs/simulate/corpus.jsonl"
+
+
+def _cmd_modules(args: argparse.Namespace) -> None:
+    from hlsm.modules import routings, skills
+    from hlsm.spec import Spec
+
+    spec = Spec(alphabet=args.alphabet, length=args.length)
+    rows: list[dict[str, Any]] = []
+    for s in skills():
+        rows.append(
+            {
+                "name": s.name,
+                "symbol": s.symbol,
+                "kind": "skill",
+                "bijective": s.bijective,
+                "supported": s.supports(spec.alphabet, spec.length),
+                "description": s.description,
+            }
+        )
+    for r in routings():
+        rows.append(
+            {
+                "name": r.name,
+                "symbol": r.symbol,
+                "kind": "routing",
+                "bijective": None,
+                "supported": r.supports(spec.alphabet, spec.length),
+                "description": r.description,
+            }
+        )
+    if args.json:
+        print(json.dumps({"alphabet": spec.alphabet, "length": spec.length, "modules": rows}, indent=2))
+        return
+    print(f"{'symbol':<7}{'kind':<9}{'name':<14}{'bij.':<6}description")
+    for row in rows:
+        bij = "" if row["bijective"] is None else ("yes" if row["bijective"] else "no")
+        print(f"{row['symbol']:<7}{row['kind']:<9}{row['name']:<14}{bij:<6}{row['description']}")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from hlsm.design import DesignConfig, make_design
+    from hlsm.simulate import atomic_write, simulate, summarize, write_jsonl
+    from hlsm.spec import Spec
+    from hlsm.traces import check_exposure
+
+    raw: dict[str, Any] = load_toml(args.config) if args.config else {}
+    unknown = sorted(set(raw) - {"spec", "design", "simulate"})
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown} in '{args.config}'; allowed: [spec], [design], [simulate]")
+    spec_raw = dict(raw.get("spec", {}))
+    for key in ("alphabet", "length", "skills", "routings"):
+        value = getattr(args, key)
+        if value is not None:
+            spec_raw[key] = value.split(",") if key in ("skills", "routings") else value
+    spec = Spec.from_dict(spec_raw)
+    design_cfg = DesignConfig.from_dict(raw.get("design", {}))
+    if args.depth is not None:
+        design_cfg = replace(design_cfg, train_depth=args.depth, deeper_depths=(args.depth + 1, args.depth + 2))
+    job = build_dataclass(SimulateConfig, raw.get("simulate", {}), "simulate")
+    overrides = {
+        k: getattr(args, k) for k in ("n", "seed", "exposure", "epsilon", "out") if getattr(args, k) is not None
+    }
+    if args.splits is not None:
+        overrides["splits"] = tuple(args.splits.split(","))
+    job = replace(job, **overrides)
+    check_exposure(job.exposure)
+    design = make_design(spec, design_cfg)
+    programs, labels = [], []
+    for split in job.splits:
+        for p in design.programs(split):
+            if p not in programs:
+                programs.append(p)
+                labels.append(split)
+    corpus = simulate(spec, programs, job.n, job.seed, exposure=job.exposure, epsilon=job.epsilon, split=labels)
+    out = Path(job.out)
+    write_jsonl(corpus, out)
+    config = {"spec": spec.to_dict(), "design": design_cfg.to_dict(), "simulate": asdict(job)}
+    atomic_write(out.with_suffix(".config.json"), lambda f: json.dump(config, f, indent=2))
+    summary = summarize(corpus)
+    print(f"wrote {len(corpus):,} traces to {out}")
+    print(json.dumps({"depth": summary["depth"], "split": summary["split"]}))
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> None:
+    from hlsm.quickstart import QuickstartConfig, run_quickstart
+
+    report = run_quickstart(args.out, QuickstartConfig(traces_per_split=args.traces_per_split, seed=args.seed))
+    print(f"report: {report}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from hlsm.bench import run_benchmark
+
+    kwargs: dict[str, Any] = {"progress": not args.json}
+    if args.n is not None:
+        kwargs["n"] = args.n
+    result = run_benchmark(args.name, **kwargs)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hlsm", description="Hierarchical latent selection models of reasoning traces."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("modules", help="list the module library")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--alphabet", type=_positive, default=8, help="alphabet size A (default 8)")
+    p.add_argument("--length", type=_positive, default=6, help="string length n (default 6)")
+    p.set_defaults(func=_cmd_modules)
+
+    p = sub.add_parser("simulate", help="sample a corpus of traces to JSONL")
+    p.add_argument("--config", help="TOML file with [spec], [design] and [simulate] sections")
+    p.add_argument("--alphabet", type=_positive, help="alphabet size A")
+    p.add_argument("--length", type=_positive, help="string length n")
+    p.add_argument("--skills", help="comma-separated skill names (default: the 24 of the library)")
+    p.add_argument("--routings", help="comma-separated routing names (default: the 10 of the library)")
+    p.add_argument("--depth", type=_positive, help="training depth of the design (deeper splits: +1, +2)")
+    p.add_argument("--splits", help="comma-separated splits to sample from: sft, rl, unseen, deeper")
+    p.add_argument("--n", type=int, help="number of traces")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--exposure", help="full | answer | steps:1,3")
+    p.add_argument("--epsilon", type=float, help="corruption rate in [0, 1]")
+    p.add_argument("--out", help="output JSONL path")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("quickstart", help="the main job on the default library (writes runs/quickstart/)")
+    p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
+    p.add_argument("--traces-per-split", type=_positive, default=5000, help="traces per split (default 5000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_quickstart)
+
+    p = sub.add_parser("bench", help="run a benchmark: simulate")
+    p.add_argument("name", help="benchmark name (simulate)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with a 'ratio' field")
+    p.add_argument("--n", type=_positive, help="problem size (simulate: traces, default 100000)")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hlsm`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except HLSMError as err:
+        print(f"hlsm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
+    except OSError as err:
+        target = f" '{err.filename}'" if err.filename else ""
+        print(
+            f"hlsm {args.command}: error: cannot write or read{target}: {err.strerror}; "
+            "check the path and its permissions",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

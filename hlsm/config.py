@@ -1,0 +1,90 @@
+"""Typed configuration: TOML files into frozen dataclasses, with one clear error per mistake."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hlsm.errors import HLSMError
+
+T = TypeVar("T")
+
+
+class ConfigError(HLSMError):
+    """A config file or mapping with an unknown key, a wrong type or unreadable syntax."""
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file; a missing file or a syntax error names the file and the fix."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist; check the path") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file '{path}': {err.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = args[0] if args else Any
+        return all(_type_ok(v, inner) for v in value)
+    if origin in (dict, Mapping):
+        return isinstance(value, dict)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def build_dataclass(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
+    """Instantiate dataclass ``cls`` from ``raw``, checking keys and types against its annotations.
+
+    Lists are converted to tuples where the field is a tuple. Errors name the section ``what``, the
+    key and the expected type.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"[{what}] must be a table of keys, got {type(raw).__name__}")
+    assert dataclasses.is_dataclass(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in [{what}]; allowed keys are {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if not _type_ok(value, hint):
+            expected = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise ConfigError(
+                f"[{what}] key '{key}' must be of type {expected}, got {value!r} ({type(value).__name__})"
+            )
+        if isinstance(value, list) and typing.get_origin(hint) is not list:
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except ValueError as err:
+        raise ConfigError(f"[{what}]: {err}") from None

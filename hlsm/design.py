@@ -1,0 +1,391 @@
+"""Support designs: which compositions SFT shows, which RL explores, which are held out.
+
+A :class:`SupportDesign` holds named splits of programs:
+
+``sft``
+    programs with full golden traces (atomic programs plus compound ones at the training depth);
+``rl``
+    programs whose outcome RL may observe (answer-only information);
+``unseen``
+    held-out compositions at the training depth;
+``deeper``
+    programs longer than the training depth.
+
+:func:`make_design` builds one from a :class:`DesignConfig`, either by splitting random programs
+(``holdout = "programs"``) or by holding out skill *pairs* (``holdout = "pairs"``: every skill has
+``successors`` allowed next skills in SFT, the other pairs are split into RL-usable and
+never-trained ones), the set-up of DESIGN section 6. :func:`coverage` reports which modules, pairs
+and contexts a split exercises; :func:`support_graph` builds the networkx graph of which symbols
+meet where.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import networkx as nx
+import torch
+
+from hlsm.errors import HLSMError
+from hlsm.programs import NO_ROUTING, Program
+from hlsm.spec import Spec
+
+SPLITS = ("sft", "rl", "unseen", "deeper")
+
+
+class DesignError(HLSMError):
+    """A design that cannot be built as asked (split sizes, unknown keys, empty supports)."""
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """How to draw a support design.
+
+    Parameters
+    ----------
+    train_depth : int
+        Depth ``L`` of the compound programs in SFT, RL and the unseen split.
+    deeper_depths : tuple of int
+        Depths of the ``deeper`` split (each larger than ``train_depth``).
+    n_sft, n_rl, n_unseen, n_deeper : int
+        Number of distinct compound programs per split (``n_deeper`` per depth).
+    sft_atomic : bool
+        Add every atomic program (one skill on ``x_0``) to SFT.
+    rl_kind : {"compound", "atomic"}
+        RL on compound programs at the training depth, or on atomic programs.
+    rl_inside : bool
+        Draw RL programs from inside the SFT support instead of outside it.
+    routings : tuple of str or None
+        Routings allowed in compound programs (None: the whole library).
+    holdout : {"programs", "pairs"}
+        Hold out whole programs, or skill pairs (see module docstring).
+    successors : int
+        With ``holdout = "pairs"``: the number of allowed successors of each skill in SFT.
+    rl_pair_fraction : float
+        With ``holdout = "pairs"``: fraction of the unseen pairs that RL programs may use.
+    seed : int
+        Seed of the draw; the same config gives the same design.
+    """
+
+    train_depth: int = 3
+    deeper_depths: tuple[int, ...] = (4, 5)
+    n_sft: int = 200
+    n_rl: int = 100
+    n_unseen: int = 100
+    n_deeper: int = 100
+    sft_atomic: bool = True
+    rl_kind: str = "compound"
+    rl_inside: bool = False
+    routings: tuple[str, ...] | None = None
+    holdout: str = "programs"
+    successors: int = 3
+    rl_pair_fraction: float = 0.75
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deeper_depths", tuple(self.deeper_depths))
+        if self.routings is not None:
+            object.__setattr__(self, "routings", tuple(self.routings))
+        if self.train_depth < 1:
+            raise DesignError(f"train_depth must be at least 1, got {self.train_depth}")
+        if any(d <= self.train_depth for d in self.deeper_depths):
+            raise DesignError(f"deeper_depths {self.deeper_depths} must all exceed train_depth={self.train_depth}")
+        for name in ("n_sft", "n_rl", "n_unseen", "n_deeper"):
+            if getattr(self, name) < 0:
+                raise DesignError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.rl_kind not in ("compound", "atomic"):
+            raise DesignError(f"rl_kind must be 'compound' or 'atomic', got {self.rl_kind!r}")
+        if self.holdout not in ("programs", "pairs"):
+            raise DesignError(f"holdout must be 'programs' or 'pairs', got {self.holdout!r}")
+        if not 0.0 <= self.rl_pair_fraction <= 1.0:
+            raise DesignError(f"rl_pair_fraction must be in [0, 1], got {self.rl_pair_fraction}")
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DesignConfig:
+        """Build from a config mapping; unknown keys and wrong types give a clear error."""
+        from hlsm.config import build_dataclass
+
+        return build_dataclass(cls, raw, "design")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SupportDesign:
+    """Named splits of programs over one spec; see the module docstring for the split names."""
+
+    spec: Spec
+    splits: dict[str, tuple[Program, ...]]
+    config: DesignConfig | None = None
+    seen_pairs: frozenset[tuple[int, int]] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, programs in self.splits.items():
+            for p in programs:
+                p.check(self.spec)
+            if len(set(programs)) != len(programs):
+                raise DesignError(f"split '{name}' lists a program twice")
+
+    def programs(self, split: str) -> tuple[Program, ...]:
+        try:
+            return self.splits[split]
+        except KeyError:
+            raise DesignError(f"the design has no split '{split}'; it has {list(self.splits)}") from None
+
+    def split_of(self) -> dict[Program, list[str]]:
+        """Which splits each program belongs to."""
+        out: dict[Program, list[str]] = {}
+        for name, programs in self.splits.items():
+            for p in programs:
+                out.setdefault(p, []).append(name)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_dict(),
+            "config": None if self.config is None else self.config.to_dict(),
+            "splits": {k: [p.names(self.spec) for p in v] for k, v in self.splits.items()},
+        }
+
+
+def _draw_distinct(
+    gen: torch.Generator,
+    sample: Any,
+    accept: Any,
+    count: int,
+    exclude: set[Program],
+    what: str,
+    available: int,
+) -> list[Program]:
+    """Rejection-sample ``count`` distinct programs that satisfy ``accept`` and avoid ``exclude``."""
+    if count > available:
+        raise DesignError(
+            f"cannot draw {count} distinct {what}: only {available} exist under this design; "
+            "lower the split size or enlarge the library / depth"
+        )
+    out: list[Program] = []
+    seen = set(exclude)
+    tries, budget = 0, 200 * count + 10_000
+    while len(out) < count:
+        tries += 1
+        if tries > budget:
+            raise DesignError(
+                f"could only draw {len(out)} of {count} distinct {what} after {budget} tries; "
+                "the constraints leave too few programs: lower the split size"
+            )
+        p = sample()
+        if p in seen or not accept(p):
+            continue
+        seen.add(p)
+        out.append(p)
+    return out
+
+
+def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDesign:
+    """Draw a support design. Splits are disjoint except RL inside SFT when ``rl_inside`` is set.
+
+    Raises
+    ------
+    DesignError
+        When the requested split sizes exceed what the library and depth can provide.
+    """
+    gen = torch.Generator().manual_seed(config.seed)
+    if config.routings is None:
+        allowed = list(range(spec.num_routings))
+    else:
+        unknown = [r for r in config.routings if r not in spec.routings]
+        if unknown:
+            raise DesignError(f"design routings {unknown} are not in the library {list(spec.routings)}")
+        allowed = [spec.routings.index(r) for r in config.routings]
+    if not allowed:
+        raise DesignError("the design allows no routing; list at least one in 'routings'")
+    K = spec.num_skills
+
+    def sample_program(depth: int) -> Program:
+        ms = torch.randint(len(allowed), (depth,), generator=gen).tolist()
+        ks = torch.randint(K, (depth,), generator=gen).tolist()
+        return Program(tuple((allowed[m], k) for m, k in zip(ms, ks, strict=True)))
+
+    L = config.train_depth
+    total = (len(allowed) * K) ** L
+    atomic = [Program.atomic(k) for k in range(K)] if config.sft_atomic else []
+    seen_pairs: frozenset[tuple[int, int]] | None = None
+
+    if config.holdout == "pairs":
+        if not 1 <= config.successors <= K:
+            raise DesignError(f"successors must be between 1 and the number of skills ({K}), got {config.successors}")
+        seen: set[tuple[int, int]] = set()
+        for k in range(K):
+            for j in torch.randperm(K, generator=gen)[: config.successors].tolist():
+                seen.add((k, j))
+        unseen_pairs = [(a, b) for a in range(K) for b in range(K) if (a, b) not in seen]
+        order = torch.randperm(len(unseen_pairs), generator=gen).tolist()
+        n_rl_pairs = round(config.rl_pair_fraction * len(unseen_pairs))
+        rl_pairs = {unseen_pairs[i] for i in order[:n_rl_pairs]}
+        seen_pairs = frozenset(seen)
+
+        def all_seen(p: Program) -> bool:
+            return all(q in seen for q in p.pairs())
+
+        def rl_usable(p: Program) -> bool:
+            news = [q for q in p.pairs() if q not in seen]
+            return bool(news) and all(q in rl_pairs for q in news)
+
+        n_seen_programs = len(allowed) ** L * K * config.successors ** (L - 1)
+        sft = _draw_distinct(
+            gen, lambda: sample_program(L), all_seen, config.n_sft, set(), "seen-pair SFT programs", n_seen_programs
+        )
+        if config.rl_kind == "atomic":
+            rl = [Program.atomic(k) for k in range(K)][: config.n_rl]
+        elif config.rl_inside:
+            rl = _draw_distinct(
+                gen, lambda: sample_program(L), all_seen, config.n_rl, set(), "RL programs", n_seen_programs
+            )
+        else:
+            rl = _draw_distinct(gen, lambda: sample_program(L), rl_usable, config.n_rl, set(sft), "RL programs", total)
+        unseen = _draw_distinct(
+            gen,
+            lambda: sample_program(L),
+            lambda p: not all_seen(p),
+            config.n_unseen,
+            set(rl) | set(sft),
+            "unseen-pair programs",
+            total - n_seen_programs,
+        )
+    else:
+        n_rl_outside = 0 if (config.rl_inside or config.rl_kind == "atomic") else config.n_rl
+        needed = config.n_sft + n_rl_outside + config.n_unseen
+        if needed > total:
+            raise DesignError(
+                f"the design asks for {needed} distinct depth-{L} programs (sft {config.n_sft} + rl "
+                f"{n_rl_outside} + unseen {config.n_unseen}) but only {total} exist with "
+                f"{len(allowed)} routings x {K} skills; lower the split sizes"
+            )
+        sft = _draw_distinct(gen, lambda: sample_program(L), lambda p: True, config.n_sft, set(), "SFT programs", total)
+        if config.rl_kind == "atomic":
+            rl = [Program.atomic(k) for k in range(K)][: config.n_rl]
+        elif config.rl_inside:
+            if config.n_rl > len(sft):
+                raise DesignError(f"RL inside SFT asks for {config.n_rl} programs but SFT has {len(sft)}")
+            pick = torch.randperm(len(sft), generator=gen)[: config.n_rl].tolist()
+            rl = [sft[i] for i in pick]
+        else:
+            rl = _draw_distinct(
+                gen, lambda: sample_program(L), lambda p: True, config.n_rl, set(sft), "RL programs", total - len(sft)
+            )
+        unseen = _draw_distinct(
+            gen,
+            lambda: sample_program(L),
+            lambda p: True,
+            config.n_unseen,
+            set(sft) | set(rl),
+            "unseen programs",
+            total - len(set(sft) | set(rl)),
+        )
+    deeper: list[Program] = []
+    for depth in config.deeper_depths:
+        deeper += _draw_distinct(
+            gen,
+            lambda d=depth: sample_program(d),
+            lambda p: True,
+            config.n_deeper,
+            set(),
+            f"depth-{depth} programs",
+            (len(allowed) * K) ** depth,
+        )
+    splits = {"sft": tuple(atomic + sft), "rl": tuple(rl), "unseen": tuple(unseen), "deeper": tuple(deeper)}
+    return SupportDesign(spec, splits, config, seen_pairs)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What a set of programs exercises: modules, skill pairs, (routing, skill) contexts."""
+
+    skills: Counter[int]
+    routings: Counter[int]
+    pairs: Counter[tuple[int, int]]
+    contexts: Counter[tuple[int, int]]
+    skills_in_compounds: Counter[int]
+    num_skills: int
+    num_routings: int
+
+    @property
+    def missing_skills(self) -> list[int]:
+        return [k for k in range(self.num_skills) if k not in self.skills]
+
+    @property
+    def missing_routings(self) -> list[int]:
+        return [m for m in range(self.num_routings) if m not in self.routings]
+
+    @property
+    def pair_fraction(self) -> float:
+        return len(self.pairs) / self.num_skills**2
+
+    def summary(self, spec: Spec) -> dict[str, Any]:
+        return {
+            "skills_covered": len(self.skills),
+            "skills_total": self.num_skills,
+            "skills_covered_in_compounds": len(self.skills_in_compounds),
+            "routings_covered": len(self.routings),
+            "routings_total": self.num_routings,
+            "pairs_covered": len(self.pairs),
+            "pairs_total": self.num_skills**2,
+            "contexts_covered": len(self.contexts),
+            "contexts_total": self.num_skills * self.num_routings,
+            "missing_skills": [spec.skills[k] for k in self.missing_skills],
+            "missing_routings": [spec.routings[m] for m in self.missing_routings],
+        }
+
+
+def coverage(spec: Spec, programs: Iterable[Program]) -> Coverage:
+    """Count the modules, skill pairs and (routing, skill) contexts that ``programs`` use."""
+    skills: Counter[int] = Counter()
+    routings: Counter[int] = Counter()
+    pairs: Counter[tuple[int, int]] = Counter()
+    contexts: Counter[tuple[int, int]] = Counter()
+    in_compounds: Counter[int] = Counter()
+    for p in programs:
+        skills.update(p.skills)
+        routings.update(p.routings)
+        pairs.update(p.pairs())
+        contexts.update((m, k) for m, k in p.steps if m != NO_ROUTING)
+        if not p.is_atomic:
+            in_compounds.update(p.skills)
+    return Coverage(skills, routings, pairs, contexts, in_compounds, spec.num_skills, spec.num_routings)
+
+
+def support_graph(spec: Spec, programs: Iterable[Program]) -> nx.DiGraph:
+    """Which symbols meet in which contexts.
+
+    Nodes are symbols (attribute ``kind`` = ``"skill"``/``"routing"``, ``name``); an edge
+    ``routing -> skill`` (``kind="context"``) joins the two symbols of one step, an edge
+    ``skill -> skill`` (``kind="successor"``) joins consecutive skills; ``count`` is how many
+    program steps realise it.
+    """
+    graph = nx.DiGraph()
+    for k, name in enumerate(spec.skills):
+        graph.add_node(spec.skill_symbols[k], kind="skill", name=name)
+    for m, name in enumerate(spec.routings):
+        graph.add_node(spec.routing_symbols[m], kind="routing", name=name)
+    cov = coverage(spec, programs)
+    for (m, k), c in cov.contexts.items():
+        graph.add_edge(spec.routing_symbols[m], spec.skill_symbols[k], kind="context", count=c)
+    for (a, b), c in cov.pairs.items():
+        u, v = spec.skill_symbols[a], spec.skill_symbols[b]
+        if graph.has_edge(u, v):
+            graph[u][v]["count"] += c
+        else:
+            graph.add_edge(u, v, kind="successor", count=c)
+    return graph
+
+
+def design_from_lists(spec: Spec, splits: Mapping[str, Sequence[str]]) -> SupportDesign:
+    """A design from explicit program lists in :meth:`Program.names` form (for design files)."""
+    if not any(splits.values()):
+        raise DesignError("every split of the design is empty; list at least one program")
+    built = {name: tuple(Program.from_names(spec, s) for s in programs) for name, programs in splits.items()}
+    return SupportDesign(spec, built)

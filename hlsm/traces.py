@@ -1,0 +1,236 @@
+"""The trace text format, exposure masks, a tokenizer and a strict parser.
+
+Format
+------
+One trace per line::
+
+    <x_0> | <symbols> > <x_1> > ... > <x_L>
+
+for example ``abcdef | R0 S3 R2 S5 > fedcba > ? > cdefab``. ``x_0`` is the prompt's input,
+``symbols`` the program's routing/skill symbols (``tau_1 sigma_1 ... tau_L sigma_L``; an atomic
+program shows only ``sigma_1``), then one entry per step: the state as letters, or ``?`` where the
+exposure mask hides it. The last entry is the answer. Everything before the first ``>`` is the
+*prompt*; the rest is the *trace*.
+
+Exposures: ``"full"`` (golden trace, every ``x_l`` shown), ``"answer"`` (only ``x_L``), or
+``"steps:1,3"`` (the listed 1-based steps; the answer is shown only if listed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hlsm.errors import HLSMError
+from hlsm.programs import Program, ProgramError
+from hlsm.spec import LETTERS, Spec, SpecError
+
+HIDDEN = "?"
+PROMPT_SEP = "|"
+STEP_SEP = ">"
+
+
+class TraceFormatError(HLSMError):
+    """A malformed trace line; the message gives the line and column of the problem."""
+
+
+def exposure_mask(exposure: str, depth: int) -> tuple[bool, ...]:
+    """Which of ``x_1 .. x_L`` a trace of ``depth`` steps shows under ``exposure``."""
+    if exposure == "full":
+        return (True,) * depth
+    if exposure == "answer":
+        return (False,) * (depth - 1) + (True,)
+    if exposure.startswith("steps:"):
+        try:
+            steps = {int(s) for s in exposure[len("steps:") :].split(",") if s.strip()}
+        except ValueError:
+            steps = {-1}
+        if not steps or min(steps) < 1:
+            raise TraceFormatError(f"exposure '{exposure}' must list 1-based steps, e.g. 'steps:1,3'")
+        return tuple(step in steps for step in range(1, depth + 1))
+    raise TraceFormatError(f"unknown exposure '{exposure}'; use 'full', 'answer' or 'steps:1,3'")
+
+
+def check_exposure(exposure: str) -> str:
+    """Validate an exposure string (raises :class:`TraceFormatError` with the fix); return it."""
+    exposure_mask(exposure, 1)
+    return exposure
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A parsed trace: input, program, shown states (``None`` where hidden)."""
+
+    x0: tuple[int, ...]
+    program: Program
+    states: tuple[tuple[int, ...] | None, ...]
+
+    @property
+    def mask(self) -> tuple[bool, ...]:
+        return tuple(s is not None for s in self.states)
+
+    @property
+    def answer(self) -> tuple[int, ...] | None:
+        return self.states[-1]
+
+
+def render(
+    spec: Spec,
+    program: Program,
+    x0: Sequence[int],
+    states: Sequence[Sequence[int] | None],
+    mask: Sequence[bool] | None = None,
+) -> str:
+    """One trace line. ``states`` are ``x_1 .. x_L``; ``mask[l]`` False hides ``x_{l+1}``."""
+    if len(states) != program.depth:
+        raise ValueError(f"a depth-{program.depth} program needs {program.depth} states, got {len(states)}")
+    mask = [s is not None for s in states] if mask is None else list(mask)
+    parts = [spec.render_state(x0), PROMPT_SEP, *program.symbols(spec)]
+    for shown, state in zip(mask, states, strict=True):
+        parts += [STEP_SEP, spec.render_state(state) if shown and state is not None else HIDDEN]
+    return " ".join(parts)
+
+
+def render_prompt(spec: Spec, program: Program, x0: Sequence[int]) -> str:
+    """The prompt part alone: ``x_0 | symbols``."""
+    return " ".join([spec.render_state(x0), PROMPT_SEP, *program.symbols(spec)])
+
+
+def _words(line: str) -> list[tuple[str, int]]:
+    """Whitespace-separated words with their 1-based columns."""
+    out, col = [], 0
+    for part in line.split(" "):
+        col += 1
+        if part:
+            out.append((part, col))
+        col += len(part)
+    return out
+
+
+def parse(spec: Spec, line: str, lineno: int = 1) -> Trace:
+    """Parse one trace line strictly.
+
+    Raises
+    ------
+    TraceFormatError
+        With ``line L, column C`` and what was expected, for: a missing ``|`` or ``>``, an unknown
+        symbol, a state of the wrong length or with letters outside the alphabet, a number of
+        states that does not match the program's depth, tabs or trailing garbage.
+    """
+
+    def fail(col: int, message: str) -> TraceFormatError:
+        return TraceFormatError(f"line {lineno}, column {col}: {message}")
+
+    if "\t" in line or "\n" in line.rstrip("\n"):
+        raise fail(line.find("\t") + 1, "tabs and embedded newlines are not allowed; separate fields by spaces")
+    words = _words(line.rstrip("\n"))
+    if not words:
+        raise fail(1, "empty line; expected '<x0> | <symbols> > <x1> ...'")
+    try:
+        sep = [w for w, _ in words].index(PROMPT_SEP)
+    except ValueError:
+        raise fail(len(line) + 1, f"missing '{PROMPT_SEP}' between the input state and the program") from None
+    if sep != 1:
+        raise fail(words[min(sep, 1)][1], f"expected exactly one input state before '{PROMPT_SEP}'")
+    x0_text, x0_col = words[0]
+    try:
+        x0 = tuple(spec.parse_state(x0_text))
+    except SpecError as err:
+        raise fail(x0_col, str(err)) from None
+    rest = words[2:]
+    steps_at = [i for i, (w, _) in enumerate(rest) if w == STEP_SEP]
+    if not steps_at:
+        raise fail(len(line) + 1, f"missing '{STEP_SEP}' before the first state of the trace")
+    symbols = rest[: steps_at[0]]
+    if not symbols:
+        raise fail(rest[0][1], "the program has no symbols")
+    for i, (word, col) in enumerate(symbols):
+        if word not in spec.skill_symbols and word not in spec.routing_symbols:
+            raise fail(col, f"unknown symbol '{word}' (symbol {i + 1} of the program)")
+    try:
+        program = Program.from_symbols(spec, [w for w, _ in symbols])
+    except ProgramError as err:
+        raise fail(symbols[0][1], str(err)) from None
+    entries = rest[steps_at[0] :]
+    states: list[tuple[int, ...] | None] = []
+    i = 0
+    while i < len(entries):
+        word, col = entries[i]
+        if word != STEP_SEP:
+            raise fail(col, f"expected '{STEP_SEP}' before each state, found '{word}'")
+        if i + 1 >= len(entries):
+            raise fail(col + 1, f"'{STEP_SEP}' must be followed by a state or '{HIDDEN}'")
+        value, vcol = entries[i + 1]
+        if value == HIDDEN:
+            states.append(None)
+        else:
+            try:
+                states.append(tuple(spec.parse_state(value)))
+            except SpecError as err:
+                raise fail(vcol, str(err)) from None
+        i += 2
+    if len(states) != program.depth:
+        col = entries[-1][1] if len(states) > program.depth else len(line) + 1
+        raise fail(col, f"the program has {program.depth} step(s) but the trace shows {len(states)} state(s)")
+    return Trace(x0, program, tuple(states))
+
+
+def parse_lines(spec: Spec, text: str) -> list[Trace]:
+    """Parse a block of trace lines (blank lines skipped); errors carry the line number."""
+    return [parse(spec, line, i) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+
+
+SPECIALS = ("<pad>", "<bos>", "<eos>")
+
+
+class Tokenizer:
+    """Word-level tokens for the trace format: one token per letter, symbol and separator.
+
+    The vocabulary is ``<pad> <bos> <eos> | > ?``, the ``A`` letters, then the skill and routing
+    symbols of the spec. A state ``x`` becomes ``n`` letter tokens; spaces are not tokens.
+    """
+
+    def __init__(self, spec: Spec, extra_symbols: Sequence[str] = ()) -> None:
+        self.spec = spec
+        vocab = [*SPECIALS, PROMPT_SEP, STEP_SEP, HIDDEN, *LETTERS[: spec.alphabet]]
+        vocab += [*spec.skill_symbols, *spec.routing_symbols, *extra_symbols]
+        self.vocab: tuple[str, ...] = tuple(vocab)
+        self.index = {t: i for i, t in enumerate(self.vocab)}
+        self.pad, self.bos, self.eos = (self.index[s] for s in SPECIALS)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, line: str, bos: bool = True, eos: bool = True) -> list[int]:
+        """Token ids of a trace (or prompt) line."""
+        ids = [self.bos] if bos else []
+        for word, col in _words(line):
+            if word in self.index and len(word) > 0 and not word[0].islower():
+                ids.append(self.index[word])
+            elif all(c in self.index for c in word) and word.islower():
+                ids += [self.index[c] for c in word]
+            else:
+                raise TraceFormatError(f"column {col}: '{word}' has no token in this vocabulary")
+        if eos:
+            ids.append(self.eos)
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Inverse of :meth:`encode` (specials dropped); letters of one state are joined."""
+        words: list[str] = []
+        letters = set(LETTERS[: self.spec.alphabet])
+        prev_letter = False
+        for i in ids:
+            token = self.vocab[i]
+            if token in SPECIALS:
+                continue
+            if token in letters and prev_letter:
+                words[-1] += token
+            else:
+                words.append(token)
+            prev_letter = token in letters
+        return " ".join(words)
