@@ -6,6 +6,7 @@ and compositions a support identifies, and test the predictions on a small trans
 
 from hlsm.design import Coverage, DesignConfig, DesignError, SupportDesign, coverage, make_design, support_graph
 from hlsm.errors import HLSMError
+from hlsm.model import HLSMParams, ModelError, hlsm, log_likelihood
 from hlsm.modules import (
     DEFAULT_ROUTINGS,
     DEFAULT_SKILLS,
@@ -19,7 +20,7 @@ from hlsm.modules import (
     unregister,
 )
 from hlsm.programs import NO_ROUTING, Program, ProgramBatch, ProgramError, execute
-from hlsm.simulate import Corpus, CorpusError, read_jsonl, simulate, summarize, write_jsonl
+from hlsm.simulate import Corpus, CorpusError, read_jsonl, summarize, write_jsonl
 from hlsm.spec import Spec, SpecError
 from hlsm.traces import Tokenizer, Trace, TraceFormatError, exposure_mask, parse, render
 
@@ -35,6 +36,8 @@ __all__ = [
     "DesignConfig",
     "DesignError",
     "HLSMError",
+    "HLSMParams",
+    "ModelError",
     "ModuleError",
     "Program",
     "ProgramBatch",
@@ -52,13 +55,14 @@ __all__ = [
     "exposure_mask",
     "get_routing",
     "get_skill",
+    "hlsm",
+    "log_likelihood",
     "make_design",
     "parse",
     "read_jsonl",
     "register_routing",
     "register_skill",
     "render",
-    "simulate",
     "summarize",
     "support_graph",
     "unregister",

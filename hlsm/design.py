@@ -185,6 +185,13 @@ def _draw_distinct(
     return out
 
 
+def _pick_inside(gen: torch.Generator, sft: list[Program], count: int) -> list[Program]:
+    """``count`` of the SFT programs, at random: RL inside the SFT support."""
+    if count > len(sft):
+        raise DesignError(f"RL inside SFT asks for {count} programs but SFT has {len(sft)}; lower n_rl")
+    return [sft[i] for i in torch.randperm(len(sft), generator=gen)[:count].tolist()]
+
+
 def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDesign:
     """Draw a support design. Splits are disjoint except RL inside SFT when ``rl_inside`` is set.
 
@@ -242,9 +249,7 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
         if config.rl_kind == "atomic":
             rl = [Program.atomic(k) for k in range(K)][: config.n_rl]
         elif config.rl_inside:
-            rl = _draw_distinct(
-                gen, lambda: sample_program(L), all_seen, config.n_rl, set(), "RL programs", n_seen_programs
-            )
+            rl = _pick_inside(gen, sft, config.n_rl)
         else:
             rl = _draw_distinct(gen, lambda: sample_program(L), rl_usable, config.n_rl, set(sft), "RL programs", total)
         unseen = _draw_distinct(
@@ -269,10 +274,7 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
         if config.rl_kind == "atomic":
             rl = [Program.atomic(k) for k in range(K)][: config.n_rl]
         elif config.rl_inside:
-            if config.n_rl > len(sft):
-                raise DesignError(f"RL inside SFT asks for {config.n_rl} programs but SFT has {len(sft)}")
-            pick = torch.randperm(len(sft), generator=gen)[: config.n_rl].tolist()
-            rl = [sft[i] for i in pick]
+            rl = _pick_inside(gen, sft, config.n_rl)
         else:
             rl = _draw_distinct(
                 gen, lambda: sample_program(L), lambda p: True, config.n_rl, set(sft), "RL programs", total - len(sft)

@@ -302,7 +302,7 @@ def _difference(x: Tensor, a: int) -> Tensor:
 
 
 def _shift_odd(x: Tensor, a: int) -> Tensor:
-    step = (torch.arange(x.shape[-1]) % 2).to(x.dtype)
+    step = (torch.arange(x.shape[-1], device=x.device) % 2).to(x.dtype)
     return (x + step) % a
 
 
@@ -332,7 +332,7 @@ def _running_min(x: Tensor, a: int) -> Tensor:
 
 def _palindrome(x: Tensor, a: int) -> Tensor:
     n = x.shape[-1]
-    idx = torch.arange(n)
+    idx = torch.arange(n, device=x.device)
     return x[..., torch.minimum(idx, n - 1 - idx)]
 
 
@@ -345,7 +345,7 @@ def _min_reverse(x: Tensor, a: int) -> Tensor:
 
 
 def _zero_odd(x: Tensor, a: int) -> Tensor:
-    keep = (torch.arange(x.shape[-1]) % 2 == 0).to(x.dtype)
+    keep = (torch.arange(x.shape[-1], device=x.device) % 2 == 0).to(x.dtype)
     return x * keep
 
 
@@ -403,7 +403,7 @@ def _splice(h: Tensor, a: int) -> Tensor:
 
 def _zip(h: Tensor, a: int) -> Tensor:
     last, first = history_item(h, -1), history_item(h, 0)
-    even = torch.arange(last.shape[-1]) % 2 == 0
+    even = torch.arange(last.shape[-1], device=last.device) % 2 == 0
     return torch.where(even, last, first)
 
 

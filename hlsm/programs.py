@@ -28,7 +28,15 @@ PAD = -1
 
 
 class ProgramError(HLSMError):
-    """A program that does not fit its spec (index out of range, empty, misplaced atomic step)."""
+    """A program that does not fit its spec (index out of range, empty, misplaced atomic step).
+
+    ``symbol`` is the 0-based position of the offending prompt symbol when there is one
+    (:meth:`Program.from_symbols`), so that a parser can point at its column.
+    """
+
+    def __init__(self, message: str, symbol: int | None = None) -> None:
+        super().__init__(message)
+        self.symbol = symbol
 
 
 @dataclass(frozen=True, order=True)
@@ -127,14 +135,15 @@ class Program:
         for i, sym in enumerate(symbols):
             if sym in spec.routing_symbols:
                 if routing is not None:
-                    raise ProgramError(f"symbol {i + 1} ('{sym}'): two routing symbols in a row")
+                    raise ProgramError(f"symbol {i + 1} ('{sym}'): two routing symbols in a row", symbol=i)
                 routing = spec.routing_symbols.index(sym)
             elif sym in spec.skill_symbols:
                 k = spec.skill_symbols.index(sym)
                 if routing is None and (steps or i + 1 < len(symbols)):
                     raise ProgramError(
                         f"symbol {i + 1} ('{sym}'): a skill symbol needs a routing symbol before it "
-                        "(only a one-skill atomic program may omit it)"
+                        "(only a one-skill atomic program may omit it)",
+                        symbol=i,
                     )
                 steps.append((NO_ROUTING if routing is None else routing, k))
                 routing = None
@@ -142,10 +151,13 @@ class Program:
                 raise ProgramError(
                     f"symbol {i + 1} ('{sym}') is not in the library: skills use "
                     f"{spec.skill_symbols[0]}..{spec.skill_symbols[-1]}, routings "
-                    f"{spec.routing_symbols[0]}..{spec.routing_symbols[-1]}"
+                    f"{spec.routing_symbols[0]}..{spec.routing_symbols[-1]}",
+                    symbol=i,
                 )
         if routing is not None:
-            raise ProgramError("the program ends with a routing symbol; every routing needs a skill after it")
+            raise ProgramError(
+                "the program ends with a routing symbol; every routing needs a skill after it", symbol=len(symbols) - 1
+            )
         if not steps:
             raise ProgramError("empty program")
         return cls(tuple(steps))

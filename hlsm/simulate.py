@@ -92,6 +92,8 @@ def _draw_programs(
     w = torch.ones(len(programs)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     if w.shape != (len(programs),) or bool((w < 0).any()) or float(w.sum()) <= 0:
         raise ProgramError("support weights must be non-negative, one per program, and not all zero")
+    if n == 0:  # torch.multinomial refuses to draw zero samples
+        return torch.zeros(0, dtype=torch.long)
     return torch.multinomial(w.float(), n, replacement=True, generator=gen)
 
 
@@ -244,6 +246,8 @@ def read_jsonl(spec: Spec, path: str | Path) -> Corpus:
         if not isinstance(record, dict) or not _RECORD_KEYS <= set(record):
             missing = sorted(_RECORD_KEYS - set(record)) if isinstance(record, dict) else sorted(_RECORD_KEYS)
             raise CorpusError(f"{where}: record lacks key(s) {missing}; write corpora with `hlsm simulate`")
+        if not isinstance(record["text"], str):
+            raise CorpusError(f"{where}: 'text' must be a string, got {type(record['text']).__name__}")
         try:
             trace = parse(spec, record["text"], lineno)
         except TraceFormatError as err:

@@ -121,15 +121,17 @@ def parse(spec: Spec, line: str, lineno: int = 1) -> Trace:
     def fail(col: int, message: str) -> TraceFormatError:
         return TraceFormatError(f"line {lineno}, column {col}: {message}")
 
-    if "\t" in line or "\n" in line.rstrip("\n"):
-        raise fail(line.find("\t") + 1, "tabs and embedded newlines are not allowed; separate fields by spaces")
+    bad = [i for i, c in enumerate(line.rstrip("\n")) if c in "\t\n"]
+    if bad:
+        raise fail(bad[0] + 1, "tabs and embedded newlines are not allowed; separate fields by spaces")
     words = _words(line.rstrip("\n"))
     if not words:
         raise fail(1, "empty line; expected '<x0> | <symbols> > <x1> ...'")
     try:
         sep = [w for w, _ in words].index(PROMPT_SEP)
     except ValueError:
-        raise fail(len(line) + 1, f"missing '{PROMPT_SEP}' between the input state and the program") from None
+        col = words[1][1] if len(words) > 1 else len(line) + 1  # where the separator was expected
+        raise fail(col, f"missing '{PROMPT_SEP}' between the input state and the program") from None
     if sep != 1:
         raise fail(words[min(sep, 1)][1], f"expected exactly one input state before '{PROMPT_SEP}'")
     x0_text, x0_col = words[0]
@@ -150,7 +152,7 @@ def parse(spec: Spec, line: str, lineno: int = 1) -> Trace:
     try:
         program = Program.from_symbols(spec, [w for w, _ in symbols])
     except ProgramError as err:
-        raise fail(symbols[0][1], str(err)) from None
+        raise fail(symbols[err.symbol if err.symbol is not None else 0][1], str(err)) from None
     entries = rest[steps_at[0] :]
     states: list[tuple[int, ...] | None] = []
     i = 0
@@ -170,7 +172,8 @@ def parse(spec: Spec, line: str, lineno: int = 1) -> Trace:
                 raise fail(vcol, str(err)) from None
         i += 2
     if len(states) != program.depth:
-        col = entries[-1][1] if len(states) > program.depth else len(line) + 1
+        # too many: the first surplus '>'; too few: the end of the line, where the next '>' belongs
+        col = entries[2 * program.depth][1] if len(states) > program.depth else len(line) + 1
         raise fail(col, f"the program has {program.depth} step(s) but the trace shows {len(states)} state(s)")
     return Trace(x0, program, tuple(states))
 
