@@ -1,6 +1,6 @@
 """The ``hlsm`` command.
 
-Subcommands: ``modules``, ``simulate``, ``quickstart``, ``bench``. Bad input (an unknown module, a
+Subcommands: ``modules``, ``simulate``, ``quickstart``, ``train sft``, ``bench``. Bad input (an unknown module, a
 malformed config, an impossible design, an unwritable output path) prints one message naming the
 input and the fix, and exits with code 2.
 """
@@ -118,6 +118,55 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     print(json.dumps({"depth": summary["depth"], "split": summary["split"]}))
 
 
+def _cmd_identify(args: argparse.Namespace) -> None:
+    from hlsm.designfile import load_design
+    from hlsm.identify import graph_diagnostics, identify
+
+    design = load_design(args.design)
+    corpus = design.corpus()
+    classes = ["lib", "tab"] if args.hypothesis_class == "both" else [args.hypothesis_class]
+    results = {c: identify(design.spec, corpus, design.candidates, c) for c in classes}
+    main_result = results[classes[0]]
+    support = list(design.sft) + list(design.rl)
+    report: dict[str, Any] = {
+        "design": str(args.design),
+        "traces": len(corpus),
+        "unseen_total": len(design.candidates),
+        "generalisation_set_size": len(main_result.generalisation_set),
+        "hypothesis_class": classes[0],
+        "support_graph": graph_diagnostics(design.spec, support),
+        **{c: r.to_dict() for c, r in results.items()},
+    }
+    if args.figure:
+        from hlsm.plots import plot_support_graph
+
+        plot_support_graph(design.spec, support, main_result.to_dict(), args.figure)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    spec = design.spec
+    print(f"design {args.design}: {len(corpus):,} traces, {len(design.candidates)} candidate programs")
+    for c, r in results.items():
+        data = r.to_dict()
+        bound = " (lower bound)" if r.lower_bound else ""
+        print(f"\n== H-{c}: generalisation set {data['generalisation_set_size']}/{data['unseen_total']}{bound}")
+        for sym, row in data["routings"].items():
+            status = "identified" if row["identified"] else "NOT identified"
+            print(f"  routing {sym:<4} {status:<15} fits: {', '.join(row['fits'])}")
+        for sym, row in data["skills"].items():
+            status = "identified" if row["identified"] else "NOT identified"
+            fits = (
+                ", ".join(row["fits"])
+                if row["fits"] is not None
+                else f"{row['identified_inputs']}/{row['inputs_total']} inputs"
+            )
+            print(f"  skill   {sym:<4} {status:<15} fits: {fits}")
+        for cand in data["candidates"]:
+            mark = "in G " if cand["identified"] else "NOT  "
+            print(f"  {mark} {cand['program']:<40} {cand['reason']}")
+    del spec
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from hlsm.quickstart import QuickstartConfig, run_quickstart
 
@@ -125,12 +174,25 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _cmd_train_sft(args: argparse.Namespace) -> None:
+    from hlsm.lm.sft import train_sft
+    from hlsm.lm.sft_config import SFTConfig
+
+    config = SFTConfig.from_toml(args.config)
+    result = train_sft(config, args.out, resume=args.resume)
+    if result.rank == 0:
+        print(f"trained {result.step} steps; outputs in {result.out}")
+        for name, acc in result.evaluation.items():
+            print(f"  {name:<12} accuracy {acc['accuracy']:.3f} +- {acc['se']:.3f}  (n={acc['n']})")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from hlsm.bench import run_benchmark
 
     kwargs: dict[str, Any] = {"progress": not args.json}
-    if args.n is not None:
-        kwargs["n"] = args.n
+    for key in ("n", "device", "peak_tflops"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
     result = run_benchmark(args.name, **kwargs)
     if args.json:
         print(json.dumps(result))
@@ -177,16 +239,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output JSONL path")
     p.set_defaults(func=_cmd_simulate)
 
+    p = sub.add_parser("identify", help="which modules and unseen programs a design identifies")
+    p.add_argument("--design", required=True, help="design TOML file (see hlsm/designfile.py, sims/designs/)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--class",
+        dest="hypothesis_class",
+        choices=("lib", "tab", "both"),
+        default="both",
+        help="hypothesis class: lib (symbols bind to library modules), tab (skills are any tables), both",
+    )
+    p.add_argument("--figure", help="write the support graph, coloured by identification, to this PNG")
+    p.set_defaults(func=_cmd_identify)
+
     p = sub.add_parser("quickstart", help="the main job on the default library (writes runs/quickstart/)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--traces-per-split", type=_positive, default=5000, help="traces per split (default 5000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_quickstart)
 
-    p = sub.add_parser("bench", help="run a benchmark: simulate")
-    p.add_argument("name", help="benchmark name (simulate)")
+    p = sub.add_parser("train", help="train the transformer: sft")
+    stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    q = stages.add_parser("sft", help="supervised training on golden traces; resumable, torchrun-ready")
+    q.add_argument("--config", required=True, help="TOML file (see configs/sft_cpu.toml and hlsm.lm.sft_config)")
+    q.add_argument("--out", help="output folder (default: [training] out of the config)")
+    q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
+    q.set_defaults(func=_cmd_train_sft)
+
+    p = sub.add_parser("bench", help="run a benchmark: simulate, sample, train")
+    p.add_argument("name", help="benchmark name (simulate, sample, train)")
     p.add_argument("--json", action="store_true", help="print one JSON object with a 'ratio' field")
-    p.add_argument("--n", type=_positive, help="problem size (simulate: traces, default 100000)")
+    p.add_argument(
+        "--n", type=_positive, help="problem size (simulate: traces, default 100000; sample: prompts, train: batch, 64)"
+    )
+    p.add_argument("--device", help="sample, train: cpu (default) or cuda")
+    p.add_argument(
+        "--peak-tflops", type=float, help="train: the device's peak TFLOP/s, to report model FLOPs utilisation"
+    )
     p.set_defaults(func=_cmd_bench)
     return parser
 

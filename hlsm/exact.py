@@ -13,8 +13,8 @@ sequence ``(R_1, K_1, ..., R_L, K_L)`` and every value of the hidden states of::
 task level: ``log w(pi) - log |X|`` per trace. The cost is ``(M K)^L |X|^hidden`` per trace: keep to
 tiny instances.
 
-Version-space and identifiability brute force (``theory/``, claims C1-C5) will live in this
-module too.
+Version-space and identifiability brute force (``theory/``, claims C1-C5) lives beside it, in
+:mod:`hlsm.oracle`.
 """
 
 from __future__ import annotations

@@ -42,3 +42,66 @@ def plot_corpus_summary(summary: dict[str, Any], path: str | Path, title: str = 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_support_graph(spec: Any, programs: Any, identification: dict[str, Any], path: str | Path) -> Path:
+    """The support graph (routing -> skill contexts, skill -> skill successions), nodes coloured by
+    whether the checker identified the symbol (``identification`` is ``Identification.to_dict()``)."""
+    import networkx as nx
+
+    from hlsm.design import support_graph
+
+    graph = support_graph(spec, programs)
+    status = {**identification["skills"], **identification["routings"]}
+    routing_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "routing"]
+    skill_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "skill"]
+    pos = {}
+    for i, n in enumerate(routing_nodes):
+        pos[n] = (0.0, -i / max(1, len(routing_nodes) - 1))
+    import math
+
+    for i, n in enumerate(skill_nodes):
+        angle = 2 * math.pi * i / max(1, len(skill_nodes))
+        pos[n] = (1.6 + 0.9 * math.cos(angle), -0.5 + 0.9 * math.sin(angle))
+    fig, ax = plt.subplots(figsize=(10, 7))
+    colours = ["tab:green" if status[n]["identified"] else "tab:red" for n in graph.nodes]
+    shapes = {n: ("s" if graph.nodes[n]["kind"] == "routing" else "o") for n in graph.nodes}
+    for shape in ("s", "o"):
+        nodes = [n for n in graph.nodes if shapes[n] == shape]
+        nx.draw_networkx_nodes(
+            graph,
+            pos,
+            nodelist=nodes,
+            node_shape=shape,
+            ax=ax,
+            node_size=650,
+            node_color=[colours[list(graph.nodes).index(n)] for n in nodes],
+        )
+    labels = {n: f"{n}\n{graph.nodes[n]['name']}" for n in graph.nodes}
+    nx.draw_networkx_labels(graph, pos, labels, font_size=6, ax=ax)
+    contexts = [(u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "context"]
+    successions = [(u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "successor"]
+    nx.draw_networkx_edges(graph, pos, edgelist=contexts, ax=ax, edge_color="tab:blue", alpha=0.35, arrows=False)
+    nx.draw_networkx_edges(
+        graph,
+        pos,
+        edgelist=successions,
+        ax=ax,
+        edge_color="tab:gray",
+        alpha=0.5,
+        connectionstyle="arc3,rad=0.2",
+        arrowsize=8,
+    )
+    g, total = identification["generalisation_set_size"], identification["unseen_total"]
+    ax.set_title(
+        f"Support graph (H-{identification['hypothesis_class']}): green = identified, red = not; "
+        f"squares routings, circles skills; blue = context, grey = succession. G = {g}/{total}",
+        fontsize=9,
+    )
+    ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

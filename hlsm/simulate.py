@@ -333,3 +333,44 @@ def concat(corpora: Sequence[Corpus]) -> Corpus:
         split += list(c.split)
     batch = ProgramBatch(torch.cat(routing), torch.cat(skill), torch.cat(depth))
     return Corpus(spec, batch, torch.cat(states), torch.cat(mask), tuple(split))
+
+
+def population_corpus(
+    spec: Spec,
+    programs: Sequence[Program],
+    exposure: str = "full",
+    split: str = "sft",
+    inputs: Tensor | None = None,
+) -> Corpus:
+    """The population limit: every program run noiselessly on every input state.
+
+    Parameters
+    ----------
+    programs
+        The regime's support.
+    exposure
+        Exposure of every trace (``"full"`` for SFT, ``"answer"`` for RL).
+    inputs
+        ``(B, n)`` input states; default: all of ``X`` (``A**n`` of them, so tiny instances only).
+
+    Returns
+    -------
+    Corpus
+        ``len(programs) * B`` traces, program-major.
+    """
+    from hlsm.programs import execute
+
+    if not programs:
+        raise CorpusError("the regime has no programs: give at least one")
+    for p in programs:
+        p.check(spec)
+    x0 = spec.all_states() if inputs is None else inputs
+    b = x0.shape[0]
+    support = ProgramBatch.from_programs(programs)
+    batch = support.index(torch.arange(len(programs)).repeat_interleave(b))
+    starts = x0.repeat(len(programs), 1)
+    states = execute(spec, batch, starts)
+    mask = torch.zeros(len(batch), batch.max_depth, dtype=torch.bool)
+    for i, p in enumerate(programs):
+        mask[i * b : (i + 1) * b, : p.depth] = torch.tensor(exposure_mask(exposure, p.depth))
+    return Corpus(spec, batch, states, mask, (split,) * len(batch))

@@ -1,0 +1,186 @@
+"""What a corpus says about the modules, in the forms the identifiability checker consumes.
+
+* :class:`StepObservations`: every step whose output and whole history are shown, i.e. one
+  ``(routing symbol, skill symbol, history, output)`` fact; atomic steps have no routing symbol.
+* :class:`Record`: every trace that hides a state, grouped by ``(program, mask)`` — a constraint
+  over all the symbols of its program (``theory/identifiability.md``, section 3).
+* Extensional equality of library modules (:func:`skill_classes`, :func:`routing_classes`) on the
+  states the checker evaluates — all of ``X`` for small instances, else a probe set
+  (:func:`probe_states`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hlsm.programs import Program
+from hlsm.simulate import Corpus
+from hlsm.spec import Spec
+
+MAX_EXHAUSTIVE_STATES = 4096
+"""Largest ``|X|`` evaluated exhaustively; above it, functions are compared on :func:`probe_states`."""
+
+
+def probe_states(spec: Spec, count: int = 2048, seed: int = 0) -> Tensor:
+    """States on which functions are compared: all of ``X`` if ``|X| <= MAX_EXHAUSTIVE_STATES``.
+
+    Otherwise the ``A`` constant strings, the ``A`` ramps ``(c, c+1, ...) mod A`` and ``count``
+    uniform draws: agreement on them is taken as equality (exact for tiny instances).
+    """
+    if spec.num_states <= MAX_EXHAUSTIVE_STATES:
+        return spec.all_states()
+    gen = torch.Generator().manual_seed(seed)
+    a, n = spec.alphabet, spec.length
+    constant = torch.arange(a).unsqueeze(1).expand(a, n)
+    ramps = (torch.arange(a).unsqueeze(1) + torch.arange(n)) % a
+    random = torch.randint(a, (count, n), generator=gen)
+    return torch.cat([constant, ramps, random]).unique(dim=0)
+
+
+def probe_histories(spec: Spec, length: int, count: int = 2048, seed: int = 0) -> Tensor:
+    """``(B, length, n)`` histories: all of ``X**length`` when that is small, else random ones."""
+    total = spec.num_states**length
+    if total <= 20_000:
+        codes = torch.cartesian_prod(*[torch.arange(spec.num_states)] * length) if length > 1 else None
+        if codes is None:
+            return spec.all_states().unsqueeze(1)
+        return spec.decode(codes)
+    gen = torch.Generator().manual_seed(seed + length)
+    return torch.randint(spec.alphabet, (count, length, spec.length), generator=gen)
+
+
+def _classes(outputs: list[Tensor]) -> tuple[int, ...]:
+    """Label each function by the first earlier one with identical outputs."""
+    labels: list[int] = []
+    for i, out in enumerate(outputs):
+        labels.append(next((j for j in range(i) if torch.equal(outputs[j], out)), i))
+    return tuple(labels)
+
+
+def skill_classes(spec: Spec, states: Tensor) -> tuple[int, ...]:
+    """``labels[k]`` = smallest skill index that computes the same function as skill ``k`` on ``states``."""
+    return _classes([spec.apply_skill(k, states) for k in range(spec.num_skills)])
+
+
+def routing_classes(spec: Spec, max_depth: int) -> tuple[int, ...]:
+    """Routings equal on every probed history of lengths ``1..max_depth`` share a label."""
+    outs: list[list[Tensor]] = [[] for _ in range(spec.num_routings)]
+    for length in range(1, max_depth + 1):
+        histories = probe_histories(spec, length)
+        for m in range(spec.num_routings):
+            outs[m].append(spec.apply_routing(m, histories))
+    return _classes([torch.cat(o) for o in outs])
+
+
+@functools.lru_cache(maxsize=4096)
+def routing_reads(spec: Spec, m: int, length: int, samples: int = 512, seed: int = 0) -> tuple[bool, ...]:
+    """Which of the ``length`` history items routing ``m`` reads (found by perturbing each item).
+
+    An item is read if replacing it by random states changes the output on some of ``samples``
+    random histories (for tiny instances: on every history).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    histories = probe_histories(spec, length, samples, seed)
+    base = spec.apply_routing(m, histories)
+    reads = []
+    for j in range(length):
+        changed = False
+        for _ in range(4):
+            other = histories.clone()
+            other[:, j] = torch.randint(spec.alphabet, other[:, j].shape, generator=gen)
+            if not torch.equal(spec.apply_routing(m, other), base):
+                changed = True
+                break
+        reads.append(changed)
+    return tuple(reads)
+
+
+@dataclass(frozen=True)
+class StepObservations:
+    """Shown steps with a shown history, pooled by history length ``l`` (dict key).
+
+    For each ``l``: ``history (N_l, l, n)``, ``output (N_l, n)``, ``routing_symbol (N_l,)`` (``-1``
+    for an atomic step), ``skill_symbol (N_l,)``.
+    """
+
+    history: dict[int, Tensor]
+    output: dict[int, Tensor]
+    routing_symbol: dict[int, Tensor]
+    skill_symbol: dict[int, Tensor]
+
+    def lengths(self) -> list[int]:
+        return sorted(self.history)
+
+    def pairs(self) -> set[tuple[int, int]]:
+        """Observed ``(routing symbol, skill symbol)`` pairs; routing ``-1`` marks atomic steps."""
+        out: set[tuple[int, int]] = set()
+        for l in self.lengths():
+            stacked = torch.stack([self.routing_symbol[l], self.skill_symbol[l]], dim=1).unique(dim=0)
+            out |= {(int(r), int(s)) for r, s in stacked.tolist()}
+        return out
+
+
+@dataclass(frozen=True)
+class Record:
+    """Traces of one program under one exposure mask, with at least one hidden state.
+
+    ``x0 (B, n)``, ``states (B, L, n)`` (read only where ``mask`` is True).
+    """
+
+    program: Program
+    mask: tuple[bool, ...]
+    x0: Tensor
+    states: Tensor
+
+    def symbols(self) -> list[tuple[str, int]]:
+        """Distinct symbols of the program as ``("r", index)`` / ``("s", index)``, in first-use order."""
+        out: list[tuple[str, int]] = []
+        for m, k in self.program.steps:
+            for var in ((("r", m),) if m >= 0 else ()) + (("s", k),):
+                if var not in out:
+                    out.append(var)
+        return out
+
+
+def split_corpus(corpus: Corpus) -> tuple[StepObservations, list[Record]]:
+    """Step observations (every shown step with a shown history) and records (traces hiding a state)."""
+    spec = corpus.spec
+    hist: dict[int, list[Tensor]] = {}
+    outs: dict[int, list[Tensor]] = {}
+    rsym: dict[int, list[Tensor]] = {}
+    ssym: dict[int, list[Tensor]] = {}
+    depth = corpus.programs.depth
+    mask = corpus.mask
+    max_depth = corpus.programs.max_depth
+    for l in range(1, max_depth + 1):
+        # rows whose step l exists, is shown, and whose x_1..x_{l-1} are shown
+        rows = (depth >= l) & mask[:, l - 1] & mask[:, : l - 1].all(dim=1)
+        if not bool(rows.any()):
+            continue
+        hist.setdefault(l, []).append(corpus.states[rows, :l])
+        outs.setdefault(l, []).append(corpus.states[rows, l])
+        rsym.setdefault(l, []).append(corpus.programs.routing[rows, l - 1])
+        ssym.setdefault(l, []).append(corpus.programs.skill[rows, l - 1])
+    steps = StepObservations(
+        {l: torch.cat(v) for l, v in hist.items()},
+        {l: torch.cat(v) for l, v in outs.items()},
+        {l: torch.cat(v) for l, v in rsym.items()},
+        {l: torch.cat(v) for l, v in ssym.items()},
+    )
+    hidden = torch.tensor([not bool(mask[i, : int(depth[i])].all()) for i in range(len(corpus))], dtype=torch.bool)
+    records: list[Record] = []
+    if bool(hidden.any()):
+        groups: dict[tuple[Program, tuple[bool, ...]], list[int]] = {}
+        for i in hidden.nonzero(as_tuple=True)[0].tolist():
+            d = int(depth[i])
+            key = (corpus.program(i), tuple(mask[i, :d].tolist()))
+            groups.setdefault(key, []).append(i)
+        for (program, m), rows_list in groups.items():
+            idx = torch.tensor(rows_list)
+            records.append(Record(program, m, corpus.states[idx, 0], corpus.states[idx, 1 : program.depth + 1]))
+    del spec
+    return steps, records
