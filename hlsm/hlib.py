@@ -42,37 +42,43 @@ def _allowed_pairs(spec: Spec, steps: StepObservations) -> tuple[dict[tuple[int,
 
     Returns ``pair[(tau, sigma)]`` a ``(M, K)`` bool tensor (``[m, k]`` True iff
     ``f_k(rho_m(H)) == x`` on every observation of that pair) and ``atomic`` a ``(K_sym, K)`` bool
-    tensor (True where no atomic observation refutes it). Candidates are screened on the first
-    ``_CHUNK`` observations of each pair, then the survivors are checked on all of them.
+    tensor (True where no atomic observation refutes it). Every ``(m, k)`` is first screened on the
+    first ``_CHUNK`` observations of every pair at once; the survivors are then checked on all
+    observations, one ``(m, k)`` at a time over the pairs that kept it.
     """
     M, K = spec.num_routings, spec.num_skills
-    atomic_ok = torch.ones(K, K, dtype=torch.bool)
-    rows_of: dict[tuple[int, int], list[tuple[int, Tensor]]] = {}
+    # pair id: (tau + 1) * K + sigma, tau = -1 (atomic) first; ok[pid, m, k]
+    ok = torch.ones((M + 1) * K, M, K, dtype=torch.bool)
+    seen = torch.zeros((M + 1) * K, dtype=torch.bool)
+    screen: dict[int, Tensor] = {}
     for l in steps.lengths():
-        key = (steps.routing_symbol[l] + 1) * K + steps.skill_symbol[l]
-        order = torch.argsort(key, stable=True)
-        values, counts = torch.unique_consecutive(key[order], return_counts=True)
-        for code, rows in zip(values.tolist(), torch.split(order, counts.tolist()), strict=True):
-            rows_of.setdefault((code // K - 1, code % K), []).append((l, rows))
-    pair: dict[tuple[int, int], Tensor] = {}
-    for (tau, sigma), parts in rows_of.items():
-        allowed: Tensor = torch.ones(M, K, dtype=torch.bool) if tau >= 0 else atomic_ok[sigma : sigma + 1].clone()
-        for rows_limit in (_CHUNK, None):
-            for l, rows in parts:
-                take = rows if rows_limit is None else rows[:rows_limit]
-                history, output = steps.history[l][take], steps.output[l][take]
-                routings = range(M) if tau >= 0 else [0]
-                for m in routings:
-                    if not bool(allowed[m].any()):
+        pid = (steps.routing_symbol[l] + 1) * K + steps.skill_symbol[l]
+        seen[pid] = True
+        order = torch.argsort(pid, stable=True)
+        _, counts = torch.unique_consecutive(pid[order], return_counts=True)
+        screen[l] = torch.cat([part[:_CHUNK] for part in torch.split(order, counts.tolist())])
+    for phase in ("screen", "full"):
+        for l in steps.lengths():
+            rows_all = screen[l] if phase == "screen" else torch.arange(len(steps.output[l]))
+            pid_all = (steps.routing_symbol[l] + 1) * K + steps.skill_symbol[l]
+            for m in range(M):
+                keep = ok[pid_all[rows_all], m].any(dim=1) & ((pid_all[rows_all] >= K) | (m == 0))
+                rows = rows_all[keep]
+                if len(rows) == 0:
+                    continue
+                history, output, pid = steps.history[l][rows], steps.output[l][rows], pid_all[rows]
+                atomic = pid < K
+                u = torch.where(atomic.unsqueeze(-1), history[:, 0], spec.apply_routing(m, history))
+                for k in range(K):
+                    live = ok[pid, m, k]
+                    if not bool(live.any()):
                         continue
-                    u = spec.apply_routing(m, history) if tau >= 0 else history[:, 0]
-                    for k in allowed[m].nonzero(as_tuple=True)[0].tolist():
-                        if not torch.equal(spec.apply_skill(k, u), output):
-                            allowed[m, k] = False
-        if tau >= 0:
-            pair[tau, sigma] = allowed
-        else:
-            atomic_ok[sigma] = allowed[0]
+                    bad = live & ~(spec.apply_skill(k, u) == output).all(dim=-1)
+                    ok[pid[bad], m, k] = False
+    atomic_ok = torch.ones(K, K, dtype=torch.bool)
+    # an atomic step has no routing: a skill fits iff it fits under the (irrelevant) routing index 0
+    atomic_ok[seen[:K]] = ok[:K][seen[:K], 0]
+    pair = {(pid // K - 1, pid % K): ok[pid] for pid in seen.nonzero(as_tuple=True)[0].tolist() if pid >= K}
     return pair, atomic_ok
 
 

@@ -46,12 +46,15 @@ class _Facts:
 
 
 def _collect(spec: Spec, steps: StepObservations) -> dict[int, dict[int, _Facts]]:
+    """Group the step observations by skill symbol, then routing symbol (``-1``: atomic)."""
+    K = spec.num_skills
     by: dict[int, dict[int, tuple[list[Tensor], list[Tensor]]]] = {}
     for l in steps.lengths():
-        tau, sig = steps.routing_symbol[l], steps.skill_symbol[l]
-        for t, s in torch.stack([tau, sig], 1).unique(dim=0).tolist():
-            rows = (tau == t) & (sig == s)
-            entry = by.setdefault(s, {}).setdefault(t, ([], []))
+        pid = (steps.routing_symbol[l] + 1) * K + steps.skill_symbol[l]
+        order = torch.argsort(pid, stable=True)
+        values, counts = torch.unique_consecutive(pid[order], return_counts=True)
+        for code, rows in zip(values.tolist(), torch.split(order, counts.tolist()), strict=True):
+            entry = by.setdefault(code % K, {}).setdefault(code // K - 1, ([], []))
             entry[0].append(steps.history[l][rows])
             entry[1].append(spec.encode(steps.output[l][rows]))
     return {s: {t: _Facts(h, torch.cat(o)) for t, (h, o) in d.items()} for s, d in by.items()}
@@ -63,6 +66,18 @@ def _inputs(spec: Spec, facts: _Facts, m: int | None) -> Tensor:
     return spec.encode(torch.cat(parts))
 
 
+def _distinct(u: Tensor, x: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """The distinct ``(input, output)`` facts."""
+    pairs = torch.unique(u * size + x)
+    return pairs // size, pairs % size
+
+
+def _clash(size: int, *facts: tuple[Tensor, Tensor]) -> bool:
+    """Whether the facts give some input two different outputs."""
+    u, x = _distinct(torch.cat([f[0] for f in facts]), torch.cat([f[1] for f in facts]), size)
+    return len(torch.unique(u)) < len(u)
+
+
 def _scatter(table: Tensor, u: Tensor, x: Tensor) -> bool:
     """Write facts ``table[u] = x`` in place; False if they contradict each other or the table."""
     known = table[u]
@@ -70,11 +85,6 @@ def _scatter(table: Tensor, u: Tensor, x: Tensor) -> bool:
         return False
     table[u] = x
     return bool((table[u] == x).all())
-
-
-def _compatible(table: Tensor, u: Tensor, x: Tensor) -> bool:
-    known = table[u]
-    return not bool(((known != UNKNOWN) & (known != x)).any())
 
 
 @dataclass
@@ -92,38 +102,39 @@ class TabProblem:
     def build(cls, spec: Spec, steps: StepObservations, records: list[Record]) -> TabProblem:
         facts = _collect(spec, steps)
         size, M = spec.num_states, spec.num_routings
-        base: dict[int, Tensor] = {}
+        empty = torch.zeros(0, dtype=torch.long)
+        base: dict[int, tuple[Tensor, Tensor]] = {}
         for s, by_tau in facts.items():
-            base[s] = torch.full((size,), UNKNOWN, dtype=torch.long)
-            if -1 in by_tau and not _scatter(base[s], _inputs(spec, by_tau[-1], None), by_tau[-1].outputs):
-                raise ContradictionError(
-                    f"atomic traces give skill symbol {spec.skill_symbols[s]} two outputs for one input: "
-                    "the data contradict H-tab (noisy traces?)"
-                )
+            base[s] = (empty, empty)
+            if -1 in by_tau:
+                base[s] = _distinct(_inputs(spec, by_tau[-1], None), by_tau[-1].outputs, size)
+                if _clash(size, base[s]):
+                    raise ContradictionError(
+                        f"atomic traces give skill symbol {spec.skill_symbols[s]} two outputs for one input: "
+                        "the data contradict H-tab (noisy traces?)"
+                    )
         constrained = sorted({t for by_tau in facts.values() for t in by_tau if t >= 0})
         domain: dict[int, list[int]] = {t: [] for t in constrained}
-        codes: dict[tuple[int, int, int], Tensor] = {}
+        known: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}
         for t in constrained:
             for m in range(M):
                 ok = True
                 for s, by_tau in facts.items():
                     if t not in by_tau:
                         continue
-                    u = codes[s, t, m] = _inputs(spec, by_tau[t], m)
-                    if not _scatter(base[s].clone(), u, by_tau[t].outputs):
+                    known[s, t, m] = _distinct(_inputs(spec, by_tau[t], m), by_tau[t].outputs, size)
+                    if _clash(size, base[s], known[s, t, m]):
                         ok = False
                         break
                 if ok:
                     domain[t].append(m)
-        bindings = _enumerate_bindings(spec, facts, base, domain, codes, constrained)
+        bindings = _enumerate_bindings(spec, facts, base, domain, known, constrained)
         tables = []
         for b in bindings:
             table = torch.full((spec.num_skills, size), UNKNOWN, dtype=torch.long)
             for s, by_tau in facts.items():
-                table[s] = base[s]
-                for t in by_tau:
-                    if t >= 0:
-                        _scatter(table[s], codes[s, t, b[t]], by_tau[t].outputs)
+                for u, x in [base[s]] + [known[s, t, b[t]] for t in by_tau if t >= 0]:
+                    table[s, u] = x
             tables.append(table)
         # routing symbols met only in records: enumerate them too, so that records can refute values
         extra = sorted({m for rec in records for m in rec.program.routings} - set(constrained))
@@ -174,16 +185,20 @@ class TabProblem:
 
 
 def _route(spec: Spec, m: int | None, states: list[Tensor]) -> Tensor:
-    """Input codes of a step; ``UNKNOWN`` where the routing reads an unknown history item."""
+    """Input codes of a step; ``UNKNOWN`` where the routing reads an unknown history item.
+
+    Only the items the routing reads are decoded; the others are left as zeros, which it ignores.
+    """
     if m is None:
         return states[0]
     reads = routing_reads(spec, m, len(states))
-    codes = torch.stack(states, dim=1)
-    unknown = torch.zeros(codes.shape[0], dtype=torch.bool)
+    batch = states[0].shape[0]
+    history = torch.zeros(batch, len(states), spec.length, dtype=torch.long)
+    unknown = torch.zeros(batch, dtype=torch.bool)
     for j, read in enumerate(reads):
         if read:
-            unknown |= codes[:, j] == UNKNOWN
-    history = spec.decode(codes.clamp(min=0))
+            unknown |= states[j] == UNKNOWN
+            history[:, j] = spec.decode(states[j].clamp(min=0))
     u = spec.encode(spec.apply_routing(m, history))
     return torch.where(unknown, torch.full_like(u, UNKNOWN), u)
 
@@ -265,9 +280,9 @@ def _invert(
 def _enumerate_bindings(
     spec: Spec,
     facts: dict[int, dict[int, _Facts]],
-    base: dict[int, Tensor],
+    base: dict[int, tuple[Tensor, Tensor]],
     domain: dict[int, list[int]],
-    codes: dict[tuple[int, int, int], Tensor],
+    known: dict[tuple[int, int, int], tuple[Tensor, Tensor]],
     constrained: list[int],
 ) -> list[dict[int, int]]:
     """Every assignment of the constrained routing symbols whose facts agree pairwise (backtracking)."""
@@ -283,14 +298,10 @@ def _enumerate_bindings(
     def agree(t1: int, m1: int, t2: int, m2: int) -> bool:
         key = (t1, m1, t2, m2) if t1 < t2 else (t2, m2, t1, m1)
         if key not in memo:
-            ok = True
-            for s in shared.get((key[0], key[2]), []):
-                table = base[s].clone()
-                _scatter(table, codes[s, key[0], key[1]], facts[s][key[0]].outputs)
-                if not _compatible(table, codes[s, key[2], key[3]], facts[s][key[2]].outputs):
-                    ok = False
-                    break
-            memo[key] = ok
+            memo[key] = not any(
+                _clash(spec.num_states, base[s], known[s, key[0], key[1]], known[s, key[2], key[3]])
+                for s in shared.get((key[0], key[2]), [])
+            )
         return memo[key]
 
     out: list[dict[int, int]] = []

@@ -148,7 +148,6 @@ class Record:
 
 def split_corpus(corpus: Corpus) -> tuple[StepObservations, list[Record]]:
     """Step observations (every shown step with a shown history) and records (traces hiding a state)."""
-    spec = corpus.spec
     hist: dict[int, list[Tensor]] = {}
     outs: dict[int, list[Tensor]] = {}
     rsym: dict[int, list[Tensor]] = {}
@@ -171,16 +170,16 @@ def split_corpus(corpus: Corpus) -> tuple[StepObservations, list[Record]]:
         {l: torch.cat(v) for l, v in rsym.items()},
         {l: torch.cat(v) for l, v in ssym.items()},
     )
-    hidden = torch.tensor([not bool(mask[i, : int(depth[i])].all()) for i in range(len(corpus))], dtype=torch.bool)
+    beyond = torch.arange(max_depth).unsqueeze(0) >= depth.unsqueeze(1)
+    hidden = ~(mask | beyond).all(dim=1)
     records: list[Record] = []
     if bool(hidden.any()):
-        groups: dict[tuple[Program, tuple[bool, ...]], list[int]] = {}
-        for i in hidden.nonzero(as_tuple=True)[0].tolist():
-            d = int(depth[i])
-            key = (corpus.program(i), tuple(mask[i, :d].tolist()))
-            groups.setdefault(key, []).append(i)
-        for (program, m), rows_list in groups.items():
-            idx = torch.tensor(rows_list)
+        rows = hidden.nonzero(as_tuple=True)[0]
+        keys = torch.cat([corpus.programs.routing[rows], corpus.programs.skill[rows], mask[rows].long()], dim=1)
+        _, group = torch.unique(keys, dim=0, return_inverse=True)
+        for g in range(int(group.max()) + 1):
+            idx = rows[group == g]
+            program = corpus.program(int(idx[0]))
+            m = tuple(mask[idx[0], : program.depth].tolist())
             records.append(Record(program, m, corpus.states[idx, 0], corpus.states[idx, 1 : program.depth + 1]))
-    del spec
     return steps, records

@@ -105,3 +105,47 @@ def plot_support_graph(spec: Any, programs: Any, identification: dict[str, Any],
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_budget_curves(budget: dict[str, Any], path: str | Path) -> Path:
+    """Mean fraction of candidates in G against RL budget (``sims/verify_claims.py``, part 2).
+
+    Panels: hypothesis class (rows) x SFT covering all atoms or missing some (columns); one line per
+    RL protocol (atomic / compound programs, inside / outside the SFT support).
+    """
+    means = budget["mean_fraction"]
+    budgets = budget["budgets"]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    styles = {
+        ("atomic", "inside"): ("tab:blue", "--"),
+        ("atomic", "outside"): ("tab:blue", "-"),
+        ("compound", "inside"): ("tab:red", "--"),
+        ("compound", "outside"): ("tab:red", "-"),
+    }
+    for r, hc in enumerate(("lib", "tab")):
+        for c, sft in enumerate(("all atoms", "missing atoms")):
+            ax = axes[r, c]
+            for (kind, where), (colour, line) in styles.items():
+                series = means[f"{sft}|{hc}|{kind}|{where}"]
+                ax.plot(
+                    budgets,
+                    [series[str(b)] for b in budgets],
+                    line,
+                    color=colour,
+                    marker="o",
+                    label=f"RL {kind}, {where} SFT",
+                )
+            bound = " (lower bound)" if hc == "tab" else ""
+            ax.set_title(f"H-{hc}{bound}; SFT {sft}", fontsize=10)
+            ax.set_ylabel("mean |G| / candidates")
+            ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("RL budget (programs, answer-only, every x_0)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Generalisation set against RL budget (tiny designs, population limit)", fontsize=12)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

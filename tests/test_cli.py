@@ -211,3 +211,84 @@ def test_custom_skill_flows_through_the_cli_simulator(tmp_path: Path) -> None:
         assert torch.equal(corpus.states[atomic_rows, 1, 0], (2 * first) % 4)
     finally:
         unregister("double_first")
+
+
+DESIGNS = Path(__file__).resolve().parent.parent / "sims" / "designs"
+
+
+def test_identify_json_on_example_design(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["identify", "--design", str(DESIGNS / "c1_dead_step.toml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unseen_total"] == 3 and report["generalisation_set_size"] == 2
+    verdicts = {c["program"]: c for c in report["lib"]["candidates"]}
+    assert verdicts["chain:shift_up > restart:reverse"]["identified"]
+    assert not verdicts["chain:sort > chain:shift_up"]["identified"]
+    assert "S3" in verdicts["chain:sort > chain:shift_up"]["reason"]
+    assert report["tab"]["skills"]["S3"]["identified_inputs"] == 0
+    assert report["support_graph"]["isolated_symbols"] == ["S3"]
+
+
+def test_identify_table_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figure = tmp_path / "graph.png"
+    assert main(["identify", "--design", str(DESIGNS / "c3_sort_masks_routing.toml"), "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "routing R0   NOT identified  fits: chain, restart" in out
+    assert "== H-tab: generalisation set 20/34" in out
+    assert figure.stat().st_size > 10_000
+
+
+IDENTIFY_ERRORS = {
+    "unknown symbol": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nrouting = ["chain"]\n',
+        "unknown spec key",
+    ),
+    "unknown module in program": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nroutings = ["chain"]\n'
+        '[sft]\nprograms = ["chain:sort"]\n[candidates]\ndepth = 1\n',
+        "unknown skill 'sort' in program 'chain:sort'",
+    ),
+    "empty support": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nroutings = ["chain"]\n[candidates]\ndepth = 1\n',
+        "empty support",
+    ),
+    "no candidates": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nroutings = ["chain"]\n[sft]\natomic = true\n',
+        "no candidate programs",
+    ),
+    "wrong type": ("[data]\ninputs = -4\n[sft]\natomic = true\n[candidates]\ndepth = 1\n", "positive integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IDENTIFY_ERRORS))
+def test_identify_bad_design_exits_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text, message = IDENTIFY_ERRORS[case]
+    design = tmp_path / "design.toml"
+    design.write_text(text)
+    assert main(["identify", "--design", str(design)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_identify_contradictory_corpus_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trace that no hypothesis explains: one atomic trace whose answer was tampered with."""
+    corpus = tmp_path / "c.jsonl"
+    config = tmp_path / "sim.toml"
+    config.write_text(
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse", "sort"]\nroutings = ["chain"]\n'
+        "[design]\ntrain_depth = 1\ndeeper_depths = [2]\nn_sft = 2\nn_rl = 0\nn_unseen = 0\nn_deeper = 1\n"
+    )
+    assert main(["simulate", "--config", str(config), "--n", "40", "--out", str(corpus)]) == 0
+    lines = corpus.read_text().splitlines()
+    record = json.loads(lines[0])
+    answer = record["states"][-1]
+    flipped = ("b" if answer[0] != "b" else "c") + answer[1:]
+    record["states"][-1] = flipped
+    record["text"] = record["text"].rsplit(" ", 1)[0] + " " + flipped
+    corpus.write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n")
+    design = tmp_path / "design.toml"
+    design.write_text(
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse", "sort"]\nroutings = ["chain"]\n'
+        f'[data]\ncorpus = "{corpus.name}"\n[candidates]\ndepth = 2\n'
+    )
+    assert main(["identify", "--design", str(design), "--class", "lib"]) == 2
+    assert "no library module fits" in capsys.readouterr().err

@@ -1,0 +1,231 @@
+"""Do propositions C1–C5 hold on random tiny designs, and does the fast checker agree with brute force?
+
+Claims tested (``theory/identifiability.md``): C1 coverage, C2 interfaces, C3 routing needs compound
+data, C4 RL adds only what is new, C5 RL outside >= RL inside. For each random design (``A = 3,
+n = 2``, 5 skills and 4 routings drawn from the default library, population limit) the
+proposition's prediction is compared with the exhaustive oracle (:mod:`hlsm.oracle`), and the fast
+checker (:mod:`hlsm.identify`) is compared with the oracle. A second part measures the size of the
+generalisation set against the RL budget for atomic / compound RL programs inside / outside the SFT
+support, with SFT covering every atom or missing some (the C4/C5 figure), and a finite-sample
+comparison of compound against atomic RL in H-tab.
+
+Writes ``runs/verify_claims/``: ``config.json``, ``results.json``, ``agreement.md``,
+``budget.png``.
+
+Usage: ``python sims/verify_claims.py [--designs 200] [--budget-designs 30] [--out runs/verify_claims]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from hlsm.claims import (
+    Check,
+    TinyDesign,
+    check_c1,
+    check_c2,
+    check_c3,
+    check_c4,
+    check_c5,
+    random_design,
+    random_program,
+    random_spec,
+)
+from hlsm.identify import identify
+from hlsm.oracle import OracleError
+from hlsm.programs import Program, all_programs
+from hlsm.simulate import atomic_write
+
+
+@dataclass(frozen=True)
+class Config:
+    designs: int = 200
+    budget_designs: int = 30
+    budgets: tuple[int, ...] = (0, 1, 2, 4, 6)
+    finite_designs: int = 100
+    finite_inputs: int = 3
+    seed: int = 0
+    out: str = "runs/verify_claims"
+
+
+def _checker_rows(design: TinyDesign, lib: Any, tab: Any) -> list[Check]:
+    corpus, cands = design.corpus(), design.candidates
+    ours_lib = identify(design.spec, corpus, cands, "lib")
+    ours_tab = identify(design.spec, corpus, cands, "tab")
+    exact = (
+        ours_lib.skill_identified == lib.skill_identified
+        and ours_lib.routing_identified == lib.routing_identified
+        and set(ours_lib.generalisation_set) == lib.generalisation_set
+    )
+    sound = set(ours_tab.generalisation_set) <= tab.generalisation_set
+    rows = [Check("checker-lib-exact", True, exact), Check("checker-tab-sound", True, sound)]
+    rows += [Check("rate:checker-tab-found", p in ours_tab.generalisation_set, True) for p in tab.generalisation_set]
+    return rows
+
+
+def verify(cfg: Config) -> dict[str, Any]:
+    """Part 1: per-claim agreement between propositions (and the checker) and the oracle."""
+    checks: list[Check] = []
+    skipped = 0
+    for i in tqdm(range(cfg.designs), desc="claims"):
+        rng = random.Random(cfg.seed * 100_003 + i)
+        design = random_design(
+            cfg.seed * 100_003 + i, atomic_fraction=rng.choice([0.5, 0.8, 1.0]), n_rl=rng.choice([1, 2])
+        )
+        sft_only = replace(design, rl=())
+        try:
+            lib, tab = design.oracle("lib"), design.oracle("tab")
+            lib_sft, tab_sft = sft_only.oracle("lib"), sft_only.oracle("tab")
+            rows = check_c1(design, lib, tab) + check_c2(sft_only, lib_sft, tab_sft) + check_c3(design)
+            rows += check_c4(sft_only, lib_sft, tab_sft) + check_c5(design) + _checker_rows(design, lib, tab)
+        except OracleError:
+            skipped += 1
+            continue
+        checks += rows
+    table: dict[str, dict[str, Any]] = {}
+    grouped: dict[str, list[Check]] = defaultdict(list)
+    for c in checks:
+        grouped[c.claim].append(c)
+    for claim, rows in sorted(grouped.items()):
+        if claim.startswith("rate:"):
+            table[claim] = {"n": len(rows), "rate": sum(r.predicted for r in rows) / len(rows)}
+        else:
+            agree = sum(r.agrees for r in rows)
+            table[claim] = {"n": len(rows), "agree": agree, "rate": agree / len(rows)}
+            table[claim]["violations"] = [r.detail for r in rows if not r.agrees][:5]
+    return {"designs": cfg.designs, "skipped_over_budget": skipped, "claims": table}
+
+
+def _protocol_rl(rng: random.Random, design: TinyDesign, kind: str, where: str, budget: int) -> tuple[Program, ...]:
+    spec = design.spec
+    sft = set(design.sft)
+    if kind == "atomic":
+        pool = [Program.atomic(k) for k in range(spec.num_skills)]
+    else:
+        pool = all_programs(spec, 2)
+    pool = [p for p in pool if (p in sft) == (where == "inside")]
+    rng.shuffle(pool)
+    return tuple(pool[:budget])
+
+
+def budget_curves(cfg: Config) -> dict[str, Any]:
+    """Part 2: mean |G| / |candidates| against RL budget for every protocol (fast checker)."""
+    curves: dict[str, dict[str, list[float]]] = {}
+    for sft_kind in ("all atoms", "missing atoms"):
+        for hc in ("lib", "tab"):
+            for kind in ("atomic", "compound"):
+                for where in ("inside", "outside"):
+                    curves[f"{sft_kind}|{hc}|{kind}|{where}"] = {str(b): [] for b in cfg.budgets}
+    for i in tqdm(range(cfg.budget_designs), desc="budget"):
+        rng = random.Random(10_000 + i)
+        spec = random_spec(rng)
+        compound = set()
+        while len(compound) < 4:
+            compound.add(random_program(rng, spec, 2))
+        for sft_kind in ("all atoms", "missing atoms"):
+            atoms = [Program.atomic(k) for k in range(spec.num_skills)]
+            if sft_kind == "missing atoms":
+                atoms = atoms[2:]
+            base = TinyDesign(spec, tuple(atoms) + tuple(sorted(compound)), (), ())
+            candidates = tuple(p for p in all_programs(spec, 2) if p not in base.sft)
+            for kind in ("atomic", "compound"):
+                for where in ("inside", "outside"):
+                    for b in cfg.budgets:
+                        rl = _protocol_rl(random.Random(i * 7 + b), base, kind, where, b)
+                        design = replace(base, rl=rl, candidates=candidates)
+                        corpus = design.corpus()
+                        for hc in ("lib", "tab"):
+                            g = len(identify(spec, corpus, candidates, hc).generalisation_set)
+                            curves[f"{sft_kind}|{hc}|{kind}|{where}"][str(b)].append(g / len(candidates))
+    means = {key: {b: sum(v) / len(v) for b, v in series.items()} for key, series in curves.items()}
+    return {"budgets": list(cfg.budgets), "mean_fraction": means}
+
+
+def finite_sample(cfg: Config) -> dict[str, Any]:
+    """Part 3: H-tab, finite samples — does compound RL beat atomic RL at equal budget? (oracle)."""
+    outcome = {"compound > atomic": 0, "equal": 0, "compound < atomic": 0, "skipped": 0}
+    for i in tqdm(range(cfg.finite_designs), desc="finite"):
+        rng = random.Random(20_000 + i)
+        design = random_design(20_000 + i, atomic_fraction=0.6, n_rl=0)
+        spec = design.spec
+        missing = [Program.atomic(k) for k in range(spec.num_skills) if Program.atomic(k) not in design.sft]
+        outside = [p for p in all_programs(spec, 2) if p not in design.sft and p not in design.candidates]
+        rng.shuffle(outside)
+        if len(missing) < 2:
+            missing = [Program.atomic(k) for k in range(spec.num_skills)][:2]
+        sizes = {}
+        try:
+            for name, rl in (("atomic", missing[:2]), ("compound", outside[:2])):
+                d = replace(design, rl=tuple(rl))
+                corpus = _finite_corpus(d, cfg.finite_inputs, i)
+                from hlsm.oracle import tab_identify
+
+                sizes[name] = len(tab_identify(spec, corpus, list(d.candidates)).generalisation_set)
+        except OracleError:
+            outcome["skipped"] += 1
+            continue
+        if sizes["compound"] > sizes["atomic"]:
+            outcome["compound > atomic"] += 1
+        elif sizes["compound"] == sizes["atomic"]:
+            outcome["equal"] += 1
+        else:
+            outcome["compound < atomic"] += 1
+    return outcome
+
+
+def _finite_corpus(design: TinyDesign, inputs: int, seed: int) -> Any:
+    import torch
+
+    from hlsm.simulate import concat, population_corpus
+
+    gen = torch.Generator().manual_seed(seed)
+    parts = []
+    for programs, exposure in ((design.sft, "full"), (design.rl, "answer")):
+        for p in programs:
+            x0 = torch.randint(design.spec.alphabet, (inputs, design.spec.length), generator=gen)
+            parts.append(population_corpus(design.spec, [p], exposure, inputs=x0))
+    return concat(parts)
+
+
+def main(cfg: Config) -> dict[str, Any]:
+    out = Path(cfg.out)
+    start = time.perf_counter()
+    results = {"verify": verify(cfg), "budget": budget_curves(cfg), "finite_sample_tab": finite_sample(cfg)}
+    results["wall_s"] = round(time.perf_counter() - start, 1)
+    atomic_write(out / "config.json", lambda f: json.dump(asdict(cfg), f, indent=2))
+    atomic_write(out / "results.json", lambda f: json.dump(results, f, indent=2))
+    from hlsm.plots import plot_budget_curves
+
+    plot_budget_curves(results["budget"], out / "budget.png")
+    lines = ["| check | n | agreement |", "|---|---|---|"]
+    for claim, row in results["verify"]["claims"].items():
+        lines.append(f"| {claim} | {row['n']} | {row['rate']:.3f} |")
+    atomic_write(out / "agreement.md", lambda f: f.write("\n".join(lines) + "\n"))
+    return results
+
+
+def _parse() -> Config:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--designs", type=int, default=Config.designs)
+    parser.add_argument("--budget-designs", type=int, default=Config.budget_designs)
+    parser.add_argument("--finite-designs", type=int, default=Config.finite_designs)
+    parser.add_argument("--out", default=Config.out)
+    args = parser.parse_args()
+    return Config(
+        designs=args.designs, budget_designs=args.budget_designs, finite_designs=args.finite_designs, out=args.out
+    )
+
+
+if __name__ == "__main__":
+    res = main(_parse())
+    print(json.dumps(res["verify"]["claims"], indent=1))
+    print(json.dumps(res["finite_sample_tab"]))

@@ -1,0 +1,44 @@
+"""Every script in sims/ runs with a tiny config; a sim missing from this list fails the test."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SIMS = Path(__file__).resolve().parent.parent / "sims"
+
+TINY: dict[str, dict[str, Any]] = {
+    "verify_claims": {"designs": 2, "budget_designs": 1, "budgets": (0, 1), "finite_designs": 1},
+}
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"sims_{name}", SIMS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_sim_is_listed() -> None:
+    scripts = {p.stem for p in SIMS.glob("*.py") if not p.stem.startswith("_")}
+    assert scripts == set(TINY), f"add a tiny config for {scripts - set(TINY)} (or remove {set(TINY) - scripts})"
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_sim_runs(name: str, tmp_path: Path) -> None:
+    module = load(name)
+    assert module.__doc__ and "claim" in module.__doc__.lower()
+    cfg = module.Config(**TINY[name], out=str(tmp_path / name))
+    module.main(cfg)
+    config = json.loads((tmp_path / name / "config.json").read_text())
+    assert config["out"] == str(tmp_path / name)
+    assert (tmp_path / name / "results.json").stat().st_size > 0
+    assert list((tmp_path / name).glob("*.png"))
