@@ -105,7 +105,8 @@ def verify(cfg: Config) -> dict[str, Any]:
     return {"designs": cfg.designs, "skipped_over_budget": skipped, "claims": table}
 
 
-def _protocol_rl(rng: random.Random, design: TinyDesign, kind: str, where: str, budget: int) -> tuple[Program, ...]:
+def _protocol_pool(rng: random.Random, design: TinyDesign, kind: str, where: str) -> list[Program]:
+    """RL programs of one protocol in a random order; a budget ``b`` takes the first ``b`` (nested sets)."""
     spec = design.spec
     sft = set(design.sft)
     if kind == "atomic":
@@ -114,7 +115,7 @@ def _protocol_rl(rng: random.Random, design: TinyDesign, kind: str, where: str, 
         pool = all_programs(spec, 2)
     pool = [p for p in pool if (p in sft) == (where == "inside")]
     rng.shuffle(pool)
-    return tuple(pool[:budget])
+    return pool
 
 
 def budget_curves(cfg: Config) -> dict[str, Any]:
@@ -139,9 +140,9 @@ def budget_curves(cfg: Config) -> dict[str, Any]:
             candidates = tuple(p for p in all_programs(spec, 2) if p not in base.sft)
             for kind in ("atomic", "compound"):
                 for where in ("inside", "outside"):
+                    pool = _protocol_pool(random.Random(i), base, kind, where)
                     for b in cfg.budgets:
-                        rl = _protocol_rl(random.Random(i * 7 + b), base, kind, where, b)
-                        design = replace(base, rl=rl, candidates=candidates)
+                        design = replace(base, rl=tuple(pool[:b]), candidates=candidates)
                         corpus = design.corpus()
                         for hc in ("lib", "tab"):
                             g = len(identify(spec, corpus, candidates, hc).generalisation_set)
