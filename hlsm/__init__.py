@@ -2,11 +2,15 @@
 
 Simulate trace distributions under controlled supports of module compositions, check which modules
 and compositions a support identifies, and test the predictions on a small transformer.
+
+The Pyro model's names (``hlsm``, ``log_likelihood``, ``HLSMParams``, ``ModelError``) are imported on
+first use, so that ``import hlsm.lm`` (the transformer side) never loads Pyro.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from hlsm.design import Coverage, DesignConfig, DesignError, SupportDesign, coverage, make_design, support_graph
 from hlsm.errors import HLSMError
-from hlsm.model import HLSMParams, ModelError, hlsm, log_likelihood
 from hlsm.modules import (
     DEFAULT_ROUTINGS,
     DEFAULT_SKILLS,
@@ -23,6 +27,22 @@ from hlsm.programs import NO_ROUTING, Program, ProgramBatch, ProgramError, execu
 from hlsm.simulate import Corpus, CorpusError, read_jsonl, summarize, write_jsonl
 from hlsm.spec import Spec, SpecError
 from hlsm.traces import Tokenizer, Trace, TraceFormatError, exposure_mask, parse, render
+
+if TYPE_CHECKING:
+    from hlsm.model import HLSMParams, ModelError, hlsm, log_likelihood
+
+_LAZY = {"HLSMParams": "hlsm.model", "ModelError": "hlsm.model", "hlsm": "hlsm.model", "log_likelihood": "hlsm.model"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hlsm' has no attribute '{name}'")
+
 
 __version__ = "0.1.0"
 

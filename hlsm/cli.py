@@ -1,8 +1,8 @@
 """The ``hlsm`` command.
 
-Subcommands: ``modules``, ``simulate``, ``quickstart``, ``train sft``, ``bench``. Bad input (an unknown module, a
-malformed config, an impossible design, an unwritable output path) prints one message naming the
-input and the fix, and exits with code 2.
+Subcommands: ``modules``, ``simulate``, ``identify``, ``quickstart``, ``train sft``, ``bench``. Bad
+input (an unknown module, a malformed config, an impossible design, an unwritable output path)
+prints one message naming the input and the fix, and exits with code 2.
 """
 
 from __future__ import annotations

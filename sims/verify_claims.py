@@ -153,7 +153,8 @@ def budget_curves(cfg: Config) -> dict[str, Any]:
 
 def finite_sample(cfg: Config) -> dict[str, Any]:
     """Part 3: H-tab, finite samples — does compound RL beat atomic RL at equal budget? (oracle)."""
-    outcome = {"compound > atomic": 0, "equal": 0, "compound < atomic": 0, "skipped": 0}
+    outcome: dict[str, Any] = {"compound > atomic": 0, "equal": 0, "compound < atomic": 0, "skipped": 0}
+    totals = {"sft": 0, "atomic": 0, "compound": 0, "candidates": 0}
     for i in tqdm(range(cfg.finite_designs), desc="finite"):
         rng = random.Random(20_000 + i)
         design = random_design(20_000 + i, atomic_fraction=0.6, n_rl=0)
@@ -165,7 +166,7 @@ def finite_sample(cfg: Config) -> dict[str, Any]:
             missing = [Program.atomic(k) for k in range(spec.num_skills)][:2]
         sizes = {}
         try:
-            for name, rl in (("atomic", missing[:2]), ("compound", outside[:2])):
+            for name, rl in (("sft", []), ("atomic", missing[:2]), ("compound", outside[:2])):
                 d = replace(design, rl=tuple(rl))
                 corpus = _finite_corpus(d, cfg.finite_inputs, i)
                 from hlsm.oracle import tab_identify
@@ -174,12 +175,16 @@ def finite_sample(cfg: Config) -> dict[str, Any]:
         except OracleError:
             outcome["skipped"] += 1
             continue
+        for key in ("sft", "atomic", "compound"):
+            totals[key] += sizes[key]
+        totals["candidates"] += len(design.candidates)
         if sizes["compound"] > sizes["atomic"]:
             outcome["compound > atomic"] += 1
         elif sizes["compound"] == sizes["atomic"]:
             outcome["equal"] += 1
         else:
             outcome["compound < atomic"] += 1
+    outcome["total_G"] = totals
     return outcome
 
 

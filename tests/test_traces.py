@@ -10,6 +10,7 @@ from hlsm.programs import Program
 from hlsm.spec import Spec
 from hlsm.traces import (
     HIDDEN,
+    NOP,
     Tokenizer,
     Trace,
     TraceFormatError,
@@ -223,3 +224,91 @@ def test_tokenizer_extra_symbols_and_unknown_words() -> None:
         tokenizer.encode(f"abc abd {R[0]}")
     with pytest.raises(TraceFormatError, match="'S99' has no token"):
         tokenizer.encode("abc | S99")
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed-width programs (slots) and the symbol echo
+
+
+@pytest.mark.parametrize("slots, echo", [(5, False), (5, True), (None, True)], ids=["slots", "slots-echo", "echo"])
+def test_slots_and_echo_round_trip(slots: int | None, echo: bool) -> None:
+    spec = Spec()
+    rng = random.Random(11)
+    for _ in range(300):
+        program = random_program(spec, rng)
+        x0 = random_state(spec, rng)
+        states = [random_state(spec, rng) for _ in range(program.depth)]
+        mask = exposure_mask(random_exposure(rng, program.depth), program.depth)
+        line = render(spec, program, x0, states, mask, slots=slots, echo=echo)
+        trace = parse(spec, line, slots=slots, echo=echo)
+        assert trace == Trace(x0, program, tuple(s if m else None for s, m in zip(states, mask, strict=True)))
+        assert line.startswith(render_prompt(spec, program, x0, slots=slots) + " > ")
+        words = line.split(" > ")[0].split()[2:]
+        assert len(words) == (2 * slots if slots else len(program.symbols(spec)))
+        if echo:
+            shown = [w.split()[0] for w in line.split(" > ")[1:]]
+            assert shown == [spec.skill_symbols[k] for k in program.skills]
+        assert Tokenizer(spec, extra_symbols=(NOP,)).decode(Tokenizer(spec, extra_symbols=(NOP,)).encode(line)) == line
+
+
+def test_slots_known_lines() -> None:
+    program = Program(((0, 3), (2, 5)))
+    line = render(TINY, program, [0, 1, 2], [[2, 1, 0], [1, 1, 1]], slots=3, echo=True)
+    assert line == f"abc | {R[0]} {S[3]} {R[2]} {S[5]} NOP NOP > {S[3]} cba > {S[5]} bbb"
+    assert render_prompt(TINY, Program.atomic(4), [2, 2, 0], slots=2) == f"cca | NOP {S[4]} NOP NOP"
+    with pytest.raises(
+        TraceFormatError, match="depth-2 program does not fit a 1-slot prompt; raise slots to at least 2"
+    ):
+        render_prompt(TINY, program, [0, 1, 2], slots=1)
+    with pytest.raises(TraceFormatError, match="slots must be at least 1"):
+        render_prompt(TINY, program, [0, 1, 2], slots=0)
+    # the plain parser does not know NOP; the slot parser does not accept a plain program
+    with pytest.raises(TraceFormatError, match="unknown symbol 'NOP'"):
+        parse(TINY, f"abc | NOP {S[1]} NOP NOP > abc")
+    with pytest.raises(TraceFormatError, match="a 2-slot program has 4 symbols"):
+        parse(TINY, f"abc | {R[0]} {S[1]} > abc", slots=2)
+
+
+BAD_SLOT_LINES: list[tuple[str, str, int, str]] = [
+    # (case, line, expected column, fragment); 2 slots, echo on
+    ("too few symbols", f"abc | {R[0]} {S[1]} NOP > {S[1]} abc", 17, "a 2-slot program has 4 symbols"),
+    ("too many symbols", f"abc | {R[0]} {S[1]} NOP NOP NOP > {S[1]} abc", 21, "a 2-slot program has 4 symbols"),
+    ("all empty", "abc | NOP NOP NOP NOP > abc", 7, "every slot of the program is empty"),
+    ("gap", f"abc | NOP NOP {R[0]} {S[1]} > {S[1]} abc", 15, "slot 2 is used after an empty or atomic slot"),
+    ("after atomic", f"abc | NOP {S[1]} {R[0]} {S[1]} > {S[1]} abc", 14, "an atomic program has one step"),
+    ("atomic late", f"abc | {R[0]} {S[1]} NOP {S[2]} > {S[1]} abc > {S[2]} abc", 13, "only slot 1 may hold an atomic"),
+    ("routing without skill", f"abc | {R[0]} NOP NOP NOP > abc", 10, "slot 1 must end with a skill symbol"),
+    ("skill first", f"abc | {S[0]} {S[1]} NOP NOP > {S[1]} abc", 7, "slot 1 must start with a routing symbol or NOP"),
+    ("no echo", f"abc | {R[0]} {S[1]} NOP NOP > abc", 23, f"step 1 must echo its skill symbol '{S[1]}'"),
+    ("wrong echo", f"abc | {R[0]} {S[1]} NOP NOP > {S[2]} abc", 23, f"'{S[1]}' before its state, found '{S[2]}'"),
+    ("echo without state", f"abc | {R[0]} {S[1]} NOP NOP > {S[1]}", 25, "must be followed by a state"),
+    ("dangling >", f"abc | {R[0]} {S[1]} NOP NOP >", 22, "found the end of the line"),
+    ("extra step", f"abc | {R[0]} {S[1]} NOP NOP > {S[1]} abc > {S[1]} abc", 30, "1 step(s) but the trace shows 2"),
+]
+
+
+@pytest.mark.parametrize("case, line, column, fragment", BAD_SLOT_LINES, ids=[c[0] for c in BAD_SLOT_LINES])
+def test_slot_and_echo_parser_errors(case: str, line: str, column: int, fragment: str) -> None:
+    with pytest.raises(TraceFormatError) as err:
+        parse(TINY, line, lineno=3, slots=2, echo=True)
+    message = str(err.value)
+    assert message.startswith(f"line 3, column {column}: "), message
+    assert fragment in message, message
+
+
+def test_the_slot_error_columns_point_at_the_named_tokens() -> None:
+    table = {case: (line, column) for case, line, column, _ in BAD_SLOT_LINES}
+    line, column = table["too few symbols"]
+    assert line[column - 1 :].startswith(">")  # where the missing symbol belongs
+    line, column = table["too many symbols"]
+    assert column == line.index("NOP NOP NOP") + 9  # the fifth symbol
+    line, column = table["atomic late"]
+    assert line[column - 1 :].startswith(f"NOP {S[2]}")
+    for case in ("no echo", "wrong echo"):
+        line, column = table[case]
+        assert column == line.index(" > ") + 4  # the word after the first '>'
+    for case in ("echo without state", "dangling >"):
+        line, column = table[case]
+        assert column == len(line) + 1
+    line, column = table["extra step"]
+    assert line[column - 1 :] == f"> {S[1]} abc"

@@ -1,0 +1,172 @@
+"""Autoregressive generation with a KV cache, and the no-cache reference path.
+
+:func:`generate` continues a batch of equal-length prompts for ``max_new_tokens`` steps. Each step
+draws token ``y_t`` from ``pi_tau(. | prefix) = softmax(logits / tau)`` (or takes its argmax when
+``greedy``) and records ``log pi_tau(y_t | prefix)``. With ``tau = 1`` that is the model's own
+log-probability, the quantity a policy gradient needs; with ``tau != 1`` it is the log-probability
+under the tempered sampling distribution actually used (recompute the model's with a forward pass
+if you need both). A sequence stops at its first EOS: later positions hold ``pad_id``, log-prob 0
+and mask False.
+
+The cache path runs the prompt once and then one position per step; the reference path
+(``use_cache=False``) recomputes the whole sequence every step. Both give the same logits up to
+floating-point rounding (tested at float64), hence the same greedy tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hlsm.errors import HLSMError
+from hlsm.lm.model import GPT
+
+
+class GenerationError(HLSMError):
+    """Prompts or settings that :func:`generate` cannot run (ragged prompts, too long, bad temperature)."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The output of :func:`generate` for ``B`` prompts of length ``P`` and ``N = max_new_tokens``.
+
+    Attributes
+    ----------
+    tokens : Tensor
+        ``(B, P + N)`` long: prompt then generated tokens (``pad_id`` after a sequence's EOS).
+    logprobs : Tensor
+        ``(B, N)`` float32: ``log pi_tau(y_t | prefix)`` of each generated token; 0 where masked.
+    mask : Tensor
+        ``(B, N)`` bool: True for generated tokens up to and including the first EOS.
+    lengths : Tensor
+        ``(B,)`` long: generated tokens per sequence, EOS included (``mask.sum(1)``).
+    finished : Tensor
+        ``(B,)`` bool: whether the sequence emitted EOS within the budget.
+    prompt_len : int
+        ``P``.
+    """
+
+    tokens: Tensor
+    logprobs: Tensor
+    mask: Tensor
+    lengths: Tensor
+    finished: Tensor
+    prompt_len: int
+
+    @property
+    def new_tokens(self) -> Tensor:
+        """``(B, N)`` the generated part of :attr:`tokens`."""
+        return self.tokens[:, self.prompt_len :]
+
+
+def as_prompt_batch(prompts: Tensor | Sequence[Sequence[int]], device: torch.device | None = None) -> Tensor:
+    """Stack prompts into a ``(B, P)`` long tensor; all prompts must have the same length.
+
+    Raises
+    ------
+    GenerationError
+        If the prompts have different lengths (group them by length, or use the fixed-width format
+        ``TaskFormat(slots=W)`` in which every prompt has the same length).
+    """
+    if isinstance(prompts, Tensor):
+        if prompts.dim() != 2 or prompts.dtype != torch.long:
+            raise GenerationError(f"prompts must be a (B, P) long tensor, got shape {tuple(prompts.shape)}")
+        return prompts if device is None else prompts.to(device)
+    lengths = sorted({len(p) for p in prompts})
+    if len(lengths) != 1:
+        raise GenerationError(
+            f"prompts in one call must have the same length, got lengths {lengths}; group them by length or use "
+            "the fixed-width program format (TaskFormat(slots=W)), whose prompts all have the same length"
+        )
+    return torch.tensor([list(p) for p in prompts], dtype=torch.long, device=device)
+
+
+def generate(
+    model: GPT,
+    prompts: Tensor | Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    eos_id: int,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    pad_id: int | None = None,
+) -> Generation:
+    """Continue ``(B, P)`` prompts by up to ``max_new_tokens`` tokens each.
+
+    Parameters
+    ----------
+    model
+        Run in eval mode (restored afterwards) without gradients, on the prompts' device.
+    prompts
+        ``(B, P)`` long token ids, or a list of equal-length id lists.
+    eos_id
+        End-of-sequence token; a sequence is finished after it.
+    temperature
+        ``tau > 0``: tokens are drawn from ``softmax(logits / tau)``; the returned log-probs are
+        under that distribution (module docstring).
+    greedy
+        Take the argmax instead of sampling (log-probs still under ``softmax(logits / tau)``).
+    generator
+        Source of randomness for sampling (on the model's device).
+    use_cache
+        KV-cache decoding (True) or recompute the full sequence each step (the reference).
+    pad_id
+        Token written after EOS (default ``eos_id``).
+
+    Returns
+    -------
+    Generation
+        Tokens ``(B, P + max_new_tokens)`` and per-token log-probs and mask ``(B, max_new_tokens)``.
+    """
+    if max_new_tokens < 1:
+        raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if not temperature > 0:
+        raise GenerationError(f"temperature must be positive, got {temperature}")
+    device = next(model.parameters()).device
+    prompt = as_prompt_batch(prompts, device)
+    B, P = prompt.shape
+    if P < 1:
+        raise GenerationError("prompts must hold at least one token")
+    total = P + max_new_tokens
+    if total > model.config.max_len:
+        raise GenerationError(
+            f"prompt ({P}) + max_new_tokens ({max_new_tokens}) = {total} exceeds the model's max_len="
+            f"{model.config.max_len}"
+        )
+    pad = eos_id if pad_id is None else pad_id
+    tokens = torch.full((B, total), pad, dtype=torch.long, device=device)
+    tokens[:, :P] = prompt
+    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
+    mask = torch.zeros((B, max_new_tokens), dtype=torch.bool, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            cache = model.new_cache(total) if use_cache else None
+            logits = model(prompt, cache)[:, -1]
+            for t in range(max_new_tokens):
+                logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+                if greedy:
+                    token = logp.argmax(dim=-1)
+                else:
+                    token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+                live = ~done
+                logprobs[:, t] = torch.where(live, logp.gather(1, token[:, None]).squeeze(1), 0.0)
+                mask[:, t] = live
+                tokens[:, P + t] = torch.where(live, token, pad)
+                done = done | (live & (token == eos_id))
+                if t + 1 == max_new_tokens or bool(done.all()):
+                    break
+                if cache is not None:
+                    logits = model(tokens[:, P + t : P + t + 1], cache)[:, -1]
+                else:
+                    logits = model(tokens[:, : P + t + 1])[:, -1]
+    finally:
+        model.train(was_training)
+    return Generation(tokens, logprobs, mask, mask.sum(1), done, P)

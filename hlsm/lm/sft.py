@@ -1,0 +1,312 @@
+"""Supervised fine-tuning (here: training from scratch) on golden traces, resumable and DDP-ready.
+
+Objective: next-token cross-entropy on the trace tokens of each example (the prompt is masked;
+EOS is included), averaged over the trace tokens of the global batch:
+``loss = sum_{b,t} m_{b,t} CE(logits_{b,t-1}, y_{b,t}) / sum_{b,t} m_{b,t}``. Each torchrun rank
+computes its slice's share (scaled by the number of ranks, since DDP averages gradients), so the
+gradient equals the single-process gradient of the same global batch.
+
+Optimiser: AdamW (decay on weight matrices and the embedding, none on LayerNorm), linear warm-up
+then cosine decay, gradient-norm clipping. Step ``t``'s batch is drawn from (seed, t) alone, so a
+run resumed from a checkpoint continues exactly as the uninterrupted run (same final parameters).
+
+Files in the output folder (rank 0 only): ``config.json``; ``metrics.jsonl``, one JSON object a
+line — ``{"kind": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}`` every
+``log_every`` steps and ``{"kind": "eval", "step", "splits": {name: {"n", "accuracy", "se",
+"malformed"}}}`` every ``eval_every`` steps and at the end; ``checkpoint.pt`` (latest, see
+:mod:`hlsm.lm.checkpoint`); ``summary.json`` at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from hlsm.design import make_design
+from hlsm.errors import HLSMError
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from hlsm.lm.data import make_tokenizer
+from hlsm.lm.dataset import Examples, derive_seed, max_sequence_length, resolve_source, sample_examples
+from hlsm.lm.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown, wrap_model
+from hlsm.lm.evaluate import greedy_exact_match
+from hlsm.lm.model import GPT
+from hlsm.lm.sft_config import SFTConfig, TrainingConfig
+from hlsm.simulate import atomic_write
+
+
+class TrainingError(HLSMError):
+    """A run that cannot start or resume as asked (existing output, mismatched checkpoint)."""
+
+
+@dataclass
+class SFTResult:
+    """What :func:`train_sft` returns: the trained model (unwrapped) and the last evaluation."""
+
+    model: GPT
+    step: int
+    out: Path
+    evaluation: dict[str, dict[str, Any]]
+    rank: int = 0
+
+
+def lm_loss(model: nn.Module, ids: Tensor, loss_mask: Tensor, denominator: float | Tensor | None = None) -> Tensor:
+    """Masked next-token cross-entropy.
+
+    Parameters
+    ----------
+    ids, loss_mask
+        ``(B, T)`` token ids and bool mask (True on the tokens to predict).
+    denominator
+        Divide the summed loss by this (default: the number of masked targets).
+
+    Returns
+    -------
+    Tensor
+        Scalar ``sum_{b, t >= 1} m_{b,t} CE(logits_{b,t-1}, ids_{b,t}) / denominator``.
+    """
+    logits = model(ids[:, :-1])
+    targets, mask = ids[:, 1:], loss_mask[:, 1:]
+    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    total = (ce * mask.reshape(-1)).sum()
+    return total / (mask.sum() if denominator is None else denominator)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on parameters of two or more dimensions only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    betas = (cfg.betas[0], cfg.betas[1])
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, fused=device.type == "cuda")
+
+
+def lr_factor(step: int, cfg: TrainingConfig) -> float:
+    """Multiplier of the peak LR after ``step`` completed steps: linear warm-up, then cosine."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _autocast(ctx: DistContext, cfg: TrainingConfig) -> contextlib.AbstractContextManager[Any]:
+    if ctx.device.type == "cuda" and cfg.bf16 and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records logged after the checkpoint being resumed (they will be logged again)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)))
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """A config record without the output path (a run may be resumed from a moved folder)."""
+    record = json.loads(json.dumps(record))
+    record["training"].pop("out", None)
+    return record
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    has_checkpoint = (out / CHECKPOINT_NAME).exists()
+    if resume and not has_checkpoint:
+        raise TrainingError(f"--resume given but '{out}' holds no {CHECKPOINT_NAME}; start without --resume")
+    if not resume and has_checkpoint:
+        raise TrainingError(f"'{out}' already holds a run ({CHECKPOINT_NAME}); pass --resume or choose another --out")
+
+
+def train_sft(
+    config: SFTConfig,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> SFTResult:
+    """Run (or resume) SFT as configured; see the module docstring.
+
+    Parameters
+    ----------
+    out
+        Output folder (default ``config.training.out``).
+    resume
+        Continue from ``out/checkpoint.pt``; the config must equal the checkpoint's.
+    progress
+        Show a tqdm bar (rank 0).
+    stop_at
+        Stop after this many completed steps, writing a checkpoint there, as if the run were killed
+        just after a save (the schedule still spans ``training.steps``).
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every rank calls this; see :mod:`hlsm.lm.distributed`.
+    """
+    cfg = config.training
+    out = Path(cfg.out if out is None else out)
+    config = config.with_out(out)
+    _check_out(out, resume)
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(config, out, ctx, resume, progress, stop_at)
+    finally:
+        shutdown(ctx)
+
+
+def _train(
+    config: SFTConfig, out: Path, ctx: DistContext, resume: bool, progress: bool, stop_at: int | None
+) -> SFTResult:
+    cfg = config.training
+    if cfg.batch_size % ctx.world_size:
+        raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the {ctx.world_size} ranks")
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    spec = config.spec
+    design = make_design(spec, config.design)
+    sources = [resolve_source(design, s) for s in config.data]
+    eval_sources = [resolve_source(design, s) for s in config.eval_sets]
+    for s in [*sources, *eval_sources]:
+        for p in s.programs:
+            config.format.check(p)
+    tokenizer = make_tokenizer(spec)
+    width = max_sequence_length(spec, config.format, sources)
+    needed = max(width, max_sequence_length(spec, config.format, eval_sources))
+    max_len = config.model.max_len or needed
+    if max_len < needed:
+        raise TrainingError(f"[model] max_len={max_len} is shorter than the longest sequence ({needed} tokens)")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = GPT(config.model.gpt(len(tokenizer), max_len)).to(ctx.device)
+    optimizer = make_optimizer(model, cfg, ctx.device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    record = json.loads(json.dumps(config.to_dict()))
+    metrics_path, ckpt_path = out / "metrics.jsonl", out / CHECKPOINT_NAME
+    start, resumed_window = 0, [0.0, 0.0]
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        if _comparable(ckpt.config) != _comparable(record):
+            raise TrainingError(f"the checkpoint in '{out}' was written with a different config; resume with the same")
+        if len(ckpt.rng) != ctx.world_size:
+            raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        scheduler.load_state_dict(ckpt.scheduler)
+        start = ckpt.step
+        restore_rng_state(ckpt.rng[ctx.rank])
+        resumed_window = ckpt.extra["loss_window"][ctx.rank]
+        if ctx.is_main:
+            _truncate_metrics(metrics_path, start)
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path.unlink(missing_ok=True)
+        atomic_write(
+            out / "config.json", lambda f: json.dump({**record, "num_params": model.num_params()}, f, indent=2)
+        )
+    barrier(ctx)
+    net = wrap_model(model, ctx)
+    autocast = _autocast(ctx, cfg)
+    eval_sets: dict[str, Examples] = {}
+    if ctx.is_main:
+        for s in eval_sources:
+            seed = derive_seed(cfg.seed, "eval", s.name)
+            eval_sets[s.name] = sample_examples(spec, config.format, tokenizer, [s], cfg.eval_examples, seed)
+
+    def evaluate(step: int) -> dict[str, dict[str, Any]]:
+        results = {}
+        if ctx.is_main:
+            for name, examples in eval_sets.items():
+                acc = greedy_exact_match(
+                    model,
+                    spec,
+                    config.format,
+                    tokenizer,
+                    examples,
+                    name=name,
+                    batch_size=cfg.eval_batch_size,
+                    autocast=_autocast(ctx, cfg),
+                )
+                results[name] = acc.to_dict()
+            _append(metrics_path, {"kind": "eval", "step": step, "splits": results})
+        barrier(ctx)
+        return results
+
+    last_eval: dict[str, dict[str, Any]] = {}
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    bar = tqdm(total=cfg.steps, initial=start, desc="sft", disable=not (progress and ctx.is_main), dynamic_ncols=True)
+    # summed loss and target tokens since the last log (checkpointed: a resumed run logs the same values)
+    window = torch.tensor(resumed_window, dtype=torch.float64, device=ctx.device)
+    tokens, clock, t0 = 0, time.perf_counter(), time.perf_counter()
+    model.train()
+    for step in range(start, end):
+        seed = derive_seed(cfg.seed, "train", step)
+        batch = sample_examples(spec, config.format, tokenizer, sources, cfg.batch_size, seed, width=width)
+        rows = slice(ctx.rank, None, ctx.world_size)
+        ids, mask = batch.ids[rows].to(ctx.device), batch.loss_mask[rows].to(ctx.device)
+        share = float(batch.loss_mask[:, 1:].sum()) / ctx.world_size  # this rank's share of the denominator
+        with autocast:
+            loss = lm_loss(net, ids, mask, share)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        optimizer.step()
+        scheduler.step()
+        done = step + 1
+        window[0] += loss.detach().double() * share
+        window[1] += share
+        tokens += batch.ids.shape[0] * (batch.ids.shape[1] - 1)
+        bar.update(1)
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            if ctx.distributed:
+                dist.all_reduce(window)
+            now = time.perf_counter()
+            mean = float(window[0] / window[1])
+            if ctx.is_main:
+                entry = {"kind": "train", "step": done, "loss": round(mean, 6), "lr": cfg.lr * lr_factor(step, cfg)}
+                entry |= {"grad_norm": round(float(grad_norm), 6), "tokens_per_s": round(tokens / (now - clock))}
+                _append(metrics_path, entry | {"elapsed_s": round(now - t0, 3)})
+            bar.set_postfix(loss=f"{mean:.4f}")
+            window.zero_()
+            tokens, clock = 0, now
+        paused = time.perf_counter()
+        if done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0):
+            last_eval = evaluate(done)
+            if ctx.is_main:
+                bar.set_postfix(acc=" ".join(f"{k}={v['accuracy']:.2f}" for k, v in last_eval.items()))
+        if done % cfg.checkpoint_every == 0 or done == end:
+            states = gather_objects(ctx, (capture_rng_state(), window.tolist()))
+            if ctx.is_main:
+                save_checkpoint(
+                    ckpt_path,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    step=done,
+                    rng=[s[0] for s in states],
+                    config=record,
+                    extra={"loss_window": [s[1] for s in states]},
+                )
+            barrier(ctx)
+        clock += time.perf_counter() - paused  # throughput excludes evaluation and checkpoints
+    bar.close()
+    if ctx.is_main and end == cfg.steps:
+        summary = {"step": end, "num_params": model.num_params(), "evaluation": last_eval}
+        atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2))
+    return SFTResult(model, max(end, start), out, last_eval, ctx.rank)
