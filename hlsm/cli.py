@@ -266,8 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
     q.set_defaults(func=_cmd_train_sft)
 
-    p = sub.add_parser("bench", help="run a benchmark: simulate, sample, train")
-    p.add_argument("name", help="benchmark name (simulate, sample, train)")
+    p = sub.add_parser("bench", help="run a benchmark: simulate, identify, sample, train")
+    p.add_argument("name", help="benchmark name (simulate, identify, sample, train)")
     p.add_argument("--json", action="store_true", help="print one JSON object with a 'ratio' field")
     p.add_argument(
         "--n", type=_positive, help="problem size (simulate: traces, default 100000; sample: prompts, train: batch, 64)"

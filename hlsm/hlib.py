@@ -43,43 +43,55 @@ def _allowed_pairs(spec: Spec, steps: StepObservations) -> tuple[dict[tuple[int,
     Returns ``pair[(tau, sigma)]`` a ``(M, K)`` bool tensor (``[m, k]`` True iff
     ``f_k(rho_m(H)) == x`` on every observation of that pair) and ``atomic`` a ``(K_sym, K)`` bool
     tensor (True where no atomic observation refutes it). Every ``(m, k)`` is first screened on the
-    first ``_CHUNK`` observations of every pair at once; the survivors are then checked on all
-    observations, one ``(m, k)`` at a time over the pairs that kept it.
+    first ``_CHUNK`` observations of every pair at once; each surviving ``(m, k)`` is then checked
+    on all observations of the pairs that kept it.
     """
     M, K = spec.num_routings, spec.num_skills
     # pair id: (tau + 1) * K + sigma, tau = -1 (atomic) first; ok[pid, m, k]
     ok = torch.ones((M + 1) * K, M, K, dtype=torch.bool)
     seen = torch.zeros((M + 1) * K, dtype=torch.bool)
-    screen: dict[int, Tensor] = {}
+    rows_of: dict[int, dict[int, Tensor]] = {}  # history length -> pair id -> rows
     for l in steps.lengths():
         pid = (steps.routing_symbol[l] + 1) * K + steps.skill_symbol[l]
         seen[pid] = True
         order = torch.argsort(pid, stable=True)
-        _, counts = torch.unique_consecutive(pid[order], return_counts=True)
-        screen[l] = torch.cat([part[:_CHUNK] for part in torch.split(order, counts.tolist())])
-    for phase in ("screen", "full"):
-        for l in steps.lengths():
-            rows_all = screen[l] if phase == "screen" else torch.arange(len(steps.output[l]))
-            pid_all = (steps.routing_symbol[l] + 1) * K + steps.skill_symbol[l]
-            for m in range(M):
-                keep = ok[pid_all[rows_all], m].any(dim=1) & ((pid_all[rows_all] >= K) | (m == 0))
-                rows = rows_all[keep]
-                if len(rows) == 0:
-                    continue
-                history, output, pid = steps.history[l][rows], steps.output[l][rows], pid_all[rows]
-                atomic = pid < K
-                u = torch.where(atomic.unsqueeze(-1), history[:, 0], spec.apply_routing(m, history))
-                for k in range(K):
-                    live = ok[pid, m, k]
-                    if not bool(live.any()):
-                        continue
-                    bad = live & ~(spec.apply_skill(k, u) == output).all(dim=-1)
-                    ok[pid[bad], m, k] = False
+        values, counts = torch.unique_consecutive(pid[order], return_counts=True)
+        rows_of[l] = dict(zip(values.tolist(), torch.split(order, counts.tolist()), strict=True))
+
+    def check(l: int, m: int, rows: Tensor, skills: range | list[int]) -> None:
+        pid = (steps.routing_symbol[l][rows] + 1) * K + steps.skill_symbol[l][rows]
+        history, output = steps.history[l][rows], steps.output[l][rows]
+        u = torch.where((pid < K).unsqueeze(-1), history[:, 0], spec.apply_routing(m, history))
+        for k in skills:
+            live = ok[pid, m, k]
+            if bool(live.any()):
+                bad = live & ~(spec.apply_skill(k, u) == output).all(dim=-1)
+                ok[pid[bad], m, k] = False
+
+    for l in steps.lengths():  # screen: every (m, k) on a few observations of every pair
+        sample = torch.cat([rows[:_CHUNK] for rows in rows_of[l].values()])
+        for m in range(M):
+            check(l, m, sample if m == 0 else sample[~_atomic(steps, l, sample, K)], range(K))
+    survivors: dict[tuple[int, int], list[int]] = {}
+    seen_ids = seen.nonzero(as_tuple=True)[0].tolist()
+    for row, m, k in ok[seen].nonzero().tolist():
+        if seen_ids[row] >= K or m == 0:
+            survivors.setdefault((m, k), []).append(seen_ids[row])
+    for l in steps.lengths():  # confirm: each surviving (m, k) on every observation of its pairs
+        for (m, k), pids in survivors.items():
+            parts = [rows_of[l][p] for p in pids if p in rows_of[l]]
+            if parts:
+                check(l, m, torch.cat(parts), [k])
     atomic_ok = torch.ones(K, K, dtype=torch.bool)
     # an atomic step has no routing: a skill fits iff it fits under the (irrelevant) routing index 0
     atomic_ok[seen[:K]] = ok[:K][seen[:K], 0]
     pair = {(pid // K - 1, pid % K): ok[pid] for pid in seen.nonzero(as_tuple=True)[0].tolist() if pid >= K}
     return pair, atomic_ok
+
+
+def _atomic(steps: StepObservations, l: int, rows: Tensor, num_skills: int) -> Tensor:
+    """Which of ``rows`` (at history length ``l``) are atomic steps."""
+    return steps.routing_symbol[l][rows] < 0
 
 
 @dataclass

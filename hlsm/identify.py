@@ -33,6 +33,7 @@ from hlsm.hlib import LibCSP, Var, _BudgetExceeded
 from hlsm.htab import UNKNOWN, TabProblem
 from hlsm.observations import probe_states, routing_classes, skill_classes, split_corpus
 from hlsm.programs import Program, ProgramBatch, execute
+from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
@@ -63,8 +64,10 @@ class Identification:
         Library modules (one per extensional class) that some consistent hypothesis binds each
         symbol to; in H-tab ``skill_values`` is empty.
     identified_domain : tuple of int
-        Per skill symbol, the number of inputs on which its map is identified (``|X|`` or the probe
-        size when identified everywhere; H-lib: all or nothing).
+        Per skill symbol, the number of inputs ``u`` in ``X`` on which its map is identified
+        (H-lib: all of ``X`` or nothing).
+    identified_inputs : tuple of Tensor
+        Per skill symbol, those inputs as sorted state codes (H-tab; empty tensors for H-lib).
     verdicts : tuple of Verdict
         One per candidate program.
     lower_bound : bool
@@ -79,9 +82,17 @@ class Identification:
     routing_values: tuple[tuple[int, ...], ...]
     identified_domain: tuple[int, ...]
     domain_size: int
+    identified_inputs: tuple[Tensor, ...]
     verdicts: tuple[Verdict, ...]
     lower_bound: bool
     num_hypotheses: int
+
+    def _input_states(self, i: int) -> dict[str, list[str]]:
+        """The identified inputs of skill symbol ``i`` as letters, for small instances (H-tab)."""
+        codes = self.identified_inputs[i] if self.identified_inputs else None
+        if codes is None or self.spec.num_states > 729 or len(codes) in (0, self.spec.num_states):
+            return {}
+        return {"identified_on": [self.spec.render_state(s) for s in self.spec.decode(codes)]}
 
     @property
     def generalisation_set(self) -> list[Program]:
@@ -101,6 +112,7 @@ class Identification:
                     "fits": names(self.skill_values[i], spec.skills) if self.skill_values else None,
                     "identified_inputs": self.identified_domain[i],
                     "inputs_total": self.domain_size,
+                    **self._input_states(i),
                 }
                 for i in range(spec.num_skills)
             },
@@ -149,11 +161,12 @@ def identify(
         raise HLSMError("the corpus was made for another spec; identify it with the spec it was simulated with")
     for p in candidates:
         p.check(spec)
-    steps, records = split_corpus(corpus)
-    probes = probe_states(spec)
-    if hypothesis_class == "lib":
-        return _identify_lib(spec, LibCSP.build(spec, steps, records), candidates, probes, budget)
-    return _identify_tab(spec, TabProblem.build(spec, steps, records), candidates, probes)
+    with torch_threads(1):
+        steps, records = split_corpus(corpus)
+        probes = probe_states(spec)
+        if hypothesis_class == "lib":
+            return _identify_lib(spec, LibCSP.build(spec, steps, records), candidates, probes, budget)
+        return _identify_tab(spec, TabProblem.build(spec, steps, records), candidates, probes)
 
 
 def _answer(spec: Spec, program: Program, inputs: Tensor) -> Tensor:
@@ -211,7 +224,7 @@ def _identify_lib(
             verdict = Verdict(program, False, f"undecided: more than {budget} joint bindings to compare")
         verdicts.append(verdict or Verdict(program, True))
     skill_ok = tuple(len(r) == 1 for r in skill_reps)
-    size = len(probes)
+    size = spec.num_states
     return Identification(
         "lib",
         spec,
@@ -221,6 +234,7 @@ def _identify_lib(
         routing_reps,
         tuple(size if ok else 0 for ok in skill_ok),
         size,
+        (),
         tuple(verdicts),
         False,
         math.prod(len(v) for v in values.values()),
@@ -278,8 +292,8 @@ def _identify_tab(spec: Spec, problem: TabProblem, candidates: Sequence[Program]
             routing_values.append(tuple(sorted(set(rclass))))
     stacked = torch.stack(tables)  # (B, K, |X|)
     agreed = (stacked != UNKNOWN).all(dim=0) & (stacked == stacked[0:1]).all(dim=0)
-    inputs = spec.encode(probes)
-    domain = tuple(int(agreed[i, inputs].sum()) for i in range(spec.num_skills))
+    identified_inputs = tuple(agreed[i].nonzero(as_tuple=True)[0] for i in range(spec.num_skills))
+    domain = tuple(len(codes) for codes in identified_inputs)
     verdicts = []
     for program in candidates:
         free = sorted({m for m, _ in program.steps if m >= 0 and m not in problem.constrained})
@@ -321,12 +335,13 @@ def _identify_tab(spec: Spec, problem: TabProblem, candidates: Sequence[Program]
     return Identification(
         "tab",
         spec,
-        tuple(d == len(probes) for d in domain),
+        tuple(d == spec.num_states for d in domain),
         tuple(len(v) == 1 for v in routing_values),
         (),
         tuple(routing_values),
         domain,
-        len(probes),
+        spec.num_states,
+        identified_inputs,
         tuple(verdicts),
         problem.approximate,
         len(bindings),

@@ -181,6 +181,13 @@ def test_bench_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["ratio"] == pytest.approx(result["naive_s"] / result["vectorised_s"], rel=0.01)
 
 
+def test_bench_identify_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "identify", "--json", "--n", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["default_library_candidates"] == 2500
+    assert result["ratio"] == pytest.approx(result["oracle_s"] / result["checker_s"], rel=0.05)
+
+
 def test_bench_unknown_name() -> None:
     result = run_cli("bench", "nothing")
     assert result.returncode == 2 and "unknown benchmark 'nothing'" in result.stderr
