@@ -11,6 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write a figure as PNG (creating its folder) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_corpus_summary(summary: dict[str, Any], path: str | Path, title: str = "Corpus") -> Path:
     """Four panels: skill uses, routing uses, traces per depth, traces per split.
 
@@ -37,11 +46,7 @@ def plot_corpus_summary(summary: dict[str, Any], path: str | Path, title: str = 
         ax.set_ylabel("count")
     fig.suptitle(f"{title}: {summary['traces']:,} traces", fontsize=12)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_support_graph(spec: Any, programs: Any, identification: dict[str, Any], path: str | Path) -> Path:
@@ -100,11 +105,7 @@ def plot_support_graph(spec: Any, programs: Any, identification: dict[str, Any],
     )
     ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_budget_curves(budget: dict[str, Any], path: str | Path) -> Path:
@@ -144,8 +145,4 @@ def plot_budget_curves(budget: dict[str, Any], path: str | Path) -> Path:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Generalisation set against RL budget (tiny designs, population limit)", fontsize=12)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
