@@ -120,11 +120,15 @@ def bench_train(
     peak_tflops: float | None = None,
     seed: int = 0,
     progress: bool = True,
+    d_model: int = 128,
+    n_layer: int = 3,
+    n_head: int = 4,
 ) -> dict[str, Any]:
     """Training tokens/s of the SFT step, against the same step without the project's optimisations.
 
     The step of :func:`hlsm.lm.sft.train_sft` (sample a batch of ``n`` golden traces of the
-    ``configs/sft_cpu.toml`` task, masked cross-entropy, AdamW, clipping) on the default GPT.
+    ``configs/sft_cpu.toml`` task, masked cross-entropy, AdamW, clipping) on a GPT of the given
+    size (default: the 0.6M-parameter model of DESIGN section 6).
     Optimised: fused ``scaled_dot_product_attention``, multi-tensor AdamW (fused kernel on CUDA)
     and bf16 autocast on CUDA. Reference: explicit softmax attention, per-parameter AdamW, float32.
     ``ratio`` = optimised / reference tokens/s. Each variant: 3 warm-up steps, then ``steps`` timed in
@@ -150,7 +154,10 @@ def bench_train(
 
     def variant(optimised: bool) -> tuple[GPT, Callable[[int], int]]:
         torch.manual_seed(seed)
-        model = GPT(GPTConfig(vocab_size=len(tokenizer), max_len=width, sdpa=optimised)).to(dev)
+        config = GPTConfig(
+            vocab_size=len(tokenizer), max_len=width, n_layer=n_layer, n_head=n_head, d_model=d_model, sdpa=optimised
+        )
+        model = GPT(config).to(dev)
         fused = optimised and dev.type == "cuda"
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=optimised and not fused, fused=fused)
 
