@@ -1,6 +1,7 @@
 """The ``hlsm`` command.
 
-Subcommands: ``modules``, ``simulate``, ``identify``, ``quickstart``, ``train sft``, ``bench``. Bad
+Subcommands: ``modules``, ``simulate``, ``identify``, ``quickstart``, ``train sft``, ``train rl``,
+``evaluate``, ``bench``. Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 """
@@ -186,6 +187,66 @@ def _cmd_train_sft(args: argparse.Namespace) -> None:
             print(f"  {name:<12} accuracy {acc['accuracy']:.3f} +- {acc['se']:.3f}  (n={acc['n']})")
 
 
+def _cmd_train_rl(args: argparse.Namespace) -> None:
+    from hlsm.lm.reinforce import train_rl
+    from hlsm.lm.rl_config import RLConfig
+
+    config = RLConfig.from_toml(args.config)
+    result = train_rl(config, args.init, args.out, resume=args.resume)
+    if result.rank == 0:
+        print(f"{result.updates} updates on {result.traces:,} sampled traces; outputs in {result.out}")
+        for name, acc in result.evaluation.items():
+            print(f"  {name:<12} accuracy {acc['accuracy']:.3f} +- {acc['se']:.3f}  (n={acc['n']})")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from hlsm.design import DesignConfig, make_design
+    from hlsm.lm.evaluate import design_splits, evaluate_design, format_evaluation
+    from hlsm.lm.policy import load_policy
+    from hlsm.spec import Spec
+
+    policy = load_policy(args.ckpt, what="--ckpt checkpoint")
+    spec, fmt = policy.spec, policy.format
+    if args.design:
+        raw = load_toml(args.design)
+        unknown = sorted(set(raw) - {"spec", "design"})
+        if unknown:
+            raise ConfigError(f"unknown section(s) {unknown} in '{args.design}'; allowed: [spec], [design]")
+        if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != spec:
+            raise ConfigError(
+                f"the [spec] of '{args.design}' differs from the checkpoint's {spec.to_dict()}; the model only "
+                "reads its own library: drop [spec] or make it equal"
+            )
+        design = make_design(spec, DesignConfig.from_dict(raw.get("design", {})))
+        sft_programs = list(design.programs("sft"))
+    else:
+        design = make_design(spec, policy.design)
+        sft_programs = policy.sft_programs()
+    programs = [p for ps in design_splits(design).values() for p in ps]
+    for p in programs:
+        fmt.check(p)
+    needed = max(fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth) for p in programs)
+    if needed > policy.model.config.max_len:
+        policy = load_policy(args.ckpt, max_len=needed, what="--ckpt checkpoint")
+    results = evaluate_design(
+        policy.model,
+        spec,
+        fmt,
+        policy.tokenizer,
+        design,
+        examples_per_split=args.examples,
+        seed=args.seed,
+        checker=not args.no_checker,
+        sft_programs=sft_programs,
+    )
+    if args.out:
+        results.save(args.out)
+    print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}); {args.examples} examples per split, greedy")
+    print(format_evaluation(results.to_dict()))
+    if args.out:
+        print(f"results: {args.out}")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from hlsm.bench import run_benchmark
 
@@ -258,13 +319,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_quickstart)
 
-    p = sub.add_parser("train", help="train the transformer: sft")
+    p = sub.add_parser("train", help="train the transformer: sft, rl")
     stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
     q = stages.add_parser("sft", help="supervised training on golden traces; resumable, torchrun-ready")
     q.add_argument("--config", required=True, help="TOML file (see configs/sft_cpu.toml and hlsm.lm.sft_config)")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
     q.set_defaults(func=_cmd_train_sft)
+    q = stages.add_parser("rl", help="REINFORCE from an SFT checkpoint; resumable, torchrun-ready")
+    q.add_argument("--config", required=True, help="TOML file (see configs/rl_cpu.toml and hlsm.lm.rl_config)")
+    q.add_argument("--init", required=True, help="the SFT checkpoint.pt (or its run folder) to start from")
+    q.add_argument("--out", help="output folder (default: [training] out of the config)")
+    q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
+    q.set_defaults(func=_cmd_train_rl)
+
+    p = sub.add_parser("evaluate", help="accuracy of a trained transformer on every split of a design")
+    p.add_argument("--ckpt", required=True, help="checkpoint.pt (or run folder) of `hlsm train sft` or `train rl`")
+    p.add_argument("--design", help="TOML with [spec] and [design] (default: the checkpoint's own design)")
+    p.add_argument("--examples", type=_positive, default=512, help="examples per split (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the examples (default 0; equal seeds pair models)")
+    p.add_argument("--no-checker", action="store_true", help="skip the identified / not identified split")
+    p.add_argument("--out", help="write the results (per-example outcomes included) to this JSON file")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("bench", help="run a benchmark: simulate, identify, sample, train")
     p.add_argument("name", help="benchmark name (simulate, identify, sample, train)")

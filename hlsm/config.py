@@ -59,11 +59,12 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return True
 
 
-def build_dataclass(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
-    """Instantiate dataclass ``cls`` from ``raw``, checking keys and types against its annotations.
+def check_keys(cls: type, raw: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Check ``raw``'s keys and value types against dataclass ``cls``'s fields, without building it.
 
-    Lists are converted to tuples where the field is a tuple. Errors name the section ``what``, the
-    key and the expected type.
+    Returns the values, with lists converted to tuples where the field is a tuple. Errors name the
+    section ``what``, the key and the expected type. Useful on its own for a partial section whose
+    values are completed from elsewhere (e.g. an RL config's ``[design]`` and its SFT checkpoint).
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"[{what}] must be a table of keys, got {type(raw).__name__}")
@@ -84,6 +85,16 @@ def build_dataclass(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
         if isinstance(value, list) and typing.get_origin(hint) is not list:
             value = tuple(value)
         kwargs[key] = value
+    return kwargs
+
+
+def build_dataclass(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
+    """Instantiate dataclass ``cls`` from ``raw``, checking keys and types against its annotations.
+
+    Lists are converted to tuples where the field is a tuple. Errors name the section ``what``, the
+    key and the expected type (:func:`check_keys`).
+    """
+    kwargs = check_keys(cls, raw, what)
     try:
         return cls(**kwargs)
     except ValueError as err:

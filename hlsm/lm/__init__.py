@@ -1,14 +1,19 @@
-"""The transformer side: task format, a small GPT with a KV cache, sampling, SFT.
+"""The transformer side: task format, a small GPT with a KV cache, sampling, SFT, REINFORCE, evaluation.
 
 Modules: :mod:`~hlsm.lm.data` (task format: programs to tokens and generations back),
 :mod:`~hlsm.lm.dataset` (data sources, mixtures, batches), :mod:`~hlsm.lm.model` (GPT, RoPE, KV
-cache), :mod:`~hlsm.lm.sampling` (generation with log-probs), :mod:`~hlsm.lm.evaluate` (greedy
-exact match), :mod:`~hlsm.lm.sft_config` and :mod:`~hlsm.lm.sft` (training), :mod:`~hlsm.lm.checkpoint`
-and :mod:`~hlsm.lm.distributed` (resumable, torchrun-ready runs).
+cache), :mod:`~hlsm.lm.sampling` (generation with log-probs), :mod:`~hlsm.lm.sft_config` and
+:mod:`~hlsm.lm.sft` (supervised training), :mod:`~hlsm.lm.rl_config`, :mod:`~hlsm.lm.rollout`,
+:mod:`~hlsm.lm.pg` and :mod:`~hlsm.lm.reinforce` (REINFORCE from an SFT checkpoint),
+:mod:`~hlsm.lm.evaluate` and :mod:`~hlsm.lm.attribution` (greedy exact match per design split,
+per-step error attribution), :mod:`~hlsm.lm.policy` (a checkpoint's model and task),
+:mod:`~hlsm.lm.checkpoint`, :mod:`~hlsm.lm.rundir` and :mod:`~hlsm.lm.distributed` (resumable,
+torchrun-ready runs).
 
 Nothing here imports Pyro or :mod:`hlsm.model`.
 """
 
+from hlsm.lm.attribution import StepReport, first_departure, read_steps
 from hlsm.lm.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from hlsm.lm.data import (
     FormatError,
@@ -30,50 +35,96 @@ from hlsm.lm.dataset import (
     sample_examples,
 )
 from hlsm.lm.distributed import DistContext, DistributedError, init_distributed, resolve_device
-from hlsm.lm.evaluate import SplitAccuracy, greedy_exact_match
+from hlsm.lm.evaluate import (
+    LOW_ENTROPY_SKILLS,
+    DesignEvaluation,
+    SplitAccuracy,
+    binomial_se,
+    checker_verdicts,
+    design_splits,
+    evaluate_design,
+    format_evaluation,
+    greedy_exact_match,
+    paired_difference,
+)
 from hlsm.lm.model import GPT, GPTConfig, KVCache
+from hlsm.lm.pg import LossParts, kl_k3, loo_advantages, reinforce_loss, token_logprobs
+from hlsm.lm.policy import Policy, load_policy
+from hlsm.lm.reinforce import RLResult, train_rl
+from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
+from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups
+from hlsm.lm.rundir import TrainingError
 from hlsm.lm.sampling import Generation, GenerationError, generate
-from hlsm.lm.sft import SFTResult, TrainingError, lm_loss, lr_factor, train_sft
+from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft
 from hlsm.lm.sft_config import ModelConfig, SFTConfig, TrainingConfig
 
 __all__ = [
-    "GPT",
     "Checkpoint",
     "CheckpointError",
     "DataError",
+    "DesignEvaluation",
     "DistContext",
     "DistributedError",
     "Examples",
     "FormatError",
+    "GPT",
     "GPTConfig",
     "Generation",
     "GenerationError",
+    "GroupBuffer",
     "KVCache",
+    "LOW_ENTROPY_SKILLS",
+    "LossParts",
     "ModelConfig",
     "ParsedAnswer",
+    "Policy",
+    "RLConfig",
+    "RLResult",
+    "RLSettings",
+    "RLTrainingConfig",
+    "Rollout",
+    "RolloutError",
     "SFTConfig",
     "SFTResult",
     "Source",
     "SourceConfig",
     "SplitAccuracy",
+    "StepReport",
     "TaskFormat",
     "TrainingConfig",
     "TrainingError",
+    "binomial_se",
+    "checker_verdicts",
     "derive_seed",
+    "design_splits",
     "encode_example",
     "encode_prompt",
+    "evaluate_design",
+    "first_departure",
+    "format_evaluation",
     "generate",
     "greedy_exact_match",
     "init_distributed",
+    "kl_k3",
     "lm_loss",
     "load_checkpoint",
+    "load_policy",
+    "loo_advantages",
     "lr_factor",
     "make_tokenizer",
     "max_sequence_length",
+    "mixed_groups",
+    "paired_difference",
     "parse_generation",
+    "read_steps",
+    "reinforce_loss",
     "resolve_device",
     "resolve_source",
+    "resolve_task",
     "sample_examples",
+    "sample_groups",
     "save_checkpoint",
+    "token_logprobs",
+    "train_rl",
     "train_sft",
 ]

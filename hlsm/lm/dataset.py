@@ -115,7 +115,8 @@ class Source:
         object.__setattr__(self, "batch", ProgramBatch.from_programs(self.programs))
 
 
-def _design_routings(design: SupportDesign) -> list[int]:
+def design_routings(design: SupportDesign) -> list[int]:
+    """Indices of the routings the design's compound programs may use (its config's, else all)."""
     names = design.config.routings if design.config is not None else None
     if names is None:
         return list(range(design.spec.num_routings))
@@ -131,7 +132,7 @@ def _seen_pair_programs(design: SupportDesign, depth: int, limit: int | None, ge
     chains = [[k] for k in range(design.spec.num_skills)]
     for _ in range(depth - 1):
         chains = [c + [b] for c in chains for b in succ.get(c[-1], [])]
-    routings = _design_routings(design)
+    routings = design_routings(design)
     total = len(chains) * len(routings) ** depth
     if total <= _ENUMERATE_LIMIT:
         return [
@@ -170,7 +171,7 @@ def resolve_source(design: SupportDesign, config: SourceConfig) -> Source:
         programs = _seen_pair_programs(design, config.depth, config.limit, gen)
     else:
         assert config.depth is not None
-        routings = _design_routings(design)
+        routings = design_routings(design)
         if (len(routings) * spec.num_skills) ** config.depth > _ENUMERATE_LIMIT:
             raise DataError(f"source '{config.name}': too many depth-{config.depth} programs to list")
         programs = all_programs(spec, config.depth, routings)

@@ -126,3 +126,32 @@ def broadcast_object(ctx: DistContext, obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_reduce_sum(ctx: DistContext, values: list[float]) -> list[float]:
+    """The element-wise sum of every rank's ``values`` (float64), on every rank."""
+    if not ctx.distributed:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return [float(v) for v in t.tolist()]
+
+
+def all_reduce_grads(ctx: DistContext, params: list[nn.Parameter]) -> None:
+    """Sum the gradients of ``params`` over every rank, in place, as one flat buffer.
+
+    For loops whose ranks do different amounts of work per step (so that ``DistributedDataParallel``'s
+    per-backward hooks do not fit): a parameter without a gradient counts as zero.
+    """
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not ctx.distributed:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()

@@ -19,7 +19,6 @@ line — ``{"kind": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -34,20 +33,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from hlsm.design import make_design
-from hlsm.errors import HLSMError
+from hlsm.design import SupportDesign, make_design
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hlsm.lm.data import make_tokenizer
-from hlsm.lm.dataset import Examples, derive_seed, max_sequence_length, resolve_source, sample_examples
+from hlsm.lm.dataset import Examples, Source, derive_seed, max_sequence_length, resolve_source, sample_examples
 from hlsm.lm.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown, wrap_model
 from hlsm.lm.evaluate import greedy_exact_match
-from hlsm.lm.model import GPT
+from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.rundir import (
+    TrainingError,
+    append_jsonl,
+    autocast_for,
+    check_out,
+    comparable,
+    make_adamw,
+    truncate_metrics,
+)
 from hlsm.lm.sft_config import SFTConfig, TrainingConfig
 from hlsm.simulate import atomic_write
-
-
-class TrainingError(HLSMError):
-    """A run that cannot start or resume as asked (existing output, mismatched checkpoint)."""
 
 
 @dataclass
@@ -85,13 +88,7 @@ def lm_loss(model: nn.Module, ids: Tensor, loss_mask: Tensor, denominator: float
 
 def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on parameters of two or more dimensions only."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    betas = (cfg.betas[0], cfg.betas[1])
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=betas, fused=device.type == "cuda")
+    return make_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas, device)
 
 
 def lr_factor(step: int, cfg: TrainingConfig) -> float:
@@ -102,38 +99,26 @@ def lr_factor(step: int, cfg: TrainingConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _autocast(ctx: DistContext, cfg: TrainingConfig) -> contextlib.AbstractContextManager[Any]:
-    if ctx.device.type == "cuda" and cfg.bf16 and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _resolve(config: SFTConfig) -> tuple[SupportDesign, list[Source], list[Source], int, GPTConfig]:
+    """The run's design, training and evaluation sources, batch width and model sizes."""
+    spec = config.spec
+    design = make_design(spec, config.design)
+    sources = [resolve_source(design, s) for s in config.data]
+    eval_sources = [resolve_source(design, s) for s in config.eval_sets]
+    for s in [*sources, *eval_sources]:
+        for p in s.programs:
+            config.format.check(p)
+    width = max_sequence_length(spec, config.format, sources)
+    needed = max(width, max_sequence_length(spec, config.format, eval_sources))
+    max_len = config.model.max_len or needed
+    if max_len < needed:
+        raise TrainingError(f"[model] max_len={max_len} is shorter than the longest sequence ({needed} tokens)")
+    return design, sources, eval_sources, width, config.model.gpt(len(make_tokenizer(spec)), max_len)
 
 
-def _append(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after the checkpoint being resumed (they will be logged again)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)))
-
-
-def _comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """A config record without the output path (a run may be resumed from a moved folder)."""
-    record = json.loads(json.dumps(record))
-    record["training"].pop("out", None)
-    return record
-
-
-def _check_out(out: Path, resume: bool) -> None:
-    has_checkpoint = (out / CHECKPOINT_NAME).exists()
-    if resume and not has_checkpoint:
-        raise TrainingError(f"--resume given but '{out}' holds no {CHECKPOINT_NAME}; start without --resume")
-    if not resume and has_checkpoint:
-        raise TrainingError(f"'{out}' already holds a run ({CHECKPOINT_NAME}); pass --resume or choose another --out")
+def sft_gpt_config(config: SFTConfig) -> GPTConfig:
+    """The :class:`GPTConfig` an SFT run with ``config`` builds (vocabulary and ``max_len`` from the data)."""
+    return _resolve(config)[4]
 
 
 def train_sft(
@@ -163,7 +148,7 @@ def train_sft(
     cfg = config.training
     out = Path(cfg.out if out is None else out)
     config = config.with_out(out)
-    _check_out(out, resume)
+    check_out(out, resume)
     ctx = init_distributed(cfg.device)
     try:
         return _train(config, out, ctx, resume, progress, stop_at)
@@ -180,21 +165,11 @@ def _train(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     spec = config.spec
-    design = make_design(spec, config.design)
-    sources = [resolve_source(design, s) for s in config.data]
-    eval_sources = [resolve_source(design, s) for s in config.eval_sets]
-    for s in [*sources, *eval_sources]:
-        for p in s.programs:
-            config.format.check(p)
+    _, sources, eval_sources, width, gpt = _resolve(config)
     tokenizer = make_tokenizer(spec)
-    width = max_sequence_length(spec, config.format, sources)
-    needed = max(width, max_sequence_length(spec, config.format, eval_sources))
-    max_len = config.model.max_len or needed
-    if max_len < needed:
-        raise TrainingError(f"[model] max_len={max_len} is shorter than the longest sequence ({needed} tokens)")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model = GPT(config.model.gpt(len(tokenizer), max_len)).to(ctx.device)
+    model = GPT(gpt).to(ctx.device)
     optimizer = make_optimizer(model, cfg, ctx.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     record = json.loads(json.dumps(config.to_dict()))
@@ -202,7 +177,7 @@ def _train(
     start, resumed_window = 0, [0.0, 0.0]
     if resume:
         ckpt = load_checkpoint(ckpt_path)
-        if _comparable(ckpt.config) != _comparable(record):
+        if comparable(ckpt.config) != comparable(record):
             raise TrainingError(f"the checkpoint in '{out}' was written with a different config; resume with the same")
         if len(ckpt.rng) != ctx.world_size:
             raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
@@ -213,7 +188,7 @@ def _train(
         restore_rng_state(ckpt.rng[ctx.rank])
         resumed_window = ckpt.extra["loss_window"][ctx.rank]
         if ctx.is_main:
-            _truncate_metrics(metrics_path, start)
+            truncate_metrics(metrics_path, start)
     elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path.unlink(missing_ok=True)
@@ -222,7 +197,7 @@ def _train(
         )
     barrier(ctx)
     net = wrap_model(model, ctx)
-    autocast = _autocast(ctx, cfg)
+    autocast = autocast_for(ctx.device, cfg.bf16)
     eval_sets: dict[str, Examples] = {}
     if ctx.is_main:
         for s in eval_sources:
@@ -241,10 +216,10 @@ def _train(
                     examples,
                     name=name,
                     batch_size=cfg.eval_batch_size,
-                    autocast=_autocast(ctx, cfg),
+                    autocast=autocast_for(ctx.device, cfg.bf16),
                 )
                 results[name] = acc.to_dict()
-            _append(metrics_path, {"kind": "eval", "step": step, "splits": results})
+            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
         barrier(ctx)
         return results
 
@@ -281,7 +256,7 @@ def _train(
             if ctx.is_main:
                 entry = {"kind": "train", "step": done, "loss": round(mean, 6), "lr": cfg.lr * lr_factor(step, cfg)}
                 entry |= {"grad_norm": round(float(grad_norm), 6), "tokens_per_s": round(tokens / (now - clock))}
-                _append(metrics_path, entry | {"elapsed_s": round(now - t0, 3)})
+                append_jsonl(metrics_path, entry | {"elapsed_s": round(now - t0, 3)})
             bar.set_postfix(loss=f"{mean:.4f}")
             window.zero_()
             tokens, clock = 0, now

@@ -171,7 +171,7 @@ class TrainingConfig:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
 
 
-def _sources(raw: Any, what: str) -> tuple[SourceConfig, ...]:
+def parse_sources(raw: Any, what: str) -> tuple[SourceConfig, ...]:
     if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
         raise ConfigError(f"[[{what}]] must be an array of tables (write each source as a [[{what}]] table)")
     out = tuple(build_dataclass(SourceConfig, t, f"{what} #{i + 1}") for i, t in enumerate(raw))
@@ -221,11 +221,11 @@ class SFTConfig:
             "training": build_dataclass(TrainingConfig, raw.get("training", {}), "training"),
         }
         if "data" in raw:
-            kwargs["data"] = _sources(raw["data"], "data")
+            kwargs["data"] = parse_sources(raw["data"], "data")
             if not kwargs["data"]:
                 raise ConfigError("[[data]] lists no source; give at least one")
         if "eval" in raw:
-            kwargs["eval"] = _sources(raw["eval"], "eval")
+            kwargs["eval"] = parse_sources(raw["eval"], "eval")
         return cls(**kwargs)
 
     @classmethod

@@ -1,0 +1,394 @@
+"""REINFORCE from an SFT checkpoint: the DESIGN section 6 recipe, resumable and torchrun-ready.
+
+One *update*: sampling rounds of ``prompts_per_round`` prompts x ``group_size`` traces
+(:mod:`hlsm.lm.rollout`) until at least ``min_mixed_groups`` groups have mixed rewards (groups with
+all-equal rewards are dropped), then one AdamW step on :func:`hlsm.lm.pg.reinforce_loss` with
+leave-one-out advantages and the k3 KL penalty to the frozen SFT policy, normalised by the number
+of traces in the update; gradient-norm clip. The run ends when the next round would exceed
+``budget_traces`` sampled traces (every round counts, dropped groups included), after a last
+update on whatever mixed groups it holds. The policy runs in eval mode throughout (no dropout):
+the traces are sampled from, and the gradient taken of, one and the same distribution.
+
+Prompts come from the RL split of the design (``[design] rl_kind / rl_inside`` choose the arm;
+:mod:`hlsm.lm.rl_config`), optionally after a compound curriculum. Evaluation sets named after
+the ``rl`` split use the RL arm's programs; every other set, and everything
+:func:`hlsm.lm.evaluate.evaluate_design` reports, uses the SFT checkpoint's design.
+
+Exact resume: round ``r`` of update ``u`` draws its prompts from ``(seed, u, r)`` and its samples
+from ``(seed, u, r, rank)``; checkpoints hold the model, optimiser, the update count and the traces
+used, so a killed run continues to the same final parameters. Under torchrun each rank samples
+rows ``rank::world_size`` of every round's prompts and the gradients are summed across ranks.
+
+Files in the output folder (rank 0): ``config.json``; ``metrics.jsonl`` with ``{"kind": "train",
+"step", "traces", "rounds", "reward", "adv_std", "entropy", "kl", "kl_per_token", "malformed",
+"mixed_fraction", "groups", "loss", "grad_norm", "lr", "traces_per_s", "elapsed_s"}`` every
+``log_every`` updates (means over the updates since the last record; ``step`` counts updates) and
+``{"kind": "eval", "step", "splits"}``; ``checkpoint.pt``; ``summary.json`` at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from hlsm.lm.dataset import Examples, derive_seed, resolve_source, sample_examples
+from hlsm.lm.distributed import (
+    DistContext,
+    all_reduce_grads,
+    all_reduce_sum,
+    barrier,
+    gather_objects,
+    init_distributed,
+    shutdown,
+)
+from hlsm.lm.evaluate import greedy_exact_match
+from hlsm.lm.model import GPT
+from hlsm.lm.pg import loo_advantages, reinforce_loss
+from hlsm.lm.policy import Policy, load_policy
+from hlsm.lm.rl_config import RLConfig, RLSettings, Task, resolve_task
+from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups
+from hlsm.lm.rundir import (
+    TrainingError,
+    append_jsonl,
+    autocast_for,
+    check_out,
+    comparable,
+    make_adamw,
+    truncate_metrics,
+)
+from hlsm.simulate import atomic_write
+
+# per-update sums logged as means; order of the stats vector
+_STATS = (
+    *("traces", "rounds", "reward", "malformed", "groups", "mixed", "adv_sum", "adv_sq", "adv_n"),
+    *("entropy", "tokens", "kl", "pg", "grad_norm", "updates"),
+)
+
+
+@dataclass
+class RLResult:
+    """What :func:`train_rl` returns: the trained model (on its device), counts, the last evaluation."""
+
+    model: GPT
+    updates: int
+    traces: int
+    out: Path
+    evaluation: dict[str, dict[str, Any]]
+    rank: int = 0
+
+
+def train_rl(
+    config: RLConfig,
+    init: str | Path,
+    out: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> RLResult:
+    """Run (or resume) REINFORCE from the checkpoint ``init``; see the module docstring.
+
+    Parameters
+    ----------
+    init
+        The SFT checkpoint (``checkpoint.pt`` or its run folder): the initial and reference policy.
+    out
+        Output folder (default ``config.training.out``).
+    resume
+        Continue from ``out/checkpoint.pt``; config and ``init`` must be those of the run.
+    stop_at
+        Stop after this many updates, writing a checkpoint there, as if killed just after a save.
+    """
+    out = Path(config.training.out if out is None else out)
+    config = config.with_out(out)
+    check_out(out, resume)
+    policy = load_policy(init, what="--init checkpoint")
+    task = resolve_task(config, policy.sft_record)
+    ctx = init_distributed(config.training.device)
+    try:
+        return _train(config, policy, task, Path(init), out, ctx, resume, progress, stop_at)
+    finally:
+        shutdown(ctx)
+
+
+def _record(config: RLConfig, task: Task, policy: Policy, init: Path) -> dict[str, Any]:
+    record = {
+        **config.to_dict(),
+        "spec": task.spec.to_dict(),
+        "design": task.design.to_dict(),
+        "rl_design": task.rl_design.to_dict(),
+        "format": task.format.to_dict(),
+        "gpt": policy.model.config.to_dict(),
+        "init": {"path": str(init), "kind": policy.kind, "step": policy.step},
+        "sft": policy.sft_record,
+    }
+    return json.loads(json.dumps(record))
+
+
+def _train(
+    config: RLConfig,
+    policy: Policy,
+    task: Task,
+    init: Path,
+    out: Path,
+    ctx: DistContext,
+    resume: bool,
+    progress: bool,
+    stop_at: int | None,
+) -> RLResult:
+    cfg, rl = config.training, config.rl
+    if rl.prompts_per_round % ctx.world_size:
+        raise TrainingError(f"prompts_per_round={rl.prompts_per_round} must be divisible by the {ctx.world_size} ranks")
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    spec, fmt, tokenizer = task.spec, task.format, policy.tokenizer
+    design, rl_design, rl_source, curriculum = rl_sources(task, rl.programs, rl.curriculum_fraction > 0)
+    eval_sources = [resolve_source(rl_design if s.split == "rl" else design, s) for s in config.eval]
+    needed = max(fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth) for s in eval_sources for p in s.programs)
+    if needed > policy.model.config.max_len:
+        policy = load_policy(init, max_len=needed, what="--init checkpoint")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = policy.model.to(ctx.device).eval()
+    reference = copy.deepcopy(model).requires_grad_(False)
+    optimizer = make_adamw(model, rl.lr, rl.weight_decay, rl.betas, ctx.device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    record = _record(config, task, policy, init)
+    ignore = (("training", "out"), ("init", "path"))
+    metrics_path, ckpt_path = out / "metrics.jsonl", out / CHECKPOINT_NAME
+    update, traces, window = 0, 0, [0.0] * len(_STATS)
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        if comparable(ckpt.config, ignore) != comparable(record, ignore):
+            raise TrainingError(
+                f"the checkpoint in '{out}' was written with a different config or --init; resume with the same"
+            )
+        if len(ckpt.rng) != ctx.world_size:
+            raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        scheduler.load_state_dict(ckpt.scheduler)
+        update, traces, window = ckpt.step, ckpt.extra["traces"], ckpt.extra["window"]
+        restore_rng_state(ckpt.rng[ctx.rank])
+        if ctx.is_main:
+            truncate_metrics(metrics_path, update)
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path.unlink(missing_ok=True)
+        atomic_write(out / "config.json", lambda f: json.dump(record, f, indent=2))
+    barrier(ctx)
+    autocast = autocast_for(ctx.device, cfg.bf16)
+    eval_sets: dict[str, Examples] = {}
+    if ctx.is_main:
+        for s in eval_sources:
+            seed = derive_seed(cfg.seed, "eval", s.name)
+            eval_sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], cfg.eval_examples, seed)
+
+    def evaluate(step: int) -> dict[str, dict[str, Any]]:
+        results = {}
+        if ctx.is_main:
+            for name, examples in eval_sets.items():
+                acc = greedy_exact_match(
+                    model,
+                    spec,
+                    fmt,
+                    tokenizer,
+                    examples,
+                    name=name,
+                    batch_size=cfg.eval_batch_size,
+                    autocast=autocast_for(ctx.device, cfg.bf16),
+                )
+                results[name] = acc.to_dict()
+            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
+        barrier(ctx)
+        return results
+
+    round_traces = rl.prompts_per_round * rl.group_size
+    share = slice(ctx.rank, None, ctx.world_size)
+    bar = tqdm(
+        total=rl.budget_traces,
+        initial=traces,
+        desc="rl",
+        unit="trace",
+        unit_scale=True,
+        disable=not (progress and ctx.is_main),
+        dynamic_ncols=True,
+    )
+    last_eval: dict[str, dict[str, Any]] = {}
+    clock = t0 = time.perf_counter()
+    window_traces = 0
+
+    def save() -> None:
+        states = gather_objects(ctx, capture_rng_state())
+        if ctx.is_main:
+            save_checkpoint(
+                ckpt_path,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                step=update,
+                rng=states,
+                config=record,
+                extra={"traces": traces, "window": window},
+            )
+        barrier(ctx)
+
+    exhausted = traces + round_traces > rl.budget_traces
+    ran = evaluated = False
+    while not exhausted and (stop_at is None or update < stop_at):
+        ran = True
+        buffer = GroupBuffer(rl.group_size, tokenizer.pad)
+        mixed, rounds = 0, 0
+        while mixed < rl.min_mixed_groups and traces + round_traces <= rl.budget_traces:
+            sources = round_sources(
+                rl_source, curriculum, traces, rl.budget_traces, rl.curriculum_fraction, rl.curriculum_mix
+            )
+            prompts = sample_examples(
+                spec, fmt, tokenizer, sources, rl.prompts_per_round, derive_seed(cfg.seed, "prompts", update, rounds)
+            )
+            generator = torch.Generator(ctx.device)
+            generator.manual_seed(derive_seed(cfg.seed, "sample", update, rounds, ctx.rank))
+            mine = prompts.index(torch.arange(rl.prompts_per_round)[share])
+            for rollout in sample_groups(
+                model,
+                spec,
+                fmt,
+                tokenizer,
+                mine,
+                rl.group_size,
+                temperature=rl.temperature,
+                generator=generator,
+                autocast=autocast,
+            ):
+                buffer.add(rollout)
+            mixed = int(all_reduce_sum(ctx, [buffer.mixed])[0])
+            traces += round_traces
+            rounds += 1
+            bar.update(round_traces)
+        exhausted = traces + round_traces > rl.budget_traces
+        if mixed == 0:
+            break  # the budget ran out before any group had mixed rewards
+        stats = _update(model, reference, optimizer, buffer, mixed, rl, ctx, autocast)
+        scheduler.step()
+        update += 1
+        stats |= {"traces": float(buffer.sampled_traces), "rounds": float(rounds), "updates": 1.0}
+        stats |= {"reward": buffer.reward_sum, "malformed": float(buffer.malformed_sum)}
+        stats |= {"groups": float(buffer.sampled_groups), "mixed": float(buffer.mixed)}
+        totals = _global_stats(ctx, stats)
+        window = [w + totals[k] for w, k in zip(window, _STATS, strict=True)]
+        window_traces += int(totals["traces"])
+        last = exhausted or (stop_at is not None and update >= stop_at)
+        if update % cfg.log_every == 0 or last:
+            now = time.perf_counter()
+            entry = _log_entry(dict(zip(_STATS, window, strict=True)), update, traces, rl)
+            entry |= {"traces_per_s": round(window_traces / max(now - clock, 1e-9)), "elapsed_s": round(now - t0, 3)}
+            if ctx.is_main:
+                append_jsonl(metrics_path, entry)
+            bar.set_postfix(reward=f"{entry['reward']:.3f}", mixed=f"{entry['mixed_fraction']:.2f}")
+            window, window_traces, clock = [0.0] * len(_STATS), 0, now
+        paused = time.perf_counter()
+        if exhausted or (cfg.eval_every and update % cfg.eval_every == 0):
+            last_eval, evaluated = evaluate(update), exhausted
+        if update % cfg.checkpoint_every == 0 or last:
+            save()
+        clock += time.perf_counter() - paused
+    bar.close()
+    if exhausted and ran:
+        if not evaluated:  # the budget ran out without a last update
+            last_eval = evaluate(update)
+            save()
+        if ctx.is_main:
+            summary = {"updates": update, "traces": traces, "num_params": model.num_params(), "evaluation": last_eval}
+            atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2))
+    return RLResult(model, update, traces, out, last_eval, ctx.rank)
+
+
+def _global_stats(ctx: DistContext, stats: dict[str, float]) -> dict[str, float]:
+    """Sum the per-rank stats over ranks (``grad_norm``, ``rounds``, ``updates`` are already global)."""
+    keys = [k for k in _STATS if k not in ("grad_norm", "rounds", "updates")]
+    return stats | dict(zip(keys, all_reduce_sum(ctx, [stats[k] for k in keys]), strict=True))
+
+
+def _update(
+    model: GPT,
+    reference: GPT,
+    optimizer: torch.optim.Optimizer,
+    buffer: GroupBuffer,
+    mixed: int,
+    rl: RLSettings,
+    ctx: DistContext,
+    autocast: contextlib.AbstractContextManager[Any],
+) -> dict[str, float]:
+    """One AdamW step on the buffer's mixed groups (``mixed``: their number over all ranks)."""
+    denominator = float(mixed * rl.group_size)
+    optimizer.zero_grad(set_to_none=True)
+    sums = dict.fromkeys(("adv_sum", "adv_sq", "adv_n", "entropy", "tokens", "kl", "pg"), 0.0)
+    for batch in buffer.batches():
+        advantages = loo_advantages(batch.rewards).reshape(-1)
+        with autocast:
+            loss, parts = reinforce_loss(
+                model,
+                batch.tokens,
+                batch.prompt_len,
+                batch.mask,
+                advantages,
+                ref_model=reference,
+                kl_coef=rl.kl_coef,
+                temperature=rl.temperature,
+                denominator=denominator,
+            )
+        loss.backward()
+        sums["adv_sum"] += float(advantages.sum())
+        sums["adv_sq"] += float((advantages**2).sum())
+        sums["adv_n"] += float(advantages.numel())
+        for key in ("entropy", "tokens", "kl", "pg"):
+            sums[key] += getattr(parts, key)
+    params = [p for p in model.parameters() if p.requires_grad]
+    all_reduce_grads(ctx, params)
+    grad_norm = nn.utils.clip_grad_norm_(params, rl.grad_clip if rl.grad_clip > 0 else math.inf)
+    optimizer.step()
+    return sums | {"grad_norm": float(grad_norm)}
+
+
+def _log_entry(w: dict[str, float], update: int, traces: int, rl: RLSettings) -> dict[str, Any]:
+    """Means over the window's updates (see the module docstring for the keys).
+
+    ``reward`` and ``malformed`` are over every sampled trace; ``adv_std``, ``entropy`` (per
+    token), ``kl`` (per trace: the summed k3 of its tokens), ``kl_per_token`` and ``loss`` are over
+    the traces of the mixed groups the updates used.
+    """
+
+    def ratio(a: float, b: float) -> float:
+        return round(a / b, 6) if b > 0 else float("nan")
+
+    n = w["adv_n"]
+    adv_var = w["adv_sq"] / n - (w["adv_sum"] / n) ** 2 if n > 0 else float("nan")
+    return {
+        "kind": "train",
+        "step": update,
+        "traces": traces,
+        "rounds": int(w["rounds"]),
+        "reward": ratio(w["reward"], w["traces"]),
+        "adv_std": round(math.sqrt(max(adv_var, 0.0)), 6) if n > 0 else float("nan"),
+        "entropy": ratio(w["entropy"], w["tokens"]),
+        "kl": ratio(w["kl"], n),
+        "kl_per_token": ratio(w["kl"], w["tokens"]),
+        "malformed": ratio(w["malformed"], w["traces"]),
+        "mixed_fraction": ratio(w["mixed"], w["groups"]),
+        "groups": int(w["groups"]),
+        "loss": ratio(w["pg"] + rl.kl_coef * w["kl"], n),
+        "grad_norm": ratio(w["grad_norm"], w["updates"]),
+        "lr": rl.lr,
+    }

@@ -1,0 +1,87 @@
+"""The run folder shared by every training stage: its guards, its metrics log, its optimiser.
+
+A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object a line, each with a
+``step``), ``checkpoint.pt`` (:mod:`hlsm.lm.checkpoint`) and ``summary.json``. These helpers are the
+parts that SFT (:mod:`hlsm.lm.sft`) and REINFORCE (:mod:`hlsm.lm.reinforce`) share: refusing to
+overwrite a run or to resume a missing one, appending to and truncating the metrics log on resume,
+comparing configs without the output path, AdamW with decay on matrices only, bf16 autocast on CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hlsm.errors import HLSMError
+from hlsm.lm.checkpoint import CHECKPOINT_NAME
+from hlsm.simulate import atomic_write
+
+
+class TrainingError(HLSMError):
+    """A run that cannot start or resume as asked (existing output, mismatched checkpoint)."""
+
+
+def check_out(out: Path, resume: bool) -> None:
+    """Refuse to resume a folder without a checkpoint, or to start over a folder that has one.
+
+    Raises
+    ------
+    TrainingError
+        Naming the folder and the fix (``--resume`` or another ``--out``).
+    """
+    has_checkpoint = (out / CHECKPOINT_NAME).exists()
+    if resume and not has_checkpoint:
+        raise TrainingError(f"--resume given but '{out}' holds no {CHECKPOINT_NAME}; start without --resume")
+    if not resume and has_checkpoint:
+        raise TrainingError(f"'{out}' already holds a run ({CHECKPOINT_NAME}); pass --resume or choose another --out")
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON object as a line."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop records logged after the checkpoint being resumed (they will be logged again)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)))
+
+
+def comparable(record: dict[str, Any], ignore: Sequence[tuple[str, str]] = (("training", "out"),)) -> dict[str, Any]:
+    """A JSON copy of a config record without the ``(section, key)`` entries in ``ignore``.
+
+    By default the output path is dropped: a run may be resumed from a moved folder.
+    """
+    record = json.loads(json.dumps(record))
+    for section, key in ignore:
+        if isinstance(record.get(section), dict):
+            record[section].pop(key, None)
+    return record
+
+
+def make_adamw(
+    model: nn.Module, lr: float, weight_decay: float, betas: Sequence[float], device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on parameters of two or more dimensions only (fused on CUDA)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), fused=device.type == "cuda")
+
+
+def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on a CUDA device that supports it (and ``bf16`` asked for); else a no-op."""
+    if device.type == "cuda" and bf16 and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
