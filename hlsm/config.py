@@ -6,7 +6,7 @@ import dataclasses
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +32,15 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
+
+
+def load_config(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> T:
+    """``parse(load_toml(path))``, with every :class:`ConfigError` message naming the file."""
+    try:
+        return parse(load_toml(path))
+    except ConfigError as err:
+        message = str(err)
+        raise ConfigError(message if str(path) in message else f"{path}: {message}") from None
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

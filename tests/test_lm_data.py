@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -22,14 +21,6 @@ TOK = make_tokenizer(SPEC)
 FORMATS = [TaskFormat(), TaskFormat(slots=None), TaskFormat(echo=True), TaskFormat(slots=None, echo=True)]
 FORMAT_IDS = ["slots4", "plain", "slots4-echo", "plain-echo"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and lose much when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_program(rng: random.Random, max_depth: int = 4) -> Program:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,6 @@ TOK = make_tokenizer(SPEC)
 PROGRAM = Program.from_names(SPEC, "chain:reverse > chain:shift_up > chain:sort")
 X0 = [0, 1, 3]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _generation(states: list[list[int]], *, eos: bool = True, fmt: TaskFormat = FMT) -> list[int]:

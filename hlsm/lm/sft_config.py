@@ -71,7 +71,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hlsm.config import ConfigError, build_dataclass, load_toml
+from hlsm.config import ConfigError, build_dataclass, load_config
 from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
@@ -231,11 +231,7 @@ class SFTConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> SFTConfig:
         """Read a TOML file (errors name the file)."""
-        try:
-            return cls.from_dict(load_toml(path))
-        except ConfigError as err:
-            message = str(err)
-            raise ConfigError(message if str(path) in message else f"{path}: {message}") from None
+        return load_config(path, cls.from_dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested dict; ``SFTConfig.from_dict`` of it (TOML nulls aside) rebuilds the config."""
