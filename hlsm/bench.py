@@ -3,7 +3,8 @@
 Each benchmark returns a JSON-ready dict with a ``ratio`` field (fast path over reference path) so
 that results compare across noisy machines: ``simulate`` (vectorised vs naive sampler), ``sample``
 (KV-cache vs no-cache generation) and ``train`` (SFT step with vs without the fused paths; on CUDA
-also the model FLOPs utilisation). ``sample`` and ``train`` take ``device = "cpu" | "cuda"``.
+also the model FLOPs utilisation) and ``fit`` (fast exact likelihood vs Pyro's ``TraceEnum_ELBO``,
+loss + backward). ``sample`` and ``train`` take ``device = "cpu" | "cuda"``.
 """
 
 from __future__ import annotations
@@ -265,11 +266,104 @@ def bench_identify(n: int = 20, seed: int = 0, progress: bool = True) -> dict[st
     }
 
 
+def bench_fit(n: int = 300, steps: int = 20, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """Loss + backward of the fast exact likelihood against Pyro's ``TraceEnum_ELBO``, side by side.
+
+    A tiny instance (A = 3, n = 2: |X| = 9; 4 skills, 3 routings), 6 programs of depths 1-3 and a
+    corpus of ``n`` traces, half full and half answer-only exposure, ``epsilon = 0.1`` in the
+    simulator. Both paths take the same float64 leaf logits: ``alpha = softmax(a)``,
+    ``beta = softmax(b)``, ``tables = softmax(t)``; their loss values must agree to 1e-6 relative
+    (``equal``). Each path: 2 warm-up steps, then ``steps`` timed in 4 rounds alternating with the
+    other path's; the best round's rate is reported. ``ratio`` = fast / pyro steps per second.
+    """
+    from pyro.infer import TraceEnum_ELBO
+
+    from hlsm.likelihood import CorpusLikelihood
+    from hlsm.model import HLSMParams, hlsm
+    from hlsm.programs import Program
+    from hlsm.simulate import concat
+
+    spec = Spec(
+        alphabet=3,
+        length=2,
+        skills=("reverse", "shift_up", "sort", "fill_first"),
+        routings=("chain", "restart", "add_first"),
+    )
+    support = [
+        Program.atomic(0),
+        Program.atomic(2),
+        Program(((0, 1), (2, 3))),
+        Program(((1, 0), (0, 2))),
+        Program(((0, 1), (2, 2), (1, 3))),
+        Program(((2, 3), (1, 0), (0, 1))),
+    ]
+    corpus = concat(
+        [
+            simulate(spec, support, n - n // 2, seed, exposure="full", epsilon=0.1),
+            simulate(spec, support, n // 2, seed + 1, exposure="answer", epsilon=0.1),
+        ]
+    )
+    gen = torch.Generator().manual_seed(seed)
+    k, m, x = spec.num_skills, spec.num_routings, spec.num_states
+    logits = [
+        torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_()
+        for shape in ((k, k), (m, m), (k, x, x))
+    ]
+    fast_lik = CorpusLikelihood(spec, support, corpus)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+
+    def loss_fast() -> torch.Tensor:
+        a, b, t = (torch.softmax(v, -1) for v in logits)
+        return -fast_lik(a, b, tables=t)
+
+    def loss_pyro() -> torch.Tensor:
+        a, b, t = (torch.softmax(v, -1) for v in logits)
+        params = HLSMParams(a, b, 0.1, t)
+        return elbo.differentiable_loss(lambda: hlsm(spec, params, support, data=corpus), lambda: None)
+
+    def step(loss_fn: Callable[[], torch.Tensor]) -> float:
+        for v in logits:
+            v.grad = None
+        loss = loss_fn()
+        loss.backward()
+        return float(loss.detach())
+
+    values = {"fast": step(loss_fast), "pyro": step(loss_pyro)}
+    step(loss_fast), step(loss_pyro)
+    best = {"fast": 0.0, "pyro": 0.0}
+    per_round = max(1, steps // 4)
+    for _ in range(4):
+        for name, fn in (("fast", loss_fast), ("pyro", loss_pyro)):
+            start = time.perf_counter()
+            for _ in range(per_round):
+                step(fn)
+            best[name] = max(best[name], per_round / (time.perf_counter() - start))
+    equal = abs(values["fast"] - values["pyro"]) <= 1e-6 * abs(values["pyro"])
+    if not equal:
+        raise HLSMError(f"fast and Pyro losses disagree ({values['fast']} vs {values['pyro']}): please report this")
+    return {
+        "benchmark": "fit",
+        "traces": len(corpus),
+        "programs": len(support),
+        "num_states": x,
+        "steps": 4 * per_round,
+        "loss_fast": values["fast"],
+        "loss_pyro": values["pyro"],
+        "equal": equal,
+        "fast_steps_per_s": round(best["fast"], 2),
+        "pyro_steps_per_s": round(best["pyro"], 2),
+        "ratio": round(best["fast"] / best["pyro"], 2),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
+
+
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "simulate": bench_simulate,
     "identify": bench_identify,
     "sample": bench_sample,
     "train": bench_train,
+    "fit": bench_fit,
 }
 
 

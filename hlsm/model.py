@@ -109,6 +109,7 @@ class HLSMParams:
 def _check_stochastic(name: str, value: Any, ndim: int) -> None:
     if not isinstance(value, Tensor) or not value.is_floating_point() or value.dim() != ndim:
         raise ModelError(f"{name} must be a floating-point tensor with {ndim} dimensions, got {value!r:.80}")
+    value = value.detach()  # a check, not part of any gradient
     if bool((value < 0).any()) or not bool(torch.isfinite(value).all()):
         raise ModelError(f"{name} must hold finite non-negative probabilities")
     worst = float((value.sum(-1) - 1).abs().max())

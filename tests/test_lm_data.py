@@ -22,7 +22,6 @@ FORMATS = [TaskFormat(), TaskFormat(slots=None), TaskFormat(echo=True), TaskForm
 FORMAT_IDS = ["slots4", "plain", "slots4-echo", "plain-echo"]
 
 
-
 def random_program(rng: random.Random, max_depth: int = 4) -> Program:
     if rng.random() < 0.25:
         return Program.atomic(rng.randrange(SPEC.num_skills))

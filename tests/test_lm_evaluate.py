@@ -32,7 +32,6 @@ PROGRAM = Program.from_names(SPEC, "chain:reverse > chain:shift_up > chain:sort"
 X0 = [0, 1, 3]
 
 
-
 def _generation(states: list[list[int]], *, eos: bool = True, fmt: TaskFormat = FMT) -> list[int]:
     """The generated part of a trace with the given states (not necessarily the true ones)."""
     ids, _ = encode_example(SPEC, fmt, TOK, PROGRAM, X0, states)

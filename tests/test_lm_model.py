@@ -15,7 +15,6 @@ from hlsm.lm.sampling import GenerationError, generate
 V = 23
 
 
-
 def make_model(seed: int = 0, double: bool = True, **overrides: object) -> GPT:
     torch.manual_seed(seed)
     kwargs: dict[str, object] = {"vocab_size": V, "max_len": 48, "n_layer": 2, "n_head": 2, "d_model": 32}

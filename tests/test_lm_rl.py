@@ -39,7 +39,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RL_TINY = CONFIGS / "rl_tiny.toml"
 
 
-
 @pytest.fixture(scope="module")
 def sft_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SFT run (150 steps, about a second): the --init of every RL test."""

@@ -34,7 +34,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = CONFIGS / "sft_tiny.toml"
 
 
-
 def tiny(**training: Any) -> SFTConfig:
     raw = load_toml(TINY)
     raw["training"] |= training
