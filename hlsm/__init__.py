@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from hlsm.design import Coverage, DesignConfig, DesignError, SupportDesign, coverage, make_design, support_graph
 from hlsm.errors import HLSMError
+from hlsm.identify import Identification, identify
 from hlsm.modules import (
     DEFAULT_ROUTINGS,
     DEFAULT_SKILLS,
@@ -24,7 +25,7 @@ from hlsm.modules import (
     unregister,
 )
 from hlsm.programs import NO_ROUTING, Program, ProgramBatch, ProgramError, execute
-from hlsm.simulate import Corpus, CorpusError, read_jsonl, summarize, write_jsonl
+from hlsm.simulate import Corpus, CorpusError, population_corpus, read_jsonl, summarize, write_jsonl
 from hlsm.spec import Spec, SpecError
 from hlsm.traces import Tokenizer, Trace, TraceFormatError, exposure_mask, parse, render
 
@@ -47,6 +48,9 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Identification",
+    "identify",
+    "population_corpus",
     "DEFAULT_ROUTINGS",
     "DEFAULT_SKILLS",
     "NO_ROUTING",
