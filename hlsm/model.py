@@ -392,7 +392,7 @@ class _EnumerationCheck(Messenger):
             self.missed.append(str(msg["name"]))
 
 
-def _enumerated_log_likelihood(model: Any) -> float:
+def enumerated_log_likelihood(model: Any) -> float:
     """``-TraceEnum_ELBO.loss`` with an empty guide: the exact log evidence if every latent is enumerated."""
     check = _EnumerationCheck()
     with warnings.catch_warnings():
@@ -419,4 +419,4 @@ def log_likelihood(
     """
     if len(corpus) == 0:
         return 0.0
-    return _enumerated_log_likelihood(lambda: hlsm(spec, params, support, weights, data=corpus))
+    return enumerated_log_likelihood(lambda: hlsm(spec, params, support, weights, data=corpus))

@@ -16,7 +16,7 @@ from hlsm.model import (
     MAX_ENUMERATED_STATES,
     HLSMParams,
     ModelError,
-    _enumerated_log_likelihood,
+    enumerated_log_likelihood,
     hlsm,
     log_likelihood,
     sample,
@@ -269,4 +269,4 @@ def test_unenumerated_latent_is_an_error() -> None:
             pyro.sample("w", dist.Bernoulli(0.5))  # not enumerable: would be sampled, not summed out
 
     with pytest.raises(ModelError, match=r"\['w'\] were sampled instead of enumerated"):
-        _enumerated_log_likelihood(model)
+        enumerated_log_likelihood(model)
