@@ -71,7 +71,7 @@ def _allowed_pairs(spec: Spec, steps: StepObservations) -> tuple[dict[tuple[int,
     for l in steps.lengths():  # screen: every (m, k) on a few observations of every pair
         sample = torch.cat([rows[:_CHUNK] for rows in rows_of[l].values()])
         for m in range(M):
-            check(l, m, sample if m == 0 else sample[~_atomic(steps, l, sample, K)], range(K))
+            check(l, m, sample if m == 0 else sample[steps.routing_symbol[l][sample] >= 0], range(K))
     survivors: dict[tuple[int, int], list[int]] = {}
     seen_ids = seen.nonzero(as_tuple=True)[0].tolist()
     for row, m, k in ok[seen].nonzero().tolist():
@@ -87,11 +87,6 @@ def _allowed_pairs(spec: Spec, steps: StepObservations) -> tuple[dict[tuple[int,
     atomic_ok[seen[:K]] = ok[:K][seen[:K], 0]
     pair = {(pid // K - 1, pid % K): ok[pid] for pid in seen.nonzero(as_tuple=True)[0].tolist() if pid >= K}
     return pair, atomic_ok
-
-
-def _atomic(steps: StepObservations, l: int, rows: Tensor, num_skills: int) -> Tensor:
-    """Which of ``rows`` (at history length ``l``) are atomic steps."""
-    return steps.routing_symbol[l][rows] < 0
 
 
 @dataclass

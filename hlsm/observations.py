@@ -45,9 +45,7 @@ def probe_histories(spec: Spec, length: int, count: int = 2048, seed: int = 0) -
     """``(B, length, n)`` histories: all of ``X**length`` when that is small, else random ones."""
     total = spec.num_states**length
     if total <= 20_000:
-        codes = torch.cartesian_prod(*[torch.arange(spec.num_states)] * length) if length > 1 else None
-        if codes is None:
-            return spec.all_states().unsqueeze(1)
+        codes = torch.cartesian_prod(*[torch.arange(spec.num_states)] * length).reshape(-1, length)
         return spec.decode(codes)
     gen = torch.Generator().manual_seed(seed + length)
     return torch.randint(spec.alphabet, (count, length, spec.length), generator=gen)

@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from hlsm.errors import HLSMError
-from hlsm.programs import NO_ROUTING, PAD, Program, ProgramBatch, ProgramError, run_step
+from hlsm.programs import NO_ROUTING, PAD, Program, ProgramBatch, ProgramError, execute, run_step
 from hlsm.spec import Spec
 from hlsm.traces import TraceFormatError, exposure_mask, parse, render
 
@@ -358,8 +358,6 @@ def population_corpus(
     Corpus
         ``len(programs) * B`` traces, program-major.
     """
-    from hlsm.programs import execute
-
     if not programs:
         raise CorpusError("the regime has no programs: give at least one")
     for p in programs:
