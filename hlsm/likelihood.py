@@ -111,12 +111,15 @@ class CorpusLikelihood:
         self.spec, self.num_traces = spec, len(corpus)
         self._onehot = _skill_onehot(spec, dtype)
         self._groups: list[list[_Step]] = []
+        self._rows: list[Tensor] = []
         self._task = torch.zeros((), dtype=dtype)
+        self._task_per_trace = torch.zeros(len(corpus), dtype=dtype)
         if len(corpus) == 0:
             return
         prog = _observed_programs(spec, corpus, programs)
         if task_terms:
-            self._task = (prior[prog].log() - math.log(spec.num_states)).sum()
+            self._task_per_trace = prior[prog].log() - math.log(spec.num_states)
+            self._task = self._task_per_trace.sum()
         table = ProgramBatch.from_programs(programs)
         depth = table.depth[prog].tolist()
         codes = spec.encode(corpus.states)  # (N, L_max + 1)
@@ -127,6 +130,7 @@ class CorpusLikelihood:
         for key in sorted(set(keys)):
             rows = torch.tensor([i for i, k in enumerate(keys) if k == key])
             self._groups.append(self._group(table.index(prog[rows]), codes[rows], key))
+            self._rows.append(rows)
 
     def _group(self, steps: ProgramBatch, codes: Tensor, key: tuple[int, bool, tuple[bool, ...]]) -> list[_Step]:
         """Precompute the scored steps of one group of ``G`` traces (``codes`` is ``(G, L_max + 1)``)."""
@@ -175,13 +179,27 @@ class CorpusLikelihood:
         tables : Tensor or None
             ``(K, |X|, |X|)`` dense skill tables, or None for the library tables.
         """
-        if tables is None:
-            tables = library_tables(self.spec, epsilon, onehot=self._onehot.to(alpha.dtype))
-        mixed = torch.einsum("sk,kux->sux", alpha, tables)  # (S, X, X)
+        mixed = self._mixed(alpha, epsilon, tables)
         total = self._task.to(alpha.dtype)
         for steps in self._groups:
-            total = total + self._group_log_prob(steps, mixed, beta)
+            total = total + self._group_log_prob(steps, mixed, beta).sum()
         return total
+
+    def per_trace(
+        self, alpha: Tensor, beta: Tensor, epsilon: float | Tensor = 0.1, tables: Tensor | None = None
+    ) -> Tensor:
+        """``(N,)`` log-likelihood of each trace, in corpus order (same arguments as calling the object)."""
+        mixed = self._mixed(alpha, epsilon, tables)
+        out = self._task_per_trace.to(alpha.dtype).clone()
+        for rows, steps in zip(self._rows, self._groups, strict=True):
+            out[rows] = out[rows] + self._group_log_prob(steps, mixed, beta)
+        return out
+
+    def _mixed(self, alpha: Tensor, epsilon: float | Tensor, tables: Tensor | None) -> Tensor:
+        """``(S, X, X)``: the skill-symbol tables ``sum_k alpha[s, k] T_k``."""
+        if tables is None:
+            tables = library_tables(self.spec, epsilon, onehot=self._onehot.to(alpha.dtype))
+        return torch.einsum("sk,kux->sux", alpha, tables)
 
     def score(self, params: HLSMParams) -> Tensor:
         """``self(params.alpha, params.beta, params.epsilon, params.tables)`` after a shape check."""
@@ -190,13 +208,13 @@ class CorpusLikelihood:
 
     @staticmethod
     def _group_log_prob(steps: list[_Step], mixed: Tensor, beta: Tensor) -> Tensor:
-        """Sum of ``log P(shown states | program, x_0)`` over one group's traces."""
+        """``(G,)``: ``log P(shown states | program, x_0)`` of each of one group's traces."""
         phi: Tensor | None = None  # (G, X^j...) joint message over hidden states, None = all ones
-        logp = mixed.new_zeros(())
+        logp = mixed.new_zeros(steps[0].skill.shape[0]) if steps else mixed.new_zeros(())
         for step in steps:
             if step.routing is None:  # atomic: factor Tmix[sigma][x_0, x_l], no hidden state is ever read
                 assert step.shown is not None
-                logp = logp + mixed[step.skill, step.inputs, step.shown].log().sum()
+                logp = logp + mixed[step.skill, step.inputs, step.shown].log()
                 continue
             g, u = step.skill.shape[0], step.inputs
             lead = (g,) + (1,) * (u.dim() - 1)
@@ -210,7 +228,7 @@ class CorpusLikelihood:
                 factor = (b.unsqueeze(-1) * mixed[sigma, u]).sum(-2)  # (G, X^j..., X)
                 phi = factor if phi is None else phi.unsqueeze(-1) * factor
         if phi is not None:
-            logp = logp + phi.reshape(phi.shape[0], -1).sum(-1).log().sum()
+            logp = logp + phi.reshape(phi.shape[0], -1).sum(-1).log()
         return logp
 
 
