@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -69,10 +69,13 @@ class _Tables:
         return (1.0 - eps) * (x == self.skill(k, u)) + eps / size
 
 
-def _trace_probability(tab: _Tables, program: Program, x0: int, states: Sequence[int | None]) -> float:
-    """``P(shown states | program, x_0)``: the literal sum over selections and hidden states.
+def _assignments(
+    tab: _Tables, program: Program, x0: int, states: Sequence[int | None]
+) -> Iterator[tuple[tuple[tuple[int, int], ...], list[int], float]]:
+    """Every joint assignment ``(selection, states, probability)`` consistent with the shown states.
 
-    ``states`` are the codes of ``x_1 .. x_L``, ``None`` where hidden.
+    ``states`` are the codes of ``x_1 .. x_L``, ``None`` where hidden; ``selection`` lists ``(R_l, K_l)``
+    (``R_l = NO_ROUTING`` on atomic steps) and the probability is the joint one, with the shown states.
     """
     spec = tab.spec
     hidden = [l for l, s in enumerate(states) if s is None]
@@ -84,7 +87,6 @@ def _trace_probability(tab: _Tables, program: Program, x0: int, states: Sequence
         ]
         for m, _ in program.steps
     ]
-    total = 0.0
     for selection in itertools.product(*step_choices):
         p_select = 1.0
         for (m, k_symbol), (r, k) in zip(program.steps, selection, strict=True):
@@ -100,8 +102,21 @@ def _trace_probability(tab: _Tables, program: Program, x0: int, states: Sequence
                 u = x0 if r == NO_ROUTING else tab.routing(r, tuple(history))
                 p *= tab.transition(k, u, x)
                 history.append(x)
-            total += p
-    return total
+            yield selection, xs, p
+
+
+def _trace_probability(tab: _Tables, program: Program, x0: int, states: Sequence[int | None]) -> float:
+    """``P(shown states | program, x_0)``: the literal sum over selections and hidden states."""
+    return sum((p for _, _, p in _assignments(tab, program, x0, states)), 0.0)
+
+
+def map_assignment(
+    spec: Spec, params: HLSMParams, program: Program, x0: int, states: Sequence[int | None]
+) -> tuple[tuple[tuple[int, int], ...], list[int], float]:
+    """The most probable joint ``(selection, states, probability)`` of one trace, by enumeration."""
+    if len(states) != program.depth:
+        raise ValueError(f"a depth-{program.depth} program needs {program.depth} states, got {len(states)}")
+    return max(_assignments(_Tables(spec, params), program.check(spec), x0, states), key=lambda a: a[2])
 
 
 def transition_prob(spec: Spec, params: HLSMParams, skill: int, u: int, x: int) -> float:

@@ -1,13 +1,20 @@
 """Fitting the HLSM: MAP estimation of bindings and dense skill tables by gradient ascent.
 
 Parameters are softmax logits: ``alpha = softmax(a)`` ``(K_sym, K)``, ``beta = softmax(b)``
-``(M_sym, M)`` and ``tables = softmax(t)`` ``(K, |X|, |X|)`` (dense learned tables, so no separate
-corruption rate is learned: the tables absorb it). The objective to maximise is
+``(M_sym, M)``, and, for the skill tables, one of two hypothesis classes (``theory/identifiability.md``):
 
-    log p(corpus | alpha, beta, tables) + (c - 1) * (sum log alpha + sum log beta + sum log tables)
+- ``tables="dense"`` (H-tab): ``tables = softmax(t)`` ``(K, |X|, |X|)``, any stochastic map; no
+  separate corruption rate is learned, the tables absorb it;
+- ``tables="library"`` (H-lib): the library skills' tables ``(1 - eps) onehot(f_k) + eps / |X|``
+  with a learned corruption rate ``eps = sigmoid(e)``.
 
-(a symmetric Dirichlet(c) log-prior on every row, up to a constant; ``c = 1`` is maximum
-likelihood). Two interchangeable ways to compute it: ``objective="fast"`` uses
+The objective to maximise is
+
+    log p(corpus | alpha, beta, tables) + (c - 1) * (sum log alpha + sum log beta [+ sum log tables])
+
+(a symmetric Dirichlet(c) log-prior on every row of the learned probability tables, up to a
+constant; ``c = 1`` is maximum likelihood; ``eps`` has a flat prior). Two interchangeable ways to
+compute it: ``objective="fast"`` uses
 :class:`hlsm.likelihood.CorpusLikelihood`; ``objective="pyro"`` runs ``pyro.infer.SVI`` with
 ``TraceEnum_ELBO(max_plate_nesting=1)`` and an empty guide over the enumerated :func:`hlsm.model.hlsm`
 (its loss is minus the same objective). Each of ``restarts`` random restarts is an Adam loop.
@@ -30,17 +37,25 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from hlsm.errors import HLSMError
-from hlsm.likelihood import CorpusLikelihood
+from hlsm.likelihood import CorpusLikelihood, library_tables
 from hlsm.model import HLSMParams, enumerated_log_likelihood, hlsm
 from hlsm.programs import Program
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
-PARAM_NAMES = ("alpha", "beta", "tables")
-"""The fitted parameters, in the order of their logits."""
+TableClass = Literal["dense", "library"]
+
+PARAM_NAMES: dict[str, tuple[str, str, str]] = {
+    "dense": ("alpha", "beta", "tables"),
+    "library": ("alpha", "beta", "epsilon"),
+}
+"""The fitted parameters of each table class, in the order of their logits."""
 
 PLACEHOLDER_EPSILON = 0.1
-"""``epsilon`` of the returned :class:`HLSMParams`; unused, since dense ``tables`` replace it."""
+"""``epsilon`` of a dense-table :class:`HLSMParams`; unused, since the dense ``tables`` replace it."""
+
+INITIAL_EPSILON_LOGIT = -2.0
+"""Centre of the initial ``logit(eps)`` of library tables (``eps ~ 0.12``)."""
 
 
 class FitError(HLSMError):
@@ -57,7 +72,7 @@ class FitDivergedError(FitError):
     step : int
         Optimisation step at which the non-finite loss appeared.
     bad : tuple of str
-        Names of the parameters (``alpha``, ``beta``, ``tables``) with non-finite values.
+        Names of the parameters (``alpha``, ``beta``, ``tables`` or ``epsilon``) with non-finite values.
     logits : dict of str to Tensor
         The (detached) logits reached.
     history : tuple of float
@@ -94,6 +109,8 @@ class FitConfig:
         Seed from which each restart's seed is derived (``numpy.random.SeedSequence``).
     objective : "fast" or "pyro"
         The fast exact likelihood, or Pyro SVI with ``TraceEnum_ELBO`` and an empty guide.
+    tables : "dense" or "library"
+        Learn dense skill tables (H-tab) or the library tables' corruption rate (H-lib).
     concentration : float
         Symmetric Dirichlet concentration ``c >= 1`` of every row of alpha, beta and the tables.
     tol : float
@@ -112,6 +129,7 @@ class FitConfig:
     restarts: int = 4
     seed: int = 0
     objective: Literal["fast", "pyro"] = "fast"
+    tables: TableClass = "dense"
     concentration: float = 1.0
     tol: float = 1e-7
     window: int = 50
@@ -129,6 +147,8 @@ class FitConfig:
             raise FitError(f"seed must be non-negative, got {self.seed}")
         if self.objective not in ("fast", "pyro"):
             raise FitError(f"objective must be 'fast' or 'pyro', got {self.objective!r}")
+        if self.tables not in PARAM_NAMES:
+            raise FitError(f"tables must be 'dense' or 'library', got {self.tables!r}")
         for name in ("lr", "concentration", "tol", "init_scale"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
@@ -147,6 +167,8 @@ class FitConfig:
 class RestartResult:
     """One restart: final probabilities, loss history and final values.
 
+    ``tables`` are the ``(K, |X|, |X|)`` skill tables in both classes (the library tables at the
+    learned ``epsilon`` for ``tables="library"``, where ``epsilon`` is set; None for dense tables).
     ``history[t]`` is the loss (minus the objective) before step ``t``; ``objective`` and
     ``log_likelihood`` are evaluated at the final parameters (``objective = log_likelihood + log prior``).
     """
@@ -159,6 +181,7 @@ class RestartResult:
     converged: bool
     log_likelihood: float
     objective: float
+    epsilon: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,8 +198,10 @@ class FitResult:
         return float(np.std([r.objective for r in self.restarts]))
 
     def params(self, i: int | None = None) -> HLSMParams:
-        """The fitted parameters of restart ``i`` (default: the best), with dense ``tables``."""
+        """The fitted parameters of restart ``i`` (default: the best): dense ``tables``, or ``epsilon``."""
         r = self.restarts[self.best if i is None else i]
+        if r.epsilon is not None:
+            return HLSMParams(r.alpha, r.beta, r.epsilon, None)
         return HLSMParams(r.alpha, r.beta, PLACEHOLDER_EPSILON, r.tables)
 
 
@@ -186,9 +211,22 @@ def log_prior(logits: Sequence[Tensor], concentration: float) -> Tensor:
     return (concentration - 1.0) * total
 
 
-def _shapes(spec: Spec) -> tuple[tuple[int, ...], ...]:
+def _shapes(spec: Spec, tables: TableClass) -> tuple[tuple[int, ...], ...]:
     k, m, x = spec.num_skills, spec.num_routings, spec.num_states
-    return ((k, k), (m, m), (k, x, x))
+    return ((k, k), (m, m), (k, x, x) if tables == "dense" else ())
+
+
+def _prior(logits: Sequence[Tensor], config: FitConfig) -> Tensor:
+    """The Dirichlet log-prior of the fitted probability tables (``epsilon``'s prior is flat)."""
+    return log_prior(logits if config.tables == "dense" else logits[:2], config.concentration)
+
+
+def _probs(spec: Spec, logits: Sequence[Tensor], tables: TableClass) -> tuple[Tensor, Tensor, Tensor]:
+    """``(alpha, beta, tables)`` from the logits; library tables are differentiable in ``epsilon``."""
+    a, b = torch.softmax(logits[0], -1), torch.softmax(logits[1], -1)
+    if tables == "dense":
+        return a, b, torch.softmax(logits[2], -1)
+    return a, b, library_tables(spec, torch.sigmoid(logits[2]))
 
 
 def _restart_seeds(config: FitConfig) -> list[int]:
@@ -196,13 +234,20 @@ def _restart_seeds(config: FitConfig) -> list[int]:
     return [int(c.generate_state(1)[0]) for c in children]
 
 
-def _init_logits(spec: Spec, seed: int, scale: float) -> list[Tensor]:
+def _init_logits(spec: Spec, seed: int, config: FitConfig) -> list[Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    return [scale * torch.randn(*s, generator=gen, dtype=torch.float64) for s in _shapes(spec)]
+    out = [
+        config.init_scale * torch.randn(s, generator=gen, dtype=torch.float64) for s in _shapes(spec, config.tables)
+    ]
+    if config.tables == "library":
+        out[2] = out[2] + INITIAL_EPSILON_LOGIT
+    return out
 
 
-def _diverged(restart: int, step: int, loss: float, logits: list[Tensor], history: list[float]) -> FitDivergedError:
-    detached = {n: v.detach().clone() for n, v in zip(PARAM_NAMES, logits, strict=True)}
+def _diverged(
+    restart: int, step: int, loss: float, logits: list[Tensor], history: list[float], tables: TableClass
+) -> FitDivergedError:
+    detached = {n: v.detach().clone() for n, v in zip(PARAM_NAMES[tables], logits, strict=True)}
     bad = tuple(n for n, v in detached.items() if not bool(torch.isfinite(v).all()))
     if bad:
         what = f"non-finite values in {', '.join(bad)}"
@@ -228,7 +273,7 @@ def _converged(history: list[float], config: FitConfig) -> bool:
 
 
 def fit(spec: Spec, corpus: Corpus, support: Sequence[Program], config: FitConfig | None = None) -> FitResult:
-    """Fit alpha, beta and dense tables to ``corpus`` by ``config.restarts`` random restarts.
+    """Fit alpha, beta and the skill tables to ``corpus`` by ``config.restarts`` random restarts.
 
     Raises
     ------
@@ -247,9 +292,9 @@ def fit(spec: Spec, corpus: Corpus, support: Sequence[Program], config: FitConfi
     results = []
     with tqdm(total=config.steps * config.restarts, disable=not config.progress, desc="fit") as bar:
         for r, seed in enumerate(_restart_seeds(config)):
-            logits = _init_logits(spec, seed, config.init_scale)
+            logits = _init_logits(spec, seed, config)
             if lik is not None:
-                results.append(_fit_fast(lik, logits, config, r, seed, bar))
+                results.append(_fit_fast(spec, lik, logits, config, r, seed, bar))
             else:
                 results.append(_fit_pyro(spec, corpus, support, logits, config, r, seed, bar))
     best = int(np.argmax([res.objective for res in results]))
@@ -257,21 +302,30 @@ def fit(spec: Spec, corpus: Corpus, support: Sequence[Program], config: FitConfi
 
 
 def _finish(
-    logits: list[Tensor], history: list[float], converged: bool, seed: int, objective: float, loglik: float
+    spec: Spec,
+    logits: list[Tensor],
+    config: FitConfig,
+    history: list[float],
+    converged: bool,
+    seed: int,
+    objective: float,
+    loglik: float,
 ) -> RestartResult:
-    a, b, t = (torch.softmax(v.detach(), -1) for v in logits)
-    return RestartResult(seed, a, b, t, tuple(history), converged, loglik, objective)
+    with torch.no_grad():
+        a, b, t = _probs(spec, [v.detach() for v in logits], config.tables)
+    eps = float(torch.sigmoid(logits[2].detach())) if config.tables == "library" else None
+    return RestartResult(seed, a, b, t, tuple(history), converged, loglik, objective, eps)
 
 
 def _fit_fast(
-    lik: CorpusLikelihood, init: list[Tensor], config: FitConfig, restart: int, seed: int, bar: tqdm
+    spec: Spec, lik: CorpusLikelihood, init: list[Tensor], config: FitConfig, restart: int, seed: int, bar: tqdm
 ) -> RestartResult:
     logits = [v.clone().requires_grad_() for v in init]
     opt = torch.optim.Adam(logits, lr=config.lr)
 
     def terms() -> tuple[Tensor, Tensor]:
-        a, b, t = (torch.softmax(v, -1) for v in logits)
-        return lik(a, b, tables=t), log_prior(logits, config.concentration)
+        a, b, t = _probs(spec, logits, config.tables)
+        return lik(a, b, tables=t), _prior(logits, config)
 
     history: list[float] = []
     converged = False
@@ -281,7 +335,7 @@ def _fit_fast(
         loss = -(ll + prior)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise _diverged(restart, step, value, logits, history)
+            raise _diverged(restart, step, value, logits, history, config.tables)
         history.append(value)
         bar.update(1)
         if _converged(history, config):
@@ -293,27 +347,28 @@ def _fit_fast(
         ll, prior = terms()
     objective = float(ll + prior)
     if not math.isfinite(objective):
-        raise _diverged(restart, len(history), -objective, logits, history)
-    return _finish(logits, history, converged, seed, objective, float(ll))
+        raise _diverged(restart, len(history), -objective, logits, history, config.tables)
+    return _finish(spec, logits, config, history, converged, seed, objective, float(ll))
 
 
 def _pyro_model(
-    spec: Spec, corpus: Corpus, support: list[Program], init: list[Tensor], concentration: float
+    spec: Spec, corpus: Corpus, support: list[Program], init: list[Tensor], config: FitConfig
 ) -> Callable[[], None]:
     """The enumerated HLSM with logits from ``pyro.param`` and the Dirichlet log-prior as a factor."""
+    names = PARAM_NAMES[config.tables]
 
     def model() -> None:
-        logits = [pyro.param(f"{n}_logits", v.clone()) for n, v in zip(PARAM_NAMES, init, strict=True)]
-        if concentration != 1.0:
-            pyro.factor("dirichlet_prior", log_prior(logits, concentration))
-        a, b, t = (torch.softmax(v, -1) for v in logits)
+        logits = [pyro.param(f"{n}_logits", v.clone()) for n, v in zip(names, init, strict=True)]
+        if config.concentration != 1.0:
+            pyro.factor("dirichlet_prior", _prior(logits, config))
+        a, b, t = _probs(spec, logits, config.tables)
         hlsm(spec, HLSMParams(a, b, PLACEHOLDER_EPSILON, t), support, data=corpus)
 
     return model
 
 
-def _store_logits() -> list[Tensor]:
-    return [pyro.param(f"{n}_logits").detach().clone() for n in PARAM_NAMES]
+def _store_logits(tables: TableClass) -> list[Tensor]:
+    return [pyro.param(f"{n}_logits").detach().clone() for n in PARAM_NAMES[tables]]
 
 
 def _fit_pyro(
@@ -327,7 +382,7 @@ def _fit_pyro(
     bar: tqdm,
 ) -> RestartResult:
     pyro.clear_param_store()
-    model = _pyro_model(spec, corpus, support, init, config.concentration)
+    model = _pyro_model(spec, corpus, support, init, config)
     enumerated_log_likelihood(model)  # raises ModelError naming any latent site that is not enumerated
     svi = SVI(
         model,
@@ -338,36 +393,36 @@ def _fit_pyro(
     history: list[float] = []
     converged = False
     for step in range(config.steps):
-        if step > 0 and not all(bool(torch.isfinite(v).all()) for v in _store_logits()):
+        if step > 0 and not all(bool(torch.isfinite(v).all()) for v in _store_logits(config.tables)):
             # the model refuses non-finite probabilities, so the loss would not even be computed
-            raise _diverged(restart, step, math.nan, _store_logits(), history)
+            raise _diverged(restart, step, math.nan, _store_logits(config.tables), history, config.tables)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             value = float(svi.step())
         if not math.isfinite(value):
-            raise _diverged(restart, step, value, _store_logits(), history)
+            raise _diverged(restart, step, value, _store_logits(config.tables), history, config.tables)
         history.append(value)
         bar.update(1)
         if _converged(history, config):
             # svi.step already applied the update after computing this loss; the state is one step on
             converged = True
             break
-    logits = _store_logits()
+    logits = _store_logits(config.tables)
     objective = enumerated_log_likelihood(model) if math.isfinite(float(sum(v.sum() for v in logits))) else math.nan
     if not math.isfinite(objective):
-        raise _diverged(restart, len(history), -objective, logits, history)
-    loglik = objective - float(log_prior(logits, config.concentration))
-    return _finish(logits, history, converged, seed, objective, loglik)
+        raise _diverged(restart, len(history), -objective, logits, history, config.tables)
+    loglik = objective - float(_prior(logits, config))
+    return _finish(spec, logits, config, history, converged, seed, objective, loglik)
 
 
 def objective_value(
     spec: Spec, corpus: Corpus, support: Sequence[Program], logits: Sequence[Tensor], config: FitConfig
 ) -> float:
-    """The objective (log-likelihood + log-prior) at ``logits`` (alpha, beta, tables), by ``config.objective``."""
+    """The objective (log-likelihood + log-prior) at ``logits`` (in ``PARAM_NAMES[config.tables]`` order)."""
     logits = [v.detach().to(torch.float64) for v in logits]
     if config.objective == "fast":
-        a, b, t = (torch.softmax(v, -1) for v in logits)
+        a, b, t = _probs(spec, logits, config.tables)
         ll = CorpusLikelihood(spec, list(support), corpus)(a, b, tables=t)
-        return float(ll + log_prior(logits, config.concentration))
+        return float(ll + _prior(logits, config))
     pyro.clear_param_store()
-    return enumerated_log_likelihood(_pyro_model(spec, corpus, list(support), logits, config.concentration))
+    return enumerated_log_likelihood(_pyro_model(spec, corpus, list(support), logits, config))

@@ -265,6 +265,23 @@ def _observed_programs(spec: Spec, data: Corpus, programs: list[Program]) -> Ten
     return torch.tensor(out, dtype=torch.long)
 
 
+GroupKey = tuple[int, bool, tuple[bool, ...]]
+
+
+def trace_groups(
+    programs: Sequence[Program], prog: Tensor, masks: Sequence[tuple[bool, ...]]
+) -> tuple[list[GroupKey], dict[GroupKey, Tensor]]:
+    """The trace groups of the model: sorted ``(depth, atomic, mask)`` keys and each group's rows.
+
+    Group ``g`` of :func:`hlsm` holds the traces ``rows_of[groups[g]]`` (in that order); its sites
+    are named ``R_{g}_{l}``, ``K_{g}_{l}`` and ``x_{g}_{l}``.
+    """
+    keys = [(len(m), programs[p].is_atomic, m) for p, m in zip(prog.tolist(), masks, strict=True)]
+    groups = sorted(set(keys))
+    rows_of = {key: torch.tensor([i for i, k in enumerate(keys) if k == key]) for key in groups}
+    return groups, rows_of
+
+
 def hlsm(
     spec: Spec,
     params: HLSMParams,
@@ -320,15 +337,13 @@ def hlsm(
         masks = [exposure_mask(exposure, d) for d in depth.tolist()]
     else:
         masks = [tuple(row[:d]) for row, d in zip(data.mask.tolist(), depth.tolist(), strict=True)]
-    keys = [(len(m), programs[p].is_atomic, m) for p, m in zip(prog.tolist(), masks, strict=True)]
-    groups = sorted(set(keys))
+    groups, rows_of = trace_groups(programs, prog, masks)
     if data is not None and num_states > MAX_ENUMERATED_STATES and any(not all(m) for _, _, m in groups):
         raise ModelError(
             f"the corpus hides intermediate states, which are enumerated, but |X| = {num_states} exceeds "
             f"{MAX_ENUMERATED_STATES}; use a smaller spec or score fully observed traces only"
         )
     parts: list[tuple[Tensor, Tensor]] = []
-    rows_of = {key: torch.tensor([i for i, k in enumerate(keys) if k == key]) for key in groups}
     for g in pyro.markov(range(len(groups)), history=0):
         d, _, mask = groups[g]
         rows = rows_of[groups[g]]

@@ -15,7 +15,7 @@ from hlsm.likelihood import CorpusLikelihood, library_tables
 from hlsm.metrics import binding_accuracy, match_tables
 from hlsm.model import HLSMParams, ModelError
 from hlsm.programs import Program
-from hlsm.simulate import Corpus, simulate
+from hlsm.simulate import Corpus, concat, simulate
 from hlsm.spec import Spec
 
 EPS = 0.05
@@ -177,3 +177,31 @@ def test_full_recovery() -> None:
     matching = match_tables(result.params().tables, TRUTH.tables)
     assert matching.mean_tv <= 0.05
     assert binding_accuracy(result.params().alpha, [0, 1, 2], matching.permutation) == 1.0
+
+
+RL = [Program(((0, 1), (1, 2))), Program(((1, 2), (0, 0), (0, 1)))]
+
+
+def test_library_tables_pyro_matches_fast() -> None:
+    corpus = concat([_corpus(40), simulate(SPEC, RL, 30, 1, epsilon=EPS, exposure="answer")])
+    kw = {"steps": 3, "restarts": 1, "tables": "library", "concentration": 1.5}
+    fast = fit(SPEC, corpus, SUPPORT + RL, _quick(**kw))
+    slow = fit(SPEC, corpus, SUPPORT + RL, _quick(objective="pyro", **kw))
+    assert slow.restarts[0].history == pytest.approx(fast.restarts[0].history, rel=1e-6)
+    r = slow.restarts[0]
+    assert r.epsilon is not None and 0 < r.epsilon < 1
+    params = slow.params()
+    assert params.tables is None and params.epsilon == r.epsilon
+    lik = CorpusLikelihood(SPEC, SUPPORT + RL, corpus)
+    assert r.log_likelihood == pytest.approx(float(lik.score(params)), rel=1e-6)
+    assert torch.allclose(r.tables, library_tables(SPEC, r.epsilon))
+
+
+def test_library_tables_recover_bindings_and_epsilon_from_answer_only_data() -> None:
+    # RL programs are seen only through their answers: the hidden states are summed out
+    corpus = concat([_corpus(400), simulate(SPEC, RL, 400, 1, epsilon=EPS, exposure="answer")])
+    result = fit(SPEC, corpus, SUPPORT + RL, _quick(steps=300, restarts=2, tables="library"))
+    params = result.params()
+    assert binding_accuracy(params.alpha, [0, 1, 2]) == 1.0 and binding_accuracy(params.beta, [0, 1]) == 1.0
+    # ML estimate of eps from ~2,000 scored steps: SE ~ sqrt(eps / n) ~ 0.005; 0.02 is 4 SE
+    assert params.epsilon == pytest.approx(EPS, abs=0.02)
