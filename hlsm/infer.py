@@ -32,6 +32,7 @@ import numpy as np
 import pyro
 import pyro.optim
 import torch
+from pyro import poutine
 from pyro.infer import SVI, TraceEnum_ELBO
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -113,6 +114,10 @@ class FitConfig:
         Learn dense skill tables (H-tab) or the library tables' corruption rate (H-lib).
     concentration : float
         Symmetric Dirichlet concentration ``c >= 1`` of every row of alpha, beta and the tables.
+    data_weight : float
+        Each trace counts as this many copies (``> 0``; the log-likelihood is multiplied by it). A
+        population-limit corpus lists each ``(program, x_0)`` once; a large weight (e.g. 1000) makes
+        the prior negligible where the data speak, as infinite data would.
     tol : float
         Convergence: stop when ``|loss[t - window] - loss[t]| <= tol * max(1, |loss[t]|)``;
         ``0`` never stops early.
@@ -131,6 +136,7 @@ class FitConfig:
     objective: Literal["fast", "pyro"] = "fast"
     tables: TableClass = "dense"
     concentration: float = 1.0
+    data_weight: float = 1.0
     tol: float = 1e-7
     window: int = 50
     init_scale: float = 1.0
@@ -149,7 +155,7 @@ class FitConfig:
             raise FitError(f"objective must be 'fast' or 'pyro', got {self.objective!r}")
         if self.tables not in PARAM_NAMES:
             raise FitError(f"tables must be 'dense' or 'library', got {self.tables!r}")
-        for name in ("lr", "concentration", "tol", "init_scale"):
+        for name in ("lr", "concentration", "data_weight", "tol", "init_scale"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
                 raise FitError(f"{name} must be a number, got {value!r}")
@@ -157,6 +163,8 @@ class FitConfig:
             raise FitError(f"lr must be positive, got {self.lr}")
         if not math.isfinite(self.concentration) or self.concentration < 1:
             raise FitError(f"concentration must be a finite number >= 1 (1 = no prior), got {self.concentration}")
+        if not math.isfinite(self.data_weight) or self.data_weight <= 0:
+            raise FitError(f"data_weight must be a finite number > 0, got {self.data_weight}")
         if not math.isfinite(self.tol) or self.tol < 0:
             raise FitError(f"tol must be finite and >= 0, got {self.tol}")
         if not math.isfinite(self.init_scale) or self.init_scale < 0:
@@ -170,7 +178,8 @@ class RestartResult:
     ``tables`` are the ``(K, |X|, |X|)`` skill tables in both classes (the library tables at the
     learned ``epsilon`` for ``tables="library"``, where ``epsilon`` is set; None for dense tables).
     ``history[t]`` is the loss (minus the objective) before step ``t``; ``objective`` and
-    ``log_likelihood`` are evaluated at the final parameters (``objective = log_likelihood + log prior``).
+    ``log_likelihood`` are evaluated at the final parameters
+    (``objective = data_weight * log_likelihood + log prior``).
     """
 
     seed: int
@@ -236,9 +245,7 @@ def _restart_seeds(config: FitConfig) -> list[int]:
 
 def _init_logits(spec: Spec, seed: int, config: FitConfig) -> list[Tensor]:
     gen = torch.Generator().manual_seed(seed)
-    out = [
-        config.init_scale * torch.randn(s, generator=gen, dtype=torch.float64) for s in _shapes(spec, config.tables)
-    ]
+    out = [config.init_scale * torch.randn(s, generator=gen, dtype=torch.float64) for s in _shapes(spec, config.tables)]
     if config.tables == "library":
         out[2] = out[2] + INITIAL_EPSILON_LOGIT
     return out
@@ -325,7 +332,7 @@ def _fit_fast(
 
     def terms() -> tuple[Tensor, Tensor]:
         a, b, t = _probs(spec, logits, config.tables)
-        return lik(a, b, tables=t), _prior(logits, config)
+        return config.data_weight * lik(a, b, tables=t), _prior(logits, config)
 
     history: list[float] = []
     converged = False
@@ -348,7 +355,7 @@ def _fit_fast(
     objective = float(ll + prior)
     if not math.isfinite(objective):
         raise _diverged(restart, len(history), -objective, logits, history, config.tables)
-    return _finish(spec, logits, config, history, converged, seed, objective, float(ll))
+    return _finish(spec, logits, config, history, converged, seed, objective, float(ll) / config.data_weight)
 
 
 def _pyro_model(
@@ -362,7 +369,8 @@ def _pyro_model(
         if config.concentration != 1.0:
             pyro.factor("dirichlet_prior", _prior(logits, config))
         a, b, t = _probs(spec, logits, config.tables)
-        hlsm(spec, HLSMParams(a, b, PLACEHOLDER_EPSILON, t), support, data=corpus)
+        with poutine.scale(scale=config.data_weight):
+            hlsm(spec, HLSMParams(a, b, PLACEHOLDER_EPSILON, t), support, data=corpus)
 
     return model
 
@@ -411,7 +419,7 @@ def _fit_pyro(
     objective = enumerated_log_likelihood(model) if math.isfinite(float(sum(v.sum() for v in logits))) else math.nan
     if not math.isfinite(objective):
         raise _diverged(restart, len(history), -objective, logits, history, config.tables)
-    loglik = objective - float(_prior(logits, config))
+    loglik = (objective - float(_prior(logits, config))) / config.data_weight
     return _finish(spec, logits, config, history, converged, seed, objective, loglik)
 
 
@@ -423,6 +431,6 @@ def objective_value(
     if config.objective == "fast":
         a, b, t = _probs(spec, logits, config.tables)
         ll = CorpusLikelihood(spec, list(support), corpus)(a, b, tables=t)
-        return float(ll + _prior(logits, config))
+        return float(config.data_weight * ll + _prior(logits, config))
     pyro.clear_param_store()
     return enumerated_log_likelihood(_pyro_model(spec, corpus, list(support), logits, config))

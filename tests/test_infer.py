@@ -205,3 +205,18 @@ def test_library_tables_recover_bindings_and_epsilon_from_answer_only_data() -> 
     assert binding_accuracy(params.alpha, [0, 1, 2]) == 1.0 and binding_accuracy(params.beta, [0, 1]) == 1.0
     # ML estimate of eps from ~2,000 scored steps: SE ~ sqrt(eps / n) ~ 0.005; 0.02 is 4 SE
     assert params.epsilon == pytest.approx(EPS, abs=0.02)
+
+
+def test_data_weight_scales_the_likelihood() -> None:
+    corpus = _corpus(40)
+    for objective in ("fast", "pyro"):
+        result = fit(
+            SPEC, corpus, SUPPORT, _quick(steps=2, restarts=1, data_weight=7.0, concentration=1.5, objective=objective)
+        )
+        r = result.restarts[0]
+        lik = float(CorpusLikelihood(SPEC, SUPPORT, corpus)(r.alpha, r.beta, tables=r.tables))
+        assert r.log_likelihood == pytest.approx(lik, rel=1e-9)
+        prior = float(log_prior([p.log() for p in (r.alpha, r.beta, r.tables)], 1.5))
+        assert r.objective == pytest.approx(7.0 * lik + prior, rel=1e-9)
+    with pytest.raises(FitError, match="data_weight must be"):
+        FitConfig(data_weight=0.0)
