@@ -146,3 +146,155 @@ def plot_budget_curves(budget: dict[str, Any], path: str | Path) -> Path:
     fig.suptitle("Generalisation set against RL budget (tiny designs, population limit)", fontsize=12)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_module_usage(series: dict[str, dict[str, Any]], path: str | Path, title: str = "Module usage") -> Path:
+    """Grouped bars: the share of steps using each skill (top) and each routing (bottom), one bar per
+    series (e.g. per support split).
+
+    ``series`` maps a label to a dict with ``skills`` and ``routings``, each ``{name: share}``
+    (as saved by ``sims/trace_distributions.py``); a series with no routed step draws no routing bars.
+    """
+    labels = list(series)
+    fig, axes = plt.subplots(2, 1, figsize=(14, 8.5), gridspec_kw={"height_ratios": [1.5, 1]})
+    colours = [f"C{i}" for i in range(10)]  # the default colour cycle
+    for ax, key, what in ((axes[0], "skills", "skill"), (axes[1], "routings", "routing (compound steps)")):
+        names = list(series[labels[0]][key])
+        width = 0.8 / len(labels)
+        for j, label in enumerate(labels):
+            shares = series[label][key]
+            xs = [i + (j - (len(labels) - 1) / 2) * width for i in range(len(names))]
+            ax.bar(xs, [shares[n] for n in names], width=width, color=colours[j % 10], label=label)
+        ax.axhline(1 / len(names), color="black", lw=0.8, ls=":", label="uniform")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("share of steps")
+        ax.set_title(f"{what} usage", fontsize=10)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+    axes[0].legend(fontsize=8, ncol=len(labels) + 1, loc="upper right")
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_answer_statistics(
+    series: dict[str, dict[str, Any]],
+    epsilons: list[float],
+    entropy_cap: float,
+    path: str | Path,
+    title: str = "Answer statistics",
+) -> Path:
+    """Six panels per series: depth distribution; per-program answer entropy at the first epsilon
+    (histogram, and against the number of many-to-one skills); mean answer entropy, distinct-answer
+    fraction and corrupted-answer fraction against the corruption rate epsilon.
+
+    ``series`` maps a label to a dict with ``depth`` (``{depth: share}``), ``answers``
+    (``{str(epsilon): {"entropy_bits", "distinct_fraction", "changed_fraction"}}``) and
+    ``per_program`` (``entropy_bits`` and ``many_to_one`` lists), as saved by
+    ``sims/trace_distributions.py``. ``entropy_cap`` is ``log2`` of the inputs per program, the
+    largest plug-in entropy.
+    """
+    labels = list(series)
+    colours = [f"C{i}" for i in range(10)]  # the default colour cycle
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    ax = axes[0, 0]
+    depths = sorted({int(d) for s in series.values() for d in s["depth"]})
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        shares = series[label]["depth"]
+        xs = [i + (j - (len(labels) - 1) / 2) * width for i in range(len(depths))]
+        ax.bar(xs, [shares.get(str(d), 0.0) for d in depths], width=width, color=colours[j % 10], label=label)
+    ax.set_xticks(range(len(depths)), [f"L={d}" for d in depths])
+    ax.set_ylabel("share of traces")
+    ax.set_title("depth distribution", fontsize=10)
+    ax.legend(fontsize=8)
+
+    eps0 = epsilons[0]
+    ax = axes[0, 1]
+    bins = [entropy_cap * i / 24 for i in range(25)]
+    for j, label in enumerate(labels):
+        ax.hist(
+            series[label]["per_program"]["entropy_bits"],
+            bins=bins,
+            histtype="step",
+            lw=1.6,
+            color=colours[j % 10],
+            label=label,
+            density=True,
+        )
+    ax.axvline(entropy_cap, color="black", lw=0.8, ls=":")
+    ax.set_xlabel("answer entropy given the program (bits)")
+    ax.set_ylabel("density over programs")
+    ax.set_title(f"per-program answer entropy, epsilon = {eps0:g}", fontsize=10)
+
+    ax = axes[0, 2]
+    for j, label in enumerate(labels):
+        pp = series[label]["per_program"]
+        groups: dict[int, list[float]] = {}
+        for c, h in zip(pp["many_to_one"], pp["entropy_bits"], strict=True):
+            groups.setdefault(int(c), []).append(h)
+        counts = sorted(groups)
+        means = [sum(groups[c]) / len(groups[c]) for c in counts]
+        ax.plot(counts, means, marker="o", color=colours[j % 10], label=label)
+    ax.axhline(entropy_cap, color="black", lw=0.8, ls=":", label=f"cap log2(inputs) = {entropy_cap:g}")
+    ax.set_xlabel("many-to-one skills in the program")
+    ax.set_ylabel("mean answer entropy (bits)")
+    ax.set_title(f"entropy against many-to-one steps, epsilon = {eps0:g}", fontsize=10)
+    ax.legend(fontsize=8)
+
+    panels = (
+        (axes[1, 0], "entropy_bits", "mean answer entropy (bits)", "answer entropy given the program"),
+        (axes[1, 1], "distinct_fraction", "distinct answers / inputs", "distinct-answer fraction"),
+        (axes[1, 2], "changed_fraction", "share of answers changed", "answers changed by corruption"),
+    )
+    for ax, key, ylabel, panel_title in panels:
+        for j, label in enumerate(labels):
+            answers = series[label]["answers"]
+            ax.plot(epsilons, [answers[str(e)][key] for e in epsilons], marker="o", color=colours[j % 10], label=label)
+        if key == "entropy_bits":
+            ax.axhline(entropy_cap, color="black", lw=0.8, ls=":")
+        ax.set_xlabel("corruption rate epsilon")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_arm_accuracy(
+    results: dict[str, Any], path: str | Path, title: str, published: dict[str, dict[str, float]] | None = None
+) -> Path:
+    """Grouped bars: accuracy per evaluation label (groups) and arm (bars), from a saved experiment.
+
+    ``results`` is :func:`hlsm.lm.experiment.summarise`'s output as saved in ``results.json``: bars
+    are the across-seed means with their t intervals, dots the seeds. ``published``
+    (``{arm: {label: accuracy}}``) draws reference values as black ticks.
+    """
+    summary, per_seed = results["summary"], results["per_seed"]
+    arms = list(summary)
+    labels = list(next(iter(summary.values())))
+    width = 0.8 / max(len(arms), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(labels) * max(1, len(arms)) / 2), 4.2))
+    for i, arm in enumerate(arms):
+        xs = [j + (i - (len(arms) - 1) / 2) * width for j in range(len(labels))]
+        means = [100 * (summary[arm][lab]["mean"] or 0.0) for lab in labels]
+        lows = [summary[arm][lab]["low"] for lab in labels]
+        highs = [summary[arm][lab]["high"] for lab in labels]
+        err = [
+            [m - 100 * lo if lo is not None else 0.0 for m, lo in zip(means, lows, strict=True)],
+            [100 * hi - m if hi is not None else 0.0 for m, hi in zip(means, highs, strict=True)],
+        ]
+        ax.bar(xs, means, width, yerr=err, capsize=3, label=arm, alpha=0.8)
+        for j, lab in enumerate(labels):
+            seeds = [100 * row[lab]["accuracy"] for row in per_seed[arm].values() if row[lab]["n"]]
+            ax.plot([xs[j]] * len(seeds), seeds, "k.", markersize=4)
+            ref = (published or {}).get(arm, {}).get(lab)
+            if ref is not None:
+                ax.plot([xs[j] - width / 2, xs[j] + width / 2], [100 * ref] * 2, "k-", linewidth=2)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("greedy exact match (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
