@@ -1,7 +1,7 @@
 """The ``hlsm`` command.
 
-Subcommands: ``modules``, ``simulate``, ``identify``, ``quickstart``, ``train sft``, ``train rl``,
-``evaluate``, ``bench``. Bad
+Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``train sft``,
+``train rl``, ``evaluate``, ``bench``. Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 """
@@ -168,6 +168,24 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     del spec
 
 
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from hlsm.fitrun import run_fit
+
+    metrics = run_fit(args.design, args.out, data=args.data, progress=not args.quiet)
+    rec, table = metrics["recovery"], metrics["confusion"]
+    print(f"fitted {metrics['traces']:,} traces: best restart {metrics['best']} of {len(metrics['restarts'])}")
+    print(
+        f"  binding accuracy: skills {rec['skill_binding_accuracy']:.0%}, "
+        f"routings {rec['routing_binding_accuracy']:.0%}; "
+        f"matched table TV max {rec['matched_tv_max']:.3f}"
+    )
+    free = [s for s, row in metrics["symbols"].items() if not row["identified"]]
+    print(f"  symbols not identified by the fit: {', '.join(free) or 'none'}")
+    if table is not None:
+        print(f"  candidates: VI and the exact checker agree on {table['agreement']:.0%} of {table['total']}")
+    print(f"results: {args.out}/metrics.json")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from hlsm.quickstart import QuickstartConfig, run_quickstart
 
@@ -312,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--figure", help="write the support graph, coloured by identification, to this PNG")
     p.set_defaults(func=_cmd_identify)
+
+    p = sub.add_parser("fit", help="fit bindings and tables by MAP with restarts; compare with the checker")
+    p.add_argument("--design", required=True, help="design TOML file with optional [fit] and [nuts] sections")
+    p.add_argument("--data", help="a JSONL corpus (hlsm simulate output) to fit instead of the design's own data")
+    p.add_argument("--out", required=True, help="output folder (params.pt, metrics.json, figures)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("quickstart", help="the main job on the default library (writes runs/quickstart/)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")

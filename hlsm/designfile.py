@@ -27,6 +27,9 @@ A design file is TOML::
     depth = 2                 # or: every program of this depth outside SFT and RL ...
     routings = ["chain"]      # ... using these routings only (default: all)
 
+    [fit]                     # hlsm fit only: see hlsm.fitrun.FitSection (traces, epsilon, tables, ...)
+    [nuts]                    # hlsm fit only: see hlsm.fitrun.NutsSection (run = true for the gold standard)
+
 Programs are written as in :meth:`hlsm.Program.names`: ``"routing:skill > routing:skill"``, or a
 bare skill name for an atomic program. Instead of lists, a ``[design]`` table (the keys of
 :class:`hlsm.DesignConfig`) draws SFT, RL and candidate (unseen + deeper) programs.
@@ -34,7 +37,7 @@ bare skill name for an atomic program. Instead of lists, a ``[design]`` table (t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,8 @@ class IdentifyDesign:
     inputs: str | int
     seed: int
     corpus_path: Path | None = None
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Raw ``[fit]`` and ``[nuts]`` sections, validated by :mod:`hlsm.fitrun` (ignored by ``identify``)."""
 
     def corpus(self) -> Corpus:
         """The regime's data: every ``x_0`` (population limit), ``inputs`` random ones per program, or the file."""
@@ -113,7 +118,7 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
 
     A relative ``[data] corpus`` path is read relative to ``base`` (the design file's folder).
     """
-    allowed = {"spec", "data", "sft", "rl", "candidates", "design"}
+    allowed = {"spec", "data", "sft", "rl", "candidates", "design", "fit", "nuts"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown} in {source}; allowed: {sorted(allowed)}")
@@ -158,6 +163,7 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
         data.inputs,
         data.seed,
         None if data.corpus is None else base / data.corpus,
+        {name: _section(raw, name) for name in ("fit", "nuts") if name in raw},
     )
 
 

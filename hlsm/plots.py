@@ -280,9 +280,9 @@ def plot_arm_accuracy(
         means = [100 * (summary[arm][lab]["mean"] or 0.0) for lab in labels]
         lows = [summary[arm][lab]["low"] for lab in labels]
         highs = [summary[arm][lab]["high"] for lab in labels]
-        err = [
-            [m - 100 * lo if lo is not None else 0.0 for m, lo in zip(means, lows, strict=True)],
-            [100 * hi - m if hi is not None else 0.0 for m, hi in zip(means, highs, strict=True)],
+        err = [  # the t interval, clipped to [0, 100] (with 2-3 seeds it can be wider than that)
+            [m - max(0.0, 100 * lo) if lo is not None else 0.0 for m, lo in zip(means, lows, strict=True)],
+            [min(100.0, 100 * hi) - m if hi is not None else 0.0 for m, hi in zip(means, highs, strict=True)],
         ]
         ax.bar(xs, means, width, yerr=err, capsize=3, label=arm, alpha=0.8)
         for j, lab in enumerate(labels):
@@ -293,8 +293,144 @@ def plot_arm_accuracy(
                 ax.plot([xs[j] - width / 2, xs[j] + width / 2], [100 * ref] * 2, "k-", linewidth=2)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel("greedy exact match (%)")
+    ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_view_confusion(results: dict[str, Any], path: str | Path) -> Path:
+    """The exact checker against the Bayesian view: the pooled 2 x 2 table and agreement per regime.
+
+    ``results`` is the ``results.json`` of ``sims/vi_vs_checker.py`` (keys ``total``, ``by_regime``).
+    """
+    total = results["total"]
+    grid = [[total["both"], total["checker_only"]], [total["vi_only"], total["neither"]]]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
+    ax0.imshow(grid, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            ax0.text(j, i, str(grid[i][j]), ha="center", va="center", fontsize=14)
+    ax0.set_xticks([0, 1], ["VI: identified", "VI: not"])
+    ax0.set_yticks([0, 1], ["checker: in G", "checker: not in G"])
+    ax0.set_title(f"{total['total']} candidates, agreement {total['agreement']:.1%}")
+    names = list(results["by_regime"])
+    rates = [results["by_regime"][r]["agreement"] for r in names]
+    counts = [results["by_regime"][r]["total"] for r in names]
+    ax1.bar(range(len(names)), rates, color="tab:blue")
+    for i, (rate, n) in enumerate(zip(rates, counts, strict=True)):
+        ax1.text(i, rate + 0.01, f"{rate:.0%} of {n}", ha="center", fontsize=9)
+    ax1.axhline(0.9, color="grey", linestyle="--", linewidth=1, label="90% target")
+    ax1.set_xticks(range(len(names)), names, rotation=15)
+    ax1.set_ylim(0, 1.1)
+    ax1.set_ylabel("agreement with the exact checker")
+    ax1.set_title("By regime")
+    ax1.legend(loc="lower right")
+    fig.suptitle("Exact (H-lib) vs Bayesian (MAP, library tables) generalisation sets")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_fit_tables(spec: Any, result: Any, tables: str, epsilon: float, path: str | Path) -> Path:
+    """Recovered bindings (and, for dense tables, each true skill's matched recovered table).
+
+    ``result`` is a :class:`hlsm.infer.FitResult`; the truth is the identity binding of the spec's
+    library (symbol ``i`` denotes module ``i``) with corruption ``epsilon``. Dense tables' skills are
+    put in the order of the true skills they match (Hungarian matching on TV), so the truth is the
+    diagonal in both classes.
+    """
+    import numpy as np
+
+    from hlsm.likelihood import library_tables
+    from hlsm.metrics import match_tables
+
+    best = result.restarts[result.best]
+    alpha, beta = best.alpha.numpy(), best.beta.numpy()
+    dense = tables == "dense"
+    k = spec.num_skills
+    truth = library_tables(spec, epsilon).numpy()
+    matching = match_tables(best.tables, truth)
+    if dense:
+        alpha = alpha[:, matching.permutation]
+    fig, axes = plt.subplots(1, 2 + (2 if dense else 0), figsize=(4.2 * (2 + (2 if dense else 0)), 4.2), squeeze=False)
+    panels = [
+        (alpha, spec.skill_symbols, spec.skills, "skill bindings alpha"),
+        (beta, spec.routing_symbols, spec.routings, "routing bindings beta"),
+    ]
+    for ax, (mat, symbols, names, title) in zip(axes[0], panels, strict=False):
+        ax.imshow(mat, vmin=0, vmax=1, cmap="Greens")
+        ax.set_yticks(range(len(symbols)), [f"{s} ({n})" for s, n in zip(symbols, names, strict=True)], fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=8)
+        ax.set_title(f"{title}\n(truth: the diagonal)", fontsize=10)
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                if mat[i, j] >= 0.05:
+                    tone = "white" if mat[i, j] > 0.5 else "black"
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color=tone)
+    if dense:
+        stacked_true = np.concatenate(list(truth), axis=1)
+        stacked_fit = np.concatenate([best.tables[int(matching.permutation[i])].numpy() for i in range(k)], axis=1)
+        for ax, mat, title in (
+            (axes[0][2], stacked_true, "true tables"),
+            (axes[0][3], stacked_fit, "recovered (matched)"),
+        ):
+            ax.imshow(mat, vmin=0, vmax=1, cmap="Greys", aspect="auto")
+            ax.set_title(f"{title}: {', '.join(spec.skills)}", fontsize=9)
+            ax.set_xlabel("output state, one block per skill")
+            ax.set_ylabel("input state")
+        axes[0][3].set_xlabel(f"matched mean TV {matching.mean_tv:.3f}, max {matching.max_tv:.3f}")
+    fig.suptitle(f"Best restart ({result.best}) of {len(result.restarts)}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_fit_losses(result: Any, path: str | Path) -> Path:
+    """The loss (minus the objective) of every restart, the best one highlighted."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, r in enumerate(result.restarts):
+        best = i == result.best
+        ax.plot(
+            r.history,
+            lw=2 if best else 1,
+            alpha=1 if best else 0.6,
+            label=f"restart {i}{' (best)' if best else ''}: {r.objective:.1f}",
+        )
+    ax.set_yscale("symlog")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss = -(log-likelihood + log-prior)")
+    ax.set_title("Loss per restart (final objective in the legend)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_fit_predictive(candidates: list[dict[str, Any]], path: str | Path, confident: float) -> Path:
+    """Predictive confidence per candidate program, coloured by the exact checker's verdict.
+
+    ``candidates`` are the ``metrics.json`` rows of ``hlsm fit`` (keys ``program``, ``confidence``,
+    ``accuracy``, ``identified``, ``checker``).
+    """
+    colour = {True: "tab:green", False: "tab:red", None: "tab:grey"}
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(candidates) + 1.5))
+    ys = range(len(candidates))
+    ax.barh(ys, [c["confidence"] for c in candidates], color=[colour[c["checker"]] for c in candidates])
+    for y, c in zip(ys, candidates, strict=True):
+        mark = "" if c["accuracy"] == 1.0 else f"  acc {c['accuracy']:.2f}"
+        ax.text(
+            c["confidence"] + 0.01,
+            y,
+            ("VI: identified" if c["identified"] else "VI: not") + mark,
+            va="center",
+            fontsize=7,
+        )
+    ax.axvline(confident, color="black", linestyle="--", linewidth=1)
+    ax.set_yticks(list(ys), [c["program"] for c in candidates], fontsize=7)
+    ax.set_xlim(0, 1.35)
+    ax.set_xlabel("min over inputs of the modal answer's predictive probability")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[v]) for v in (True, False, None)]
+    ax.legend(handles, ["checker: in G", "checker: not in G", "no checker verdict"], fontsize=7, loc="lower right")
+    ax.set_title("Posterior predictive on candidate programs")
     fig.tight_layout()
     return _save(fig, path)
