@@ -312,7 +312,8 @@ def plot_view_confusion(results: dict[str, Any], path: str | Path) -> Path:
     ax0.imshow(grid, cmap="Blues")
     for i in range(2):
         for j in range(2):
-            ax0.text(j, i, str(grid[i][j]), ha="center", va="center", fontsize=14)
+            tone = "white" if grid[i][j] > 0.6 * max(max(row) for row in grid) else "black"
+            ax0.text(j, i, str(grid[i][j]), ha="center", va="center", fontsize=14, color=tone)
     ax0.set_xticks([0, 1], ["VI: identified", "VI: not"])
     ax0.set_yticks([0, 1], ["checker: in G", "checker: not in G"])
     ax0.set_title(f"{total['total']} candidates, agreement {total['agreement']:.1%}")
