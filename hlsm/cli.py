@@ -1,7 +1,7 @@
 """The ``hlsm`` command.
 
 Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``train sft``,
-``train rl``, ``evaluate``, ``bench``. Bad
+``train rl``, ``evaluate``, ``reproduce``, ``bench``. Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 """
@@ -186,6 +186,17 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     print(f"results: {args.out}/metrics.json")
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from hlsm.reproduce import reproduce
+
+    path, outcomes = reproduce(args.scale, only=args.only, force=args.force, runs=args.runs, docs=args.docs)
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    total = sum(o.wall_s for o in outcomes) / 60
+    print(f"wrote {path} ({total:.1f} min of experiments{'; FAILED: ' + ', '.join(failed) if failed else ''})")
+    if failed:
+        raise SystemExit(1)
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from hlsm.quickstart import QuickstartConfig, run_quickstart
 
@@ -337,6 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (params.pt, metrics.json, figures)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("reproduce", help="run every experiment of sims/ and write docs/results.md (resumable)")
+    p.add_argument("--scale", choices=("tiny", "cpu", "gpu"), default="cpu", help="experiment scale (default cpu)")
+    p.add_argument("--only", nargs="+", help="run only these experiments (names of sims/*.py)")
+    p.add_argument("--force", action="store_true", help="rerun experiments that already finished")
+    p.add_argument("--runs", help="folder of the experiments' outputs (default runs/reproduce-SCALE)")
+    p.add_argument("--docs", help="folder for results.md and its figures (default docs)")
+    p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("quickstart", help="the main job on the default library (writes runs/quickstart/)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
