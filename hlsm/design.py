@@ -66,6 +66,12 @@ class DesignConfig:
         With ``holdout = "pairs"``: the number of allowed successors of each skill in SFT.
     rl_pair_fraction : float
         With ``holdout = "pairs"``: fraction of the unseen pairs that RL programs may use.
+    held_out_skills : tuple of str
+        Skills that appear in no SFT program, not even atomically (with ``holdout = "pairs"``: no
+        seen pair involves them). They stay in the library, the RL, unseen and deeper splits.
+    rl_skills : tuple of str or None
+        RL programs must use at least one of these skills (atomic RL: the atomic programs of these
+        skills); None: any skill. With ``held_out_skills`` this reintroduces a skill during RL only.
     seed : int
         Seed of the draw; the same config gives the same design.
     """
@@ -83,12 +89,17 @@ class DesignConfig:
     holdout: str = "programs"
     successors: int = 3
     rl_pair_fraction: float = 0.75
+    held_out_skills: tuple[str, ...] = ()
+    rl_skills: tuple[str, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "deeper_depths", tuple(self.deeper_depths))
         if self.routings is not None:
             object.__setattr__(self, "routings", tuple(self.routings))
+        object.__setattr__(self, "held_out_skills", tuple(self.held_out_skills))
+        if self.rl_skills is not None:
+            object.__setattr__(self, "rl_skills", tuple(self.rl_skills))
         if self.train_depth < 1:
             raise DesignError(f"train_depth must be at least 1, got {self.train_depth}")
         if any(d <= self.train_depth for d in self.deeper_depths):
@@ -185,6 +196,13 @@ def _draw_distinct(
     return out
 
 
+def _skill_indices(spec: Spec, names: Sequence[str], what: str) -> list[int]:
+    unknown = [s for s in names if s not in spec.skills]
+    if unknown:
+        raise DesignError(f"{what} {unknown} are not in the library {list(spec.skills)}; name library skills")
+    return [spec.skills.index(s) for s in names]
+
+
 def _pick_inside(gen: torch.Generator, sft: list[Program], count: int) -> list[Program]:
     """``count`` of the SFT programs, at random: RL inside the SFT support."""
     if count > len(sft):
@@ -211,6 +229,16 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
     if not allowed:
         raise DesignError("the design allows no routing; list at least one in 'routings'")
     K = spec.num_skills
+    held = set(_skill_indices(spec, config.held_out_skills, "held_out_skills"))
+    if len(held) >= K:
+        raise DesignError("held_out_skills holds out every skill of the library; keep at least one in SFT")
+    rl_skills = None if config.rl_skills is None else set(_skill_indices(spec, config.rl_skills, "rl_skills"))
+
+    def for_rl(p: Program) -> bool:
+        return rl_skills is None or bool(set(p.skills) & rl_skills)
+
+    def no_held(p: Program) -> bool:
+        return not set(p.skills) & held
 
     def sample_program(depth: int) -> Program:
         ms = torch.randint(len(allowed), (depth,), generator=gen).tolist()
@@ -219,16 +247,20 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
 
     L = config.train_depth
     total = (len(allowed) * K) ** L
-    atomic = [Program.atomic(k) for k in range(K)] if config.sft_atomic else []
+    atomic = [Program.atomic(k) for k in range(K) if k not in held] if config.sft_atomic else []
+    atomic_rl = [Program.atomic(k) for k in range(K) if rl_skills is None or k in rl_skills][: config.n_rl]
     seen_pairs: frozenset[tuple[int, int]] | None = None
 
     if config.holdout == "pairs":
         if not 1 <= config.successors <= K:
             raise DesignError(f"successors must be between 1 and the number of skills ({K}), got {config.successors}")
+        if config.successors > K - len(held):
+            raise DesignError(f"successors={config.successors} exceeds the {K - len(held)} skills left in SFT")
         seen: set[tuple[int, int]] = set()
         for k in range(K):
-            for j in torch.randperm(K, generator=gen)[: config.successors].tolist():
-                seen.add((k, j))
+            kept = [j for j in torch.randperm(K, generator=gen).tolist() if j not in held]
+            if k not in held:
+                seen.update((k, j) for j in kept[: config.successors])
         unseen_pairs = [(a, b) for a in range(K) for b in range(K) if (a, b) not in seen]
         order = torch.randperm(len(unseen_pairs), generator=gen).tolist()
         n_rl_pairs = round(config.rl_pair_fraction * len(unseen_pairs))
@@ -236,20 +268,20 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
         seen_pairs = frozenset(seen)
 
         def all_seen(p: Program) -> bool:
-            return all(q in seen for q in p.pairs())
+            return all(q in seen for q in p.pairs()) and no_held(p)
 
         def rl_usable(p: Program) -> bool:
             news = [q for q in p.pairs() if q not in seen]
-            return bool(news) and all(q in rl_pairs for q in news)
+            return bool(news) and all(q in rl_pairs for q in news) and for_rl(p)
 
-        n_seen_programs = len(allowed) ** L * K * config.successors ** (L - 1)
+        n_seen_programs = len(allowed) ** L * (K - len(held)) * config.successors ** (L - 1)
         sft = _draw_distinct(
             gen, lambda: sample_program(L), all_seen, config.n_sft, set(), "seen-pair SFT programs", n_seen_programs
         )
         if config.rl_kind == "atomic":
-            rl = [Program.atomic(k) for k in range(K)][: config.n_rl]
+            rl = atomic_rl
         elif config.rl_inside:
-            rl = _pick_inside(gen, sft, config.n_rl)
+            rl = _pick_inside(gen, [p for p in sft if for_rl(p)], config.n_rl)
         else:
             rl = _draw_distinct(gen, lambda: sample_program(L), rl_usable, config.n_rl, set(sft), "RL programs", total)
         unseen = _draw_distinct(
@@ -270,14 +302,14 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
                 f"{n_rl_outside} + unseen {config.n_unseen}) but only {total} exist with "
                 f"{len(allowed)} routings x {K} skills; lower the split sizes"
             )
-        sft = _draw_distinct(gen, lambda: sample_program(L), lambda p: True, config.n_sft, set(), "SFT programs", total)
+        sft = _draw_distinct(gen, lambda: sample_program(L), no_held, config.n_sft, set(), "SFT programs", total)
         if config.rl_kind == "atomic":
-            rl = [Program.atomic(k) for k in range(K)][: config.n_rl]
+            rl = atomic_rl
         elif config.rl_inside:
-            rl = _pick_inside(gen, sft, config.n_rl)
+            rl = _pick_inside(gen, [p for p in sft if for_rl(p)], config.n_rl)
         else:
             rl = _draw_distinct(
-                gen, lambda: sample_program(L), lambda p: True, config.n_rl, set(sft), "RL programs", total - len(sft)
+                gen, lambda: sample_program(L), for_rl, config.n_rl, set(sft), "RL programs", total - len(sft)
             )
         unseen = _draw_distinct(
             gen,

@@ -30,3 +30,67 @@ def interval_cell(row: dict[str, Any] | None) -> str:
     if lo is None or hi is None:
         return percent(row["mean"])
     return f"{percent(row['mean'])} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _points(value: float | None, se: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:+.1f}" + ("" if se is None else f" ± {100 * se:.1f}")
+
+
+def verdict(pooled: dict[str, Any] | None, z: float = 2.0) -> str:
+    """``held`` / ``reversed`` / ``not resolved``: a pooled paired difference against ``z`` standard errors."""
+    if not pooled or pooled.get("difference") is None or not pooled.get("se"):
+        return "not measured"
+    d, se = pooled["difference"], pooled["se"]
+    return "held" if d > z * se else "reversed" if d < -z * se else "not resolved"
+
+
+def arm_report(results: dict[str, Any], title: str, claim: str, checks: Sequence[tuple[str, str, str]]) -> str:
+    """The markdown section of a transformer experiment (``hlsm.lm.experiment`` results).
+
+    ``checks`` lists ``(contrast, split, prediction)``: the prediction holds when the pooled paired
+    difference ``contrast`` on ``split`` is more than 2 standard errors above 0 (SE from the
+    per-seed binomial SEs; the seed-to-seed spread is shown per seed, not in the SE).
+    """
+    summary, per_seed = results["summary"], results["per_seed"]
+    published = results.get("published", {})
+    splits = list(next(iter(summary.values())))
+    seeds = sorted(next(iter(per_seed.values())), key=str)
+    rows = []
+    for arm, by_split in summary.items():
+        cells = []
+        for split in splits:
+            values = " / ".join(percent(per_seed[arm][s][split]["accuracy"]).rstrip("%") for s in seeds)
+            cell = f"{percent(by_split[split]['mean'])} ({values})"
+            if split in published.get(arm, {}):
+                cell += f"; published {percent(published[arm][split])}"
+            cells.append(cell)
+        rows.append((arm, *cells))
+    contrast_rows = [
+        (name, *(_points(t[s].get("pooled", {}).get("difference"), t[s].get("pooled", {}).get("se")) for s in splits))
+        for name, t in results["contrasts"].items()
+    ]
+    check_rows = []
+    for contrast, split, prediction in checks:
+        pooled = results["contrasts"].get(contrast, {}).get(split, {}).get("pooled")
+        if pooled is None:
+            check_rows.append((f"{contrast} on {split}", prediction, "-", "not measured at this scale"))
+            continue
+        difference = _points(pooled["difference"], pooled["se"])
+        check_rows.append((f"{contrast} on {split}", prediction, difference, f"**{verdict(pooled)}**"))
+    settings = results.get("settings", {})
+    return "\n".join(
+        [
+            f"## {title}\n",
+            claim,
+            f"\nScale `{settings.get('scale', '?')}`, seeds {', '.join(map(str, seeds))}, "
+            f"{settings.get('eval_examples', '?')} greedy examples per split and seed.\n",
+            "Accuracy, mean over seeds (per seed):\n",
+            markdown_table(("arm", *splits), rows),
+            "\nPaired differences in points, pooled over seeds (± SE from the per-seed binomial SEs):\n",
+            markdown_table(("contrast", *splits), contrast_rows),
+            "\nPredictions (held: more than 2 SE above 0):\n",
+            markdown_table(("contrast", "prediction", "pooled difference", "verdict"), check_rows),
+        ]
+    )

@@ -312,3 +312,37 @@ def test_design_config_validation_errors() -> None:
     with pytest.raises(DesignError, match="rl_kind must be 'compound' or 'atomic'"):
         DesignConfig(rl_kind="both")
     assert NO_ROUTING not in {m for p in make_design(SMALL, small_config()).programs("rl") for m, _ in p.steps}
+
+
+# ---------------------------------------------------------------------------------------------
+# held-out skills and RL skills
+
+
+@pytest.mark.parametrize("holdout", ["programs", "pairs"])
+def test_held_out_skill_is_in_no_sft_program(holdout: str) -> None:
+    held = ("sort", "count")
+    config = small_config(holdout=holdout, held_out_skills=held, rl_skills=held, n_sft=30, n_rl=20)
+    design = make_design(SMALL, config)
+    idx = {SMALL.skills.index(s) for s in held}
+    assert not any(set(p.skills) & idx for p in design.programs("sft"))
+    assert len([p for p in design.programs("sft") if p.is_atomic]) == SMALL.num_skills - len(held)
+    assert all(set(p.skills) & idx for p in design.programs("rl"))  # RL reintroduces them
+    if holdout == "pairs":
+        assert design.seen_pairs is not None and not any(set(q) & idx for q in design.seen_pairs)
+    atomic_rl = make_design(SMALL, DesignConfig(**{**config.to_dict(), "rl_kind": "atomic"}))
+    assert atomic_rl.programs("rl") == tuple(Program.atomic(k) for k in sorted(idx))
+    assert atomic_rl.programs("sft") == design.programs("sft")
+
+
+def test_held_out_default_leaves_the_design_unchanged() -> None:
+    for holdout in ("programs", "pairs"):
+        base = make_design(SMALL, small_config(holdout=holdout))
+        same = make_design(SMALL, small_config(holdout=holdout, held_out_skills=(), rl_skills=None))
+        assert base.splits == same.splits
+
+
+def test_held_out_unknown_skill_is_a_clear_error() -> None:
+    with pytest.raises(DesignError, match="held_out_skills"):
+        make_design(SMALL, small_config(held_out_skills=("nope",)))
+    with pytest.raises(DesignError, match="every skill"):
+        make_design(SMALL, small_config(held_out_skills=SMALL.skills))

@@ -231,3 +231,15 @@ def test_sample_examples_is_deterministic_and_mixes_by_weight() -> None:
         sample_examples(PAIR_SPEC, fmt, tok, [Source("z", sources[0].programs, 0.0)], 4, 0)
     sub = a.index([3, 1])
     assert torch.equal(sub.ids, a.ids[[3, 1]]) and sub.programs == (a.programs[3], a.programs[1])
+
+
+def test_atomic_source_skips_held_out_skills() -> None:
+    from hlsm.design import DesignConfig, make_design
+    from hlsm.lm.dataset import SourceConfig, resolve_source
+    from hlsm.spec import Spec
+
+    spec = Spec(alphabet=3, length=3, skills=("reverse", "shift_up", "sort"), routings=("chain",))
+    config = DesignConfig(train_depth=2, deeper_depths=(3,), n_sft=2, n_rl=2, n_unseen=2, n_deeper=2)
+    design = make_design(spec, DesignConfig(**{**config.to_dict(), "held_out_skills": ("sort",)}))
+    source = resolve_source(design, SourceConfig("atomic", programs="atomic"))
+    assert [spec.skills[p.skills[0]] for p in source.programs] == ["reverse", "shift_up"]

@@ -15,6 +15,10 @@ SIMS = Path(__file__).resolve().parent.parent / "sims"
 
 TINY: dict[str, dict[str, Any]] = {
     "verify_claims": {"designs": 2, "budget_designs": 1, "budgets": (0, 1), "finite_designs": 1},
+    "finding1_rl_data": {"scale": "tiny"},
+    "finding2_interfaces": {"scale": "tiny"},
+    "finding3_rl_support": {"scale": "tiny"},
+    "finding4_sft_coverage": {"scale": "tiny"},
     "vi_vs_checker": {"designs": 2, "steps": 60, "restarts": 2},
     "trace_distributions": {"n_sft": 12, "n_rl": 6, "n_unseen": 6, "n_deeper": 4, "traces_per_split": 400},
 }

@@ -56,7 +56,8 @@ class SourceConfig:
         Label used in metrics.
     programs : {"split", "atomic", "seen_pairs", "all"}
         ``split``: the design's split ``split`` (filtered by ``depth`` if given; the ``sft`` split
-        holds the atomic programs at depth 1); ``atomic``: every atomic program of the spec;
+        holds the atomic programs at depth 1); ``atomic``: every atomic program of the spec but
+        those of the design's ``held_out_skills``;
         ``seen_pairs``: every depth-``depth`` program whose consecutive skill pairs are all seen in
         SFT (needs ``holdout = "pairs"`` in the design) over the design's routings; ``all``: every
         depth-``depth`` program over the design's routings.
@@ -163,7 +164,8 @@ def resolve_source(design: SupportDesign, config: SourceConfig) -> Source:
     spec = design.spec
     programs: list[Program]
     if config.programs == "atomic":
-        programs = [Program.atomic(k) for k in range(spec.num_skills)]
+        held = set(design.config.held_out_skills) if design.config is not None else set()
+        programs = [Program.atomic(k) for k in range(spec.num_skills) if spec.skills[k] not in held]
     elif config.programs == "split":
         programs = list(design.programs(config.split))
     elif config.programs == "seen_pairs":

@@ -1,0 +1,86 @@
+"""Does RL help more when its prompts lie outside the SFT support than inside it?
+
+Claim tested (DESIGN section 1, claims 2 and 5; theory C4/C5): answer-only RL data whose answers the
+SFT data already determine adds nothing at the population limit, so RL on programs inside the SFT
+support (compositions SFT showed with golden traces) should gain less on unseen compositions and
+deeper programs than RL, at the same budget of sampled traces, on compound programs outside it
+(programs using skill pairs SFT never showed). With finite samples "inside" still shows new x_0,
+so a small gain inside is allowed; the prediction is outside > inside on held-out splits.
+
+Three arms per seed from one shared SFT run: SFT alone, SFT + RL inside, SFT + RL outside (the same
+cached run as finding 1's compound arm). Per seed: accuracy +- binomial SE; across seeds: mean with
+a 95% t interval; paired outside - inside differences on the same examples.
+
+Writes ``runs/finding3_rl_support/``: ``config.json``, ``results.json``, ``accuracy.png``.
+Usage: ``python sims/finding3_rl_support.py --scale cpu``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, save_results, scale_preset
+from hlsm.plots import plot_arm_accuracy
+from hlsm.report import arm_report
+from hlsm.simulate import atomic_write
+
+ARMS = (
+    Arm("sft"),
+    Arm("sft+rl inside", rl={"rl_kind": "compound", "rl_inside": True}),
+    Arm("sft+rl outside", rl={"rl_kind": "compound", "rl_inside": False}),
+)
+SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "deeper_5", "atomic")}
+
+
+TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
+CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
+CHECKS = (
+    ("sft+rl outside - sft+rl inside", "unseen", "RL outside > RL inside on unseen compositions"),
+    ("sft+rl outside - sft+rl inside", "deeper_4", "RL outside > RL inside at depth 4"),
+)
+"""(contrast, split, prediction) reported with a verdict in report.md."""
+
+
+@dataclass(frozen=True)
+class Config:
+    scale: str = "cpu"
+    seeds: tuple[int, ...] | None = None  # None: the scale's seeds
+    out: str = "runs/finding3_rl_support"
+    cache: str | None = None  # None: <out>/../cache, shared with the other finding sims
+
+    @classmethod
+    def preset(cls, scale: str) -> Config:
+        return cls(scale=scale)
+
+
+def main(cfg: Config) -> dict[str, Any]:
+    scale = scale_preset(cfg.scale)
+    scale = replace(scale, seeds=cfg.seeds or scale.seeds)
+    out = Path(cfg.out)
+    cache = cfg.cache or str(out.parent / "cache")
+    contrasts = [("sft+rl outside", "sft+rl inside"), ("sft+rl outside", "sft"), ("sft+rl inside", "sft")]
+    results = run_and_summarise(ARMS, scale, cache, SPLITS, contrasts)
+    path = save_results(out, asdict(cfg), results)
+    saved = json.loads(path.read_text())
+    atomic_write(out / "report.md", lambda f: f.write(arm_report(saved, TITLE, CLAIM, CHECKS)))
+    plot_arm_accuracy(
+        saved,
+        out / "accuracy.png",
+        f"RL inside vs outside the SFT support, {cfg.scale} scale (bars: mean, 95% t interval)",
+    )
+    return dict(saved)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", choices=SCALES, default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--out", default=Config.out)
+    parser.add_argument("--cache", default=None)
+    args = parser.parse_args()
+    seeds = tuple(args.seeds) if args.seeds else None
+    main(Config(scale=args.scale, seeds=seeds, out=args.out, cache=args.cache))

@@ -1,0 +1,55 @@
+"""Experiment runner: the cache shares and skips runs, arms are paired, intervals are Student-t."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from hlsm.lm.experiment import (
+    Arm,
+    ExperimentError,
+    interval,
+    run_arm,
+    scale_preset,
+    summarise,
+    uses_skills,
+)
+
+
+def test_interval_is_the_student_t_interval() -> None:
+    out = interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} * sd / sqrt(k)
+    assert out["mean"] == pytest.approx(2.0)
+    assert (out["low"], out["high"]) == pytest.approx((2.0 - half, 2.0 + half))
+    assert interval([0.5])["low"] is None and interval([None])["mean"] is None
+
+
+def test_uses_skills_reads_program_names() -> None:
+    keep = uses_skills(["sort"])
+    assert keep("chain:reverse > chain:sort") and keep("sort")
+    assert not keep("chain:reverse > chain:shift_up")
+    assert uses_skills(["sort"], negate=True)("reverse")
+
+
+def test_arm_rejects_unknown_rl_keys() -> None:
+    with pytest.raises(ExperimentError, match="rl_kind"):
+        Arm("bad", rl={"budget": 1})
+
+
+def test_runs_are_cached_shared_and_paired(tmp_path: Path) -> None:
+    scale = scale_preset("tiny")
+    sft = run_arm(Arm("sft"), scale, 0, tmp_path)
+    rl = run_arm(Arm("rl", rl={"rl_kind": "compound"}), scale, 0, tmp_path)
+    runs = sorted(p.name for p in tmp_path.iterdir())
+    assert [r[:3] for r in runs] == ["rl-", "sft"]  # one SFT run, shared by both arms
+    ckpt = Path(sft["run"]) / "checkpoint.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    again = run_arm(Arm("sft again"), scale, 0, tmp_path)
+    assert ckpt.stat().st_mtime_ns == stamp and again["splits"] == sft["splits"]  # skipped, not retrained
+    results = {"sft": {0: sft}, "rl": {0: rl}}
+    summary = summarise(results, {"unseen": ("unseen", None), "absent": ("deeper_9", None)}, [("rl", "sft")])
+    assert set(summary["summary"]["rl"]) == {"unseen"}  # splits missing from the design are left out
+    paired = summary["contrasts"]["rl - sft"]["unseen"]["per_seed"]["0"]
+    assert paired["n"] == scale.eval_examples
