@@ -85,6 +85,8 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     unknown = sorted(set(raw) - {"spec", "design", "simulate"})
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown} in '{args.config}'; allowed: [spec], [design], [simulate]")
+    if not isinstance(raw.get("spec", {}), dict):
+        raise ConfigError(f"[spec] in '{args.config}' must be a table of keys (alphabet, length, skills, routings)")
     spec_raw = dict(raw.get("spec", {}))
     for key in ("alphabet", "length", "skills", "routings"):
         value = getattr(args, key)
@@ -200,7 +202,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from hlsm.quickstart import QuickstartConfig, run_quickstart
 
-    report = run_quickstart(args.out, QuickstartConfig(traces_per_split=args.traces_per_split, seed=args.seed))
+    config = QuickstartConfig(
+        traces_per_split=args.traces_per_split, seed=args.seed, scale=args.scale, transformer=not args.no_transformer
+    )
+    report = run_quickstart(args.out, config)
     print(f"report: {report}")
 
 
@@ -241,6 +246,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         unknown = sorted(set(raw) - {"spec", "design"})
         if unknown:
             raise ConfigError(f"unknown section(s) {unknown} in '{args.design}'; allowed: [spec], [design]")
+        if "spec" in raw and not isinstance(raw["spec"], dict):
+            raise ConfigError(f"[spec] in '{args.design}' must be a table of keys (alphabet, length, skills, routings)")
         if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != spec:
             raise ConfigError(
                 f"the [spec] of '{args.design}' differs from the checkpoint's {spec.to_dict()}; the model only "
@@ -290,6 +297,15 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         width = max(len(k) for k in result)
         for key, value in result.items():
             print(f"{key:<{width}}  {value}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from hlsm.export import export_design, load_export_design
+
+    spec, design, fmt = load_export_design(args.design)
+    summary = export_design(spec, design, args.out, args.format, fmt=fmt, inputs=args.inputs, seed=args.seed)
+    print(f"wrote {args.out}/train.parquet ({sum(summary['train'].values()):,} RL prompts) and test.parquet")
+    print(json.dumps({"train": summary["train"], "test": summary["test"]}))
 
 
 def _positive(text: str) -> int:
@@ -361,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--traces-per-split", type=_positive, default=5000, help="traces per split (default 5000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--scale", choices=("tiny", "cpu"), default="cpu", help="transformer and fit sizes (default cpu: 5-8 minutes)"
+    )
+    p.add_argument("--no-transformer", action="store_true", help="skip the SFT / RL / evaluate step")
     p.set_defaults(func=_cmd_quickstart)
 
     p = sub.add_parser("train", help="train the transformer: sft, rl")
@@ -397,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--peak-tflops", type=float, help="train: the device's peak TFLOP/s, to report model FLOPs utilisation"
     )
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("export", help="write a design's RL and evaluation prompts as parquet for verl or TRL")
+    p.add_argument("--design", required=True, help="TOML with [spec], [design] and optional [format]")
+    p.add_argument("--format", required=True, choices=("verl", "trl"), help="column layout of the trainer")
+    p.add_argument("--out", required=True, help="output folder (train.parquet, test.parquet, export.json)")
+    p.add_argument("--inputs", type=_positive, default=1, help="random inputs x0 per program (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -435,3 +435,39 @@ def plot_fit_predictive(candidates: list[dict[str, Any]], path: str | Path, conf
     ax.set_title("Posterior predictive on candidate programs")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_three_views(results: dict[str, Any], path: str | Path) -> Path:
+    """One panel per support: the transformer's accuracy against the fit's confidence, per program,
+    coloured by the exact checker's verdict (filled: the fit also calls it identified).
+
+    ``results`` is the ``results.json`` of ``sims/three_views.py`` (key ``rows``).
+    """
+    rows = results["rows"]
+    names = list(dict.fromkeys(r["arm"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names, strict=True):
+        mine = [r for r in rows if r["arm"] == name and r["transformer"] is not None]
+        for in_g, colour, label in ((True, "tab:green", "checker: in G"), (False, "tab:red", "checker: not in G")):
+            pts = [r for r in mine if r["checker"] == in_g]
+            for vi, marker in ((True, "o"), (False, "x")):
+                sel = [r for r in pts if r["vi_identified"] == vi]
+                if sel:
+                    ax.scatter(
+                        [r["vi_confidence"] for r in sel],
+                        [r["transformer"] for r in sel],
+                        c=colour,
+                        marker=marker,
+                        alpha=0.75,
+                        label=f"{label}, VI {'identified' if vi else 'not'}",
+                    )
+        ax.set_title(name)
+        ax.set_xlabel("fit: min predictive probability of the modal answer")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("transformer: greedy accuracy on the program")
+    axes[0][-1].legend(fontsize=7, loc="center left")
+    fig.suptitle("Exact checker, Bayesian fit and transformer, per unseen or deeper program")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -162,8 +162,15 @@ def test_missing_config_and_unwritable_output(tmp_path: Path) -> None:
 
 def test_quickstart_writes_report_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--traces-per-split", "200"]) == 0
+    assert main(["quickstart", "--out", str(out), "--traces-per-split", "200", "--scale", "tiny"]) == 0
     report = (out / "report.md").read_text()
+    for section in ("## 1. Simulate", "## 2. Identify", "## 3. Fit", "## 4. SFT, RL, evaluate"):
+        assert section in report
+    for figure in ("fit/tables.png", "fit/predictive.png", "transformer/accuracy.png"):
+        assert f"]({figure})" in report and (out / figure).stat().st_size > 0
+    assert json.loads((out / "identify.json").read_text())["unseen_total"] == 300
+    fit = json.loads((out / "fit" / "metrics.json").read_text())
+    assert fit["recovery"]["skill_binding_accuracy"] == 1.0
     assert "| sft | full | 200 |" in report and "| rl | answer | 200 |" in report
     assert (out / "corpus_counts.png").stat().st_size > 10_000
     summary = json.loads((out / "summary.json").read_text())
