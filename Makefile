@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)  ## the main job: simulate the default corpus and write runs/quickstart/report.md
+run: $(STAMP)  ## the main job: the whole pipeline in small, runs/quickstart/report.md
 	$(BIN)/hlsm quickstart
 
 test: $(STAMP)  ## lint, type-check, then the default (fast) test suite
