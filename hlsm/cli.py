@@ -1,7 +1,7 @@
 """The ``hlsm`` command.
 
 Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``train sft``,
-``train rl``, ``evaluate``, ``reproduce``, ``bench``. Bad
+``train rl``, ``evaluate``, ``reproduce``, ``export``, ``bench``. Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 """

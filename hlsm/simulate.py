@@ -202,6 +202,9 @@ def atomic_write(path: str | Path, write: Any) -> None:
         with os.fdopen(fd, "w") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as err:  # name the output, not the temporary file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
