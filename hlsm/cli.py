@@ -173,7 +173,7 @@ def _cmd_identify(args: argparse.Namespace) -> None:
 def _cmd_fit(args: argparse.Namespace) -> None:
     from hlsm.fitrun import run_fit
 
-    metrics = run_fit(args.design, args.out, data=args.data, progress=not args.quiet)
+    metrics = run_fit(args.design, args.out, data=args.data, progress=not args.quiet, resume=args.resume)
     rec, table = metrics["recovery"], metrics["confusion"]
     print(f"fitted {metrics['traces']:,} traces: best restart {metrics['best']} of {len(metrics['restarts'])}")
     print(
@@ -363,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a JSONL corpus (hlsm simulate output) to fit instead of the design's own data")
     p.add_argument("--out", required=True, help="output folder (params.pt, metrics.json, figures)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="continue a killed fit from OUT/fit_state.pt")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("reproduce", help="run every experiment of sims/ and write docs/results.md (resumable)")

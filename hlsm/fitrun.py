@@ -165,8 +165,14 @@ def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, co
     return out
 
 
-def run_fit(design_path: str | Path, out: str | Path, data: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run ``hlsm fit`` (see the module docstring); returns the metrics written to ``metrics.json``."""
+def run_fit(
+    design_path: str | Path, out: str | Path, data: str | None = None, progress: bool = True, resume: bool = False
+) -> dict[str, Any]:
+    """Run ``hlsm fit`` (see the module docstring); returns the metrics written to ``metrics.json``.
+
+    The fit checkpoints to ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a fresh
+    run deletes it first).
+    """
     from hlsm.plots import plot_fit_losses, plot_fit_predictive, plot_fit_tables
 
     design = load_design(design_path)
@@ -180,8 +186,11 @@ def run_fit(design_path: str | Path, out: str | Path, data: str | None = None, p
     spec = design.spec
     with torch_threads(1):
         corpus, support, noiseless = _data(design, section, data)
+        state = out / "fit_state.pt"
+        if not resume:
+            state.unlink(missing_ok=True)
         try:
-            result = fit(spec, corpus, support, config)
+            result = fit(spec, corpus, support, config, checkpoint=state)
         except FitDivergedError as err:
             saved = out / "diverged.pt"
             torch.save(

@@ -22,11 +22,15 @@ compute it: ``objective="fast"`` uses
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pyro
@@ -279,8 +283,21 @@ def _converged(history: list[float], config: FitConfig) -> bool:
     return abs(before - now) <= config.tol * max(1.0, abs(now))
 
 
-def fit(spec: Spec, corpus: Corpus, support: Sequence[Program], config: FitConfig | None = None) -> FitResult:
+def fit(
+    spec: Spec,
+    corpus: Corpus,
+    support: Sequence[Program],
+    config: FitConfig | None = None,
+    *,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 100,
+) -> FitResult:
     """Fit alpha, beta and the skill tables to ``corpus`` by ``config.restarts`` random restarts.
+
+    With ``checkpoint``, the finished restarts and the running one (logits, Adam state, loss
+    history; every ``checkpoint_every`` steps with the fast objective, at restart boundaries with
+    Pyro's) are saved there atomically, and a fit that finds a checkpoint of the same config and
+    corpus resumes from it: a killed fit ends with exactly the result of an uninterrupted one.
 
     Raises
     ------
@@ -294,16 +311,32 @@ def fit(spec: Spec, corpus: Corpus, support: Sequence[Program], config: FitConfi
         raise FitError(f"config must be a FitConfig, got {type(config).__name__}")
     if len(corpus) == 0:
         raise FitError("the corpus is empty: there is nothing to fit")
+    if checkpoint_every < 1:
+        raise FitError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     support = list(support)
     lik = CorpusLikelihood(spec, support, corpus) if config.objective == "fast" else None
-    results = []
+    key = _state_key(config, corpus, support)
+    state = _load_state(checkpoint, key) if checkpoint is not None else None
+    results: list[RestartResult] = [RestartResult(**d) for d in state["done"]] if state else []
+    current = state["current"] if state else None
+
+    def save(running: dict[str, Any] | None) -> None:
+        if checkpoint is not None:
+            done = [{f: getattr(r, f) for f in RestartResult.__dataclass_fields__} for r in results]
+            _save_state(checkpoint, {"key": key, "done": done, "current": running})
+
     with tqdm(total=config.steps * config.restarts, disable=not config.progress, desc="fit") as bar:
+        bar.update(sum(len(r.history) for r in results))
         for r, seed in enumerate(_restart_seeds(config)):
+            if r < len(results):
+                continue
             logits = _init_logits(spec, seed, config)
+            resume = current if current is not None and current["restart"] == r else None
             if lik is not None:
-                results.append(_fit_fast(spec, lik, logits, config, r, seed, bar))
+                results.append(_fit_fast(spec, lik, logits, config, r, seed, bar, resume, save, checkpoint_every))
             else:
                 results.append(_fit_pyro(spec, corpus, support, logits, config, r, seed, bar))
+            save(None)
     best = int(np.argmax([res.objective for res in results]))
     return FitResult(config, tuple(results), best)
 
@@ -325,18 +358,30 @@ def _finish(
 
 
 def _fit_fast(
-    spec: Spec, lik: CorpusLikelihood, init: list[Tensor], config: FitConfig, restart: int, seed: int, bar: tqdm
+    spec: Spec,
+    lik: CorpusLikelihood,
+    init: list[Tensor],
+    config: FitConfig,
+    restart: int,
+    seed: int,
+    bar: tqdm,
+    resume: dict[str, Any] | None = None,
+    save: Callable[[dict[str, Any]], None] | None = None,
+    every: int = 100,
 ) -> RestartResult:
-    logits = [v.clone().requires_grad_() for v in init]
+    logits = [v.clone().requires_grad_() for v in (init if resume is None else resume["logits"])]
     opt = torch.optim.Adam(logits, lr=config.lr)
+    if resume is not None:
+        opt.load_state_dict(resume["optimizer"])
+        bar.update(len(resume["history"]))
 
     def terms() -> tuple[Tensor, Tensor]:
         a, b, t = _probs(spec, logits, config.tables)
         return config.data_weight * lik(a, b, tables=t), _prior(logits, config)
 
-    history: list[float] = []
+    history: list[float] = [] if resume is None else list(resume["history"])
     converged = False
-    for step in range(config.steps):
+    for step in range(len(history), config.steps):
         opt.zero_grad()
         ll, prior = terms()
         loss = -(ll + prior)
@@ -350,6 +395,9 @@ def _fit_fast(
             break
         loss.backward()
         opt.step()
+        if save is not None and (step + 1) % every == 0:
+            running = [v.detach().clone() for v in logits]
+            save({"restart": restart, "logits": running, "optimizer": opt.state_dict(), "history": list(history)})
     with torch.no_grad():
         ll, prior = terms()
     objective = float(ll + prior)
@@ -434,3 +482,43 @@ def objective_value(
         return float(config.data_weight * ll + _prior(logits, config))
     pyro.clear_param_store()
     return enumerated_log_likelihood(_pyro_model(spec, corpus, list(support), logits, config))
+
+
+def _state_key(config: FitConfig, corpus: Corpus, support: Sequence[Program]) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: the config (not ``progress``) and the data."""
+    digest = hashlib.blake2b(digest_size=16)
+    for t in (corpus.states, corpus.mask, corpus.programs.routing, corpus.programs.skill, corpus.programs.depth):
+        digest.update(t.contiguous().numpy().tobytes())
+    digest.update(repr([p.steps for p in support]).encode())
+    settings = {k: v for k, v in asdict(config).items() if k != "progress"}
+    return {"config": settings, "data": digest.hexdigest()}
+
+
+def _load_state(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as err:  # a truncated or foreign file
+        raise FitError(f"cannot read the fit checkpoint '{path}' ({err}); delete it to start afresh") from None
+    if not isinstance(state, dict) or state.get("key") != key:
+        raise FitError(
+            f"the fit checkpoint '{path}' was written for another configuration or corpus; "
+            "delete it, or write this fit elsewhere"
+        )
+    return state
+
+
+def _save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename (no partial checkpoint)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

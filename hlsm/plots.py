@@ -467,7 +467,11 @@ def plot_three_views(results: dict[str, Any], path: str | Path) -> Path:
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("transformer: greedy accuracy on the program")
-    axes[0][-1].legend(fontsize=7, loc="center left")
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center", ncol=len(handles))
     fig.suptitle("Exact checker, Bayesian fit and transformer, per unseen or deeper program")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path)

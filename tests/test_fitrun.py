@@ -143,3 +143,35 @@ def test_default_identifiable_design_recovers_modules(tmp_path: Path) -> None:
     assert rec["skill_binding_accuracy"] == 1.0 and rec["routing_binding_accuracy"] == 1.0
     assert all(row["identified"] for row in metrics["symbols"].values())
     assert metrics["confusion"]["agreement"] == 1.0
+
+
+def test_killed_fit_resumes_to_the_same_result(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    body = (
+        '[sft]\natomic = true\nprograms = ["chain:reverse > restart:shift_up"]\n[candidates]\ndepth = 2\n'
+        '[fit]\ntraces = 0\ndata_weight = 1000\ntables = "library"\nsteps = 1500\nrestarts = 3\ntol = 0\n'
+    )
+    design = _design(tmp_path, body.replace("tol = 0\n", ""))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main(["fit", "--design", str(design), "--out", str(whole), "--quiet"]) == 0
+    cmd = [sys.executable, "-m", "hlsm.cli", "fit", "--design", str(design), "--out", str(killed), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "fit_state.pt"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if state.exists() and torch.load(state, weights_only=False)["done"]:
+            os.kill(proc.pid, signal.SIGKILL)  # at least one restart finished, the next one is running
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the fit ended before it could be killed; make it longer"
+    assert not (killed / "metrics.json").exists()
+    assert main(["fit", "--design", str(design), "--out", str(killed), "--quiet", "--resume"]) == 0
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert a["restarts"] == b["restarts"] and a["candidates"] == b["candidates"] and a["symbols"] == b["symbols"]

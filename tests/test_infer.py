@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -220,3 +221,35 @@ def test_data_weight_scales_the_likelihood() -> None:
         assert r.objective == pytest.approx(7.0 * lik + prior, rel=1e-9)
     with pytest.raises(FitError, match="data_weight must be"):
         FitConfig(data_weight=0.0)
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = _corpus(80)
+    config = _quick(steps=60, restarts=3, tol=0.0)
+    whole = fit(SPEC, corpus, SUPPORT, config)
+    path = tmp_path / "state.pt"
+    saves = {"n": 0}
+    real = infer._save_state
+
+    def dying(p: Path, state: dict[str, object]) -> None:
+        real(p, state)
+        saves["n"] += 1
+        if saves["n"] == 5:  # mid-way through restart 1 (saves every 25 steps and at each restart's end)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(infer, "_save_state", dying)
+    with pytest.raises(KeyboardInterrupt):
+        fit(SPEC, corpus, SUPPORT, config, checkpoint=path, checkpoint_every=25)
+    monkeypatch.setattr(infer, "_save_state", real)
+    state = torch.load(path, weights_only=False)
+    assert len(state["done"]) == 1 and state["current"]["restart"] == 1
+    resumed = fit(SPEC, corpus, SUPPORT, config, checkpoint=path, checkpoint_every=25)
+    for a, b in zip(whole.restarts, resumed.restarts, strict=True):
+        assert a.history == b.history and torch.equal(a.alpha, b.alpha) and torch.equal(a.tables, b.tables)
+        assert a.objective == b.objective
+    # a checkpoint of another configuration is refused, not silently reused
+    with pytest.raises(FitError, match="another configuration or corpus"):
+        fit(SPEC, corpus, SUPPORT, _quick(steps=61, restarts=3, tol=0.0), checkpoint=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(FitError, match="cannot read the fit checkpoint"):
+        fit(SPEC, corpus, SUPPORT, config, checkpoint=path)
