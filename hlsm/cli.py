@@ -1,7 +1,7 @@
 """The ``hlsm`` command.
 
 Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``train sft``,
-``train rl``, ``evaluate``, ``reproduce``, ``export``, ``bench``. Bad
+``train rl``, ``evaluate``, ``reproduce``, ``sweep``, ``export``, ``bench``. Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 """
@@ -199,6 +199,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from hlsm.sweep import load_grid, run_sweep
+
+    section = load_grid(args.grid)
+    overrides = {"backend": args.backend, "workers": args.workers, "address": args.address}
+    section = replace(section, **{k: v for k, v in overrides.items() if v is not None})
+    path, rows = run_sweep(section)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "failed")}
+    print(f"{len(rows)} cells: {counts['done']} ran, {counts['cached']} already done, {counts['failed']} failed")
+    for r in rows:
+        if r["status"] == "failed":
+            print(f"  cell {r['cell']} failed: {r['error']}")
+    print(f"results: {path}")
+
+
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     from hlsm.quickstart import QuickstartConfig, run_quickstart
 
@@ -373,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", help="folder of the experiments' outputs (default runs/reproduce-SCALE)")
     p.add_argument("--docs", help="folder for results.md and its figures (default docs)")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("sweep", help="run a grid of designs or training configs; one results table (resumable)")
+    p.add_argument("--grid", required=True, help="grid TOML file ([sweep] and [grid]; see configs/sweep_fit.toml)")
+    p.add_argument("--backend", choices=("local", "ray"), help="override [sweep] backend")
+    p.add_argument("--workers", type=_positive, help="override [sweep] workers (local backend)")
+    p.add_argument("--address", help="override [sweep] address (ray backend; '' starts Ray locally)")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("quickstart", help="the main job on the default library (writes runs/quickstart/)")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")

@@ -29,7 +29,7 @@ import torch
 
 from hlsm.bayes import DEFAULT_CONFIDENT, DEFAULT_NEAR, bayesian_view, confusion, near_best
 from hlsm.config import build_dataclass
-from hlsm.designfile import IdentifyDesign, load_design
+from hlsm.designfile import IdentifyDesign, load_design, parse_design
 from hlsm.hlib import ContradictionError
 from hlsm.identify import identify
 from hlsm.infer import FitConfig, FitDivergedError, FitResult, fit
@@ -166,16 +166,25 @@ def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, co
 
 
 def run_fit(
-    design_path: str | Path, out: str | Path, data: str | None = None, progress: bool = True, resume: bool = False
+    design_path: str | Path | dict[str, Any],
+    out: str | Path,
+    data: str | None = None,
+    progress: bool = True,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run ``hlsm fit`` (see the module docstring); returns the metrics written to ``metrics.json``.
 
-    The fit checkpoints to ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a fresh
-    run deletes it first).
+    ``design_path`` is a design file or an already-read design mapping (as :func:`load_design` reads
+    it). The fit checkpoints to ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a
+    fresh run deletes it first).
     """
     from hlsm.plots import plot_fit_losses, plot_fit_predictive, plot_fit_tables
 
-    design = load_design(design_path)
+    if isinstance(design_path, dict):
+        design = parse_design(design_path, "the design mapping")
+        design_path = "<mapping>"
+    else:
+        design = load_design(design_path)
     section = build_dataclass(FitSection, design.sections.get("fit", {}), "fit")
     nuts = build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
     fit_keys = ("steps", "lr", "restarts", "seed", "objective", "tables", "concentration", "data_weight")

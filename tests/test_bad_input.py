@@ -69,6 +69,7 @@ SUBCOMMANDS = (
     "train rl",
     "evaluate",
     "reproduce",
+    "sweep",
     "bench",
     "export",
 )
@@ -359,6 +360,27 @@ CASES: list[Case] = [
         "unknown experiment(s) ['no_such_sim']",
     ),
     Case("reproduce-bad-scale", lambda t: ["reproduce", "--scale", "huge"], "invalid choice: 'huge'"),
+    # -- sweep
+    Case("sweep-missing-grid", lambda t: ["sweep", "--grid", str(t / "g.toml")], "{tmp}/g.toml"),
+    Case(
+        "sweep-unknown-kind",
+        lambda t: ["sweep", "--grid", write(t, "g.toml", '[sweep]\nkind = "nope"\nbase = "b"\n[grid]\n"a" = [1]\n')],
+        "kind must be one of",
+    ),
+    Case(
+        "sweep-missing-base",
+        lambda t: [
+            "sweep",
+            "--grid",
+            write(t, "g.toml", '[sweep]\nkind = "fit"\nbase = "nope.toml"\n[grid]\n"a" = [1]\n'),
+        ],
+        "nope.toml",
+    ),
+    Case(
+        "sweep-unknown-key",
+        lambda t: ["sweep", "--grid", write(t, "g.toml", '[sweep]\nkind = "fit"\nbass = "b"\n[grid]\n"a" = [1]\n')],
+        "bass",
+    ),
     # -- bench
     Case("bench-unknown-name", lambda t: ["bench", "warp"], "warp"),
     Case("bench-zero-n", lambda t: ["bench", "simulate", "--n", "0"], "positive number"),
