@@ -202,16 +202,9 @@ def run_fit(
             result = fit(spec, corpus, support, config, checkpoint=state)
         except FitDivergedError as err:
             saved = out / "diverged.pt"
-            torch.save(
-                {
-                    "restart": err.restart,
-                    "step": err.step,
-                    "bad": err.bad,
-                    "logits": err.logits,
-                    "history": list(err.history),
-                },
-                saved,
-            )
+            reached = {"restart": err.restart, "step": err.step, "bad": err.bad, "logits": err.logits}
+            reached["history"] = list(err.history)
+            atomic_write(saved, lambda f: torch.save(reached, f), mode="wb")
             raise FitDivergedError(
                 f"{err} (state saved to {saved})", err.restart, err.step, err.bad, err.logits, list(err.history)
             ) from None
@@ -250,17 +243,15 @@ def run_fit(
         }
         if nuts.run:
             metrics["nuts"] = _run_nuts(design, corpus, support, nuts, result, out)
-    torch.save(
-        {
-            "spec": spec.to_dict(),
-            "best": result.best,
-            "restarts": [
-                {"alpha": r.alpha, "beta": r.beta, "tables": r.tables, "epsilon": r.epsilon, "history": list(r.history)}
-                for r in result.restarts
-            ],
-        },
-        out / "params.pt",
-    )
+    params = {
+        "spec": spec.to_dict(),
+        "best": result.best,
+        "restarts": [
+            {"alpha": r.alpha, "beta": r.beta, "tables": r.tables, "epsilon": r.epsilon, "history": list(r.history)}
+            for r in result.restarts
+        ],
+    }
+    atomic_write(out / "params.pt", lambda f: torch.save(params, f), mode="wb")
     atomic_write(out / "metrics.json", lambda f: json.dump(_finite(metrics), f, indent=2))
     plot_fit_tables(spec, result, section.tables, section.epsilon, out / "tables.png")
     plot_fit_losses(result, out / "elbo.png")

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -45,7 +43,7 @@ from hlsm.errors import HLSMError
 from hlsm.likelihood import CorpusLikelihood, library_tables
 from hlsm.model import HLSMParams, enumerated_log_likelihood, hlsm
 from hlsm.programs import Program
-from hlsm.simulate import Corpus
+from hlsm.simulate import Corpus, atomic_write
 from hlsm.spec import Spec
 
 TableClass = Literal["dense", "library"]
@@ -512,13 +510,4 @@ def _load_state(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
 
 def _save_state(path: str | Path, state: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename (no partial checkpoint)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f), mode="wb")

@@ -190,16 +190,17 @@ def simulate_naive(
 # JSONL
 
 
-def atomic_write(path: str | Path, write: Any) -> None:
+def atomic_write(path: str | Path, write: Any, mode: str = "w") -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
 
-    A failure leaves no partial output file behind.
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes, e.g. ``torch.save``). A failure leaves no partial
+    output file behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, mode) as f:
             write(f)
         os.replace(tmp, path)
     except OSError as err:  # name the output, not the temporary file
