@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +268,9 @@ def plot_arm_accuracy(
     """Grouped bars: accuracy per evaluation label (groups) and arm (bars), from a saved experiment.
 
     ``results`` is :func:`hlsm.lm.experiment.summarise`'s output as saved in ``results.json``: bars
-    are the across-seed means with their t intervals, dots the seeds. ``published``
+    are the across-seed means, dots the seeds; error bars are the 95% t interval across seeds with
+    3 or more seeds, and +-2 pooled binomial SEs (``sqrt(sum SE_s^2) / k``, the examples' noise, not
+    the seed-to-seed spread) with fewer, where the t interval is too wide to read. ``published``
     (``{arm: {label: accuracy}}``) draws reference values as black ticks.
     """
     summary, per_seed = results["summary"], results["per_seed"]
@@ -280,10 +283,18 @@ def plot_arm_accuracy(
         means = [100 * (summary[arm][lab]["mean"] or 0.0) for lab in labels]
         lows = [summary[arm][lab]["low"] for lab in labels]
         highs = [summary[arm][lab]["high"] for lab in labels]
-        err = [  # the t interval, clipped to [0, 100] (with 2-3 seeds it can be wider than that)
+        err = [  # the t interval, clipped to [0, 100]
             [m - max(0.0, 100 * lo) if lo is not None else 0.0 for m, lo in zip(means, lows, strict=True)],
             [min(100.0, 100 * hi) - m if hi is not None else 0.0 for m, hi in zip(means, highs, strict=True)],
         ]
+        if len(per_seed[arm]) < 3:
+            pooled = [
+                200
+                * math.sqrt(sum((row[lab]["se"] or 0.0) ** 2 for row in per_seed[arm].values()))
+                / len(per_seed[arm])
+                for lab in labels
+            ]
+            err = [pooled, pooled]
         ax.bar(xs, means, width, yerr=err, capsize=3, label=arm, alpha=0.8)
         for j, lab in enumerate(labels):
             seeds = [100 * row[lab]["accuracy"] for row in per_seed[arm].values() if row[lab]["n"]]

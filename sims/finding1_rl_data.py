@@ -78,7 +78,7 @@ def main(cfg: Config) -> dict[str, Any]:
     plot_arm_accuracy(
         saved,
         out / "accuracy.png",
-        f"SFT vs RL atomic vs RL compound, {cfg.scale} scale (bars: mean, 95% t interval; ticks: published)",
+        f"SFT vs RL atomic vs RL compound, {cfg.scale} scale (mean over seeds; dots: seeds; ticks: published)",
         published=saved["published"],
     )
     return dict(saved)

@@ -70,7 +70,7 @@ def main(cfg: Config) -> dict[str, Any]:
     plot_arm_accuracy(
         saved,
         out / "accuracy.png",
-        f"RL inside vs outside the SFT support, {cfg.scale} scale (bars: mean, 95% t interval)",
+        f"RL inside vs outside the SFT support, {cfg.scale} scale (mean over seeds; dots: seeds)",
     )
     return dict(saved)
 
