@@ -399,20 +399,22 @@ def plot_fit_tables(spec: Any, result: Any, tables: str, epsilon: float, path: s
 
 
 def plot_fit_losses(result: Any, path: str | Path) -> Path:
-    """The loss (minus the objective) of every restart, the best one highlighted."""
+    """The loss of every restart above the lowest loss reached, on a log scale; the best highlighted."""
+    floor = min(min(r.history) for r in result.restarts)
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, r in enumerate(result.restarts):
         best = i == result.best
         ax.plot(
-            r.history,
+            [h - floor + 1.0 for h in r.history],
             lw=2 if best else 1,
             alpha=1 if best else 0.6,
-            label=f"restart {i}{' (best)' if best else ''}: {r.objective:.1f}",
+            label=f"restart {i}{' (best)' if best else ''}: objective {r.objective:.1f}",
         )
-    ax.set_yscale("symlog")
+    ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss = -(log-likelihood + log-prior)")
-    ax.set_title("Loss per restart (final objective in the legend)")
+    ax.set_ylabel(f"loss - lowest loss + 1  (lowest = {floor:.1f})")
+    ax.set_title("Loss per restart (loss = -(log-likelihood + log-prior))")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -39,10 +39,13 @@ def _points(value: float | None, se: float | None) -> str:
 
 
 def verdict(pooled: dict[str, Any] | None, z: float = 2.0) -> str:
-    """``held`` / ``reversed`` / ``not resolved``: a pooled paired difference against ``z`` standard errors."""
-    if not pooled or pooled.get("difference") is None or not pooled.get("se"):
+    """``held`` / ``reversed`` / ``not resolved`` (a pooled paired difference against ``z`` standard
+    errors); ``no effect`` when both arms gave the same answer on every example (difference and SE 0)."""
+    if not pooled or pooled.get("difference") is None or pooled.get("se") is None:
         return "not measured"
     d, se = pooled["difference"], pooled["se"]
+    if d == 0 and se == 0:
+        return "no effect"
     return "held" if d > z * se else "reversed" if d < -z * se else "not resolved"
 
 

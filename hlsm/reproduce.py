@@ -114,11 +114,27 @@ def write_results(scale: str, outcomes: Sequence[Outcome], runs: Path, docs: Pat
         f"`results.json` under `{runs}/`; each section states the claim it tests and whether it held.\n",
         markdown_table(("experiment", "status", "wall time"), rows),
     ]
+    sections = {o.name: _collect(o.name, runs / o.name, docs) for o in outcomes if o.status != "failed"}
+    verdicts = [
+        (f"`{name}`", *m.groups())
+        for name, text in sections.items()
+        for m in re.finditer(r"^\| (.+?) \| (.+?) \| (.+?) \| \*\*(.+?)\*\* \|$", text, re.MULTILINE)
+    ]
+    if verdicts:
+        parts += [
+            "\n## Predictions at a glance\n",
+            "Every prediction the experiments test, with the pooled paired difference in points (± SE) and",
+            "its verdict (held: more than 2 SE above 0); the sections below give the tables behind them.\n",
+            markdown_table(
+                ("experiment", "contrast", "prediction", "difference", "verdict"),
+                [(*v[:4], f"**{v[4]}**") for v in verdicts],
+            ),
+        ]
     for o in outcomes:
         if o.status == "failed":
             parts.append(f"\n## {o.name}\n\nFailed: {o.error.splitlines()[0]} (see `{runs / o.name / 'log.txt'}`).\n")
         else:
-            parts.append("\n" + _collect(o.name, runs / o.name, docs))
+            parts.append("\n" + sections[o.name])
     path = docs / "results.md"
     atomic_write(path, lambda f: f.write("\n".join(parts)))
     return path

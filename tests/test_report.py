@@ -17,6 +17,7 @@ def test_verdict_two_standard_errors() -> None:
     assert verdict({"difference": 0.03, "se": 0.02}) == "not resolved"
     assert verdict({"difference": -0.05, "se": 0.02}) == "reversed"
     assert verdict({"difference": None, "se": None}) == "not measured"
+    assert verdict({"difference": 0.0, "se": 0.0}) == "no effect"
 
 
 def test_arm_report() -> None:
