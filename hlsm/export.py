@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,6 +50,7 @@ from hlsm.lm.dataset import derive_seed
 from hlsm.lm.evaluate import design_splits
 from hlsm.programs import Program, ProgramBatch, execute
 from hlsm.rewards import completion_text, judge
+from hlsm.simulate import atomic_write
 from hlsm.spec import LETTERS, Spec
 from hlsm.traces import HIDDEN, NOP, PROMPT_SEP, STEP_SEP, render_prompt
 
@@ -189,17 +188,7 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist(rows)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
-        os.replace(tmp, path)
-    except OSError as err:  # name the output, not the temporary file
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(err.errno, err.strerror, str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: pq.write_table(table, f), mode="wb")
 
 
 def export_design(

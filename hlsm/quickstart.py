@@ -13,7 +13,7 @@
    REINFORCE on atomic or on compound programs at equal budget, evaluated on unseen and deeper
    programs (``transformer/``: ``results.json``, ``accuracy.png``; runs cached in ``cache/``).
 
-At ``scale="cpu"`` (the default) it takes about 5-8 minutes on 2 CPU cores; ``"tiny"`` (tests)
+At ``scale="cpu"`` (the default) it takes about 4 minutes on 2 CPU cores; ``"tiny"`` (tests)
 seconds. Rerunning reuses finished training runs.
 """
 
