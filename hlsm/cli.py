@@ -401,7 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--traces-per-split", type=_positive, default=5000, help="traces per split (default 5000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--scale", choices=("tiny", "cpu"), default="cpu", help="transformer and fit sizes (default cpu: about 4 minutes)"
+        "--scale",
+        choices=("tiny", "cpu"),
+        default="cpu",
+        help="transformer and fit sizes (default cpu: about 4 minutes)",
     )
     p.add_argument("--no-transformer", action="store_true", help="skip the SFT / RL / evaluate step")
     p.set_defaults(func=_cmd_quickstart)
