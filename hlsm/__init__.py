@@ -3,8 +3,10 @@
 Simulate trace distributions under controlled supports of module compositions, check which modules
 and compositions a support identifies, and test the predictions on a small transformer.
 
-The Pyro model's names (``hlsm``, ``log_likelihood``, ``HLSMParams``, ``ModelError``) are imported on
-first use, so that ``import hlsm.lm`` (the transformer side) never loads Pyro.
+The Pyro side's names (the model ``hlsm``, ``log_likelihood``, ``HLSMParams``, ``ModelError``; fitting
+``fit``, ``FitConfig``, ``FitResult``, ``map_selections``, ``answer_distribution``, ``run_nuts``,
+``NUTSConfig``; the Bayesian view ``bayesian_view``, ``compare_with_checker``) are imported on first
+use, so that ``import hlsm.lm`` (the transformer side) never loads Pyro.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -30,9 +32,28 @@ from hlsm.spec import Spec, SpecError
 from hlsm.traces import Tokenizer, Trace, TraceFormatError, exposure_mask, parse, render
 
 if TYPE_CHECKING:
+    from hlsm.bayes import bayesian_view, compare_with_checker
+    from hlsm.infer import FitConfig, FitResult, fit
     from hlsm.model import HLSMParams, ModelError, hlsm, log_likelihood
+    from hlsm.nuts import NUTSConfig, run_nuts
+    from hlsm.predictive import answer_distribution
+    from hlsm.selections import map_selections
 
-_LAZY = {"HLSMParams": "hlsm.model", "ModelError": "hlsm.model", "hlsm": "hlsm.model", "log_likelihood": "hlsm.model"}
+_LAZY = {
+    "HLSMParams": "hlsm.model",
+    "ModelError": "hlsm.model",
+    "hlsm": "hlsm.model",
+    "log_likelihood": "hlsm.model",
+    "fit": "hlsm.infer",
+    "FitConfig": "hlsm.infer",
+    "FitResult": "hlsm.infer",
+    "bayesian_view": "hlsm.bayes",
+    "compare_with_checker": "hlsm.bayes",
+    "map_selections": "hlsm.selections",
+    "answer_distribution": "hlsm.predictive",
+    "run_nuts": "hlsm.nuts",
+    "NUTSConfig": "hlsm.nuts",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -48,6 +69,15 @@ def __getattr__(name: str) -> Any:
 __version__ = "0.1.0"
 
 __all__ = [
+    "fit",
+    "FitConfig",
+    "FitResult",
+    "bayesian_view",
+    "compare_with_checker",
+    "map_selections",
+    "answer_distribution",
+    "run_nuts",
+    "NUTSConfig",
     "Identification",
     "identify",
     "population_corpus",
