@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from hlsm.lm.experiment import scale_preset
+from hlsm.reproduce import EXPERIMENTS
+
 SIMS = Path(__file__).resolve().parent.parent / "sims"
 
 TINY: dict[str, dict[str, Any]] = {
@@ -49,3 +52,20 @@ def test_sim_runs(name: str, tmp_path: Path) -> None:
     assert config["out"] == str(tmp_path / name)
     assert (tmp_path / name / "results.json").stat().st_size > 0
     assert list((tmp_path / name).glob("*.png"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_sim_presets_build(name: str) -> None:
+    """Every scale's preset of every experiment of `hlsm reproduce` builds (gpu cannot run here)."""
+    module = load(name)
+    for scale in ("tiny", "cpu", "gpu"):
+        assert isinstance(module.Config.preset(scale), module.Config)
+    if name == "three_views":
+        for scale in ("tiny", "cpu", "gpu"):
+            assert module.views_scale(scale).sft.spec.num_states == 64
+
+
+def test_experiment_scales_build() -> None:
+    gpu = scale_preset("gpu")
+    assert len(gpu.seeds) == 5 and gpu.eval_examples == 2048 and gpu.sft.training.device == "auto"
+    assert scale_preset("cpu").sft.training.device == "cpu"
