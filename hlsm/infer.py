@@ -22,11 +22,10 @@ compute it: ``objective="fast"`` uses
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,11 +38,12 @@ from pyro.infer import SVI, TraceEnum_ELBO
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from hlsm import fitstate
 from hlsm.errors import HLSMError
 from hlsm.likelihood import CorpusLikelihood, library_tables
 from hlsm.model import HLSMParams, enumerated_log_likelihood, hlsm
 from hlsm.programs import Program
-from hlsm.simulate import Corpus, atomic_write
+from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
 TableClass = Literal["dense", "library"]
@@ -313,15 +313,15 @@ def fit(
         raise FitError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     support = list(support)
     lik = CorpusLikelihood(spec, support, corpus) if config.objective == "fast" else None
-    key = _state_key(config, corpus, support)
-    state = _load_state(checkpoint, key) if checkpoint is not None else None
+    key = fitstate.state_key(config, corpus, support)
+    state = fitstate.load_state(checkpoint, key) if checkpoint is not None else None
     results: list[RestartResult] = [RestartResult(**d) for d in state["done"]] if state else []
     current = state["current"] if state else None
 
     def save(running: dict[str, Any] | None) -> None:
         if checkpoint is not None:
             done = [{f: getattr(r, f) for f in RestartResult.__dataclass_fields__} for r in results]
-            _save_state(checkpoint, {"key": key, "done": done, "current": running})
+            fitstate.save_state(checkpoint, {"key": key, "done": done, "current": running})
 
     with tqdm(total=config.steps * config.restarts, disable=not config.progress, desc="fit") as bar:
         bar.update(sum(len(r.history) for r in results))
@@ -480,34 +480,3 @@ def objective_value(
         return float(config.data_weight * ll + _prior(logits, config))
     pyro.clear_param_store()
     return enumerated_log_likelihood(_pyro_model(spec, corpus, list(support), logits, config))
-
-
-def _state_key(config: FitConfig, corpus: Corpus, support: Sequence[Program]) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: the config (not ``progress``) and the data."""
-    digest = hashlib.blake2b(digest_size=16)
-    for t in (corpus.states, corpus.mask, corpus.programs.routing, corpus.programs.skill, corpus.programs.depth):
-        digest.update(t.contiguous().numpy().tobytes())
-    digest.update(repr([p.steps for p in support]).encode())
-    settings = {k: v for k, v in asdict(config).items() if k != "progress"}
-    return {"config": settings, "data": digest.hexdigest()}
-
-
-def _load_state(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, weights_only=False)
-    except Exception as err:  # a truncated or foreign file
-        raise FitError(f"cannot read the fit checkpoint '{path}' ({err}); delete it to start afresh") from None
-    if not isinstance(state, dict) or state.get("key") != key:
-        raise FitError(
-            f"the fit checkpoint '{path}' was written for another configuration or corpus; "
-            "delete it, or write this fit elsewhere"
-        )
-    return state
-
-
-def _save_state(path: str | Path, state: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename (no partial checkpoint)."""
-    atomic_write(path, lambda f: torch.save(state, f), mode="wb")

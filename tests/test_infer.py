@@ -10,7 +10,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from hlsm import infer
+from hlsm import fitstate, infer
 from hlsm.infer import FitConfig, FitDivergedError, FitError, FitResult, fit, log_prior, objective_value
 from hlsm.likelihood import CorpusLikelihood, library_tables
 from hlsm.metrics import binding_accuracy, match_tables
@@ -229,7 +229,7 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pyt
     whole = fit(SPEC, corpus, SUPPORT, config)
     path = tmp_path / "state.pt"
     saves = {"n": 0}
-    real = infer._save_state
+    real = fitstate.save_state
 
     def dying(p: Path, state: dict[str, object]) -> None:
         real(p, state)
@@ -237,10 +237,10 @@ def test_checkpoint_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pyt
         if saves["n"] == 5:  # mid-way through restart 1 (saves every 25 steps and at each restart's end)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(infer, "_save_state", dying)
+    monkeypatch.setattr(fitstate, "save_state", dying)
     with pytest.raises(KeyboardInterrupt):
         fit(SPEC, corpus, SUPPORT, config, checkpoint=path, checkpoint_every=25)
-    monkeypatch.setattr(infer, "_save_state", real)
+    monkeypatch.setattr(fitstate, "save_state", real)
     state = torch.load(path, weights_only=False)
     assert len(state["done"]) == 1 and state["current"]["restart"] == 1
     resumed = fit(SPEC, corpus, SUPPORT, config, checkpoint=path, checkpoint_every=25)
