@@ -32,7 +32,7 @@ from hlsm.errors import HLSMError
 from hlsm.hlib import LibCSP, Var, _BudgetExceeded
 from hlsm.htab import UNKNOWN, TabProblem
 from hlsm.observations import probe_states, routing_classes, skill_classes, split_corpus
-from hlsm.programs import Program, ProgramBatch, execute
+from hlsm.programs import Program, answer_codes
 from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
@@ -169,11 +169,6 @@ def identify(
         return _identify_tab(spec, TabProblem.build(spec, steps, records), candidates, probes)
 
 
-def _answer(spec: Spec, program: Program, inputs: Tensor) -> Tensor:
-    batch = ProgramBatch.from_programs([program]).index(torch.zeros(len(inputs), dtype=torch.long))
-    return spec.encode(execute(spec, batch, inputs)[:, -1])
-
-
 def _symbol_name(spec: Spec, var: Var) -> str:
     kind, i = var
     return spec.skill_symbols[i] if kind == "s" else spec.routing_symbols[i]
@@ -213,7 +208,7 @@ def _identify_lib(
                 bound = Program(tuple((m if m < 0 else assign["r", m], assign["s", k]) for m, k in program.steps))
                 key = tuple((m if m < 0 else rclass[m], sclass[k]) for m, k in bound.steps)
                 if key not in cache:
-                    cache[key] = _answer(spec, bound, probes)
+                    cache[key] = answer_codes(spec, bound, probes)
                 digest = cache[key].numpy().tobytes()
                 if seen and digest not in seen:
                     first_assign, first_answers = next(iter(seen.values()))

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from hlsm.likelihood import CorpusLikelihood
 from hlsm.model import HLSMParams
-from hlsm.programs import Program, ProgramBatch, execute
+from hlsm.programs import Program, ProgramBatch, answer_codes, execute
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
@@ -68,6 +68,4 @@ def answer_distributions(
 
 def true_answers(spec: Spec, program: Program, inputs: Tensor | None = None) -> Tensor:
     """``(B,)`` codes of the noiseless answers of ``program`` (the library's own execution)."""
-    inputs = spec.all_states() if inputs is None else inputs
-    batch = ProgramBatch.from_programs([program]).index(torch.zeros(inputs.shape[0], dtype=torch.long))
-    return spec.encode(execute(spec, batch, inputs)[:, -1])
+    return answer_codes(spec, program, spec.all_states() if inputs is None else inputs)

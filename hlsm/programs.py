@@ -253,6 +253,12 @@ def execute(spec: Spec, programs: ProgramBatch, x0: Tensor) -> Tensor:
     return states
 
 
+def answer_codes(spec: Spec, program: Program, inputs: Tensor) -> Tensor:
+    """``(B,)`` state codes of ``program``'s noiseless answers on the ``(B, n)`` input states."""
+    batch = ProgramBatch.from_programs([program]).index(torch.zeros(inputs.shape[0], dtype=torch.long))
+    return spec.encode(execute(spec, batch, inputs)[:, -1])
+
+
 def execute_one(spec: Spec, program: Program, x0: Sequence[int]) -> list[list[int]]:
     """Plain per-example execution (the reference the batched path is tested against)."""
     states = [list(x0)]
