@@ -11,7 +11,7 @@
    view against the checker (``fit/``: metrics and figures);
 4. **SFT, RL, evaluate**: the transformer of :mod:`hlsm.lm.experiment` trained by SFT, then
    REINFORCE on atomic or on compound programs at equal budget, evaluated on unseen and deeper
-   programs (``transformer/``: ``results.json``, ``accuracy.png``; runs cached in ``cache/``).
+   programs (``transformer/``: ``results.json``, ``report.md``, ``accuracy.png``; runs cached in ``cache/``).
 
 At ``scale="cpu"`` (the default) it takes about 4 minutes on 2 CPU cores; ``"tiny"`` (tests)
 seconds. Rerunning reuses finished training runs.
@@ -211,9 +211,8 @@ def _transformer_section(config: QuickstartConfig, out: Path) -> list[str]:
     """SFT, then RL on atomic or compound programs at equal budget, evaluated (one seed)."""
     from dataclasses import replace
 
-    from hlsm.lm.experiment import Arm, run_and_summarise, save_results, scale_preset
-    from hlsm.plots import plot_arm_accuracy
-    from hlsm.report import arm_report
+    from hlsm.lm.experiment import Arm, run_and_summarise, scale_preset
+    from hlsm.report import write_arm_outputs
 
     scale = replace(scale_preset(config.scale), seeds=(config.seed,), workers=1)
     arms = (
@@ -225,19 +224,21 @@ def _transformer_section(config: QuickstartConfig, out: Path) -> list[str]:
     contrasts = [("sft+rl compound", "sft+rl atomic"), ("sft+rl compound", "sft")]
     results = run_and_summarise(arms, scale, out / "cache", splits, contrasts)
     folder = out / "transformer"
-    saved = json.loads(save_results(folder, {"scale": config.scale, "seed": config.seed}, results).read_text())
-    plot_arm_accuracy(saved, folder / "accuracy.png", f"SFT vs RL atomic vs RL compound ({config.scale} scale, 1 seed)")
     checks = [
         ("sft+rl compound - sft+rl atomic", "unseen", "compound RL > atomic RL on unseen compositions"),
         ("sft+rl compound - sft", "unseen", "compound RL > SFT on unseen compositions"),
     ]
-    section = arm_report(
-        saved,
-        "4. SFT, RL, evaluate",
-        f"A {scale.sft.model.n_layer}-layer transformer (d = {scale.sft.model.d_model}) trained from scratch by SFT "
-        "on golden traces, then REINFORCE at equal budget on atomic programs or on compound programs outside "
-        "the SFT support; greedy exact match of the final answer. One seed: read the paired differences, "
-        "and see `sims/finding1_rl_data.py` for several seeds.",
-        checks,
+    write_arm_outputs(
+        folder,
+        {"scale": config.scale, "seed": config.seed},
+        results,
+        figure_title=f"SFT vs RL atomic vs RL compound ({config.scale} scale, 1 seed)",
+        title="4. SFT, RL, evaluate",
+        claim=f"A {scale.sft.model.n_layer}-layer transformer (d = {scale.sft.model.d_model}) trained from scratch "
+        "by SFT on golden traces, then REINFORCE at equal budget on atomic programs or on compound programs "
+        "outside the SFT support; greedy exact match of the final answer. One seed: read the paired "
+        "differences, and see `sims/finding1_rl_data.py` for several seeds.",
+        checks=checks,
     )
+    section = (folder / "report.md").read_text()
     return ["", *section.splitlines(), "", "![accuracy](transformer/accuracy.png)"]

@@ -6,7 +6,9 @@ with these helpers from the saved results only; :mod:`hlsm.reproduce` collects t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -97,3 +99,29 @@ def arm_report(results: dict[str, Any], title: str, claim: str, checks: Sequence
             markdown_table(("contrast", "prediction", "pooled difference", "verdict"), check_rows),
         ]
     )
+
+
+def write_arm_outputs(
+    out: str | Path,
+    config: Mapping[str, Any],
+    results: Mapping[str, Any],
+    *,
+    figure_title: str,
+    title: str,
+    claim: str,
+    checks: Sequence[tuple[str, str, str]],
+) -> dict[str, Any]:
+    """Save a transformer experiment (``results.json``, ``config.json``), then its ``report.md``
+    (:func:`arm_report`) and ``accuracy.png`` drawn from the saved JSON; returns the saved results.
+
+    Reference values under ``results["published"]``, if any, are drawn as ticks.
+    """
+    from hlsm.lm.experiment import save_results
+    from hlsm.plots import plot_arm_accuracy
+    from hlsm.simulate import atomic_write
+
+    out = Path(out)
+    saved = json.loads(save_results(out, config, results).read_text())
+    atomic_write(out / "report.md", lambda f: f.write(arm_report(saved, title, claim, checks)))
+    plot_arm_accuracy(saved, out / "accuracy.png", figure_title, published=saved.get("published"))
+    return dict(saved)

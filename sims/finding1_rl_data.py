@@ -20,15 +20,12 @@ beside ours), ``accuracy.png``. Usage: ``python sims/finding1_rl_data.py --scale
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, save_results, scale_preset
-from hlsm.plots import plot_arm_accuracy
-from hlsm.report import arm_report
-from hlsm.simulate import atomic_write
+from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, scale_preset
+from hlsm.report import write_arm_outputs
 
 PUBLISHED = {"sft": {"deeper_4": 0.048}, "sft+rl atomic": {"deeper_4": 0.148}, "sft+rl compound": {"deeper_4": 0.426}}
 """Kong et al. (ICML 2026), depth 4 after training at depth 3 (DESIGN section 1, claim 4)."""
@@ -72,16 +69,16 @@ def main(cfg: Config) -> dict[str, Any]:
     contrasts = [("sft+rl compound", "sft+rl atomic"), ("sft+rl compound", "sft"), ("sft+rl atomic", "sft")]
     results = run_and_summarise(ARMS, scale, cache, SPLITS, contrasts)
     results["published"] = PUBLISHED
-    path = save_results(out, asdict(cfg), results)
-    saved = json.loads(path.read_text())
-    atomic_write(out / "report.md", lambda f: f.write(arm_report(saved, TITLE, CLAIM, CHECKS)))
-    plot_arm_accuracy(
-        saved,
-        out / "accuracy.png",
-        f"SFT vs RL atomic vs RL compound, {cfg.scale} scale (mean over seeds; dots: seeds; ticks: published)",
-        published=saved["published"],
+    return write_arm_outputs(
+        out,
+        asdict(cfg),
+        results,
+        figure_title=f"SFT vs RL atomic vs RL compound, {cfg.scale} scale "
+        "(mean over seeds; dots: seeds; ticks: published)",
+        title=TITLE,
+        claim=CLAIM,
+        checks=CHECKS,
     )
-    return dict(saved)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Usage: ``python sims/finding2_interfaces.py --scale cpu [--held-out swap_pairs]`
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,13 +31,10 @@ from hlsm.lm.experiment import (
     Arm,
     held_out_design,
     run_and_summarise,
-    save_results,
     scale_preset,
     uses_skills,
 )
-from hlsm.plots import plot_arm_accuracy
-from hlsm.report import arm_report
-from hlsm.simulate import atomic_write
+from hlsm.report import write_arm_outputs
 
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
 
@@ -102,13 +98,15 @@ def main(cfg: Config) -> dict[str, Any]:
     ]
     results = run_and_summarise(arms, scale, cache, splits, contrasts)
     results["held_out"] = held
-    path = save_results(out, asdict(cfg), results)
-    saved = json.loads(path.read_text())
-    atomic_write(out / "report.md", lambda f: f.write(arm_report(saved, TITLE, CLAIM, CHECKS)))
-    plot_arm_accuracy(
-        saved, out / "accuracy.png", f"skill {', '.join(held)} held out of SFT, reintroduced by RL ({cfg.scale} scale)"
+    return write_arm_outputs(
+        out,
+        asdict(cfg),
+        results,
+        figure_title=f"skill {', '.join(held)} held out of SFT, reintroduced by RL ({cfg.scale} scale)",
+        title=TITLE,
+        claim=CLAIM,
+        checks=CHECKS,
     )
-    return dict(saved)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,12 @@ Usage: ``python sims/finding3_rl_support.py --scale cpu``.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, save_results, scale_preset
-from hlsm.plots import plot_arm_accuracy
-from hlsm.report import arm_report
-from hlsm.simulate import atomic_write
+from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, scale_preset
+from hlsm.report import write_arm_outputs
 
 ARMS = (
     Arm("sft"),
@@ -64,15 +61,15 @@ def main(cfg: Config) -> dict[str, Any]:
     cache = cfg.cache or str(out.parent / "cache")
     contrasts = [("sft+rl outside", "sft+rl inside"), ("sft+rl outside", "sft"), ("sft+rl inside", "sft")]
     results = run_and_summarise(ARMS, scale, cache, SPLITS, contrasts)
-    path = save_results(out, asdict(cfg), results)
-    saved = json.loads(path.read_text())
-    atomic_write(out / "report.md", lambda f: f.write(arm_report(saved, TITLE, CLAIM, CHECKS)))
-    plot_arm_accuracy(
-        saved,
-        out / "accuracy.png",
-        f"RL inside vs outside the SFT support, {cfg.scale} scale (mean over seeds; dots: seeds)",
+    return write_arm_outputs(
+        out,
+        asdict(cfg),
+        results,
+        figure_title=f"RL inside vs outside the SFT support, {cfg.scale} scale (mean over seeds; dots: seeds)",
+        title=TITLE,
+        claim=CLAIM,
+        checks=CHECKS,
     )
-    return dict(saved)
 
 
 if __name__ == "__main__":

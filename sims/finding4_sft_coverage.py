@@ -20,7 +20,6 @@ Usage: ``python sims/finding4_sft_coverage.py --scale cpu [--missing swap_pairs 
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,10 @@ from hlsm.lm.experiment import (
     Arm,
     held_out_design,
     run_and_summarise,
-    save_results,
     scale_preset,
     uses_skills,
 )
-from hlsm.plots import plot_arm_accuracy
-from hlsm.report import arm_report
-from hlsm.simulate import atomic_write
+from hlsm.report import write_arm_outputs
 
 DEFAULT_MISSING = {"tiny": ("rotate_right",), "cpu": ("swap_pairs", "complement"), "gpu": ("swap_pairs", "complement")}
 OUTSIDE = {"rl_kind": "compound", "rl_inside": False}
@@ -93,13 +89,15 @@ def main(cfg: Config) -> dict[str, Any]:
     contrasts = [("full sft + rl outside", "full sft"), ("missing sft + rl outside", "missing sft")]
     results = run_and_summarise(arms, scale, cache, splits, contrasts)
     results["missing"] = missing
-    path = save_results(out, asdict(cfg), results)
-    saved = json.loads(path.read_text())
-    atomic_write(out / "report.md", lambda f: f.write(arm_report(saved, TITLE, CLAIM, CHECKS)))
-    plot_arm_accuracy(
-        saved, out / "accuracy.png", f"SFT coverage x RL outside; missing: {', '.join(missing)} ({cfg.scale} scale)"
+    return write_arm_outputs(
+        out,
+        asdict(cfg),
+        results,
+        figure_title=f"SFT coverage x RL outside; missing: {', '.join(missing)} ({cfg.scale} scale)",
+        title=TITLE,
+        claim=CLAIM,
+        checks=CHECKS,
     )
-    return dict(saved)
 
 
 if __name__ == "__main__":
