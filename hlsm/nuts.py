@@ -38,10 +38,10 @@ from pyro.infer.mcmc import MCMC, NUTS
 from torch import Tensor
 
 from hlsm.errors import HLSMError
-from hlsm.likelihood import CorpusLikelihood, library_tables
+from hlsm.likelihood import library_tables
 from hlsm.metrics import tv_distance
 from hlsm.model import HLSMParams, ModelError, enumerated_log_likelihood, hlsm
-from hlsm.predictive import _answer_corpus, answer_distributions
+from hlsm.predictive import answer_distributions, answer_likelihood
 from hlsm.programs import Program
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
@@ -336,8 +336,7 @@ def posterior_predictive(
     picks = [result.params(i) for i in _thinned(result, max_draws)]
     out = []
     for program in programs:
-        program.check(spec)
-        lik = CorpusLikelihood(spec, [program], _answer_corpus(spec, program, inputs), task_terms=False)
+        lik = answer_likelihood(spec, program, inputs)
         probs = torch.stack([lik.per_trace(p.alpha, p.beta, p.epsilon).exp() for p in picks]).mean(0)
         out.append(probs.reshape(inputs.shape[0], spec.num_states))
     return torch.stack(out)

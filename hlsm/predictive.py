@@ -51,12 +51,20 @@ def answer_distribution(spec: Spec, params: HLSMParams, program: Program, inputs
         Rows sum to 1 (float64 for float64 parameters); column ``a`` is the answer with code ``a``.
     """
     params.check(spec)
-    program.check(spec)
     inputs = spec.all_states() if inputs is None else inputs
-    corpus = _answer_corpus(spec, program, inputs)
-    lik = CorpusLikelihood(spec, [program], corpus, task_terms=False, dtype=params.alpha.dtype)
+    lik = answer_likelihood(spec, program, inputs, dtype=params.alpha.dtype)
     logp = lik.per_trace(params.alpha, params.beta, params.epsilon, params.tables)
     return logp.exp().reshape(inputs.shape[0], spec.num_states)
+
+
+def answer_likelihood(
+    spec: Spec, program: Program, inputs: Tensor, dtype: torch.dtype = torch.float64
+) -> CorpusLikelihood:
+    """The likelihood of every ``(x_0, a)`` answer-only trace of ``program`` (input-major), task
+    terms dropped: ``per_trace(...).exp()`` reshaped to ``(B, |X|)`` is the predictive table. Build
+    it once to evaluate many parameter draws."""
+    program.check(spec)
+    return CorpusLikelihood(spec, [program], _answer_corpus(spec, program, inputs), task_terms=False, dtype=dtype)
 
 
 def answer_distributions(
