@@ -1,124 +1,108 @@
 """hlsm: hierarchical latent selection models of reasoning traces.
 
 Simulate trace distributions under controlled supports of module compositions, check which modules
-and compositions a support identifies, and test the predictions on a small transformer.
+and compositions a support identifies, recover them by variational inference, and test the
+predictions on a small transformer.
 
-The Pyro side's names (the model ``hlsm``, ``log_likelihood``, ``HLSMParams``, ``ModelError``; fitting
-``fit``, ``FitConfig``, ``FitResult``, ``map_selections``, ``answer_distribution``, ``run_nuts``,
-``NUTSConfig``; the Bayesian view ``bayesian_view``, ``compare_with_checker``) are imported on first
-use, so that ``import hlsm.lm`` (the transformer side) never loads Pyro.
+The package is layered (``docs/index.md``): the core modules here (errors, config, runtime, io,
+stats, spec, modules, programs, design, traces, simulate), then :mod:`hlsm.identify` (exact
+identifiability), :mod:`hlsm.infer` (the Pyro model and fitting) and :mod:`hlsm.lm` (the
+transformer), then :mod:`hlsm.app` (the ``hlsm`` command). Every name below is loaded on first use
+(PEP 562): ``import hlsm`` imports neither torch nor Pyro, and ``import hlsm.lm`` never loads Pyro.
+
+The main verbs: ``hlsm.simulate(...)`` (a corpus), ``hlsm.identify(...)`` (the exact checker),
+``hlsm.fit(...)`` (MAP fit with restarts), ``hlsm.train_sft`` / ``hlsm.train_rl`` /
+``hlsm.evaluate_design`` (the transformer). ``hlsm.simulate`` and ``hlsm.identify`` are also the
+modules of those names; calling them calls the verb.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from hlsm.design import Coverage, DesignConfig, DesignError, SupportDesign, coverage, make_design, support_graph
-from hlsm.errors import HLSMError
-from hlsm.identify import Identification, identify
-from hlsm.modules import (
-    DEFAULT_ROUTINGS,
-    DEFAULT_SKILLS,
-    ModuleError,
-    Routing,
-    Skill,
-    get_routing,
-    get_skill,
-    register_routing,
-    register_skill,
-    unregister,
-)
-from hlsm.programs import NO_ROUTING, Program, ProgramBatch, ProgramError, execute
-from hlsm.simulate import Corpus, CorpusError, population_corpus, read_jsonl, summarize, write_jsonl
-from hlsm.spec import Spec, SpecError
-from hlsm.traces import Tokenizer, Trace, TraceFormatError, exposure_mask, parse, render
+from hlsm._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from hlsm.bayes import bayesian_view, compare_with_checker
-    from hlsm.infer import FitConfig, FitResult, fit
-    from hlsm.model import HLSMParams, ModelError, hlsm, log_likelihood
-    from hlsm.nuts import NUTSConfig, run_nuts
-    from hlsm.predictive import answer_distribution
-    from hlsm.selections import map_selections
+    from hlsm.config import ConfigError
+    from hlsm.design import Coverage, DesignConfig, DesignError, SupportDesign, coverage, make_design
+    from hlsm.errors import HLSMError
+    from hlsm.identify.checker import Identification
+    from hlsm.identify.graph import support_graph
+    from hlsm.infer.bayes import bayesian_view, compare_with_checker
+    from hlsm.infer.fitting import FitConfig, FitResult, fit
+    from hlsm.infer.model import HLSMParams, ModelError, hlsm, log_likelihood
+    from hlsm.infer.nuts import NUTSConfig, run_nuts
+    from hlsm.infer.predictive import answer_distribution
+    from hlsm.infer.selections import map_selections
+    from hlsm.lm.evaluate import evaluate_design
+    from hlsm.lm.reinforce import train_rl
+    from hlsm.lm.sft import train_sft
+    from hlsm.modules import (
+        DEFAULT_ROUTINGS,
+        DEFAULT_SKILLS,
+        ModuleError,
+        Routing,
+        Skill,
+        get_routing,
+        get_skill,
+        register_routing,
+        register_skill,
+        unregister,
+    )
+    from hlsm.programs import NO_ROUTING, Program, ProgramBatch, ProgramError, execute
+    from hlsm.simulate import Corpus, CorpusError, population_corpus, read_jsonl, summarize, write_jsonl
+    from hlsm.spec import Spec, SpecError
+    from hlsm.traces import Tokenizer, Trace, TraceFormatError, exposure_mask, parse, render
 
-_LAZY = {
-    "HLSMParams": "hlsm.model",
-    "ModelError": "hlsm.model",
-    "hlsm": "hlsm.model",
-    "log_likelihood": "hlsm.model",
-    "fit": "hlsm.infer",
-    "FitConfig": "hlsm.infer",
-    "FitResult": "hlsm.infer",
-    "bayesian_view": "hlsm.bayes",
-    "compare_with_checker": "hlsm.bayes",
-    "map_selections": "hlsm.selections",
-    "answer_distribution": "hlsm.predictive",
-    "run_nuts": "hlsm.nuts",
-    "NUTSConfig": "hlsm.nuts",
+_MODULES = {
+    "hlsm.config": ("ConfigError",),
+    "hlsm.design": ("Coverage", "DesignConfig", "DesignError", "SupportDesign", "coverage", "make_design"),
+    "hlsm.errors": ("HLSMError",),
+    "hlsm.identify.checker": ("Identification",),
+    "hlsm.identify.graph": ("support_graph",),
+    "hlsm.infer.bayes": ("bayesian_view", "compare_with_checker"),
+    "hlsm.infer.fitting": ("FitConfig", "FitResult", "fit"),
+    "hlsm.infer.model": ("HLSMParams", "ModelError", "hlsm", "log_likelihood"),
+    "hlsm.infer.nuts": ("NUTSConfig", "run_nuts"),
+    "hlsm.infer.predictive": ("answer_distribution",),
+    "hlsm.infer.selections": ("map_selections",),
+    "hlsm.lm.evaluate": ("evaluate_design",),
+    "hlsm.lm.reinforce": ("train_rl",),
+    "hlsm.lm.sft": ("train_sft",),
+    "hlsm.modules": (
+        "DEFAULT_ROUTINGS",
+        "DEFAULT_SKILLS",
+        "ModuleError",
+        "Routing",
+        "Skill",
+        "get_routing",
+        "get_skill",
+        "register_routing",
+        "register_skill",
+        "unregister",
+    ),
+    "hlsm.programs": ("NO_ROUTING", "Program", "ProgramBatch", "ProgramError", "execute"),
+    "hlsm.simulate": ("Corpus", "CorpusError", "population_corpus", "read_jsonl", "summarize", "write_jsonl"),
+    "hlsm.spec": ("Spec", "SpecError"),
+    "hlsm.traces": ("Tokenizer", "Trace", "TraceFormatError", "exposure_mask", "parse", "render"),
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'hlsm' has no attribute '{name}'")
-
+_NAMES = {name: module for module, names in _MODULES.items() for name in names}
+_SUBMODULES = (
+    "app",
+    "config",
+    "design",
+    "errors",
+    "identify",
+    "infer",
+    "io",
+    "lm",
+    "modules",
+    "programs",
+    "runtime",
+    "simulate",
+    "spec",
+    "stats",
+    "traces",
+)
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES, _SUBMODULES)
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "fit",
-    "FitConfig",
-    "FitResult",
-    "bayesian_view",
-    "compare_with_checker",
-    "map_selections",
-    "answer_distribution",
-    "run_nuts",
-    "NUTSConfig",
-    "Identification",
-    "identify",
-    "population_corpus",
-    "DEFAULT_ROUTINGS",
-    "DEFAULT_SKILLS",
-    "NO_ROUTING",
-    "Corpus",
-    "CorpusError",
-    "Coverage",
-    "DesignConfig",
-    "DesignError",
-    "HLSMError",
-    "HLSMParams",
-    "ModelError",
-    "ModuleError",
-    "Program",
-    "ProgramBatch",
-    "ProgramError",
-    "Routing",
-    "Skill",
-    "Spec",
-    "SpecError",
-    "SupportDesign",
-    "Tokenizer",
-    "Trace",
-    "TraceFormatError",
-    "coverage",
-    "execute",
-    "exposure_mask",
-    "get_routing",
-    "get_skill",
-    "hlsm",
-    "log_likelihood",
-    "make_design",
-    "parse",
-    "read_jsonl",
-    "register_routing",
-    "register_skill",
-    "render",
-    "summarize",
-    "support_graph",
-    "unregister",
-    "write_jsonl",
-]
+__all__ = sorted(_NAMES) + ["identify", "simulate"]

@@ -6,7 +6,7 @@ import dataclasses
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,3 +108,30 @@ def build_dataclass(cls: type[T], raw: Mapping[str, Any], what: str) -> T:
         return cls(**kwargs)
     except ValueError as err:
         raise ConfigError(f"[{what}]: {err}") from None
+
+
+def check_sections(
+    raw: Mapping[str, Any], allowed: Sequence[str], source: str = "", *, tables: Sequence[str] | None = None
+) -> None:
+    """Reject a section not in ``allowed``, and a section of ``tables`` (default: all) that is not a table.
+
+    ``source`` (a file name) is named in the message when given; ``tables`` excludes sections that
+    are arrays of tables (``[[data]]``) or plain values.
+    """
+    where = f" in '{source}'" if source else ""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"the config{where} must be a table of sections, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}{where}; allowed: {', '.join(f'[{s}]' for s in allowed)}")
+    for name in allowed if tables is None else tables:
+        if name in raw and not isinstance(raw[name], Mapping):
+            raise ConfigError(f"[{name}]{where} must be a table of keys, got {type(raw[name]).__name__}")
+
+
+def section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The table ``[name]`` of ``raw`` as a new dict (``{}`` when absent); a non-table raises."""
+    value = raw.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{name}] must be a table of keys, got {type(value).__name__}")
+    return dict(value)

@@ -15,8 +15,8 @@ A :class:`SupportDesign` holds named splits of programs:
 (``holdout = "programs"``) or by holding out skill *pairs* (``holdout = "pairs"``: every skill has
 ``successors`` allowed next skills in SFT, the other pairs are split into RL-usable and
 never-trained ones), the set-up of DESIGN section 6. :func:`coverage` reports which modules, pairs
-and contexts a split exercises; :func:`support_graph` builds the networkx graph of which symbols
-meet where.
+and contexts a split exercises (the networkx support graph built on it is
+:func:`hlsm.identify.graph.support_graph`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import networkx as nx
 import torch
 
 from hlsm.errors import HLSMError
@@ -390,31 +389,6 @@ def coverage(spec: Spec, programs: Iterable[Program]) -> Coverage:
         if not p.is_atomic:
             in_compounds.update(p.skills)
     return Coverage(skills, routings, pairs, contexts, in_compounds, spec.num_skills, spec.num_routings)
-
-
-def support_graph(spec: Spec, programs: Iterable[Program]) -> nx.DiGraph:
-    """Which symbols meet in which contexts.
-
-    Nodes are symbols (attribute ``kind`` = ``"skill"``/``"routing"``, ``name``); an edge
-    ``routing -> skill`` (``kind="context"``) joins the two symbols of one step, an edge
-    ``skill -> skill`` (``kind="successor"``) joins consecutive skills; ``count`` is how many
-    program steps realise it.
-    """
-    graph = nx.DiGraph()
-    for k, name in enumerate(spec.skills):
-        graph.add_node(spec.skill_symbols[k], kind="skill", name=name)
-    for m, name in enumerate(spec.routings):
-        graph.add_node(spec.routing_symbols[m], kind="routing", name=name)
-    cov = coverage(spec, programs)
-    for (m, k), c in cov.contexts.items():
-        graph.add_edge(spec.routing_symbols[m], spec.skill_symbols[k], kind="context", count=c)
-    for (a, b), c in cov.pairs.items():
-        u, v = spec.skill_symbols[a], spec.skill_symbols[b]
-        if graph.has_edge(u, v):
-            graph[u][v]["count"] += c
-        else:
-            graph.add_edge(u, v, kind="successor", count=c)
-    return graph
 
 
 def design_from_lists(spec: Spec, splits: Mapping[str, Sequence[str]]) -> SupportDesign:

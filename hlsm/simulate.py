@@ -9,9 +9,7 @@ except that with probability ``epsilon`` the step's output is replaced by a unif
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from hlsm._lazy import callable_module
 from hlsm.errors import HLSMError
+from hlsm.io import atomic_write
 from hlsm.programs import NO_ROUTING, PAD, Program, ProgramBatch, ProgramError, execute, run_step
 from hlsm.spec import Spec
 from hlsm.traces import TraceFormatError, exposure_mask, parse, render
@@ -190,27 +190,6 @@ def simulate_naive(
 # JSONL
 
 
-def atomic_write(path: str | Path, write: Any, mode: str = "w") -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
-
-    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes, e.g. ``torch.save``). A failure leaves no partial
-    output file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as err:  # name the output, not the temporary file
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(err.errno, err.strerror, str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(corpus: Corpus, path: str | Path) -> None:
     """Write one JSON object per trace (see :meth:`Corpus.records`), atomically."""
 
@@ -376,3 +355,6 @@ def population_corpus(
     for i, p in enumerate(programs):
         mask[i * b : (i + 1) * b, : p.depth] = torch.tensor(exposure_mask(exposure, p.depth))
     return Corpus(spec, batch, states, mask, (split,) * len(batch))
+
+
+callable_module(__name__)  # hlsm.simulate(...) is simulate(...); the module stays importable as such

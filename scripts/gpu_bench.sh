@@ -9,7 +9,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 PEAK_TFLO
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python - <<'PY' | tee "$OUT/bench.jsonl"
 import json, os, torch
-from hlsm.bench import bench_sample, bench_train
+from hlsm.app.bench import bench_sample, bench_train
 
 peak = float(os.environ["PEAK_TFLOPS"])
 print(json.dumps({"torch": torch.__version__, "gpu": torch.cuda.get_device_name()}))

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import (
     SCALES,
     Arm,
@@ -34,7 +35,6 @@ from hlsm.lm.experiment import (
     scale_preset,
     uses_skills,
 )
-from hlsm.report import write_arm_outputs
 
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
 

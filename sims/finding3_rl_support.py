@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, scale_preset
-from hlsm.report import write_arm_outputs
 
 ARMS = (
     Arm("sft"),

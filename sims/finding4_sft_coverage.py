@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import (
     SCALES,
     Arm,
@@ -32,7 +33,6 @@ from hlsm.lm.experiment import (
     scale_preset,
     uses_skills,
 )
-from hlsm.report import write_arm_outputs
 
 DEFAULT_MISSING = {"tiny": ("rotate_right",), "cpu": ("swap_pairs", "complement"), "gpu": ("swap_pairs", "complement")}
 OUTSIDE = {"rl_kind": "compound", "rl_inside": False}

@@ -25,15 +25,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hlsm.bayes import compare_with_checker
+from hlsm.app.plots import plot_three_views
+from hlsm.app.report import markdown_table, percent
 from hlsm.design import make_design
-from hlsm.infer import FitConfig
+from hlsm.infer.bayes import compare_with_checker
+from hlsm.infer.fitting import FitConfig
+from hlsm.io import write_json, write_text
 from hlsm.lm.experiment import SCALES, Arm, ExperimentScale, arm_sft_config, held_out_design, run_arm, scale_preset
 from hlsm.lm.sft_config import SFTConfig
-from hlsm.plots import plot_three_views
-from hlsm.report import markdown_table, percent
 from hlsm.runtime import torch_threads
-from hlsm.simulate import atomic_write, concat, population_corpus
+from hlsm.simulate import concat, population_corpus
 
 HELD_OUT = ("shift_down",)
 SOLVED = 0.5
@@ -208,15 +209,15 @@ def report(results: dict[str, Any]) -> str:
 def main(cfg: Config) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.json", lambda f: json.dump(asdict(cfg), f, indent=2))
+    write_json(out / "config.json", asdict(cfg))
     scale = views_scale(cfg.scale)
     cache = cfg.cache or str(out.parent / "cache")
     rows = [r for seed in cfg.seeds for arm in arms(scale) for r in run_arm_views(arm, scale, seed, cache, cfg)]
     results = {"config": asdict(cfg), "rows": rows, "summary": summarise(rows)}
-    atomic_write(out / "results.json", lambda f: json.dump(results, f, indent=2))
+    write_json(out / "results.json", results)
     saved = json.loads((out / "results.json").read_text())
     plot_three_views(saved, out / "views.png")
-    atomic_write(out / "report.md", lambda f: f.write(report(saved)))
+    write_text(out / "report.md", report(saved))
     return saved
 
 

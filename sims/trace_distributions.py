@@ -48,11 +48,12 @@ from typing import Any
 
 import torch
 
+from hlsm.app.report import markdown_table
 from hlsm.design import SPLITS, DesignConfig, make_design
+from hlsm.io import write_json, write_text
 from hlsm.programs import Program
-from hlsm.report import markdown_table
 from hlsm.runtime import torch_threads
-from hlsm.simulate import atomic_write, simulate, summarize
+from hlsm.simulate import simulate, summarize
 from hlsm.spec import Spec
 
 ARMS = ("compound", "atomic")
@@ -216,7 +217,7 @@ def figure_series(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def draw(results_path: Path) -> list[Path]:
     """Draw the figures from the saved ``results.json``."""
-    from hlsm.plots import plot_answer_statistics, plot_module_usage
+    from hlsm.app.plots import plot_answer_statistics, plot_module_usage
 
     results = json.loads(results_path.read_text())
     series = figure_series(results)
@@ -242,10 +243,10 @@ def main(cfg: Config) -> dict[str, Any]:
     with torch_threads(cfg.threads):
         results = run(cfg)
     results["wall_s"] = round(time.perf_counter() - start, 2)
-    atomic_write(out / "config.json", lambda f: json.dump(asdict(cfg), f, indent=2))
-    atomic_write(out / "results.json", lambda f: json.dump(results, f, indent=2))
+    write_json(out / "config.json", asdict(cfg))
+    write_json(out / "results.json", results)
     draw(out / "results.json")
-    atomic_write(out / "report.md", lambda f: f.write(report(json.loads((out / "results.json").read_text()))))
+    write_text(out / "report.md", report(json.loads((out / "results.json").read_text())))
     return results
 
 

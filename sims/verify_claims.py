@@ -3,8 +3,8 @@
 Claims tested (``theory/identifiability.md``): C1 coverage, C2 interfaces, C3 routing needs compound
 data, C4 RL adds only what is new, C5 RL outside >= RL inside. For each random design (``A = 3,
 n = 2``, 5 skills and 4 routings drawn from the default library, population limit) the
-proposition's prediction is compared with the exhaustive oracle (:mod:`hlsm.oracle`), and the fast
-checker (:mod:`hlsm.identify`) is compared with the oracle. A second part measures the size of the
+proposition's prediction is compared with the exhaustive oracle (:mod:`hlsm.identify.oracle`), and the fast
+checker (:mod:`hlsm.identify.checker`) is compared with the oracle. A second part measures the size of the
 generalisation set against the RL budget for atomic / compound RL programs inside / outside the SFT
 support, with SFT covering every atom or missing some (the C4/C5 figure), and a finite-sample
 comparison of compound against atomic RL in H-tab.
@@ -28,7 +28,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hlsm.claims import (
+from hlsm.identify.checker import identify
+from hlsm.identify.claims import (
     Check,
     TinyDesign,
     check_c1,
@@ -40,10 +41,9 @@ from hlsm.claims import (
     random_program,
     random_spec,
 )
-from hlsm.identify import identify
-from hlsm.oracle import OracleError
+from hlsm.identify.oracle import OracleError
+from hlsm.io import write_json, write_text
 from hlsm.programs import Program, all_programs
-from hlsm.simulate import atomic_write
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def finite_sample(cfg: Config) -> dict[str, Any]:
             for name, rl in (("sft", []), ("atomic", missing[:2]), ("compound", outside[:2])):
                 d = replace(design, rl=tuple(rl))
                 corpus = _finite_corpus(d, cfg.finite_inputs, i)
-                from hlsm.oracle import tab_identify
+                from hlsm.identify.oracle import tab_identify
 
                 sizes[name] = len(tab_identify(spec, corpus, list(d.candidates)).generalisation_set)
         except OracleError:
@@ -207,15 +207,15 @@ def main(cfg: Config) -> dict[str, Any]:
     start = time.perf_counter()
     results = {"verify": verify(cfg), "budget": budget_curves(cfg), "finite_sample_tab": finite_sample(cfg)}
     results["wall_s"] = round(time.perf_counter() - start, 1)
-    atomic_write(out / "config.json", lambda f: json.dump(asdict(cfg), f, indent=2))
-    atomic_write(out / "results.json", lambda f: json.dump(results, f, indent=2))
-    from hlsm.plots import plot_budget_curves
+    write_json(out / "config.json", asdict(cfg))
+    write_json(out / "results.json", results)
+    from hlsm.app.plots import plot_budget_curves
 
     plot_budget_curves(results["budget"], out / "budget.png")
     lines = ["| check | n | agreement |", "|---|---|---|"]
     for claim, row in results["verify"]["claims"].items():
         lines.append(f"| {claim} | {row['n']} | {row['rate']:.3f} |")
-    atomic_write(out / "agreement.md", lambda f: f.write("\n".join(lines) + "\n"))
+    write_text(out / "agreement.md", "\n".join(lines) + "\n")
     return results
 
 

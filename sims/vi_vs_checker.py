@@ -5,7 +5,7 @@ the atoms, more RL than SFT), fit the HLSM by MAP with restarts in the H-lib cla
 tables with a learned corruption rate; bindings alpha, beta with a Dirichlet(1.5) prior) on the
 population-limit corpus, and call an unseen program "identified by VI" when the best restart's
 predictive answer is confident (>= 0.9 on every input), correct on every input, and the near-best
-restarts agree (:mod:`hlsm.bayes`). Compare with the exact H-lib checker's generalisation set.
+restarts agree (:mod:`hlsm.infer.bayes`). Compare with the exact H-lib checker's generalisation set.
 
 Claim tested (DESIGN section 3): the Bayesian and exact views agree on at least 90% of candidate
 programs; every disagreement is listed in ``results.json`` with both views' numbers.
@@ -22,13 +22,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from hlsm.bayes import add_confusions, compare_with_checker
-from hlsm.claims import random_design
-from hlsm.infer import FitConfig
-from hlsm.plots import plot_view_confusion
-from hlsm.report import markdown_table, percent
+from hlsm.app.plots import plot_view_confusion
+from hlsm.app.report import markdown_table, percent
+from hlsm.identify.claims import random_design
+from hlsm.infer.bayes import add_confusions, compare_with_checker
+from hlsm.infer.fitting import FitConfig
+from hlsm.io import write_json, write_text
 from hlsm.runtime import torch_threads
-from hlsm.simulate import atomic_write
 
 REGIMES: dict[str, dict[str, Any]] = {
     "sft+rl": {},
@@ -62,7 +62,7 @@ class Config:
 def main(cfg: Config) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.json", lambda f: json.dump(asdict(cfg), f, indent=2))
+    write_json(out / "config.json", asdict(cfg))
     fit_config = FitConfig(
         steps=cfg.steps,
         restarts=cfg.restarts,
@@ -104,9 +104,9 @@ def main(cfg: Config) -> dict[str, Any]:
         "disagreements": disagreements,
         "wall_s": time.perf_counter() - start,
     }
-    atomic_write(out / "results.json", lambda f: json.dump(results, f, indent=2))
+    write_json(out / "results.json", results)
     plot_view_confusion(results, out / "confusion.png")
-    atomic_write(out / "report.md", lambda f: f.write(report(results)))
+    write_text(out / "report.md", report(results))
     return results
 
 

@@ -10,7 +10,7 @@ per-step error attribution), :mod:`~hlsm.lm.policy` (a checkpoint's model and ta
 :mod:`~hlsm.lm.checkpoint`, :mod:`~hlsm.lm.rundir` and :mod:`~hlsm.lm.distributed` (resumable,
 torchrun-ready runs).
 
-Nothing here imports Pyro or :mod:`hlsm.model`.
+Nothing here imports Pyro or :mod:`hlsm.infer.model`.
 """
 
 from hlsm.lm.attribution import StepReport, first_departure, read_steps

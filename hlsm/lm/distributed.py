@@ -1,6 +1,6 @@
 """Device choice and multi-process data-parallel training through ``torchrun``.
 
-A run launched as ``torchrun --nproc_per_node N -m hlsm.cli train sft --config FILE`` gets the
+A run launched as ``torchrun --nproc_per_node N -m hlsm train sft --config FILE`` gets the
 environment variables ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
 :func:`init_distributed` then joins the process group (``nccl`` on CUDA, ``gloo`` on CPU) and
 :func:`wrap_model` wraps the model in ``DistributedDataParallel``, which averages gradients across

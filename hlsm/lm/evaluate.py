@@ -17,7 +17,6 @@ the same examples) and printed by :func:`format_evaluation`.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,14 +28,15 @@ from torch import Tensor
 
 from hlsm.design import SupportDesign, coverage
 from hlsm.errors import HLSMError
-from hlsm.identify import identify
+from hlsm.identify.checker import identify
+from hlsm.io import write_json
 from hlsm.lm.attribution import StepReport, first_departure, read_steps
 from hlsm.lm.data import TaskFormat, parse_generation
 from hlsm.lm.dataset import Examples, Source, derive_seed, sample_examples
 from hlsm.lm.model import GPT
 from hlsm.lm.sampling import generate
 from hlsm.programs import Program
-from hlsm.simulate import atomic_write, population_corpus
+from hlsm.simulate import population_corpus
 from hlsm.spec import LETTERS, Spec
 from hlsm.traces import Tokenizer
 
@@ -177,7 +177,7 @@ def checker_verdicts(
 
     The regime: every program of ``sft_programs`` run on the same ``inputs`` random input states
     (:func:`hlsm.simulate.population_corpus` with full exposure), checked by
-    :func:`hlsm.identify.identify` in the library hypothesis class.
+    :func:`hlsm.identify.checker.identify` in the library hypothesis class.
     """
     gen = torch.Generator().manual_seed(derive_seed(seed, "checker"))
     x0 = torch.randint(spec.alphabet, (inputs, spec.length), generator=gen)
@@ -256,7 +256,7 @@ class DesignEvaluation:
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as JSON (atomically)."""
-        atomic_write(path, lambda f: json.dump(self.to_dict(), f, indent=1))
+        write_json(path, self.to_dict(), indent=1)
 
 
 def letters_of(state: Sequence[int]) -> str:

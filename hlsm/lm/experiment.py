@@ -39,6 +39,7 @@ from scipy import stats
 
 from hlsm.design import make_design
 from hlsm.errors import HLSMError
+from hlsm.io import write_json
 from hlsm.lm.distributed import resolve_device
 from hlsm.lm.evaluate import design_splits, evaluate_design, paired_difference
 from hlsm.lm.policy import load_policy
@@ -46,7 +47,6 @@ from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
-from hlsm.simulate import atomic_write
 
 SCALES = ("tiny", "cpu", "gpu")
 
@@ -416,6 +416,6 @@ def save_results(out: str | Path, config: Mapping[str, Any], results: Mapping[st
     """Write ``out/config.json`` and ``out/results.json`` (atomically); the results path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "config.json", lambda f: json.dump(config, f, indent=2, default=str))
-    atomic_write(out / "results.json", lambda f: json.dump(results, f, indent=2, default=str))
+    write_json(out / "config.json", config, default=str)
+    write_json(out / "results.json", results, default=str)
     return out / "results.json"

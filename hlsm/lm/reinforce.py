@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from hlsm.io import write_json
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hlsm.lm.dataset import Examples, derive_seed, resolve_source, sample_examples
 from hlsm.lm.distributed import (
@@ -68,7 +69,6 @@ from hlsm.lm.rundir import (
     make_adamw,
     truncate_metrics,
 )
-from hlsm.simulate import atomic_write
 
 # per-update sums logged as means; order of the stats vector
 _STATS = (
@@ -187,7 +187,7 @@ def _train(
     elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         metrics_path.unlink(missing_ok=True)
-        atomic_write(out / "config.json", lambda f: json.dump(record, f, indent=2))
+        write_json(out / "config.json", record)
     barrier(ctx)
     autocast = autocast_for(ctx.device, cfg.bf16)
     eval_sets: dict[str, Examples] = {}
@@ -311,7 +311,7 @@ def _train(
             save()
         if ctx.is_main:
             summary = {"updates": update, "traces": traces, "num_params": model.num_params(), "evaluation": last_eval}
-            atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2))
+            write_json(out / "summary.json", summary)
     return RLResult(model, update, traces, out, last_eval, ctx.rank)
 
 

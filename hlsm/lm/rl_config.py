@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hlsm.config import ConfigError, build_dataclass, check_keys, load_config
+from hlsm.config import ConfigError, build_dataclass, check_keys, check_sections, load_config
 from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
@@ -189,12 +189,7 @@ class RLConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> RLConfig:
         """Build from a parsed TOML mapping; unknown sections/keys and wrong types raise ConfigError."""
-        unknown = sorted(set(raw) - set(SECTIONS))
-        if unknown:
-            raise ConfigError(f"unknown section(s) {unknown}; allowed: {', '.join(f'[{s}]' for s in SECTIONS)}")
-        for name in ("spec", "design", "format", "rl", "training"):
-            if name in raw and not isinstance(raw[name], Mapping):
-                raise ConfigError(f"[{name}] must be a table of keys, got {type(raw[name]).__name__}")
+        check_sections(raw, SECTIONS, tables=("spec", "design", "format", "rl", "training"))
         kwargs: dict[str, Any] = {
             "rl": build_dataclass(RLSettings, raw.get("rl", {}), "rl"),
             "training": build_dataclass(RLTrainingConfig, raw.get("training", {}), "training"),

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from hlsm.errors import HLSMError
+from hlsm.io import write_text
 from hlsm.lm.checkpoint import CHECKPOINT_NAME
-from hlsm.simulate import atomic_write
 
 
 class TrainingError(HLSMError):
@@ -53,7 +53,7 @@ def truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in keep)))
+    write_text(path, "".join(line + "\n" for line in keep))
 
 
 def comparable(record: dict[str, Any], ignore: Sequence[tuple[str, str]] = (("training", "out"),)) -> dict[str, Any]:

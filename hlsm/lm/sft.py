@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from hlsm.design import SupportDesign, make_design
+from hlsm.io import atomic_write, write_json
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from hlsm.lm.data import make_tokenizer
 from hlsm.lm.dataset import Examples, Source, derive_seed, max_sequence_length, resolve_source, sample_examples
@@ -50,7 +51,6 @@ from hlsm.lm.rundir import (
     truncate_metrics,
 )
 from hlsm.lm.sft_config import SFTConfig, TrainingConfig
-from hlsm.simulate import atomic_write
 
 
 @dataclass
@@ -283,5 +283,5 @@ def _train(
     bar.close()
     if ctx.is_main and end == cfg.steps:
         summary = {"step": end, "num_params": model.num_params(), "evaluation": last_eval}
-        atomic_write(out / "summary.json", lambda f: json.dump(summary, f, indent=2))
+        write_json(out / "summary.json", summary)
     return SFTResult(model, max(end, start), out, last_eval, ctx.rank)

@@ -71,7 +71,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hlsm.config import ConfigError, build_dataclass, load_config
+from hlsm.config import ConfigError, build_dataclass, check_sections, load_config
 from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
@@ -202,12 +202,7 @@ class SFTConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SFTConfig:
         """Build from a parsed TOML mapping; unknown sections/keys and wrong types raise ConfigError."""
-        unknown = sorted(set(raw) - set(SECTIONS))
-        if unknown:
-            raise ConfigError(f"unknown section(s) {unknown}; allowed: {', '.join(f'[{s}]' for s in SECTIONS)}")
-        for name in ("spec", "design", "format", "model", "training"):
-            if name in raw and not isinstance(raw[name], Mapping):
-                raise ConfigError(f"[{name}] must be a table of keys, got {type(raw[name]).__name__}")
+        check_sections(raw, SECTIONS, tables=("spec", "design", "format", "model", "training"))
         fmt = dict(raw.get("format", {}))
         if fmt.pop("plain", False) is True:
             if "slots" in fmt:

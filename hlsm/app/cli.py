@@ -1,0 +1,475 @@
+"""The ``hlsm`` command.
+
+Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``train sft``,
+``train rl``, ``evaluate``, ``reproduce``, ``sweep``, ``export``, ``bench``. Bad
+input (an unknown module, a malformed config, an impossible design, an unwritable output path)
+prints one message naming the input and the fix, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
+from hlsm.errors import HLSMError
+
+EXIT_BAD_INPUT = 2
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    """The ``[simulate]`` section of a simulate config.
+
+    ``n`` traces are drawn uniformly over the programs of ``splits`` (each trace labelled with its
+    split), with one exposure and corruption rate, and written as JSONL to ``out``.
+    """
+
+    n: int = 10_000
+    seed: int = 0
+    splits: tuple[str, ...] = ("sft",)
+    exposure: str = "full"
+    epsilon: float = 0.0
+    out: str = "runs/simulate/corpus.jsonl"
+
+
+def _cmd_modules(args: argparse.Namespace) -> None:
+    from hlsm.modules import routings, skills
+    from hlsm.spec import Spec
+
+    spec = Spec(alphabet=args.alphabet, length=args.length)
+    rows: list[dict[str, Any]] = []
+    for s in skills():
+        rows.append(
+            {
+                "name": s.name,
+                "symbol": s.symbol,
+                "kind": "skill",
+                "bijective": s.bijective,
+                "supported": s.supports(spec.alphabet, spec.length),
+                "description": s.description,
+            }
+        )
+    for r in routings():
+        rows.append(
+            {
+                "name": r.name,
+                "symbol": r.symbol,
+                "kind": "routing",
+                "bijective": None,
+                "supported": r.supports(spec.alphabet, spec.length),
+                "description": r.description,
+            }
+        )
+    if args.json:
+        print(json.dumps({"alphabet": spec.alphabet, "length": spec.length, "modules": rows}, indent=2))
+        return
+    print(f"{'symbol':<7}{'kind':<9}{'name':<14}{'bij.':<6}description")
+    for row in rows:
+        bij = "" if row["bijective"] is None else ("yes" if row["bijective"] else "no")
+        print(f"{row['symbol']:<7}{row['kind']:<9}{row['name']:<14}{bij:<6}{row['description']}")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from hlsm.design import DesignConfig, make_design
+    from hlsm.io import write_json
+    from hlsm.simulate import simulate, summarize, write_jsonl
+    from hlsm.spec import Spec
+    from hlsm.traces import check_exposure
+
+    raw: dict[str, Any] = load_toml(args.config) if args.config else {}
+    check_sections(raw, ("spec", "design", "simulate"), args.config or "")
+    spec_raw = dict(raw.get("spec", {}))
+    for key in ("alphabet", "length", "skills", "routings"):
+        value = getattr(args, key)
+        if value is not None:
+            spec_raw[key] = value.split(",") if key in ("skills", "routings") else value
+    spec = Spec.from_dict(spec_raw)
+    design_cfg = DesignConfig.from_dict(raw.get("design", {}))
+    if args.depth is not None:
+        design_cfg = replace(design_cfg, train_depth=args.depth, deeper_depths=(args.depth + 1, args.depth + 2))
+    job = build_dataclass(SimulateConfig, raw.get("simulate", {}), "simulate")
+    overrides = {
+        k: getattr(args, k) for k in ("n", "seed", "exposure", "epsilon", "out") if getattr(args, k) is not None
+    }
+    if args.splits is not None:
+        overrides["splits"] = tuple(args.splits.split(","))
+    job = replace(job, **overrides)
+    check_exposure(job.exposure)
+    design = make_design(spec, design_cfg)
+    programs, labels = [], []
+    for split in job.splits:
+        for p in design.programs(split):
+            if p not in programs:
+                programs.append(p)
+                labels.append(split)
+    corpus = simulate(spec, programs, job.n, job.seed, exposure=job.exposure, epsilon=job.epsilon, split=labels)
+    out = Path(job.out)
+    write_jsonl(corpus, out)
+    config = {"spec": spec.to_dict(), "design": design_cfg.to_dict(), "simulate": asdict(job)}
+    write_json(out.with_suffix(".config.json"), config)
+    summary = summarize(corpus)
+    print(f"wrote {len(corpus):,} traces to {out}")
+    print(json.dumps({"depth": summary["depth"], "split": summary["split"]}))
+
+
+def _cmd_identify(args: argparse.Namespace) -> None:
+    from hlsm.app.designfile import load_design
+    from hlsm.identify.checker import identify
+    from hlsm.identify.graph import graph_diagnostics
+
+    design = load_design(args.design)
+    corpus = design.corpus()
+    classes = ["lib", "tab"] if args.hypothesis_class == "both" else [args.hypothesis_class]
+    results = {c: identify(design.spec, corpus, design.candidates, c) for c in classes}
+    main_result = results[classes[0]]
+    support = list(design.sft) + list(design.rl)
+    report: dict[str, Any] = {
+        "design": str(args.design),
+        "traces": len(corpus),
+        "unseen_total": len(design.candidates),
+        "generalisation_set_size": len(main_result.generalisation_set),
+        "hypothesis_class": classes[0],
+        "support_graph": graph_diagnostics(design.spec, support),
+        **{c: r.to_dict() for c, r in results.items()},
+    }
+    if args.figure:
+        from hlsm.app.plots import plot_support_graph
+
+        plot_support_graph(design.spec, support, main_result.to_dict(), args.figure)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    spec = design.spec
+    print(f"design {args.design}: {len(corpus):,} traces, {len(design.candidates)} candidate programs")
+    for c, r in results.items():
+        data = r.to_dict()
+        bound = " (lower bound)" if r.lower_bound else ""
+        print(f"\n== H-{c}: generalisation set {data['generalisation_set_size']}/{data['unseen_total']}{bound}")
+        for sym, row in data["routings"].items():
+            status = "identified" if row["identified"] else "NOT identified"
+            print(f"  routing {sym:<4} {status:<15} fits: {', '.join(row['fits'])}")
+        for sym, row in data["skills"].items():
+            status = "identified" if row["identified"] else "NOT identified"
+            fits = (
+                ", ".join(row["fits"])
+                if row["fits"] is not None
+                else f"{row['identified_inputs']}/{row['inputs_total']} inputs"
+            )
+            print(f"  skill   {sym:<4} {status:<15} fits: {fits}")
+        for cand in data["candidates"]:
+            mark = "in G " if cand["identified"] else "NOT  "
+            print(f"  {mark} {cand['program']:<40} {cand['reason']}")
+    del spec
+
+
+def _cmd_fit(args: argparse.Namespace) -> None:
+    from hlsm.app.fitrun import run_fit
+
+    metrics = run_fit(args.design, args.out, data=args.data, progress=not args.quiet, resume=args.resume)
+    rec, table = metrics["recovery"], metrics["confusion"]
+    print(f"fitted {metrics['traces']:,} traces: best restart {metrics['best']} of {len(metrics['restarts'])}")
+    print(
+        f"  binding accuracy: skills {rec['skill_binding_accuracy']:.0%}, "
+        f"routings {rec['routing_binding_accuracy']:.0%}; "
+        f"matched table TV max {rec['matched_tv_max']:.3f}"
+    )
+    free = [s for s, row in metrics["symbols"].items() if not row["identified"]]
+    print(f"  symbols not identified by the fit: {', '.join(free) or 'none'}")
+    if table is not None:
+        print(f"  candidates: VI and the exact checker agree on {table['agreement']:.0%} of {table['total']}")
+    print(f"results: {args.out}/metrics.json")
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from hlsm.app.reproduce import reproduce
+
+    path, outcomes = reproduce(args.scale, only=args.only, force=args.force, runs=args.runs, docs=args.docs)
+    failed = [o.name for o in outcomes if o.status == "failed"]
+    total = sum(o.wall_s for o in outcomes) / 60
+    print(f"wrote {path} ({total:.1f} min of experiments{'; FAILED: ' + ', '.join(failed) if failed else ''})")
+    if failed:
+        raise SystemExit(1)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from hlsm.app.sweep import load_grid, run_sweep
+
+    section = load_grid(args.grid)
+    overrides = {"backend": args.backend, "workers": args.workers, "address": args.address}
+    section = replace(section, **{k: v for k, v in overrides.items() if v is not None})
+    path, rows = run_sweep(section)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "cached", "failed")}
+    print(f"{len(rows)} cells: {counts['done']} ran, {counts['cached']} already done, {counts['failed']} failed")
+    for r in rows:
+        if r["status"] == "failed":
+            print(f"  cell {r['cell']} failed: {r['error']}")
+    print(f"results: {path}")
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> None:
+    from hlsm.app.quickstart import QuickstartConfig, run_quickstart
+
+    config = QuickstartConfig(
+        traces_per_split=args.traces_per_split, seed=args.seed, scale=args.scale, transformer=not args.no_transformer
+    )
+    report = run_quickstart(args.out, config)
+    print(f"report: {report}")
+
+
+def _cmd_train_sft(args: argparse.Namespace) -> None:
+    from hlsm.lm.sft import train_sft
+    from hlsm.lm.sft_config import SFTConfig
+
+    config = SFTConfig.from_toml(args.config)
+    result = train_sft(config, args.out, resume=args.resume)
+    if result.rank == 0:
+        print(f"trained {result.step} steps; outputs in {result.out}")
+        for name, acc in result.evaluation.items():
+            print(f"  {name:<12} accuracy {acc['accuracy']:.3f} +- {acc['se']:.3f}  (n={acc['n']})")
+
+
+def _cmd_train_rl(args: argparse.Namespace) -> None:
+    from hlsm.lm.reinforce import train_rl
+    from hlsm.lm.rl_config import RLConfig
+
+    config = RLConfig.from_toml(args.config)
+    result = train_rl(config, args.init, args.out, resume=args.resume)
+    if result.rank == 0:
+        print(f"{result.updates} updates on {result.traces:,} sampled traces; outputs in {result.out}")
+        for name, acc in result.evaluation.items():
+            print(f"  {name:<12} accuracy {acc['accuracy']:.3f} +- {acc['se']:.3f}  (n={acc['n']})")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from hlsm.design import DesignConfig, make_design
+    from hlsm.lm.evaluate import design_splits, evaluate_design, format_evaluation
+    from hlsm.lm.policy import load_policy
+    from hlsm.spec import Spec
+
+    policy = load_policy(args.ckpt, what="--ckpt checkpoint")
+    spec, fmt = policy.spec, policy.format
+    if args.design:
+        raw = load_toml(args.design)
+        check_sections(raw, ("spec", "design"), args.design)
+        if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != spec:
+            raise ConfigError(
+                f"the [spec] of '{args.design}' differs from the checkpoint's {spec.to_dict()}; the model only "
+                "reads its own library: drop [spec] or make it equal"
+            )
+        design = make_design(spec, DesignConfig.from_dict(raw.get("design", {})))
+        sft_programs = list(design.programs("sft"))
+    else:
+        design = make_design(spec, policy.design)
+        sft_programs = policy.sft_programs()
+    programs = [p for ps in design_splits(design).values() for p in ps]
+    for p in programs:
+        fmt.check(p)
+    needed = max(fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth) for p in programs)
+    if needed > policy.model.config.max_len:
+        policy = load_policy(args.ckpt, max_len=needed, what="--ckpt checkpoint")
+    results = evaluate_design(
+        policy.model,
+        spec,
+        fmt,
+        policy.tokenizer,
+        design,
+        examples_per_split=args.examples,
+        seed=args.seed,
+        checker=not args.no_checker,
+        sft_programs=sft_programs,
+    )
+    if args.out:
+        results.save(args.out)
+    print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}); {args.examples} examples per split, greedy")
+    print(format_evaluation(results.to_dict()))
+    if args.out:
+        print(f"results: {args.out}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from hlsm.app.bench import run_benchmark
+
+    kwargs: dict[str, Any] = {"progress": not args.json}
+    for key in ("n", "device", "peak_tflops"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    result = run_benchmark(args.name, **kwargs)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from hlsm.app.export import export_design, load_export_design
+
+    spec, design, fmt = load_export_design(args.design)
+    summary = export_design(spec, design, args.out, args.format, fmt=fmt, inputs=args.inputs, seed=args.seed)
+    print(f"wrote {args.out}/train.parquet ({sum(summary['train'].values()):,} RL prompts) and test.parquet")
+    print(json.dumps({"train": summary["train"], "test": summary["test"]}))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hlsm", description="Hierarchical latent selection models of reasoning traces."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("modules", help="list the module library")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--alphabet", type=_positive, default=8, help="alphabet size A (default 8)")
+    p.add_argument("--length", type=_positive, default=6, help="string length n (default 6)")
+    p.set_defaults(func=_cmd_modules)
+
+    p = sub.add_parser("simulate", help="sample a corpus of traces to JSONL")
+    p.add_argument("--config", help="TOML file with [spec], [design] and [simulate] sections")
+    p.add_argument("--alphabet", type=_positive, help="alphabet size A")
+    p.add_argument("--length", type=_positive, help="string length n")
+    p.add_argument("--skills", help="comma-separated skill names (default: the 24 of the library)")
+    p.add_argument("--routings", help="comma-separated routing names (default: the 10 of the library)")
+    p.add_argument("--depth", type=_positive, help="training depth of the design (deeper splits: +1, +2)")
+    p.add_argument("--splits", help="comma-separated splits to sample from: sft, rl, unseen, deeper")
+    p.add_argument("--n", type=int, help="number of traces")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--exposure", help="full | answer | steps:1,3")
+    p.add_argument("--epsilon", type=float, help="corruption rate in [0, 1]")
+    p.add_argument("--out", help="output JSONL path")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("identify", help="which modules and unseen programs a design identifies")
+    p.add_argument("--design", required=True, help="design TOML file (see hlsm/app/designfile.py, sims/designs/)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--class",
+        dest="hypothesis_class",
+        choices=("lib", "tab", "both"),
+        default="both",
+        help="hypothesis class: lib (symbols bind to library modules), tab (skills are any tables), both",
+    )
+    p.add_argument("--figure", help="write the support graph, coloured by identification, to this PNG")
+    p.set_defaults(func=_cmd_identify)
+
+    p = sub.add_parser("fit", help="fit bindings and tables by MAP with restarts; compare with the checker")
+    p.add_argument("--design", required=True, help="design TOML file with optional [fit] and [nuts] sections")
+    p.add_argument("--data", help="a JSONL corpus (hlsm simulate output) to fit instead of the design's own data")
+    p.add_argument("--out", required=True, help="output folder (params.pt, metrics.json, figures)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true", help="continue a killed fit from OUT/fit_state.pt")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("reproduce", help="run every experiment of sims/ and write docs/results.md (resumable)")
+    p.add_argument("--scale", choices=("tiny", "cpu", "gpu"), default="cpu", help="experiment scale (default cpu)")
+    p.add_argument("--only", nargs="+", help="run only these experiments (names of sims/*.py)")
+    p.add_argument("--force", action="store_true", help="rerun experiments that already finished")
+    p.add_argument("--runs", help="folder of the experiments' outputs (default runs/reproduce-SCALE)")
+    p.add_argument("--docs", help="folder for results.md and its figures (default docs)")
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("sweep", help="run a grid of designs or training configs; one results table (resumable)")
+    p.add_argument("--grid", required=True, help="grid TOML file ([sweep] and [grid]; see configs/sweep_fit.toml)")
+    p.add_argument("--backend", choices=("local", "ray"), help="override [sweep] backend")
+    p.add_argument("--workers", type=_positive, help="override [sweep] workers (local backend)")
+    p.add_argument("--address", help="override [sweep] address (ray backend; '' starts Ray locally)")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("quickstart", help="the main job on the default library (writes runs/quickstart/)")
+    p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
+    p.add_argument("--traces-per-split", type=_positive, default=5000, help="traces per split (default 5000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--scale",
+        choices=("tiny", "cpu"),
+        default="cpu",
+        help="transformer and fit sizes (default cpu: about 4 minutes)",
+    )
+    p.add_argument("--no-transformer", action="store_true", help="skip the SFT / RL / evaluate step")
+    p.set_defaults(func=_cmd_quickstart)
+
+    p = sub.add_parser("train", help="train the transformer: sft, rl")
+    stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    q = stages.add_parser("sft", help="supervised training on golden traces; resumable, torchrun-ready")
+    q.add_argument("--config", required=True, help="TOML file (see configs/sft_cpu.toml and hlsm.lm.sft_config)")
+    q.add_argument("--out", help="output folder (default: [training] out of the config)")
+    q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
+    q.set_defaults(func=_cmd_train_sft)
+    q = stages.add_parser("rl", help="REINFORCE from an SFT checkpoint; resumable, torchrun-ready")
+    q.add_argument("--config", required=True, help="TOML file (see configs/rl_cpu.toml and hlsm.lm.rl_config)")
+    q.add_argument("--init", required=True, help="the SFT checkpoint.pt (or its run folder) to start from")
+    q.add_argument("--out", help="output folder (default: [training] out of the config)")
+    q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
+    q.set_defaults(func=_cmd_train_rl)
+
+    p = sub.add_parser("evaluate", help="accuracy of a trained transformer on every split of a design")
+    p.add_argument("--ckpt", required=True, help="checkpoint.pt (or run folder) of `hlsm train sft` or `train rl`")
+    p.add_argument("--design", help="TOML with [spec] and [design] (default: the checkpoint's own design)")
+    p.add_argument("--examples", type=_positive, default=512, help="examples per split (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the examples (default 0; equal seeds pair models)")
+    p.add_argument("--no-checker", action="store_true", help="skip the identified / not identified split")
+    p.add_argument("--out", help="write the results (per-example outcomes included) to this JSON file")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("bench", help="run a benchmark: simulate, identify, sample, train, fit")
+    p.add_argument("name", help="benchmark name (simulate, identify, sample, train, fit)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with a 'ratio' field")
+    p.add_argument(
+        "--n", type=_positive, help="problem size (simulate: traces, default 100000; sample: prompts, train: batch, 64)"
+    )
+    p.add_argument("--device", help="sample, train: cpu (default) or cuda")
+    p.add_argument(
+        "--peak-tflops", type=float, help="train: the device's peak TFLOP/s, to report model FLOPs utilisation"
+    )
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("export", help="write a design's RL and evaluation prompts as parquet for verl or TRL")
+    p.add_argument("--design", required=True, help="TOML with [spec], [design] and optional [format]")
+    p.add_argument("--format", required=True, choices=("verl", "trl"), help="column layout of the trainer")
+    p.add_argument("--out", required=True, help="output folder (train.parquet, test.parquet, export.json)")
+    p.add_argument("--inputs", type=_positive, default=1, help="random inputs x0 per program (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hlsm`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except HLSMError as err:
+        print(f"hlsm {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
+    except OSError as err:
+        target = f" '{err.filename}'" if err.filename else ""
+        print(
+            f"hlsm {args.command}: error: cannot write or read{target}: {err.strerror}; "
+            "check the path and its permissions",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

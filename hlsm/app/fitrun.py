@@ -1,0 +1,284 @@
+"""``hlsm fit``: fit a design's data, compare with the exact checker, save results and figures.
+
+A run reads a design file (:mod:`hlsm.app.designfile`) with optional ``[fit]`` and ``[nuts]`` sections,
+builds the data (a JSONL corpus given with ``--data``; or ``traces`` simulated traces per support
+with corruption ``epsilon``; or, with ``traces = 0``, the population-limit corpus), fits it
+(:func:`hlsm.infer.fitting.fit`), and writes to the output folder:
+
+- ``params.pt``: every restart's ``alpha``, ``beta``, ``tables``, ``epsilon`` and loss history;
+- ``metrics.json``: the configuration, restarts' objectives and spread, recovery against the
+  simulator's truth (bindings, matched table TV, ARI / NMI of MAP selections), per-symbol and
+  per-candidate views against the exact checker, the confusion table, and the NUTS summary;
+- ``posterior.nc``: the NUTS posterior (ArviZ netCDF) when ``[nuts] run = true``;
+- ``tables.png``, ``elbo.png``, ``predictive.png``: recovered vs true bindings / tables, the loss
+  of every restart, and the predictive confidence on candidates coloured by the checker's verdict.
+
+A NaN or infinite loss stops the fit; the state reached is saved to ``diverged.pt`` and the error
+names the parameter that blew up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hlsm.app.designfile import IdentifyDesign, load_design, parse_design
+from hlsm.config import build_dataclass
+from hlsm.identify.checker import identify
+from hlsm.identify.hlib import ContradictionError
+from hlsm.infer.bayes import DEFAULT_CONFIDENT, DEFAULT_NEAR, bayesian_view, confusion, near_best
+from hlsm.infer.fitting import FitConfig, FitDivergedError, FitResult, fit
+from hlsm.infer.likelihood import library_tables
+from hlsm.infer.metrics import binding_accuracy, match_tables
+from hlsm.infer.selections import map_selections, selection_recovery
+from hlsm.io import atomic_write, write_json
+from hlsm.programs import Program
+from hlsm.runtime import torch_threads
+from hlsm.simulate import Corpus, concat, read_jsonl, simulate
+
+
+@dataclass(frozen=True)
+class FitSection:
+    """The ``[fit]`` section of a design file (every key optional)."""
+
+    traces: int = 0
+    """Traces simulated per support (SFT, RL); 0 = the population-limit corpus."""
+    epsilon: float = 0.05
+    """Corruption rate of simulated traces (and of the true tables recovery is measured against)."""
+    seed: int = 0
+    tables: str = "library"
+    steps: int = 1000
+    restarts: int = 4
+    lr: float = 0.05
+    concentration: float = 1.5
+    data_weight: float = 1.0
+    objective: str = "fast"
+    confident: float = DEFAULT_CONFIDENT
+    near: float = DEFAULT_NEAR
+
+
+@dataclass(frozen=True)
+class NutsSection:
+    """The ``[nuts]`` section: run the NUTS gold standard (tiny instances; library tables)."""
+
+    run: bool = False
+    chains: int = 2
+    warmup: int = 200
+    samples: int = 200
+    seed: int = 0
+
+
+def _data(design: IdentifyDesign, section: FitSection, data: str | None) -> tuple[Corpus, list[Program], Corpus | None]:
+    """The corpus to fit, its support, and the noiseless corpus the checker reads (None: the data)."""
+    support = list(design.sft) + list(design.rl)
+    if data is not None:
+        corpus = read_jsonl(design.spec, data)
+        seen = {corpus.program(i) for i in range(len(corpus))}
+        return corpus, support + sorted(seen - set(support)), None
+    if section.traces == 0:
+        return design.corpus(), support, None
+    parts = []
+    for i, (programs, exposure, split) in enumerate(
+        ((design.sft, design.sft_exposure, "sft"), (design.rl, design.rl_exposure, "rl"))
+    ):
+        if programs:
+            parts.append(
+                simulate(
+                    design.spec,
+                    list(programs),
+                    section.traces,
+                    section.seed + i,
+                    epsilon=section.epsilon,
+                    exposure=exposure,
+                    split=split,
+                )
+            )
+    return concat(parts), support, design.corpus()
+
+
+def _symbol_views(design: IdentifyDesign, result: FitResult, section: FitSection, checker: Any) -> dict[str, Any]:
+    """Per symbol: the best restart's binding, its probability, restart agreement, the checker's verdict."""
+    spec, band = design.spec, near_best(result, section.near)
+    best_run = result.restarts[result.best]
+    # dense tables name skills arbitrarily: read every restart's skills as the best restart's, and
+    # the best restart's as the library's, through Hungarian matching of the tables
+    to_best = [_relabel(result.restarts[i].tables, best_run.tables, section.tables) for i in band]
+    to_truth = _relabel(best_run.tables, library_tables(spec, section.epsilon), section.tables)
+    out: dict[str, Any] = {}
+    for kind, names, symbols, attr in (
+        ("skill", spec.skills, spec.skill_symbols, "alpha"),
+        ("routing", spec.routings, spec.routing_symbols, "beta"),
+    ):
+        best = getattr(best_run, attr)
+        modes = torch.stack([getattr(result.restarts[i], attr).argmax(-1) for i in band])
+        if kind == "skill":
+            modes = torch.stack([relabel[mode] for relabel, mode in zip(to_best, modes, strict=True)])
+        for s, sym in enumerate(symbols):
+            prob = float(best[s].max())
+            agree = bool((modes[:, s] == modes[0, s]).all())
+            verdict = None if checker is None else getattr(checker, f"{kind}_identified")[s]
+            fitted = int(best[s].argmax())
+            out[sym] = {
+                "kind": kind,
+                "true": names[s],
+                "fitted": names[int(to_truth[fitted])] if kind == "skill" else names[fitted],
+                "probability": prob,
+                "restarts_agree": agree,
+                "identified": prob >= section.confident and agree,
+                "checker": verdict,
+            }
+    return out
+
+
+def _relabel(tables: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.Tensor:
+    """``(K,)``: the reference's label of each skill of ``tables`` (identity for library tables)."""
+    k = tables.shape[0]
+    if kind == "library":
+        return torch.arange(k)
+    perm = match_tables(tables, reference).permutation  # perm[i]: index in `tables` matched to reference i
+    out = torch.empty(k, dtype=torch.long)
+    out[torch.as_tensor(perm)] = torch.arange(k)
+    return out
+
+
+def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, corpus: Corpus) -> dict[str, Any]:
+    spec, params = design.spec, result.params()
+    k, m = spec.num_skills, spec.num_routings
+    true_tables = library_tables(spec, section.epsilon)
+    matching = match_tables(result.restarts[result.best].tables, true_tables)
+    # library tables are the library's own: bindings are read without relabelling
+    perm = None if section.tables == "library" else matching.permutation
+    out: dict[str, Any] = {
+        "skill_binding_accuracy": binding_accuracy(params.alpha, list(range(k)), perm),
+        "routing_binding_accuracy": binding_accuracy(params.beta, list(range(m))),
+        "matched_tv": matching.tv.tolist(),
+        "matched_tv_max": matching.max_tv,
+        "epsilon": result.restarts[result.best].epsilon,
+    }
+    if len(corpus) <= 20_000:
+        support = sorted({corpus.program(i) for i in range(len(corpus))})
+        out.update(selection_recovery(corpus, map_selections(spec, params, support, corpus)))
+    return out
+
+
+def run_fit(
+    design_path: str | Path | dict[str, Any],
+    out: str | Path,
+    data: str | None = None,
+    progress: bool = True,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run ``hlsm fit`` (see the module docstring); returns the metrics written to ``metrics.json``.
+
+    ``design_path`` is a design file or an already-read design mapping (as :func:`load_design` reads
+    it). The fit checkpoints to ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a
+    fresh run deletes it first).
+    """
+    from hlsm.app.plots import plot_fit_losses, plot_fit_predictive, plot_fit_tables
+
+    if isinstance(design_path, dict):
+        design = parse_design(design_path, "the design mapping")
+        design_path = "<mapping>"
+    else:
+        design = load_design(design_path)
+    section = build_dataclass(FitSection, design.sections.get("fit", {}), "fit")
+    nuts = build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
+    fit_keys = ("steps", "lr", "restarts", "seed", "objective", "tables", "concentration", "data_weight")
+    settings: dict[str, Any] = {k: getattr(section, k) for k in fit_keys}
+    config = FitConfig(**settings, progress=progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = design.spec
+    with torch_threads(1):
+        corpus, support, noiseless = _data(design, section, data)
+        state = out / "fit_state.pt"
+        if not resume:
+            state.unlink(missing_ok=True)
+        try:
+            result = fit(spec, corpus, support, config, checkpoint=state)
+        except FitDivergedError as err:
+            saved = out / "diverged.pt"
+            reached = {"restart": err.restart, "step": err.step, "bad": err.bad, "logits": err.logits}
+            reached["history"] = list(err.history)
+            atomic_write(saved, lambda f: torch.save(reached, f), mode="wb")
+            raise FitDivergedError(
+                f"{err} (state saved to {saved})", err.restart, err.step, err.bad, err.logits, list(err.history)
+            ) from None
+        try:
+            checker = identify(
+                spec, noiseless or corpus, design.candidates, "lib" if section.tables == "library" else "tab"
+            )
+            in_set: list[bool] | None = [v.identified for v in checker.verdicts]
+        except ContradictionError:
+            checker, in_set = None, None  # noisy data without a noiseless twin: no exact verdicts
+        views = bayesian_view(spec, result, design.candidates, confident=section.confident, near=section.near)
+        metrics: dict[str, Any] = {
+            "design": str(design_path),
+            "data": data,
+            "traces": len(corpus),
+            "fit": asdict(section),
+            "restarts": [
+                {
+                    "seed": r.seed,
+                    "objective": r.objective,
+                    "log_likelihood": r.log_likelihood,
+                    "steps": len(r.history),
+                    "converged": r.converged,
+                    "epsilon": r.epsilon,
+                }
+                for r in result.restarts
+            ],
+            "best": result.best,
+            "spread": result.spread,
+            "recovery": _recovery(design, result, section, corpus),
+            "symbols": _symbol_views(design, result, section, checker),
+            "candidates": [
+                {**v.to_dict(), "checker": None if in_set is None else in_set[i]} for i, v in enumerate(views)
+            ],
+            "confusion": None if in_set is None else confusion(views, in_set),
+        }
+        if nuts.run:
+            metrics["nuts"] = _run_nuts(design, corpus, support, nuts, result, out)
+    params = {
+        "spec": spec.to_dict(),
+        "best": result.best,
+        "restarts": [
+            {"alpha": r.alpha, "beta": r.beta, "tables": r.tables, "epsilon": r.epsilon, "history": list(r.history)}
+            for r in result.restarts
+        ],
+    }
+    atomic_write(out / "params.pt", lambda f: torch.save(params, f), mode="wb")
+    write_json(out / "metrics.json", _finite(metrics))
+    plot_fit_tables(spec, result, section.tables, section.epsilon, out / "tables.png")
+    plot_fit_losses(result, out / "elbo.png")
+    plot_fit_predictive(metrics["candidates"], out / "predictive.png", section.confident)
+    return metrics
+
+
+def _run_nuts(
+    design: IdentifyDesign, corpus: Corpus, support: list[Program], nuts: NutsSection, result: FitResult, out: Path
+) -> dict[str, Any]:
+    from hlsm.infer.nuts import NUTSConfig, compare_with_point, run_nuts
+
+    config = NUTSConfig(chains=nuts.chains, warmup=nuts.warmup, samples=nuts.samples, seed=nuts.seed)
+    posterior = run_nuts(design.spec, corpus, support, config)
+    posterior.save(out / "posterior.nc")
+    return {
+        "summary": posterior.summary(),
+        "versus_fit": compare_with_point(design.spec, posterior, result.params(), list(design.candidates)),
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None (strict JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

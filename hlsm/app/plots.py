@@ -1,0 +1,490 @@
+"""Figures, drawn from saved results only (dicts read back from JSON)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Write a figure as PNG (creating its folder) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_corpus_summary(summary: dict[str, Any], path: str | Path, title: str = "Corpus") -> Path:
+    """Four panels: skill uses, routing uses, traces per depth, traces per split.
+
+    ``summary`` is the output of :func:`hlsm.simulate.summarize` (as saved in ``summary.json``).
+    """
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7), gridspec_kw={"height_ratios": [1.4, 1], "width_ratios": [2.2, 1]})
+    panels = [
+        (axes[0, 0], summary["skills"], "skill uses (all steps)", "tab:blue"),
+        (axes[0, 1], summary["routings"], "routing uses (compound steps)", "tab:orange"),
+        (axes[1, 0], summary["split"], "traces per split", "tab:green"),
+        (axes[1, 1], {f"L={k}": v for k, v in summary["depth"].items()}, "traces per depth", "tab:purple"),
+    ]
+    for ax, counts, label, color in panels:
+        names = list(counts)
+        ax.bar(range(len(names)), [counts[n] for n in names], color=color)
+        ax.set_xticks(
+            range(len(names)),
+            names,
+            rotation=60 if len(names) > 6 else 0,
+            ha="right" if len(names) > 6 else "center",
+            fontsize=8,
+        )
+        ax.set_title(label, fontsize=10)
+        ax.set_ylabel("count")
+    fig.suptitle(f"{title}: {summary['traces']:,} traces", fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_support_graph(spec: Any, programs: Any, identification: dict[str, Any], path: str | Path) -> Path:
+    """The support graph (routing -> skill contexts, skill -> skill successions), nodes coloured by
+    whether the checker identified the symbol (``identification`` is ``Identification.to_dict()``)."""
+    import networkx as nx
+
+    from hlsm.identify.graph import support_graph
+
+    graph = support_graph(spec, programs)
+    status = {**identification["skills"], **identification["routings"]}
+    routing_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "routing"]
+    skill_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "skill"]
+    pos = {}
+    for i, n in enumerate(routing_nodes):
+        pos[n] = (0.0, -i / max(1, len(routing_nodes) - 1))
+    import math
+
+    for i, n in enumerate(skill_nodes):
+        angle = 2 * math.pi * i / max(1, len(skill_nodes))
+        pos[n] = (1.6 + 0.9 * math.cos(angle), -0.5 + 0.9 * math.sin(angle))
+    fig, ax = plt.subplots(figsize=(10, 7))
+    colours = ["tab:green" if status[n]["identified"] else "tab:red" for n in graph.nodes]
+    shapes = {n: ("s" if graph.nodes[n]["kind"] == "routing" else "o") for n in graph.nodes}
+    for shape in ("s", "o"):
+        nodes = [n for n in graph.nodes if shapes[n] == shape]
+        nx.draw_networkx_nodes(
+            graph,
+            pos,
+            nodelist=nodes,
+            node_shape=shape,
+            ax=ax,
+            node_size=650,
+            node_color=[colours[list(graph.nodes).index(n)] for n in nodes],
+        )
+    labels = {n: f"{n}\n{graph.nodes[n]['name']}" for n in graph.nodes}
+    nx.draw_networkx_labels(graph, pos, labels, font_size=6, ax=ax)
+    contexts = [(u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "context"]
+    successions = [(u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "successor"]
+    nx.draw_networkx_edges(graph, pos, edgelist=contexts, ax=ax, edge_color="tab:blue", alpha=0.35, arrows=False)
+    nx.draw_networkx_edges(
+        graph,
+        pos,
+        edgelist=successions,
+        ax=ax,
+        edge_color="tab:gray",
+        alpha=0.5,
+        connectionstyle="arc3,rad=0.2",
+        arrowsize=8,
+    )
+    g, total = identification["generalisation_set_size"], identification["unseen_total"]
+    ax.set_title(
+        f"Support graph (H-{identification['hypothesis_class']}): green = identified, red = not; "
+        f"squares routings, circles skills; blue = context, grey = succession. G = {g}/{total}",
+        fontsize=9,
+    )
+    ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_budget_curves(budget: dict[str, Any], path: str | Path) -> Path:
+    """Mean fraction of candidates in G against RL budget (``sims/verify_claims.py``, part 2).
+
+    Panels: hypothesis class (rows) x SFT covering all atoms or missing some (columns); one line per
+    RL protocol (atomic / compound programs, inside / outside the SFT support).
+    """
+    means = budget["mean_fraction"]
+    budgets = budget["budgets"]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    styles = {
+        ("atomic", "inside"): ("tab:blue", "--"),
+        ("atomic", "outside"): ("tab:blue", "-"),
+        ("compound", "inside"): ("tab:red", "--"),
+        ("compound", "outside"): ("tab:red", "-"),
+    }
+    for r, hc in enumerate(("lib", "tab")):
+        for c, sft in enumerate(("all atoms", "missing atoms")):
+            ax = axes[r, c]
+            for (kind, where), (colour, line) in styles.items():
+                series = means[f"{sft}|{hc}|{kind}|{where}"]
+                ax.plot(
+                    budgets,
+                    [series[str(b)] for b in budgets],
+                    line,
+                    color=colour,
+                    marker="o",
+                    label=f"RL {kind}, {where} SFT",
+                )
+            bound = " (lower bound)" if hc == "tab" else ""
+            ax.set_title(f"H-{hc}{bound}; SFT {sft}", fontsize=10)
+            ax.set_ylabel("mean |G| / candidates")
+            ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("RL budget (programs, answer-only, every x_0)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Generalisation set against RL budget (tiny designs, population limit)", fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_module_usage(series: dict[str, dict[str, Any]], path: str | Path, title: str = "Module usage") -> Path:
+    """Grouped bars: the share of steps using each skill (top) and each routing (bottom), one bar per
+    series (e.g. per support split).
+
+    ``series`` maps a label to a dict with ``skills`` and ``routings``, each ``{name: share}``
+    (as saved by ``sims/trace_distributions.py``); a series with no routed step draws no routing bars.
+    """
+    labels = list(series)
+    fig, axes = plt.subplots(2, 1, figsize=(14, 8.5), gridspec_kw={"height_ratios": [1.5, 1]})
+    colours = [f"C{i}" for i in range(10)]  # the default colour cycle
+    for ax, key, what in ((axes[0], "skills", "skill"), (axes[1], "routings", "routing (compound steps)")):
+        names = list(series[labels[0]][key])
+        width = 0.8 / len(labels)
+        for j, label in enumerate(labels):
+            shares = series[label][key]
+            xs = [i + (j - (len(labels) - 1) / 2) * width for i in range(len(names))]
+            ax.bar(xs, [shares[n] for n in names], width=width, color=colours[j % 10], label=label)
+        ax.axhline(1 / len(names), color="black", lw=0.8, ls=":", label="uniform")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("share of steps")
+        ax.set_title(f"{what} usage", fontsize=10)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+    axes[0].legend(fontsize=8, ncol=len(labels) + 1, loc="upper right")
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_answer_statistics(
+    series: dict[str, dict[str, Any]],
+    epsilons: list[float],
+    entropy_cap: float,
+    path: str | Path,
+    title: str = "Answer statistics",
+) -> Path:
+    """Six panels per series: depth distribution; per-program answer entropy at the first epsilon
+    (histogram, and against the number of many-to-one skills); mean answer entropy, distinct-answer
+    fraction and corrupted-answer fraction against the corruption rate epsilon.
+
+    ``series`` maps a label to a dict with ``depth`` (``{depth: share}``), ``answers``
+    (``{str(epsilon): {"entropy_bits", "distinct_fraction", "changed_fraction"}}``) and
+    ``per_program`` (``entropy_bits`` and ``many_to_one`` lists), as saved by
+    ``sims/trace_distributions.py``. ``entropy_cap`` is ``log2`` of the inputs per program, the
+    largest plug-in entropy.
+    """
+    labels = list(series)
+    colours = [f"C{i}" for i in range(10)]  # the default colour cycle
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    ax = axes[0, 0]
+    depths = sorted({int(d) for s in series.values() for d in s["depth"]})
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        shares = series[label]["depth"]
+        xs = [i + (j - (len(labels) - 1) / 2) * width for i in range(len(depths))]
+        ax.bar(xs, [shares.get(str(d), 0.0) for d in depths], width=width, color=colours[j % 10], label=label)
+    ax.set_xticks(range(len(depths)), [f"L={d}" for d in depths])
+    ax.set_ylabel("share of traces")
+    ax.set_title("depth distribution", fontsize=10)
+    ax.legend(fontsize=8)
+
+    eps0 = epsilons[0]
+    ax = axes[0, 1]
+    bins = [entropy_cap * i / 24 for i in range(25)]
+    for j, label in enumerate(labels):
+        ax.hist(
+            series[label]["per_program"]["entropy_bits"],
+            bins=bins,
+            histtype="step",
+            lw=1.6,
+            color=colours[j % 10],
+            label=label,
+            density=True,
+        )
+    ax.axvline(entropy_cap, color="black", lw=0.8, ls=":")
+    ax.set_xlabel("answer entropy given the program (bits)")
+    ax.set_ylabel("density over programs")
+    ax.set_title(f"per-program answer entropy, epsilon = {eps0:g}", fontsize=10)
+
+    ax = axes[0, 2]
+    for j, label in enumerate(labels):
+        pp = series[label]["per_program"]
+        groups: dict[int, list[float]] = {}
+        for c, h in zip(pp["many_to_one"], pp["entropy_bits"], strict=True):
+            groups.setdefault(int(c), []).append(h)
+        counts = sorted(groups)
+        means = [sum(groups[c]) / len(groups[c]) for c in counts]
+        ax.plot(counts, means, marker="o", color=colours[j % 10], label=label)
+    ax.axhline(entropy_cap, color="black", lw=0.8, ls=":", label=f"cap log2(inputs) = {entropy_cap:g}")
+    ax.set_xlabel("many-to-one skills in the program")
+    ax.set_ylabel("mean answer entropy (bits)")
+    ax.set_title(f"entropy against many-to-one steps, epsilon = {eps0:g}", fontsize=10)
+    ax.legend(fontsize=8)
+
+    panels = (
+        (axes[1, 0], "entropy_bits", "mean answer entropy (bits)", "answer entropy given the program"),
+        (axes[1, 1], "distinct_fraction", "distinct answers / inputs", "distinct-answer fraction"),
+        (axes[1, 2], "changed_fraction", "share of answers changed", "answers changed by corruption"),
+    )
+    for ax, key, ylabel, panel_title in panels:
+        for j, label in enumerate(labels):
+            answers = series[label]["answers"]
+            ax.plot(epsilons, [answers[str(e)][key] for e in epsilons], marker="o", color=colours[j % 10], label=label)
+        if key == "entropy_bits":
+            ax.axhline(entropy_cap, color="black", lw=0.8, ls=":")
+        ax.set_xlabel("corruption rate epsilon")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_arm_accuracy(
+    results: dict[str, Any], path: str | Path, title: str, published: dict[str, dict[str, float]] | None = None
+) -> Path:
+    """Grouped bars: accuracy per evaluation label (groups) and arm (bars), from a saved experiment.
+
+    ``results`` is :func:`hlsm.lm.experiment.summarise`'s output as saved in ``results.json``: bars
+    are the across-seed means, dots the seeds; error bars are the 95% t interval across seeds with
+    3 or more seeds, and +-2 pooled binomial SEs (``sqrt(sum SE_s^2) / k``, the examples' noise, not
+    the seed-to-seed spread) with fewer, where the t interval is too wide to read. ``published``
+    (``{arm: {label: accuracy}}``) draws reference values as black ticks.
+    """
+    summary, per_seed = results["summary"], results["per_seed"]
+    arms = list(summary)
+    labels = list(next(iter(summary.values())))
+    width = 0.8 / max(len(arms), 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(labels) * max(1, len(arms)) / 2), 4.2))
+    for i, arm in enumerate(arms):
+        xs = [j + (i - (len(arms) - 1) / 2) * width for j in range(len(labels))]
+        means = [100 * (summary[arm][lab]["mean"] or 0.0) for lab in labels]
+        lows = [summary[arm][lab]["low"] for lab in labels]
+        highs = [summary[arm][lab]["high"] for lab in labels]
+        err = [  # the t interval, clipped to [0, 100]
+            [m - max(0.0, 100 * lo) if lo is not None else 0.0 for m, lo in zip(means, lows, strict=True)],
+            [min(100.0, 100 * hi) - m if hi is not None else 0.0 for m, hi in zip(means, highs, strict=True)],
+        ]
+        if len(per_seed[arm]) < 3:
+            pooled = [
+                200
+                * math.sqrt(sum((row[lab]["se"] or 0.0) ** 2 for row in per_seed[arm].values()))
+                / len(per_seed[arm])
+                for lab in labels
+            ]
+            err = [pooled, pooled]
+        ax.bar(xs, means, width, yerr=err, capsize=3, label=arm, alpha=0.8)
+        for j, lab in enumerate(labels):
+            seeds = [100 * row[lab]["accuracy"] for row in per_seed[arm].values() if row[lab]["n"]]
+            ax.plot([xs[j]] * len(seeds), seeds, "k.", markersize=4)
+            ref = (published or {}).get(arm, {}).get(lab)
+            if ref is not None:
+                ax.plot([xs[j] - width / 2, xs[j] + width / 2], [100 * ref] * 2, "k-", linewidth=2)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel("greedy exact match (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_view_confusion(results: dict[str, Any], path: str | Path) -> Path:
+    """The exact checker against the Bayesian view: the pooled 2 x 2 table and agreement per regime.
+
+    ``results`` is the ``results.json`` of ``sims/vi_vs_checker.py`` (keys ``total``, ``by_regime``).
+    """
+    total = results["total"]
+    grid = [[total["both"], total["checker_only"]], [total["vi_only"], total["neither"]]]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 4))
+    ax0.imshow(grid, cmap="Blues")
+    for i in range(2):
+        for j in range(2):
+            tone = "white" if grid[i][j] > 0.6 * max(max(row) for row in grid) else "black"
+            ax0.text(j, i, str(grid[i][j]), ha="center", va="center", fontsize=14, color=tone)
+    ax0.set_xticks([0, 1], ["VI: identified", "VI: not"])
+    ax0.set_yticks([0, 1], ["checker: in G", "checker: not in G"])
+    ax0.set_title(f"{total['total']} candidates, agreement {total['agreement']:.1%}")
+    names = list(results["by_regime"])
+    rates = [results["by_regime"][r]["agreement"] for r in names]
+    counts = [results["by_regime"][r]["total"] for r in names]
+    ax1.bar(range(len(names)), rates, color="tab:blue")
+    for i, (rate, n) in enumerate(zip(rates, counts, strict=True)):
+        ax1.text(i, rate + 0.01, f"{rate:.0%} of {n}", ha="center", fontsize=9)
+    ax1.axhline(0.9, color="grey", linestyle="--", linewidth=1, label="90% target")
+    ax1.set_xticks(range(len(names)), names, rotation=15)
+    ax1.set_ylim(0, 1.1)
+    ax1.set_ylabel("agreement with the exact checker")
+    ax1.set_title("By regime")
+    ax1.legend(loc="lower right")
+    fig.suptitle("Exact (H-lib) vs Bayesian (MAP, library tables) generalisation sets")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_fit_tables(spec: Any, result: Any, tables: str, epsilon: float, path: str | Path) -> Path:
+    """Recovered bindings (and, for dense tables, each true skill's matched recovered table).
+
+    ``result`` is a :class:`hlsm.infer.fitting.FitResult`; the truth is the identity binding of the spec's
+    library (symbol ``i`` denotes module ``i``) with corruption ``epsilon``. Dense tables' skills are
+    put in the order of the true skills they match (Hungarian matching on TV), so the truth is the
+    diagonal in both classes.
+    """
+    import numpy as np
+
+    from hlsm.infer.likelihood import library_tables
+    from hlsm.infer.metrics import match_tables
+
+    best = result.restarts[result.best]
+    alpha, beta = best.alpha.numpy(), best.beta.numpy()
+    dense = tables == "dense"
+    k = spec.num_skills
+    truth = library_tables(spec, epsilon).numpy()
+    matching = match_tables(best.tables, truth)
+    if dense:
+        alpha = alpha[:, matching.permutation]
+    fig, axes = plt.subplots(1, 2 + (2 if dense else 0), figsize=(4.2 * (2 + (2 if dense else 0)), 4.2), squeeze=False)
+    panels = [
+        (alpha, spec.skill_symbols, spec.skills, "skill bindings alpha"),
+        (beta, spec.routing_symbols, spec.routings, "routing bindings beta"),
+    ]
+    for ax, (mat, symbols, names, title) in zip(axes[0], panels, strict=False):
+        ax.imshow(mat, vmin=0, vmax=1, cmap="Greens")
+        ax.set_yticks(range(len(symbols)), [f"{s} ({n})" for s, n in zip(symbols, names, strict=True)], fontsize=8)
+        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=8)
+        ax.set_title(f"{title}\n(truth: the diagonal)", fontsize=10)
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                if mat[i, j] >= 0.05:
+                    tone = "white" if mat[i, j] > 0.5 else "black"
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color=tone)
+    if dense:
+        stacked_true = np.concatenate(list(truth), axis=1)
+        stacked_fit = np.concatenate([best.tables[int(matching.permutation[i])].numpy() for i in range(k)], axis=1)
+        for ax, mat, title in (
+            (axes[0][2], stacked_true, "true tables"),
+            (axes[0][3], stacked_fit, "recovered (matched)"),
+        ):
+            ax.imshow(mat, vmin=0, vmax=1, cmap="Greys", aspect="auto")
+            ax.set_title(f"{title}: {', '.join(spec.skills)}", fontsize=9)
+            ax.set_xlabel("output state, one block per skill")
+            ax.set_ylabel("input state")
+        axes[0][3].set_xlabel(f"matched mean TV {matching.mean_tv:.3f}, max {matching.max_tv:.3f}")
+    fig.suptitle(f"Best restart ({result.best}) of {len(result.restarts)}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_fit_losses(result: Any, path: str | Path) -> Path:
+    """The loss of every restart above the lowest loss reached, on a log scale; the best highlighted."""
+    floor = min(min(r.history) for r in result.restarts)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, r in enumerate(result.restarts):
+        best = i == result.best
+        ax.plot(
+            [h - floor + 1.0 for h in r.history],
+            lw=2 if best else 1,
+            alpha=1 if best else 0.6,
+            label=f"restart {i}{' (best)' if best else ''}: objective {r.objective:.1f}",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"loss - lowest loss + 1  (lowest = {floor:.1f})")
+    ax.set_title("Loss per restart (loss = -(log-likelihood + log-prior))")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_fit_predictive(candidates: list[dict[str, Any]], path: str | Path, confident: float) -> Path:
+    """Predictive confidence per candidate program, coloured by the exact checker's verdict.
+
+    ``candidates`` are the ``metrics.json`` rows of ``hlsm fit`` (keys ``program``, ``confidence``,
+    ``accuracy``, ``identified``, ``checker``).
+    """
+    colour = {True: "tab:green", False: "tab:red", None: "tab:grey"}
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(candidates) + 1.5))
+    ys = range(len(candidates))
+    ax.barh(ys, [c["confidence"] for c in candidates], color=[colour[c["checker"]] for c in candidates])
+    for y, c in zip(ys, candidates, strict=True):
+        mark = "" if c["accuracy"] == 1.0 else f"  acc {c['accuracy']:.2f}"
+        ax.text(
+            c["confidence"] + 0.01,
+            y,
+            ("VI: identified" if c["identified"] else "VI: not") + mark,
+            va="center",
+            fontsize=7,
+        )
+    ax.axvline(confident, color="black", linestyle="--", linewidth=1)
+    ax.set_yticks(list(ys), [c["program"] for c in candidates], fontsize=7)
+    ax.set_xlim(0, 1.35)
+    ax.set_xlabel("min over inputs of the modal answer's predictive probability")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[v]) for v in (True, False, None)]
+    ax.legend(handles, ["checker: in G", "checker: not in G", "no checker verdict"], fontsize=7, loc="lower right")
+    ax.set_title("Posterior predictive on candidate programs")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_three_views(results: dict[str, Any], path: str | Path) -> Path:
+    """One panel per support: the transformer's accuracy against the fit's confidence, per program,
+    coloured by the exact checker's verdict (filled: the fit also calls it identified).
+
+    ``results`` is the ``results.json`` of ``sims/three_views.py`` (key ``rows``).
+    """
+    rows = results["rows"]
+    names = list(dict.fromkeys(r["arm"] for r in rows))
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 4.2), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names, strict=True):
+        mine = [r for r in rows if r["arm"] == name and r["transformer"] is not None]
+        for in_g, colour, label in ((True, "tab:green", "checker: in G"), (False, "tab:red", "checker: not in G")):
+            pts = [r for r in mine if r["checker"] == in_g]
+            for vi, marker in ((True, "o"), (False, "x")):
+                sel = [r for r in pts if r["vi_identified"] == vi]
+                if sel:
+                    ax.scatter(
+                        [r["vi_confidence"] for r in sel],
+                        [r["transformer"] for r in sel],
+                        c=colour,
+                        marker=marker,
+                        alpha=0.75,
+                        label=f"{label}, VI {'identified' if vi else 'not'}",
+                    )
+        ax.set_title(name)
+        ax.set_xlabel("fit: min predictive probability of the modal answer")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("transformer: greedy accuracy on the program")
+    handles: dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center", ncol=len(handles))
+    fig.suptitle("Exact checker, Bayesian fit and transformer, per unseen or deeper program")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return _save(fig, path)

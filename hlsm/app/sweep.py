@@ -1,0 +1,233 @@
+"""``hlsm sweep --grid FILE``: a grid of designs or training configs, one results table.
+
+A grid file is TOML::
+
+    [sweep]
+    kind = "fit"                             # fit (hlsm fit) | identify | sft (hlsm train sft)
+    base = "sims/designs/fit_control.toml"   # the design or config every cell starts from
+    out = "runs/sweep"
+    backend = "local"                        # local: a process pool; ray: Ray tasks
+    workers = 2                              # local: processes
+    address = ""                             # ray: a cluster address ("" starts Ray on this machine)
+
+    [grid]                                   # dotted keys into the base file; every combination runs
+    "fit.seed" = [0, 1, 2]
+    "fit.concentration" = [1.5, 2.0]
+
+Each cell runs in ``out/cells/<id>/`` (``id`` is a hash of its overrides) and writes
+``result.json`` when it finishes: a rerun skips finished cells and retries failed ones. A failing
+cell records its error in ``error.json`` and does not stop the others. The table of every cell
+(overrides, status, scalar results) is written to ``out/results.csv`` and ``out/results.json``.
+
+With ``backend = "ray"`` (``pip install 'hlsm[ray]'``) each cell is a Ray task: ``address = ""``
+starts a local Ray instance; give ``"auto"`` or ``"ray://head:10001"`` to use a running cluster,
+whose workers must have ``hlsm`` installed and see ``base`` and ``out`` at the same paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import io
+import itertools
+import json
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
+from hlsm.errors import HLSMError
+from hlsm.io import write_json, write_text
+
+KINDS = ("fit", "identify", "sft")
+BACKENDS = ("local", "ray")
+
+
+class SweepError(HLSMError):
+    """A grid that cannot be run; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    """The ``[sweep]`` section of a grid file."""
+
+    kind: str = "fit"
+    base: str = ""
+    out: str = "runs/sweep"
+    backend: str = "local"
+    workers: int = 2
+    address: str = ""
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def load_grid(path: str | Path) -> SweepSection:
+    """Read and validate a grid file; ``base`` and ``out`` are taken relative to the working directory."""
+    raw = load_toml(path)
+    check_sections(raw, ("sweep", "grid"), str(path))
+    grid = raw.get("grid", {})
+    if not isinstance(grid, dict) or not grid:
+        raise ConfigError(f"grid file '{path}' needs a [grid] table of dotted keys to lists of values")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"[grid] '{key}' in '{path}' must be a non-empty list of values")
+    section = build_dataclass(SweepSection, {**raw.get("sweep", {}), "grid": grid}, "sweep")
+    if section.kind not in KINDS:
+        raise ConfigError(f"[sweep] kind must be one of {list(KINDS)}, got {section.kind!r}")
+    if section.backend not in BACKENDS:
+        raise ConfigError(f"[sweep] backend must be one of {list(BACKENDS)}, got {section.backend!r}")
+    if not section.base:
+        raise ConfigError(f"[sweep] base is missing in '{path}': the design or config file every cell starts from")
+    if section.workers < 1:
+        raise ConfigError(f"[sweep] workers must be >= 1, got {section.workers}")
+    load_toml(section.base)  # fail now, with the file's name, rather than in every cell
+    return section
+
+
+def cells(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values: ``[{dotted key: value}]`` in a stable order."""
+    keys = sorted(grid)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def cell_id(overrides: dict[str, Any]) -> str:
+    return hashlib.blake2b(json.dumps(overrides, sort_keys=True).encode(), digest_size=5).hexdigest()
+
+
+def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with each dotted key set (``"fit.seed"`` sets ``base["fit"]["seed"]``)."""
+    out = copy.deepcopy(base)
+    for dotted, value in overrides.items():
+        *path, leaf = dotted.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SweepError(f"grid key '{dotted}': '{part}' is not a table in the base file")
+        node[leaf] = value
+    return out
+
+
+def _scalars(record: Any, prefix: str = "") -> dict[str, Any]:
+    """The numbers, strings and booleans of a nested mapping, flattened to dotted keys."""
+    out: dict[str, Any] = {}
+    if isinstance(record, dict):
+        for k, v in record.items():
+            out.update(_scalars(v, f"{prefix}{k}."))
+    elif isinstance(record, (int, float, str, bool)) or record is None:
+        out[prefix[:-1]] = record
+    return out
+
+
+def _run_fit(raw: dict[str, Any], out: Path) -> dict[str, Any]:
+    from hlsm.app.fitrun import run_fit
+
+    metrics = run_fit(raw, out, progress=False)
+    best = metrics["restarts"][metrics["best"]]
+    confusion = metrics["confusion"] or {}
+    return {
+        "objective": best["objective"],
+        "spread": metrics["spread"],
+        **_scalars({"recovery": {k: v for k, v in metrics["recovery"].items() if not isinstance(v, list)}}),
+        "agreement": confusion.get("agreement"),
+        "free_symbols": sum(not row["identified"] for row in metrics["symbols"].values()),
+    }
+
+
+def _run_identify(raw: dict[str, Any], out: Path) -> dict[str, Any]:
+    from hlsm.app.designfile import parse_design
+    from hlsm.identify.checker import identify
+
+    design = parse_design(raw, "the design mapping")
+    result = identify(design.spec, design.corpus(), design.candidates, "lib").to_dict()
+    write_json(out / "identify.json", result)
+    return {"generalisation_set_size": result["generalisation_set_size"], "unseen_total": result["unseen_total"]}
+
+
+def _run_sft(raw: dict[str, Any], out: Path) -> dict[str, Any]:
+    from hlsm.lm.sft import train_sft
+    from hlsm.lm.sft_config import SFTConfig
+
+    result = train_sft(SFTConfig.from_dict(raw), out, resume=(out / "checkpoint.pt").exists(), progress=False)
+    return {"step": result.step, **_scalars({"evaluation": result.evaluation})}
+
+
+RUNNERS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
+    "fit": _run_fit,
+    "identify": _run_identify,
+    "sft": _run_sft,
+}
+
+
+def run_cell(kind: str, base: dict[str, Any], overrides: dict[str, Any], folder: str) -> dict[str, Any]:
+    """Run one cell (in any process); returns its row. Errors are caught and recorded, not raised."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    row: dict[str, Any] = {"cell": out.name, **overrides}
+    try:
+        result = RUNNERS[kind](apply_overrides(base, overrides), out)
+    except Exception as err:  # a failing cell is reported, the sweep goes on
+        error = {"error": f"{type(err).__name__}: {err}"}
+        write_json(out / "error.json", error)
+        return {**row, "status": "failed", **error}
+    (out / "error.json").unlink(missing_ok=True)
+    write_json(out / "result.json", result)
+    return {**row, "status": "done", **result}
+
+
+def _local(jobs: list[tuple[str, dict[str, Any], dict[str, Any], str]], workers: int) -> list[dict[str, Any]]:
+    if workers == 1:
+        return [run_cell(*job) for job in jobs]
+    spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
+    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+        return list(pool.map(run_cell, *zip(*jobs, strict=True)))
+
+
+def _ray(jobs: list[tuple[str, dict[str, Any], dict[str, Any], str]], address: str) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("backend 'ray' needs Ray: pip install 'hlsm[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(run_cell)
+        return list(ray.get([task.remote(*job) for job in jobs]))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_sweep(section: SweepSection) -> tuple[Path, list[dict[str, Any]]]:
+    """Run every unfinished cell of the grid and write the results table; returns its path and rows."""
+    base = load_toml(section.base)
+    out = Path(section.out)
+    rows: dict[str, dict[str, Any]] = {}
+    jobs = []
+    for overrides in cells(section.grid):
+        folder = out / "cells" / cell_id(overrides)
+        apply_overrides(base, overrides)  # a key that cannot be set fails the sweep before it starts
+        done = folder / "result.json"
+        if done.exists():
+            rows[folder.name] = {"cell": folder.name, **overrides, "status": "cached", **json.loads(done.read_text())}
+        else:
+            jobs.append((section.kind, base, overrides, str(folder.resolve())))
+    ran = _ray(jobs, section.address) if section.backend == "ray" and jobs else _local(jobs, section.workers)
+    rows.update({r["cell"]: r for r in ran})
+    ordered = [rows[cell_id(o)] for o in cells(section.grid)]
+    write_json(out / "results.json", ordered)
+    write_text(out / "results.csv", _csv(ordered))
+    return out / "results.csv", ordered
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,161 @@
+"""The Bayesian view of identifiability: is a fitted model's answer on an unseen program determined?
+
+For every candidate program, the fitted restarts' posterior predictive answers
+(:func:`hlsm.infer.predictive.answer_distribution`, on every input state) are summarised as
+
+- ``confidence``: the smallest, over inputs, probability of the best restart's modal answer;
+- ``accuracy``: the fraction of inputs whose modal answer is the true (noiseless) answer;
+- ``agreement``: the fraction of inputs on which every *near-best* restart (final objective within
+  ``near`` nats of the best) gives the same modal answer.
+
+The verdict ``identified`` is "confident (``confidence >= confident``), correct on every input, and
+the near-best restarts agree". An answer left free by the data sits on a flat ridge of the
+likelihood: restarts land on different points of it, and a Dirichlet prior with concentration > 1
+pulls a free binding row toward uniform, so the predictive spreads over the competing answers. The
+verdict is compared with the exact checker's generalisation set (:func:`hlsm.identify.checker.identify`) in
+a confusion table (``theory/identifiability.md``; DESIGN section 3, the first two views).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hlsm.errors import HLSMError
+from hlsm.identify.checker import identify
+from hlsm.infer.fitting import FitConfig, FitResult, fit
+from hlsm.infer.predictive import answer_distribution, true_answers
+from hlsm.programs import Program
+from hlsm.simulate import Corpus
+from hlsm.spec import Spec
+
+DEFAULT_CONFIDENT = 0.9
+"""Default confidence threshold: above a 3-of-4 majority of competing answers (0.75). With noisy
+data it must stay below the noise-limited confidence, about ``(1 - eps)^L`` at depth ``L``."""
+
+DEFAULT_NEAR = 1.0
+"""Default width of the band of near-best restarts whose predictions must agree, in nats of
+``objective / data_weight`` (the log-likelihood scale of the corpus as given)."""
+
+
+class ViewError(HLSMError):
+    """Inputs the Bayesian view cannot use; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class ProgramView:
+    """The fitted model's view of one program (see the module docstring)."""
+
+    program: str
+    depth: int
+    confidence: float
+    accuracy: float
+    agreement: float
+    identified: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def near_best(result: FitResult, near: float = DEFAULT_NEAR) -> list[int]:
+    """Indices of the restarts whose ``objective / data_weight`` is within ``near`` nats of the best."""
+    scale = result.config.data_weight
+    best = result.restarts[result.best].objective / scale
+    return [i for i, r in enumerate(result.restarts) if r.objective / scale >= best - near]
+
+
+def bayesian_view(
+    spec: Spec,
+    result: FitResult,
+    candidates: Sequence[Program],
+    *,
+    confident: float = DEFAULT_CONFIDENT,
+    near: float = DEFAULT_NEAR,
+    inputs: Tensor | None = None,
+) -> list[ProgramView]:
+    """One :class:`ProgramView` per candidate, on every input state (default) or ``inputs`` ``(B, n)``."""
+    if not 0.0 < confident <= 1.0:
+        raise ViewError(f"confident must be in (0, 1], got {confident}")
+    if not near >= 0.0:
+        raise ViewError(f"near must be >= 0 nats, got {near}")
+    band = near_best(result, near)
+    params = [result.params(i) for i in band]
+    out = []
+    for program in candidates:
+        truth = true_answers(spec, program, inputs)
+        probs = [answer_distribution(spec, p, program, inputs) for p in params]
+        best = probs[band.index(result.best)]
+        modal = best.argmax(-1)
+        confidence = float(best.max(-1).values.min())
+        accuracy = float((modal == truth).double().mean())
+        modes = torch.stack([p.argmax(-1) for p in probs])  # (R, B)
+        agreement = float((modes == modes[0]).all(0).double().mean())
+        identified = confidence >= confident and accuracy == 1.0 and agreement == 1.0
+        out.append(ProgramView(program.names(spec), program.depth, confidence, accuracy, agreement, identified))
+    return out
+
+
+def confusion(views: Sequence[ProgramView], in_checker_set: Sequence[bool]) -> dict[str, Any]:
+    """The 2 x 2 table (checker identified / not) x (VI identified / not), with the agreement rate.
+
+    ``in_checker_set[i]`` says whether candidate ``i`` is in the exact checker's generalisation set.
+    Keys: ``both``, ``checker_only``, ``vi_only``, ``neither``, ``total``, ``agreement``.
+    """
+    if len(views) != len(in_checker_set):
+        raise ViewError(f"{len(views)} views but {len(in_checker_set)} checker verdicts; give one per candidate")
+    table = {"both": 0, "checker_only": 0, "vi_only": 0, "neither": 0}
+    for view, exact in zip(views, in_checker_set, strict=True):
+        key = (
+            ("both" if view.identified else "checker_only") if exact else ("vi_only" if view.identified else "neither")
+        )
+        table[key] += 1
+    total = len(views)
+    agree = table["both"] + table["neither"]
+    return {**table, "total": total, "agreement": agree / total if total else float("nan")}
+
+
+def add_confusions(tables: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Sum confusion tables (of several designs) and recompute the agreement rate."""
+    keys = ("both", "checker_only", "vi_only", "neither", "total")
+    out: dict[str, Any] = {k: sum(int(t[k]) for t in tables) for k in keys}
+    out["agreement"] = (out["both"] + out["neither"]) / out["total"] if out["total"] else float("nan")
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison:
+    """The Bayesian and exact views of one design: per-candidate views, checker verdicts, confusion."""
+
+    views: tuple[ProgramView, ...]
+    checker: tuple[bool, ...]
+    table: dict[str, Any]
+    result: FitResult
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{**v.to_dict(), "checker": c} for v, c in zip(self.views, self.checker, strict=True)]
+
+
+def compare_with_checker(
+    spec: Spec,
+    corpus: Corpus,
+    support: Sequence[Program],
+    candidates: Sequence[Program],
+    config: FitConfig,
+    *,
+    confident: float = DEFAULT_CONFIDENT,
+    near: float = DEFAULT_NEAR,
+) -> Comparison:
+    """Fit ``corpus``, take the Bayesian view of ``candidates`` and compare with the exact checker.
+
+    The checker's hypothesis class follows the fitted table class: library tables <-> H-lib, dense
+    tables <-> H-tab. The checker reads the corpus's states as noiseless observations.
+    """
+    result = fit(spec, corpus, support, config)
+    views = bayesian_view(spec, result, candidates, confident=confident, near=near)
+    ident = identify(spec, corpus, candidates, "lib" if config.tables == "library" else "tab")
+    in_set = tuple(v.identified for v in ident.verdicts)
+    return Comparison(tuple(views), in_set, confusion(views, in_set), result)

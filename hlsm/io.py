@@ -1,0 +1,65 @@
+"""Writing results: atomic file writes and JSON helpers.
+
+Every file hlsm writes (corpora, checkpoints, metrics, reports, posteriors) goes through
+:func:`atomic_path`: the content is written to a temporary file beside the target and renamed into
+place, so a killed run or a failed write never leaves a partial output file, and an existing file is
+replaced only by a complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, rename it to ``path``.
+
+    For writers that want a file name (``to_netcdf``). The parent folder is created. On any error the
+    temporary file is removed; an :class:`OSError` is re-raised naming ``path``, not the temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:  # name the output, not the temporary file
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], object], mode: str = "w", *, durable: bool = False) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes, e.g. ``torch.save``). ``durable`` flushes the file
+    to disk before the rename (checkpoints: a crash of the machine leaves the old or the new file).
+    """
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        write(f)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(text))
+
+
+def write_json(
+    path: str | Path, data: Any, *, indent: int | None = 2, default: Callable[[Any], Any] | None = None
+) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (``default`` as in :func:`json.dump`)."""
+    atomic_write(path, lambda f: json.dump(data, f, indent=indent, default=default))

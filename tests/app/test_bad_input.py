@@ -1,0 +1,552 @@
+"""Bad input to every ``hlsm`` subcommand: exit code 2, one message naming the input, no traceback,
+no partial output file.
+
+Each case of :data:`CASES` writes its (malformed) inputs into a fresh folder, runs ``hlsm.app.cli.main``
+in-process from that folder and checks the contract of :mod:`hlsm.app.cli`: exit code 2 (argparse's
+usage errors included), a message on stderr containing the expected text (the file path or the key,
+and where the case allows it the fix), no ``Traceback``, and no new file left behind.
+:data:`SUBCOMMANDS` must list every subcommand of ``hlsm --help``; a new one without a case fails.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from hlsm.app.cli import build_parser, main
+
+SPEC = """
+[spec]
+alphabet = 3
+length = 2
+skills = ["reverse", "sort", "shift_up"]
+routings = ["chain", "restart"]
+"""
+
+DESIGN = """
+[design]
+train_depth = 2
+deeper_depths = [3]
+n_sft = 2
+n_rl = 1
+n_unseen = 1
+n_deeper = 1
+"""
+
+IDENTIFY = (
+    SPEC
+    + """
+[sft]
+programs = ["reverse", "sort", "chain:sort > restart:reverse"]
+
+[candidates]
+programs = ["chain:shift_up > restart:reverse"]
+"""
+)
+
+CORPUS_LINE = (
+    '{"text": "ba | R0 S3 R1 S0 > cb > ab", "split": "sft", "depth": 2, "program": "chain:shift_up > '
+    'restart:reverse", "routing": [0, 1], "skill": [2, 0], "states": ["ba", "cb", "ab"], "mask": [true, true]}'
+)
+
+SFT = (Path(__file__).resolve().parents[2] / "configs" / "sft_tiny.toml").read_text()
+RL = (Path(__file__).resolve().parents[2] / "configs" / "rl_tiny.toml").read_text()
+
+SUBCOMMANDS = (
+    "modules",
+    "simulate",
+    "identify",
+    "fit",
+    "quickstart",
+    "train sft",
+    "train rl",
+    "evaluate",
+    "reproduce",
+    "sweep",
+    "bench",
+    "export",
+)
+
+
+def write(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def truncated_pt(tmp: Path, name: str = "truncated.pt") -> str:
+    buffer = io.BytesIO()
+    torch.save({"version": 1, "model": {"w": torch.zeros(64)}}, buffer)
+    path = tmp / name
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return str(path)
+
+
+def foreign_pt(tmp: Path) -> str:
+    path = tmp / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    return str(path)
+
+
+def blocked(tmp: Path) -> str:
+    """An output path under a regular file: it cannot be created."""
+    (tmp / "file").write_text("a regular file\n")
+    return str(tmp / "file" / "out")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[Path], list[str]]
+    expected: str
+    """Text the message must contain; ``{tmp}`` stands for the case's folder."""
+
+
+CASES: list[Case] = [
+    # -- modules
+    Case("modules-alphabet-zero", lambda t: ["modules", "--alphabet", "0"], "expected a positive number"),
+    Case("modules-length-text", lambda t: ["modules", "--length", "six"], "expected a whole number, got 'six'"),
+    # -- simulate
+    Case("simulate-unknown-skill", lambda t: ["simulate", "--skills", "reverse,nosuch"], "nosuch"),
+    Case("simulate-unknown-routing", lambda t: ["simulate", "--routings", "teleport"], "teleport"),
+    Case(
+        "simulate-unknown-section",
+        lambda t: ["simulate", "--config", write(t, "c.toml", "[sampler]\nn = 3\n")],
+        "unknown section(s) ['sampler']",
+    ),
+    Case(
+        "simulate-unknown-key",
+        lambda t: ["simulate", "--config", write(t, "c.toml", SPEC + "colour = 3\n")],
+        "colour",
+    ),
+    Case(
+        "simulate-wrong-type",
+        lambda t: ["simulate", "--config", write(t, "c.toml", SPEC + DESIGN + "[simulate]\nn = 'many'\n")],
+        "[simulate] key 'n'",
+    ),
+    Case("simulate-spec-not-table", lambda t: ["simulate", "--config", write(t, "c.toml", "spec = 5\n")], "[spec]"),
+    Case(
+        "simulate-design-not-table",
+        lambda t: ["simulate", "--config", write(t, "c.toml", "design = 'big'\n" + SPEC)],
+        "[design]",
+    ),
+    Case(
+        "simulate-impossible-split-sizes",
+        lambda t: ["simulate", "--config", write(t, "c.toml", SPEC + "[design]\nn_sft = 500\n"), "--n", "5"],
+        "lower the split sizes",
+    ),
+    Case("simulate-bad-toml", lambda t: ["simulate", "--config", write(t, "c.toml", "[spec\n")], "is not valid TOML"),
+    Case("simulate-missing-config", lambda t: ["simulate", "--config", str(t / "nope.toml")], "nope.toml"),
+    Case(
+        "simulate-unwritable-out",
+        lambda t: ["simulate", "--config", write(t, "c.toml", SPEC + DESIGN), "--n", "5", "--out", blocked(t)],
+        "{tmp}/file",
+    ),
+    Case("simulate-bad-exposure", lambda t: ["simulate", "--exposure", "half", "--n", "5"], "exposure 'half'"),
+    Case("simulate-bad-split", lambda t: ["simulate", "--splits", "train", "--n", "5"], "train"),
+    # -- identify
+    Case("identify-missing-design", lambda t: ["identify", "--design", str(t / "d.toml")], "{tmp}/d.toml"),
+    Case(
+        "identify-unknown-program",
+        lambda t: ["identify", "--design", write(t, "d.toml", IDENTIFY.replace("chain:sort", "chain:sorted"))],
+        "unknown skill 'sorted'",
+    ),
+    Case(
+        "identify-unknown-section",
+        lambda t: ["identify", "--design", write(t, "d.toml", IDENTIFY + "[extra]\nx = 1\n")],
+        "unknown section(s) ['extra']",
+    ),
+    Case(
+        "identify-wrong-type",
+        lambda t: ["identify", "--design", write(t, "d.toml", IDENTIFY + "[data]\ninputs = 2.5\n")],
+        "inputs",
+    ),
+    Case(
+        "identify-section-not-table",
+        lambda t: ["identify", "--design", write(t, "d.toml", "spec = [1, 2]\n")],
+        "[spec]",
+    ),
+    Case(
+        "identify-truncated-corpus",
+        lambda t: (
+            [
+                "identify",
+                "--design",
+                write(t, "d.toml", IDENTIFY + '[data]\ncorpus = "c.jsonl"\n'),
+                "--class",
+                "lib",
+            ]
+            + [write(t, "c.jsonl", CORPUS_LINE + "\n" + CORPUS_LINE[:40])][:0]
+        ),
+        "c.jsonl",
+    ),
+    Case(
+        "identify-corrupted-corpus",
+        lambda t: (
+            ["identify", "--design", write(t, "d.toml", IDENTIFY + '[data]\ncorpus = "c.jsonl"\n')]
+            + [write(t, "c.jsonl", CORPUS_LINE.replace('"cb"', '"zz"') + "\n")][:0]
+        ),
+        "c.jsonl",
+    ),
+    Case(
+        "identify-missing-corpus",
+        lambda t: ["identify", "--design", write(t, "d.toml", IDENTIFY + '[data]\ncorpus = "gone.jsonl"\n')],
+        "gone.jsonl",
+    ),
+    # -- fit
+    Case(
+        "fit-truncated-data",
+        lambda t: [
+            "fit",
+            "--design",
+            write(t, "d.toml", IDENTIFY),
+            "--data",
+            write(t, "c.jsonl", CORPUS_LINE + "\n" + CORPUS_LINE[:50]),
+            "--out",
+            str(t / "fit"),
+            "--quiet",
+        ],
+        "c.jsonl",
+    ),
+    Case(
+        "fit-missing-data",
+        lambda t: [
+            "fit",
+            "--design",
+            write(t, "d.toml", IDENTIFY),
+            "--data",
+            str(t / "x.jsonl"),
+            "--out",
+            str(t / "f"),
+        ],
+        "x.jsonl",
+    ),
+    Case(
+        "fit-unknown-fit-key",
+        lambda t: ["fit", "--design", write(t, "d.toml", IDENTIFY + "[fit]\nsteps_per_moon = 3\n"), "--out", str(t)],
+        "steps_per_moon",
+    ),
+    Case(
+        "fit-unwritable-out",
+        lambda t: ["fit", "--design", write(t, "d.toml", IDENTIFY), "--out", blocked(t), "--quiet"],
+        "{tmp}/file",
+    ),
+    Case(
+        "fit-corrupted-data",
+        lambda t: [
+            "fit",
+            "--design",
+            write(t, "d.toml", IDENTIFY),
+            "--data",
+            write(
+                t, "c.jsonl", CORPUS_LINE + "\n" + CORPUS_LINE.replace('"states": ["ba", "cb", "ab"]', '"states": 5')
+            ),
+            "--out",
+            str(t / "fit"),
+        ],
+        "c.jsonl",
+    ),
+    Case(
+        "fit-corpus-not-objects",
+        lambda t: [
+            "fit",
+            "--design",
+            write(t, "d.toml", IDENTIFY),
+            "--data",
+            write(t, "c.jsonl", "[1, 2]\n"),
+            "--out",
+            "f",
+        ],
+        "c.jsonl",
+    ),
+    # -- quickstart
+    Case(
+        "quickstart-unwritable-out",
+        lambda t: ["quickstart", "--out", blocked(t), "--traces-per-split", "10"],
+        "{tmp}/file",
+    ),
+    Case("quickstart-zero-traces", lambda t: ["quickstart", "--traces-per-split", "0"], "expected a positive number"),
+    # -- train sft
+    Case("sft-missing-config", lambda t: ["train", "sft", "--config", str(t / "sft.toml")], "{tmp}/sft.toml"),
+    Case(
+        "sft-unknown-key",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("n_layer = 2", "n_layers = 2"))],
+        "n_layers",
+    ),
+    Case(
+        "sft-wrong-type",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("steps = 30", "steps = '30'"))],
+        "steps",
+    ),
+    Case(
+        "sft-unknown-module",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace('"sort"]', '"sorting"]'))],
+        "sorting",
+    ),
+    Case(
+        "sft-impossible-split-sizes",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("n_sft = 4", "n_sft = 400"))],
+        "lower the split sizes",
+    ),
+    Case(
+        "sft-unwritable-out",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT), "--out", blocked(t)],
+        "{tmp}/file",
+    ),
+    Case(
+        "sft-resume-truncated-checkpoint",
+        lambda t: (
+            ["train", "sft", "--config", write(t, "s.toml", SFT), "--out", str(t), "--resume"]
+            + [truncated_pt(t, "checkpoint.pt")][:0]
+        ),
+        "checkpoint.pt",
+    ),
+    Case(
+        "sft-unknown-split",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace('split = "sft"', 'split = "train"'))],
+        "train",
+    ),
+    # -- train rl
+    Case(
+        "rl-missing-init",
+        lambda t: ["train", "rl", "--config", write(t, "r.toml", RL), "--init", str(t / "sft")],
+        "{tmp}/sft",
+    ),
+    Case(
+        "rl-text-init",
+        lambda t: ["train", "rl", "--config", write(t, "r.toml", RL), "--init", write(t, "ck.pt", "not a model\n")],
+        "{tmp}/ck.pt",
+    ),
+    Case(
+        "rl-truncated-init",
+        lambda t: ["train", "rl", "--config", write(t, "r.toml", RL), "--init", truncated_pt(t)],
+        "{tmp}/truncated.pt",
+    ),
+    Case(
+        "rl-unknown-key",
+        lambda t: ["train", "rl", "--config", write(t, "r.toml", RL + "[rl.extra]\n"), "--init", truncated_pt(t)],
+        "r.toml",
+    ),
+    Case(
+        "rl-wrong-type",
+        lambda t: [
+            "train",
+            "rl",
+            "--config",
+            write(t, "r.toml", RL.replace("group_size = 4", "group_size = [4]")),
+            "--init",
+            foreign_pt(t),
+        ],
+        "group_size",
+    ),
+    # -- evaluate
+    Case("evaluate-missing-ckpt", lambda t: ["evaluate", "--ckpt", str(t / "run")], "{tmp}/run"),
+    Case("evaluate-text-ckpt", lambda t: ["evaluate", "--ckpt", write(t, "c.pt", "hello\n")], "{tmp}/c.pt"),
+    Case("evaluate-truncated-ckpt", lambda t: ["evaluate", "--ckpt", truncated_pt(t)], "{tmp}/truncated.pt"),
+    Case("evaluate-foreign-ckpt", lambda t: ["evaluate", "--ckpt", foreign_pt(t)], "{tmp}/foreign.pt"),
+    Case("evaluate-zero-examples", lambda t: ["evaluate", "--ckpt", "x", "--examples", "0"], "positive number"),
+    # -- reproduce
+    Case("reproduce-outside-checkout", lambda t: ["reproduce", "--runs", str(t)], "run hlsm reproduce from a checkout"),
+    Case(
+        "reproduce-unknown-experiment",
+        lambda t: ["reproduce", "--only", "no_such_sim", "--runs", str(t)] + [str((t / "sims").mkdir())][:0],
+        "unknown experiment(s) ['no_such_sim']",
+    ),
+    Case("reproduce-bad-scale", lambda t: ["reproduce", "--scale", "huge"], "invalid choice: 'huge'"),
+    # -- sweep
+    Case("sweep-missing-grid", lambda t: ["sweep", "--grid", str(t / "g.toml")], "{tmp}/g.toml"),
+    Case(
+        "sweep-unknown-kind",
+        lambda t: ["sweep", "--grid", write(t, "g.toml", '[sweep]\nkind = "nope"\nbase = "b"\n[grid]\n"a" = [1]\n')],
+        "kind must be one of",
+    ),
+    Case(
+        "sweep-missing-base",
+        lambda t: [
+            "sweep",
+            "--grid",
+            write(t, "g.toml", '[sweep]\nkind = "fit"\nbase = "nope.toml"\n[grid]\n"a" = [1]\n'),
+        ],
+        "nope.toml",
+    ),
+    Case(
+        "sweep-unknown-key",
+        lambda t: ["sweep", "--grid", write(t, "g.toml", '[sweep]\nkind = "fit"\nbass = "b"\n[grid]\n"a" = [1]\n')],
+        "bass",
+    ),
+    # -- bench
+    Case("bench-unknown-name", lambda t: ["bench", "warp"], "warp"),
+    Case("bench-zero-n", lambda t: ["bench", "simulate", "--n", "0"], "positive number"),
+    # -- export
+    Case(
+        "export-missing-design",
+        lambda t: ["export", "--design", str(t / "d.toml"), "--format", "verl", "--out", "o"],
+        "d.toml",
+    ),
+    Case(
+        "export-unknown-key",
+        lambda t: [
+            "export",
+            "--design",
+            write(t, "d.toml", SPEC + DESIGN + "n_rll = 3\n"),
+            "--format",
+            "trl",
+            "--out",
+            "o",
+        ],
+        "n_rll",
+    ),
+    Case(
+        "export-wrong-type",
+        lambda t: [
+            "export",
+            "--design",
+            write(t, "d.toml", SPEC + DESIGN.replace("n_rl = 1", "n_rl = 'one'")),
+            "--format",
+            "verl",
+            "--out",
+            "o",
+        ],
+        "n_rl",
+    ),
+    Case(
+        "export-impossible-split-sizes",
+        lambda t: ["export", "--design", write(t, "d.toml", SPEC + "[design]\n"), "--format", "verl", "--out", "o"],
+        "lower the split sizes",
+    ),
+    Case(
+        "export-no-rl-programs",
+        lambda t: [
+            "export",
+            "--design",
+            write(t, "d.toml", SPEC + DESIGN.replace("n_rl = 1", "n_rl = 0")),
+            "--format",
+            "verl",
+            "--out",
+            "o",
+        ],
+        "n_rl > 0",
+    ),
+    Case(
+        "export-unknown-module",
+        lambda t: [
+            "export",
+            "--design",
+            write(t, "d.toml", SPEC.replace('"sort"', '"srot"') + DESIGN),
+            "--format",
+            "verl",
+            "--out",
+            "o",
+        ],
+        "srot",
+    ),
+    Case(
+        "export-unwritable-out",
+        lambda t: ["export", "--design", write(t, "d.toml", SPEC + DESIGN), "--format", "trl", "--out", blocked(t)],
+        "{tmp}/file",
+    ),
+    Case(
+        "export-too-few-slots",
+        lambda t: [
+            "export",
+            "--design",
+            write(t, "d.toml", SPEC + DESIGN + "[format]\nslots = 1\n"),
+            "--format",
+            "trl",
+            "--out",
+            "o",
+        ],
+        "raise slots",
+    ),
+    Case(
+        "export-format-unknown-key",
+        lambda t: [
+            "export",
+            "--design",
+            write(t, "d.toml", SPEC + DESIGN + "[format]\nslot = 4\n"),
+            "--format",
+            "trl",
+            "--out",
+            "o",
+        ],
+        "slot",
+    ),
+    Case(
+        "simulate-out-is-a-folder",
+        lambda t: ["simulate", "--config", write(t, "c.toml", SPEC + DESIGN), "--n", "5", "--out", str(t)],
+        "{tmp}",
+    ),
+    Case(
+        "export-bad-format",
+        lambda t: ["export", "--design", write(t, "d.toml", SPEC + DESIGN), "--format", "csv", "--out", "o"],
+        "invalid choice: 'csv'",
+    ),
+]
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exit_:  # argparse's usage errors
+        return int(exit_.code or 0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_exits_2_with_a_message(
+    case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = case.argv(tmp_path)
+    before = _files(tmp_path)
+    code = _run(argv)
+    err = capsys.readouterr().err
+    assert code == 2, f"exit code {code}; stderr: {err}"
+    assert "Traceback" not in err
+    expected = case.expected.format(tmp=tmp_path)
+    assert expected in err, f"expected {expected!r} in: {err}"
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1, f"one message, not a dump: {err}"
+    assert _files(tmp_path) == before, f"left files behind: {sorted(map(str, _files(tmp_path) - before))}"
+
+
+def test_every_subcommand_has_a_case() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    commands = set()
+    for name, p in sub.choices.items():  # type: ignore[union-attr]
+        nested = [a for a in p._actions if a.dest == "stage"]
+        commands |= {f"{name} {s}" for s in nested[0].choices} if nested else {name}  # type: ignore[union-attr]
+    assert commands == set(SUBCOMMANDS)
+    covered = {c.id.split("-")[0] for c in CASES}
+    prefix = {"train sft": "sft", "train rl": "rl"}
+    assert not [c for c in SUBCOMMANDS if prefix.get(c, c) not in covered]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["identify", "--design", "{tmp}/missing.toml"], "missing.toml"),
+        (["export", "--design", "{tmp}/d.toml", "--format", "verl", "--out", "{tmp}/file/out"], "{tmp}/file"),
+    ],
+    ids=["identify-missing-design", "export-unwritable-out"],
+)
+def test_no_traceback_reaches_stderr_of_the_command(tmp_path: Path, argv: list[str], expected: str) -> None:
+    write(tmp_path, "d.toml", SPEC + DESIGN)
+    (tmp_path / "file").write_text("x\n")
+    args = [a.format(tmp=tmp_path) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hlsm", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert expected.format(tmp=tmp_path) in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,306 @@
+"""The `hlsm` command: outputs, and one clear error with exit code 2 for each kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hlsm.app.cli import main
+from hlsm.simulate import read_jsonl
+from hlsm.spec import Spec
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command in a subprocess, as a user would (checks exit codes and tracebacks)."""
+    return subprocess.run([sys.executable, "-m", "hlsm", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_modules_json_lists_the_default_library(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["modules", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    kinds = [m["kind"] for m in data["modules"]]
+    assert kinds.count("skill") == 24 and kinds.count("routing") == 10
+    assert len({m["symbol"] for m in data["modules"]}) == 34
+    assert all(m["description"] for m in data["modules"])
+    assert {m["name"] for m in data["modules"]} >= {"chain", "restart", "skip", "reuse_first", "reverse", "sort"}
+
+
+def test_modules_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["modules"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["symbol", "kind", "name"]
+    assert len(out) == 1 + 34
+
+
+def test_simulate_flags_write_a_readable_corpus(tmp_path: Path) -> None:
+    out = tmp_path / "c.jsonl"
+    args = ["simulate", "--alphabet", "3", "--length", "3", "--n", "300", "--seed", "4", "--out", str(out)]
+    assert main([*args, "--exposure", "answer", "--splits", "sft,rl"]) == 0
+    corpus = read_jsonl(Spec.tiny(), out)
+    assert len(corpus) == 300
+    assert set(corpus.split) <= {"sft", "rl"}
+    assert all(
+        m[: int(d)].tolist()[-1] and not any(m[: int(d) - 1].tolist())
+        for m, d in zip(corpus.mask, corpus.programs.depth, strict=True)
+    )
+    config = json.loads(out.with_suffix(".config.json").read_text())
+    assert config["simulate"]["n"] == 300 and config["spec"]["alphabet"] == 3
+    # the same seed gives the same file
+    again = tmp_path / "again.jsonl"
+    assert main([*args[:-1], str(again), "--exposure", "answer", "--splits", "sft,rl"]) == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_simulate_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "sim.toml"
+    out = tmp_path / "c.jsonl"
+    config.write_text(
+        f"""
+[spec]
+alphabet = 3
+length = 3
+skills = ["reverse", "sort", "shift_up"]
+routings = ["chain", "restart"]
+
+[design]
+train_depth = 2
+deeper_depths = [3]
+n_sft = 10
+n_rl = 5
+n_unseen = 5
+n_deeper = 5
+
+[simulate]
+n = 50
+splits = ["unseen", "deeper"]
+out = "{out}"
+"""
+    )
+    assert main(["simulate", "--config", str(config)]) == 0
+    corpus = read_jsonl(Spec.tiny(skills=("reverse", "sort", "shift_up"), routings=("chain", "restart")), out)
+    assert len(corpus) == 50
+    assert set(corpus.programs.depth.tolist()) <= {2, 3}
+
+
+BAD_INPUTS = {
+    "unknown skill": (["--skills", "reverse,no_such_skill"], "unknown skill 'no_such_skill'"),
+    "module cannot handle n": (["--length", "1"], "needs A >= 2 and n >= 2"),
+    "alphabet too large": (["--alphabet", "30"], "alphabet must be between 2 and 26"),
+    "impossible split sizes": (
+        ["--alphabet", "3", "--length", "3", "--skills", "reverse,sort", "--routings", "chain", "--depth", "1"],
+        "only 2 exist",
+    ),
+    "bad exposure": (["--exposure", "sometimes"], "unknown exposure 'sometimes'"),
+    "bad split name": (["--splits", "train"], "no split 'train'"),
+    "bad epsilon": (["--epsilon", "1.5"], "epsilon must be in [0, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_simulate_bad_input_exits_2_without_output(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags, message = BAD_INPUTS[case]
+    out = tmp_path / "out" / "c.jsonl"
+    # in-process: an exception escaping main() would fail the test with its traceback
+    assert main(["simulate", "--n", "10", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists() and not list(tmp_path.rglob("*.jsonl"))
+
+
+CONFIG_ERRORS = {
+    "unknown key": ("[simulate]\nn = 10\nsamples = 3\n", "unknown key(s) ['samples'] in [simulate]"),
+    "wrong type": ("[simulate]\nn = 'ten'\n", "[simulate] key 'n' must be of type int"),
+    "unknown section": ("[simulation]\nn = 10\n", "unknown section(s) ['simulation']"),
+    "unknown spec key": ("[spec]\nalphabet_size = 3\n", "unknown spec key(s) ['alphabet_size']"),
+    "design wrong type": ("[design]\ntrain_depth = 2.5\n", "[design] key 'train_depth' must be of type int"),
+    "not toml": ("[simulate\nn = 10\n", "is not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_simulate_bad_config_exits_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text, message = CONFIG_ERRORS[case]
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    out = tmp_path / "c.jsonl"
+    assert main(["simulate", "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_missing_config_and_unwritable_output(tmp_path: Path) -> None:
+    result = run_cli("simulate", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # running as root: permissions are not enforced
+            target = tmp_path / "a_file"
+            target.write_text("x")
+            out = target / "c.jsonl"  # a path under a regular file can never be created
+        else:
+            out = locked / "c.jsonl"
+        result = run_cli("simulate", "--alphabet", "3", "--length", "3", "--n", "5", "--out", str(out))
+    finally:
+        locked.chmod(0o700)
+    assert result.returncode == 2, result.stderr
+    assert "cannot write" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_quickstart_writes_report_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "--traces-per-split", "200", "--scale", "tiny"]) == 0
+    report = (out / "report.md").read_text()
+    for section in ("## 1. Simulate", "## 2. Identify", "## 3. Fit", "## 4. SFT, RL, evaluate"):
+        assert section in report
+    for figure in ("fit/tables.png", "fit/predictive.png", "transformer/accuracy.png"):
+        assert f"]({figure})" in report and (out / figure).stat().st_size > 0
+    assert json.loads((out / "identify.json").read_text())["unseen_total"] == 300
+    fit = json.loads((out / "fit" / "metrics.json").read_text())
+    assert fit["recovery"]["skill_binding_accuracy"] == 1.0
+    assert "| sft | full | 200 |" in report and "| rl | answer | 200 |" in report
+    assert (out / "corpus_counts.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["corpus"]["traces"] == 800
+    assert sum(summary["corpus"]["depth"].values()) == 800
+    assert summary["sft_coverage"]["skills_covered"] == 24
+    corpus = read_jsonl(Spec(), out / "corpus.jsonl")
+    assert len(corpus) == 800
+
+
+def test_bench_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "simulate", "--json", "--n", "2000"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 2000
+    assert result["ratio"] == pytest.approx(result["naive_s"] / result["vectorised_s"], rel=0.01)
+
+
+def test_bench_identify_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "identify", "--json", "--n", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["default_library_candidates"] == 2500
+    assert result["ratio"] == pytest.approx(result["oracle_s"] / result["checker_s"], rel=0.05)
+
+
+def test_bench_unknown_name() -> None:
+    result = run_cli("bench", "nothing")
+    assert result.returncode == 2 and "unknown benchmark 'nothing'" in result.stderr
+
+
+def test_custom_skill_flows_through_the_cli_simulator(tmp_path: Path) -> None:
+    """A skill registered in user code is usable by name wherever a spec is built."""
+    from hlsm.modules import register_skill, unregister
+
+    def double_first(x: torch.Tensor, a: int) -> torch.Tensor:
+        return torch.cat([(2 * x[:, :1]) % a, x[:, 1:]], dim=1)
+
+    register_skill("double_first", double_first, "double the first symbol", bijective=False)
+    try:
+        out = tmp_path / "c.jsonl"
+        config = tmp_path / "custom.toml"
+        config.write_text(
+            '[spec]\nalphabet = 4\nlength = 3\nskills = ["reverse", "double_first"]\nroutings = ["chain"]\n'
+            "[design]\ntrain_depth = 2\ndeeper_depths = [3]\nn_sft = 2\nn_rl = 1\nn_unseen = 1\nn_deeper = 2\n"
+        )
+        assert main(["simulate", "--config", str(config), "--n", "200", "--out", str(out)]) == 0
+        spec = Spec(alphabet=4, length=3, skills=("reverse", "double_first"), routings=("chain",))
+        corpus = read_jsonl(spec, out)
+        k = spec.skills.index("double_first")
+        atomic_rows = (corpus.programs.routing[:, 0] < 0) & (corpus.programs.skill[:, 0] == k)
+        assert int(atomic_rows.sum()) > 10
+        first = corpus.states[atomic_rows, 0, 0]
+        assert torch.equal(corpus.states[atomic_rows, 1, 0], (2 * first) % 4)
+    finally:
+        unregister("double_first")
+
+
+DESIGNS = Path(__file__).resolve().parents[2] / "sims" / "designs"
+
+
+def test_identify_json_on_example_design(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["identify", "--design", str(DESIGNS / "c1_dead_step.toml"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unseen_total"] == 3 and report["generalisation_set_size"] == 2
+    verdicts = {c["program"]: c for c in report["lib"]["candidates"]}
+    assert verdicts["chain:shift_up > restart:reverse"]["identified"]
+    assert not verdicts["chain:sort > chain:shift_up"]["identified"]
+    assert "S3" in verdicts["chain:sort > chain:shift_up"]["reason"]
+    assert report["tab"]["skills"]["S3"]["identified_inputs"] == 0
+    assert report["support_graph"]["isolated_symbols"] == ["S3"]
+
+
+def test_identify_table_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figure = tmp_path / "graph.png"
+    assert main(["identify", "--design", str(DESIGNS / "c3_sort_masks_routing.toml"), "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "routing R0   NOT identified  fits: chain, restart" in out
+    assert "== H-tab: generalisation set 20/34" in out
+    assert figure.stat().st_size > 10_000
+
+
+IDENTIFY_ERRORS = {
+    "unknown symbol": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nrouting = ["chain"]\n',
+        "unknown spec key",
+    ),
+    "unknown module in program": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nroutings = ["chain"]\n'
+        '[sft]\nprograms = ["chain:sort"]\n[candidates]\ndepth = 1\n',
+        "unknown skill 'sort' in program 'chain:sort'",
+    ),
+    "empty support": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nroutings = ["chain"]\n[candidates]\ndepth = 1\n',
+        "empty support",
+    ),
+    "no candidates": (
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse"]\nroutings = ["chain"]\n[sft]\natomic = true\n',
+        "no candidate programs",
+    ),
+    "wrong type": ("[data]\ninputs = -4\n[sft]\natomic = true\n[candidates]\ndepth = 1\n", "positive integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IDENTIFY_ERRORS))
+def test_identify_bad_design_exits_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text, message = IDENTIFY_ERRORS[case]
+    design = tmp_path / "design.toml"
+    design.write_text(text)
+    assert main(["identify", "--design", str(design)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_identify_contradictory_corpus_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trace that no hypothesis explains: one atomic trace whose answer was tampered with."""
+    corpus = tmp_path / "c.jsonl"
+    config = tmp_path / "sim.toml"
+    config.write_text(
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse", "sort"]\nroutings = ["chain"]\n'
+        "[design]\ntrain_depth = 1\ndeeper_depths = [2]\nn_sft = 2\nn_rl = 0\nn_unseen = 0\nn_deeper = 1\n"
+    )
+    assert main(["simulate", "--config", str(config), "--n", "40", "--out", str(corpus)]) == 0
+    lines = corpus.read_text().splitlines()
+    record = json.loads(lines[0])
+    answer = record["states"][-1]
+    flipped = ("b" if answer[0] != "b" else "c") + answer[1:]
+    record["states"][-1] = flipped
+    record["text"] = record["text"].rsplit(" ", 1)[0] + " " + flipped
+    corpus.write_text("\n".join([json.dumps(record)] + lines[1:]) + "\n")
+    design = tmp_path / "design.toml"
+    design.write_text(
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse", "sort"]\nroutings = ["chain"]\n'
+        f'[data]\ncorpus = "{corpus.name}"\n[candidates]\ndepth = 2\n'
+    )
+    assert main(["identify", "--design", str(design), "--class", "lib"]) == 2
+    assert "no library module fits" in capsys.readouterr().err

@@ -1,0 +1,71 @@
+"""Every script in sims/ runs with a tiny config; a sim missing from this list fails the test."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from hlsm.app.reproduce import EXPERIMENTS
+from hlsm.lm.experiment import scale_preset
+
+SIMS = Path(__file__).resolve().parents[2] / "sims"
+
+TINY: dict[str, dict[str, Any]] = {
+    "verify_claims": {"designs": 2, "budget_designs": 1, "budgets": (0, 1), "finite_designs": 1},
+    "finding1_rl_data": {"scale": "tiny"},
+    "finding2_interfaces": {"scale": "tiny"},
+    "finding3_rl_support": {"scale": "tiny"},
+    "finding4_sft_coverage": {"scale": "tiny"},
+    "three_views": {"scale": "tiny", "fit_steps": 60, "fit_restarts": 2},
+    "vi_vs_checker": {"designs": 2, "steps": 60, "restarts": 2},
+    "trace_distributions": {"n_sft": 12, "n_rl": 6, "n_unseen": 6, "n_deeper": 4, "traces_per_split": 400},
+}
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"sims_{name}", SIMS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_sim_is_listed() -> None:
+    scripts = {p.stem for p in SIMS.glob("*.py") if not p.stem.startswith("_")}
+    assert scripts == set(TINY), f"add a tiny config for {scripts - set(TINY)} (or remove {set(TINY) - scripts})"
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_sim_runs(name: str, tmp_path: Path) -> None:
+    module = load(name)
+    assert module.__doc__ and "claim" in module.__doc__.lower()
+    cfg = module.Config(**TINY[name], out=str(tmp_path / name))
+    module.main(cfg)
+    config = json.loads((tmp_path / name / "config.json").read_text())
+    assert config["out"] == str(tmp_path / name)
+    assert (tmp_path / name / "results.json").stat().st_size > 0
+    assert list((tmp_path / name).glob("*.png"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_sim_presets_build(name: str) -> None:
+    """Every scale's preset of every experiment of `hlsm reproduce` builds (gpu cannot run here)."""
+    module = load(name)
+    for scale in ("tiny", "cpu", "gpu"):
+        assert isinstance(module.Config.preset(scale), module.Config)
+    if name == "three_views":
+        for scale in ("tiny", "cpu", "gpu"):
+            assert module.views_scale(scale).sft.spec.num_states == 64
+
+
+def test_experiment_scales_build() -> None:
+    gpu = scale_preset("gpu")
+    assert len(gpu.seeds) == 5 and gpu.eval_examples == 2048 and gpu.sft.training.device == "auto"
+    assert scale_preset("cpu").sft.training.device == "cpu"

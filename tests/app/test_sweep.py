@@ -1,0 +1,94 @@
+"""`hlsm sweep` (hlsm.app.sweep): grids, overrides, local and Ray backends, resumption, failing cells."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from hlsm.app.cli import main
+from hlsm.app.sweep import SweepError, apply_overrides, cell_id, cells, load_grid, run_sweep
+from hlsm.config import ConfigError
+
+DESIGN = Path(__file__).resolve().parents[2] / "sims" / "designs" / "fit_control.toml"
+
+
+def _grid(tmp_path: Path, backend: str = "local", workers: int = 1, extra: str = "") -> Path:
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        f'[sweep]\nkind = "fit"\nbase = "{DESIGN}"\nout = "{tmp_path / "out"}"\nbackend = "{backend}"\n'
+        f'workers = {workers}\n[grid]\n"fit.seed" = [0, 1]\n"fit.concentration" = [1.5, 0.5]\n"fit.steps" = [40]\n'
+        + extra
+    )
+    return path
+
+
+def test_cells_and_overrides() -> None:
+    grid = {"b.y": [1, 2], "a": ["u"]}
+    assert cells(grid) == [{"a": "u", "b.y": 1}, {"a": "u", "b.y": 2}]
+    assert cell_id({"a": 1, "b": 2}) == cell_id({"b": 2, "a": 1}) != cell_id({"a": 1, "b": 3})
+    base = {"fit": {"seed": 0}, "spec": {"alphabet": 3}}
+    out = apply_overrides(base, {"fit.seed": 4, "nuts.run": True})
+    assert out == {"fit": {"seed": 4}, "spec": {"alphabet": 3}, "nuts": {"run": True}} and base["fit"]["seed"] == 0
+    with pytest.raises(SweepError, match="not a table"):
+        apply_overrides({"fit": 3}, {"fit.seed": 1})
+
+
+def test_local_sweep_reports_failures_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grid = _grid(tmp_path)
+    assert main(["sweep", "--grid", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert "4 cells: 2 ran, 0 already done, 2 failed" in out and "concentration must be" in out
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    done = [r for r in rows if r["status"] == "done"]
+    assert {r["fit.seed"] for r in done} == {0, 1} and all(r["fit.concentration"] == 1.5 for r in done)
+    assert all(r["free_symbols"] == 2 for r in done)  # the control design leaves two symbols free
+    header = (tmp_path / "out" / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("cell,fit.concentration,fit.seed,fit.steps,status")
+    # a rerun skips the finished cells and retries the failed ones
+    assert main(["sweep", "--grid", str(grid)]) == 0
+    assert "0 ran, 2 already done, 2 failed" in capsys.readouterr().out
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["objective"] for r in again if r["status"] == "cached"] == [r["objective"] for r in done]
+
+
+def test_local_pool_of_two_workers(tmp_path: Path) -> None:
+    section = load_grid(_grid(tmp_path, workers=2))
+    _, rows = run_sweep(section)
+    assert [r["status"] for r in rows].count("done") == 2
+
+
+def test_ray_backend(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    # one good and one failing cell: Ray starts locally, runs both as tasks, and is shut down
+    section = replace(
+        load_grid(_grid(tmp_path, backend="ray")), grid={"fit.seed": [0], "fit.concentration": [1.5, 0.5]}
+    )
+    section = replace(section, grid={**section.grid, "fit.steps": [40]})
+    _, rows = run_sweep(section)
+    assert [r["status"] for r in rows] == ["done", "failed"] and "concentration must be" in rows[1]["error"]
+    (tmp_path / "serial").mkdir()
+    serial = replace(load_grid(_grid(tmp_path / "serial")), grid=section.grid)
+    _, local = run_sweep(serial)
+    assert [r.get("objective") for r in rows] == [r.get("objective") for r in local]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[sweep]\nkind = "fit"\n', "needs a \\[grid\\] table"),
+        ('[sweep]\nkind = "nope"\nbase = "x"\n[grid]\n"a" = [1]\n', "kind must be one of"),
+        ('[sweep]\nkind = "fit"\n[grid]\n"a" = [1]\n', "base is missing"),
+        ('[sweep]\nkind = "fit"\nbase = "missing.toml"\n[grid]\n"a" = [1]\n', "missing.toml"),
+        ('[sweep]\nkind = "fit"\nbase = "x"\n[grid]\n"a" = 1\n', "non-empty list"),
+        ('[sweep]\nkind = "fit"\nbackend = "slurm"\nbase = "x"\n[grid]\n"a" = [1]\n', "backend must be one of"),
+        ('[swep]\n[grid]\n"a" = [1]\n', "unknown section"),
+    ],
+)
+def test_bad_grid_files(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_grid(path)

@@ -1,0 +1,71 @@
+"""The Bayesian view (hlsm.infer.bayes): verdicts on identifiable and non-identifiable designs, the confusion table."""
+
+from __future__ import annotations
+
+import pytest
+
+from hlsm.infer.bayes import ProgramView, ViewError, add_confusions, bayesian_view, compare_with_checker, confusion
+from hlsm.infer.fitting import FitConfig
+from hlsm.programs import Program
+from hlsm.simulate import concat, population_corpus
+from hlsm.spec import Spec
+
+# skills that differ on every state of X (|X| = 9), chain and restart differ at step 2
+SPEC = Spec(alphabet=3, length=2, skills=("reverse", "shift_up", "shift_down"), routings=("chain", "restart"))
+ATOMS = [Program.atomic(k) for k in range(3)]
+CHAIN, RESTART = 0, 1
+CANDIDATES = [
+    Program(((CHAIN, 1), (RESTART, 2))),
+    Program(((RESTART, 2), (RESTART, 0))),
+    Program(((CHAIN, 0), (CHAIN, 2))),
+]
+CONFIG = FitConfig(steps=400, restarts=3, tables="library", concentration=1.5, data_weight=1000, lr=0.1, progress=False)
+
+
+def _corpus(sft: list[Program]) -> object:
+    return concat([population_corpus(SPEC, ATOMS, "full"), population_corpus(SPEC, sft, "full")])
+
+
+def test_identifiable_design_every_view_identified() -> None:
+    # golden traces with chain and restart at step 2 pin both routing symbols
+    sft = [Program(((CHAIN, 0), (CHAIN, 1))), Program(((CHAIN, 1), (RESTART, 0)))]
+    comparison = compare_with_checker(SPEC, _corpus(sft), ATOMS + sft, CANDIDATES, CONFIG)
+    assert comparison.checker == (True, True, True)
+    assert all(v.identified and v.accuracy == 1.0 and v.confidence > 0.99 for v in comparison.views)
+    assert comparison.table == {"both": 3, "checker_only": 0, "vi_only": 0, "neither": 0, "total": 3, "agreement": 1.0}
+    assert len(comparison.rows()) == 3 and comparison.rows()[0]["checker"] is True
+
+
+def test_unidentified_routing_is_flagged_by_both_views() -> None:
+    # the restart symbol only ever appears at step 1, where every routing reads x_0: it stays free
+    sft = [Program(((RESTART, 0), (CHAIN, 1))), Program(((CHAIN, 1), (CHAIN, 2)))]
+    comparison = compare_with_checker(SPEC, _corpus(sft), ATOMS + sft, CANDIDATES, CONFIG)
+    # restart at step 2 changes the answer of candidates 0 and 1; candidate 2 uses chain only
+    assert comparison.checker == (False, False, True)
+    views = comparison.views
+    assert [v.identified for v in views] == [False, False, True]
+    # the prior pulls the free routing row to uniform: two competing answers, about half each
+    assert views[0].confidence < 0.75 and views[1].confidence < 0.75
+    best = comparison.result.params()
+    assert abs(float(best.beta[RESTART, 0]) - 0.5) < 0.1
+
+
+def test_confusion_counts_and_sums() -> None:
+    def view(identified: bool) -> ProgramView:
+        return ProgramView("p", 2, 1.0, 1.0, 1.0, identified)
+
+    table = confusion([view(True), view(True), view(False), view(False)], [True, False, True, False])
+    assert table == {"both": 1, "checker_only": 1, "vi_only": 1, "neither": 1, "total": 4, "agreement": 0.5}
+    total = add_confusions([table, confusion([view(True)], [True])])
+    assert total["both"] == 2 and total["total"] == 5 and total["agreement"] == pytest.approx(3 / 5)
+    with pytest.raises(ViewError, match="one per candidate"):
+        confusion([view(True)], [True, False])
+
+
+def test_bad_thresholds() -> None:
+    sft = [Program(((CHAIN, 0), (CHAIN, 1)))]
+    result = compare_with_checker(SPEC, _corpus(sft), ATOMS + sft, CANDIDATES[:1], CONFIG).result
+    with pytest.raises(ViewError, match="confident must be"):
+        bayesian_view(SPEC, result, CANDIDATES, confident=0.0)
+    with pytest.raises(ViewError, match="near must be"):
+        bayesian_view(SPEC, result, CANDIDATES, near=-1.0)
