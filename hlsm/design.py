@@ -209,8 +209,127 @@ def _pick_inside(gen: torch.Generator, sft: list[Program], count: int) -> list[P
     return [sft[i] for i in torch.randperm(len(sft), generator=gen)[:count].tolist()]
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """What every split draw shares: the generator, the allowed routings, held-out and RL skills."""
+
+    gen: torch.Generator
+    config: DesignConfig
+    allowed: list[int]
+    num_skills: int
+    held: set[int]
+    rl_skills: set[int] | None
+
+    def program(self, depth: int) -> Program:
+        """A uniform program of ``depth`` steps over the allowed routings and every skill."""
+        ms = torch.randint(len(self.allowed), (depth,), generator=self.gen).tolist()
+        ks = torch.randint(self.num_skills, (depth,), generator=self.gen).tolist()
+        return Program(tuple((self.allowed[m], k) for m, k in zip(ms, ks, strict=True)))
+
+    def train_depth_program(self) -> Program:
+        return self.program(self.config.train_depth)
+
+    def for_rl(self, p: Program) -> bool:
+        return self.rl_skills is None or bool(set(p.skills) & self.rl_skills)
+
+    def no_held(self, p: Program) -> bool:
+        return not set(p.skills) & self.held
+
+    @property
+    def total(self) -> int:
+        """How many programs of the training depth exist."""
+        return (len(self.allowed) * self.num_skills) ** self.config.train_depth
+
+    def rl(self, sft: list[Program], accept: Any, available: int) -> list[Program]:
+        """The RL split: atomic programs, SFT programs (``rl_inside``), or new programs that ``accept``."""
+        config = self.config
+        if config.rl_kind == "atomic":
+            keep = [k for k in range(self.num_skills) if self.rl_skills is None or k in self.rl_skills]
+            return [Program.atomic(k) for k in keep][: config.n_rl]
+        if config.rl_inside:
+            return _pick_inside(self.gen, [p for p in sft if self.for_rl(p)], config.n_rl)
+        return _draw_distinct(
+            self.gen, self.train_depth_program, accept, config.n_rl, set(sft), "RL programs", available
+        )
+
+
+_Splits = tuple[list[Program], list[Program], list[Program], frozenset[tuple[int, int]] | None]
+
+
+def _holdout_pairs(draw: _Draw) -> _Splits:
+    """``holdout = "pairs"``: each skill keeps ``successors`` next skills in SFT; the other pairs split
+    into RL-usable (``rl_pair_fraction``) and never-trained ones. Unseen programs use an unseen pair."""
+    config, gen, K, held = draw.config, draw.gen, draw.num_skills, draw.held
+    if not 1 <= config.successors <= K:
+        raise DesignError(f"successors must be between 1 and the number of skills ({K}), got {config.successors}")
+    if config.successors > K - len(held):
+        raise DesignError(f"successors={config.successors} exceeds the {K - len(held)} skills left in SFT")
+    seen: set[tuple[int, int]] = set()
+    for k in range(K):
+        kept = [j for j in torch.randperm(K, generator=gen).tolist() if j not in held]
+        if k not in held:
+            seen.update((k, j) for j in kept[: config.successors])
+    unseen_pairs = [(a, b) for a in range(K) for b in range(K) if (a, b) not in seen]
+    order = torch.randperm(len(unseen_pairs), generator=gen).tolist()
+    rl_pairs = {unseen_pairs[i] for i in order[: round(config.rl_pair_fraction * len(unseen_pairs))]}
+
+    def all_seen(p: Program) -> bool:
+        return all(q in seen for q in p.pairs()) and draw.no_held(p)
+
+    def rl_usable(p: Program) -> bool:
+        news = [q for q in p.pairs() if q not in seen]
+        return bool(news) and all(q in rl_pairs for q in news) and draw.for_rl(p)
+
+    L = config.train_depth
+    n_seen = len(draw.allowed) ** L * (K - len(held)) * config.successors ** (L - 1)
+    sft = _draw_distinct(gen, draw.train_depth_program, all_seen, config.n_sft, set(), "seen-pair SFT programs", n_seen)
+    rl = draw.rl(sft, rl_usable, draw.total)
+    unseen = _draw_distinct(
+        gen,
+        draw.train_depth_program,
+        lambda p: not all_seen(p),
+        config.n_unseen,
+        set(rl) | set(sft),
+        "unseen-pair programs",
+        draw.total - n_seen,
+    )
+    return sft, rl, unseen, frozenset(seen)
+
+
+def _holdout_programs(draw: _Draw) -> _Splits:
+    """``holdout = "programs"``: disjoint random programs of the training depth for SFT, RL and unseen."""
+    config, total = draw.config, draw.total
+    n_rl_outside = 0 if (config.rl_inside or config.rl_kind == "atomic") else config.n_rl
+    needed = config.n_sft + n_rl_outside + config.n_unseen
+    if needed > total:
+        raise DesignError(
+            f"the design asks for {needed} distinct depth-{config.train_depth} programs (sft {config.n_sft} + rl "
+            f"{n_rl_outside} + unseen {config.n_unseen}) but only {total} exist with "
+            f"{len(draw.allowed)} routings x {draw.num_skills} skills; lower the split sizes"
+        )
+    sft = _draw_distinct(draw.gen, draw.train_depth_program, draw.no_held, config.n_sft, set(), "SFT programs", total)
+    rl = draw.rl(sft, draw.for_rl, total - len(sft))
+    unseen = _draw_distinct(
+        draw.gen,
+        draw.train_depth_program,
+        lambda p: True,
+        config.n_unseen,
+        set(sft) | set(rl),
+        "unseen programs",
+        total - len(set(sft) | set(rl)),
+    )
+    return sft, rl, unseen, None
+
+
+_HOLDOUTS = {"pairs": _holdout_pairs, "programs": _holdout_programs}
+
+
 def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDesign:
     """Draw a support design. Splits are disjoint except RL inside SFT when ``rl_inside`` is set.
+
+    The SFT, RL and unseen splits come from the ``holdout`` kind (:func:`_holdout_pairs`,
+    :func:`_holdout_programs`); atomic SFT programs and the deeper programs are drawn the same way
+    for both.
 
     Raises
     ------
@@ -232,98 +351,14 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
     if len(held) >= K:
         raise DesignError("held_out_skills holds out every skill of the library; keep at least one in SFT")
     rl_skills = None if config.rl_skills is None else set(_skill_indices(spec, config.rl_skills, "rl_skills"))
-
-    def for_rl(p: Program) -> bool:
-        return rl_skills is None or bool(set(p.skills) & rl_skills)
-
-    def no_held(p: Program) -> bool:
-        return not set(p.skills) & held
-
-    def sample_program(depth: int) -> Program:
-        ms = torch.randint(len(allowed), (depth,), generator=gen).tolist()
-        ks = torch.randint(K, (depth,), generator=gen).tolist()
-        return Program(tuple((allowed[m], k) for m, k in zip(ms, ks, strict=True)))
-
-    L = config.train_depth
-    total = (len(allowed) * K) ** L
+    draw = _Draw(gen, config, allowed, K, held, rl_skills)
+    sft, rl, unseen, seen_pairs = _HOLDOUTS[config.holdout](draw)
     atomic = [Program.atomic(k) for k in range(K) if k not in held] if config.sft_atomic else []
-    atomic_rl = [Program.atomic(k) for k in range(K) if rl_skills is None or k in rl_skills][: config.n_rl]
-    seen_pairs: frozenset[tuple[int, int]] | None = None
-
-    if config.holdout == "pairs":
-        if not 1 <= config.successors <= K:
-            raise DesignError(f"successors must be between 1 and the number of skills ({K}), got {config.successors}")
-        if config.successors > K - len(held):
-            raise DesignError(f"successors={config.successors} exceeds the {K - len(held)} skills left in SFT")
-        seen: set[tuple[int, int]] = set()
-        for k in range(K):
-            kept = [j for j in torch.randperm(K, generator=gen).tolist() if j not in held]
-            if k not in held:
-                seen.update((k, j) for j in kept[: config.successors])
-        unseen_pairs = [(a, b) for a in range(K) for b in range(K) if (a, b) not in seen]
-        order = torch.randperm(len(unseen_pairs), generator=gen).tolist()
-        n_rl_pairs = round(config.rl_pair_fraction * len(unseen_pairs))
-        rl_pairs = {unseen_pairs[i] for i in order[:n_rl_pairs]}
-        seen_pairs = frozenset(seen)
-
-        def all_seen(p: Program) -> bool:
-            return all(q in seen for q in p.pairs()) and no_held(p)
-
-        def rl_usable(p: Program) -> bool:
-            news = [q for q in p.pairs() if q not in seen]
-            return bool(news) and all(q in rl_pairs for q in news) and for_rl(p)
-
-        n_seen_programs = len(allowed) ** L * (K - len(held)) * config.successors ** (L - 1)
-        sft = _draw_distinct(
-            gen, lambda: sample_program(L), all_seen, config.n_sft, set(), "seen-pair SFT programs", n_seen_programs
-        )
-        if config.rl_kind == "atomic":
-            rl = atomic_rl
-        elif config.rl_inside:
-            rl = _pick_inside(gen, [p for p in sft if for_rl(p)], config.n_rl)
-        else:
-            rl = _draw_distinct(gen, lambda: sample_program(L), rl_usable, config.n_rl, set(sft), "RL programs", total)
-        unseen = _draw_distinct(
-            gen,
-            lambda: sample_program(L),
-            lambda p: not all_seen(p),
-            config.n_unseen,
-            set(rl) | set(sft),
-            "unseen-pair programs",
-            total - n_seen_programs,
-        )
-    else:
-        n_rl_outside = 0 if (config.rl_inside or config.rl_kind == "atomic") else config.n_rl
-        needed = config.n_sft + n_rl_outside + config.n_unseen
-        if needed > total:
-            raise DesignError(
-                f"the design asks for {needed} distinct depth-{L} programs (sft {config.n_sft} + rl "
-                f"{n_rl_outside} + unseen {config.n_unseen}) but only {total} exist with "
-                f"{len(allowed)} routings x {K} skills; lower the split sizes"
-            )
-        sft = _draw_distinct(gen, lambda: sample_program(L), no_held, config.n_sft, set(), "SFT programs", total)
-        if config.rl_kind == "atomic":
-            rl = atomic_rl
-        elif config.rl_inside:
-            rl = _pick_inside(gen, [p for p in sft if for_rl(p)], config.n_rl)
-        else:
-            rl = _draw_distinct(
-                gen, lambda: sample_program(L), for_rl, config.n_rl, set(sft), "RL programs", total - len(sft)
-            )
-        unseen = _draw_distinct(
-            gen,
-            lambda: sample_program(L),
-            lambda p: True,
-            config.n_unseen,
-            set(sft) | set(rl),
-            "unseen programs",
-            total - len(set(sft) | set(rl)),
-        )
     deeper: list[Program] = []
     for depth in config.deeper_depths:
         deeper += _draw_distinct(
             gen,
-            lambda d=depth: sample_program(d),
+            lambda d=depth: draw.program(d),
             lambda p: True,
             config.n_deeper,
             set(),

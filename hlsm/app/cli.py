@@ -18,6 +18,7 @@ from typing import Any
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError
+from hlsm.io import write_json
 
 EXIT_BAD_INPUT = 2
 
@@ -77,7 +78,6 @@ def _cmd_modules(args: argparse.Namespace) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from hlsm.design import DesignConfig, make_design
-    from hlsm.io import write_json
     from hlsm.simulate import simulate, summarize, write_jsonl
     from hlsm.spec import Spec
     from hlsm.traces import check_exposure
@@ -138,10 +138,13 @@ def _cmd_identify(args: argparse.Namespace) -> None:
         "support_graph": graph_diagnostics(design.spec, support),
         **{c: r.to_dict() for c, r in results.items()},
     }
-    if args.figure:
+    if args.figure:  # saved beside the figure first (FIGURE.json), then drawn from that record
         from hlsm.app.plots import plot_support_graph
+        from hlsm.identify.graph import graph_record
 
-        plot_support_graph(design.spec, support, main_result.to_dict(), args.figure)
+        figure = {"graph": graph_record(design.spec, support), "identification": main_result.to_dict()}
+        write_json(Path(args.figure).with_suffix(".json"), figure)
+        plot_support_graph(figure["graph"], figure["identification"], args.figure)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -172,14 +175,14 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     from hlsm.app.fitrun import run_fit
 
     metrics = run_fit(args.design, args.out, data=args.data, progress=not args.quiet, resume=args.resume)
-    rec, table = metrics["recovery"], metrics["confusion"]
-    print(f"fitted {metrics['traces']:,} traces: best restart {metrics['best']} of {len(metrics['restarts'])}")
+    rec, table = metrics.recovery, metrics.confusion
+    print(f"fitted {metrics.traces:,} traces: best restart {metrics.best} of {len(metrics.restarts)}")
     print(
-        f"  binding accuracy: skills {rec['skill_binding_accuracy']:.0%}, "
-        f"routings {rec['routing_binding_accuracy']:.0%}; "
-        f"matched table TV max {rec['matched_tv_max']:.3f}"
+        f"  binding accuracy: skills {rec.skill_binding_accuracy:.0%}, "
+        f"routings {rec.routing_binding_accuracy:.0%}; "
+        f"matched table TV max {rec.matched_tv_max:.3f}"
     )
-    free = [s for s, row in metrics["symbols"].items() if not row["identified"]]
+    free = [s for s, view in metrics.symbols.items() if not view.identified]
     print(f"  symbols not identified by the fit: {', '.join(free) or 'none'}")
     if table is not None:
         print(f"  candidates: VI and the exact checker agree on {table['agreement']:.0%} of {table['total']}")

@@ -19,7 +19,7 @@ names the parameter that blew up.
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from hlsm.app.designfile import IdentifyDesign, load_design, parse_design
+from hlsm.app.fitmetrics import FitMetrics, Recovery, RestartRecord, SymbolView
 from hlsm.config import build_dataclass
 from hlsm.identify.checker import identify
 from hlsm.identify.hlib import ContradictionError
@@ -39,6 +40,7 @@ from hlsm.io import atomic_write, write_json
 from hlsm.programs import Program
 from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus, concat, read_jsonl, simulate
+from hlsm.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,9 @@ def _data(design: IdentifyDesign, section: FitSection, data: str | None) -> tupl
     return concat(parts), support, design.corpus()
 
 
-def _symbol_views(design: IdentifyDesign, result: FitResult, section: FitSection, checker: Any) -> dict[str, Any]:
+def _symbol_views(
+    design: IdentifyDesign, result: FitResult, section: FitSection, checker: Any
+) -> dict[str, SymbolView]:
     """Per symbol: the best restart's binding, its probability, restart agreement, the checker's verdict."""
     spec, band = design.spec, near_best(result, section.near)
     best_run = result.restarts[result.best]
@@ -108,7 +112,7 @@ def _symbol_views(design: IdentifyDesign, result: FitResult, section: FitSection
     # the best restart's as the library's, through Hungarian matching of the tables
     to_best = [_relabel(result.restarts[i].tables, best_run.tables, section.tables) for i in band]
     to_truth = _relabel(best_run.tables, library_tables(spec, section.epsilon), section.tables)
-    out: dict[str, Any] = {}
+    out: dict[str, SymbolView] = {}
     for kind, names, symbols, attr in (
         ("skill", spec.skills, spec.skill_symbols, "alpha"),
         ("routing", spec.routings, spec.routing_symbols, "beta"),
@@ -122,15 +126,15 @@ def _symbol_views(design: IdentifyDesign, result: FitResult, section: FitSection
             agree = bool((modes[:, s] == modes[0, s]).all())
             verdict = None if checker is None else getattr(checker, f"{kind}_identified")[s]
             fitted = int(best[s].argmax())
-            out[sym] = {
-                "kind": kind,
-                "true": names[s],
-                "fitted": names[int(to_truth[fitted])] if kind == "skill" else names[fitted],
-                "probability": prob,
-                "restarts_agree": agree,
-                "identified": prob >= section.confident and agree,
-                "checker": verdict,
-            }
+            out[sym] = SymbolView(
+                kind=kind,
+                true=names[s],
+                fitted=names[int(to_truth[fitted])] if kind == "skill" else names[fitted],
+                probability=prob,
+                restarts_agree=agree,
+                identified=prob >= section.confident and agree,
+                checker=verdict,
+            )
     return out
 
 
@@ -145,24 +149,26 @@ def _relabel(tables: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.
     return out
 
 
-def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, corpus: Corpus) -> dict[str, Any]:
+def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, corpus: Corpus) -> Recovery:
     spec, params = design.spec, result.params()
     k, m = spec.num_skills, spec.num_routings
     true_tables = library_tables(spec, section.epsilon)
     matching = match_tables(result.restarts[result.best].tables, true_tables)
     # library tables are the library's own: bindings are read without relabelling
     perm = None if section.tables == "library" else matching.permutation
-    out: dict[str, Any] = {
-        "skill_binding_accuracy": binding_accuracy(params.alpha, list(range(k)), perm),
-        "routing_binding_accuracy": binding_accuracy(params.beta, list(range(m))),
-        "matched_tv": matching.tv.tolist(),
-        "matched_tv_max": matching.max_tv,
-        "epsilon": result.restarts[result.best].epsilon,
-    }
+    selections: dict[str, float] = {}
     if len(corpus) <= 20_000:
         support = sorted({corpus.program(i) for i in range(len(corpus))})
-        out.update(selection_recovery(corpus, map_selections(spec, params, support, corpus)))
-    return out
+        selections = selection_recovery(corpus, map_selections(spec, params, support, corpus))
+    return Recovery(
+        skill_binding_accuracy=binding_accuracy(params.alpha, list(range(k)), perm),
+        routing_binding_accuracy=binding_accuracy(params.beta, list(range(m))),
+        matched_tv=matching.tv.tolist(),
+        matched_tv_max=matching.max_tv,
+        epsilon=result.restarts[result.best].epsilon,
+        matched_permutation=[int(i) for i in (range(k) if perm is None else perm)],
+        selections=selections,
+    )
 
 
 def run_fit(
@@ -171,15 +177,13 @@ def run_fit(
     data: str | None = None,
     progress: bool = True,
     resume: bool = False,
-) -> dict[str, Any]:
+) -> FitMetrics:
     """Run ``hlsm fit`` (see the module docstring); returns the metrics written to ``metrics.json``.
 
     ``design_path`` is a design file or an already-read design mapping (as :func:`load_design` reads
     it). The fit checkpoints to ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a
     fresh run deletes it first).
     """
-    from hlsm.app.plots import plot_fit_losses, plot_fit_predictive, plot_fit_tables
-
     if isinstance(design_path, dict):
         design = parse_design(design_path, "the design mapping")
         design_path = "<mapping>"
@@ -216,33 +220,23 @@ def run_fit(
         except ContradictionError:
             checker, in_set = None, None  # noisy data without a noiseless twin: no exact verdicts
         views = bayesian_view(spec, result, design.candidates, confident=section.confident, near=section.near)
-        metrics: dict[str, Any] = {
-            "design": str(design_path),
-            "data": data,
-            "traces": len(corpus),
-            "fit": asdict(section),
-            "restarts": [
-                {
-                    "seed": r.seed,
-                    "objective": r.objective,
-                    "log_likelihood": r.log_likelihood,
-                    "steps": len(r.history),
-                    "converged": r.converged,
-                    "epsilon": r.epsilon,
-                }
+        metrics = FitMetrics(
+            design=str(design_path),
+            data=data,
+            traces=len(corpus),
+            fit=asdict(section),
+            restarts=[
+                RestartRecord(r.seed, r.objective, r.log_likelihood, len(r.history), r.converged, r.epsilon)
                 for r in result.restarts
             ],
-            "best": result.best,
-            "spread": result.spread,
-            "recovery": _recovery(design, result, section, corpus),
-            "symbols": _symbol_views(design, result, section, checker),
-            "candidates": [
-                {**v.to_dict(), "checker": None if in_set is None else in_set[i]} for i, v in enumerate(views)
-            ],
-            "confusion": None if in_set is None else confusion(views, in_set),
-        }
-        if nuts.run:
-            metrics["nuts"] = _run_nuts(design, corpus, support, nuts, result, out)
+            best=result.best,
+            spread=result.spread,
+            recovery=_recovery(design, result, section, corpus),
+            symbols=_symbol_views(design, result, section, checker),
+            candidates=[{**v.to_dict(), "checker": None if in_set is None else in_set[i]} for i, v in enumerate(views)],
+            confusion=None if in_set is None else confusion(views, in_set),
+            nuts=_run_nuts(design, corpus, support, nuts, result, out) if nuts.run else None,
+        )
     params = {
         "spec": spec.to_dict(),
         "best": result.best,
@@ -250,13 +244,27 @@ def run_fit(
             {"alpha": r.alpha, "beta": r.beta, "tables": r.tables, "epsilon": r.epsilon, "history": list(r.history)}
             for r in result.restarts
         ],
+        # the truth the dense tables are matched to (small: dense tables need |X| <= 4096 anyway)
+        "truth": library_tables(spec, section.epsilon) if section.tables == "dense" else None,
     }
     atomic_write(out / "params.pt", lambda f: torch.save(params, f), mode="wb")
-    write_json(out / "metrics.json", _finite(metrics))
-    plot_fit_tables(spec, result, section.tables, section.epsilon, out / "tables.png")
-    plot_fit_losses(result, out / "elbo.png")
-    plot_fit_predictive(metrics["candidates"], out / "predictive.png", section.confident)
+    write_json(out / "metrics.json", metrics.to_dict())
+    draw_fit(out)
     return metrics
+
+
+def draw_fit(out: str | Path) -> None:
+    """Draw ``tables.png``, ``elbo.png`` and ``predictive.png`` from a fit's saved ``params.pt`` and
+    ``metrics.json`` in ``out`` (the figures of :func:`run_fit`; rerun it to redraw them)."""
+    from hlsm.app.plots import plot_fit_losses, plot_fit_predictive, plot_fit_tables
+
+    out = Path(out)
+    params = torch.load(out / "params.pt", weights_only=True)
+    metrics = FitMetrics.from_dict(json.loads((out / "metrics.json").read_text()))
+    spec = Spec.from_dict(params["spec"])
+    plot_fit_tables(spec, params, metrics.recovery, out / "tables.png")
+    plot_fit_losses(params, [r.objective for r in metrics.restarts], out / "elbo.png")
+    plot_fit_predictive(metrics.candidates, out / "predictive.png", metrics.fit["confident"])
 
 
 def _run_nuts(
@@ -271,14 +279,3 @@ def _run_nuts(
         "summary": posterior.summary(),
         "versus_fit": compare_with_point(design.spec, posterior, result.params(), list(design.candidates)),
     }
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become None (strict JSON has no such numbers)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -50,22 +50,19 @@ def plot_corpus_summary(summary: dict[str, Any], path: str | Path, title: str = 
     return _save(fig, path)
 
 
-def plot_support_graph(spec: Any, programs: Any, identification: dict[str, Any], path: str | Path) -> Path:
+def plot_support_graph(record: dict[str, Any], identification: dict[str, Any], path: str | Path) -> Path:
     """The support graph (routing -> skill contexts, skill -> skill successions), nodes coloured by
-    whether the checker identified the symbol (``identification`` is ``Identification.to_dict()``)."""
+    whether the checker identified the symbol. ``record`` is :func:`hlsm.identify.graph.graph_record`
+    (node-link data), ``identification`` is ``Identification.to_dict()``."""
     import networkx as nx
 
-    from hlsm.identify.graph import support_graph
-
-    graph = support_graph(spec, programs)
+    graph = nx.node_link_graph(record, edges="edges")
     status = {**identification["skills"], **identification["routings"]}
     routing_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "routing"]
     skill_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "skill"]
     pos = {}
     for i, n in enumerate(routing_nodes):
         pos[n] = (0.0, -i / max(1, len(routing_nodes) - 1))
-    import math
-
     for i, n in enumerate(skill_nodes):
         angle = 2 * math.pi * i / max(1, len(skill_nodes))
         pos[n] = (1.6 + 0.9 * math.cos(angle), -0.5 + 0.9 * math.sin(angle))
@@ -345,27 +342,24 @@ def plot_view_confusion(results: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_fit_tables(spec: Any, result: Any, tables: str, epsilon: float, path: str | Path) -> Path:
+def plot_fit_tables(spec: Any, params: dict[str, Any], recovery: Any, path: str | Path) -> Path:
     """Recovered bindings (and, for dense tables, each true skill's matched recovered table).
 
-    ``result`` is a :class:`hlsm.infer.fitting.FitResult`; the truth is the identity binding of the spec's
-    library (symbol ``i`` denotes module ``i``) with corruption ``epsilon``. Dense tables' skills are
-    put in the order of the true skills they match (Hungarian matching on TV), so the truth is the
-    diagonal in both classes.
+    ``params`` is a fit's saved ``params.pt`` (restarts' ``alpha``, ``beta``, ``tables``, the ``best``
+    index and, for dense tables, the ``truth`` they were matched to); ``recovery`` its
+    :class:`hlsm.app.fitrun.Recovery`. The truth is the identity binding of the spec's library
+    (symbol ``i`` denotes module ``i``). Dense tables' skills are put in the order of the true skills
+    they match (``recovery.matched_permutation``), so the truth is the diagonal in both classes.
     """
     import numpy as np
 
-    from hlsm.infer.likelihood import library_tables
-    from hlsm.infer.metrics import match_tables
-
-    best = result.restarts[result.best]
-    alpha, beta = best.alpha.numpy(), best.beta.numpy()
-    dense = tables == "dense"
-    k = spec.num_skills
-    truth = library_tables(spec, epsilon).numpy()
-    matching = match_tables(best.tables, truth)
+    best = params["restarts"][params["best"]]
+    alpha, beta = np.asarray(best["alpha"]), np.asarray(best["beta"])
+    truth = params.get("truth")
+    dense = truth is not None
+    perm = list(recovery.matched_permutation)
     if dense:
-        alpha = alpha[:, matching.permutation]
+        alpha = alpha[:, perm]
     fig, axes = plt.subplots(1, 2 + (2 if dense else 0), figsize=(4.2 * (2 + (2 if dense else 0)), 4.2), squeeze=False)
     panels = [
         (alpha, spec.skill_symbols, spec.skills, "skill bindings alpha"),
@@ -382,8 +376,8 @@ def plot_fit_tables(spec: Any, result: Any, tables: str, epsilon: float, path: s
                     tone = "white" if mat[i, j] > 0.5 else "black"
                     ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color=tone)
     if dense:
-        stacked_true = np.concatenate(list(truth), axis=1)
-        stacked_fit = np.concatenate([best.tables[int(matching.permutation[i])].numpy() for i in range(k)], axis=1)
+        stacked_true = np.concatenate(list(np.asarray(truth)), axis=1)
+        stacked_fit = np.concatenate([np.asarray(best["tables"][i]) for i in perm], axis=1)
         for ax, mat, title in (
             (axes[0][2], stacked_true, "true tables"),
             (axes[0][3], stacked_fit, "recovered (matched)"),
@@ -392,23 +386,29 @@ def plot_fit_tables(spec: Any, result: Any, tables: str, epsilon: float, path: s
             ax.set_title(f"{title}: {', '.join(spec.skills)}", fontsize=9)
             ax.set_xlabel("output state, one block per skill")
             ax.set_ylabel("input state")
-        axes[0][3].set_xlabel(f"matched mean TV {matching.mean_tv:.3f}, max {matching.max_tv:.3f}")
-    fig.suptitle(f"Best restart ({result.best}) of {len(result.restarts)}")
+        tv = recovery.matched_tv
+        axes[0][3].set_xlabel(f"matched mean TV {sum(tv) / len(tv):.3f}, max {recovery.matched_tv_max:.3f}")
+    fig.suptitle(f"Best restart ({params['best']}) of {len(params['restarts'])}")
     fig.tight_layout()
     return _save(fig, path)
 
 
-def plot_fit_losses(result: Any, path: str | Path) -> Path:
-    """The loss of every restart above the lowest loss reached, on a log scale; the best highlighted."""
-    floor = min(min(r.history) for r in result.restarts)
+def plot_fit_losses(params: dict[str, Any], objectives: list[float], path: str | Path) -> Path:
+    """The loss of every restart above the lowest loss reached, on a log scale; the best highlighted.
+
+    ``params`` is a fit's saved ``params.pt`` (each restart's loss ``history``, the ``best`` index);
+    ``objectives`` the restarts' final objectives (``metrics.json``).
+    """
+    histories = [r["history"] for r in params["restarts"]]
+    floor = min(min(h) for h in histories)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, r in enumerate(result.restarts):
-        best = i == result.best
+    for i, (history, objective) in enumerate(zip(histories, objectives, strict=True)):
+        best = i == params["best"]
         ax.plot(
-            [h - floor + 1.0 for h in r.history],
+            [h - floor + 1.0 for h in history],
             lw=2 if best else 1,
             alpha=1 if best else 0.6,
-            label=f"restart {i}{' (best)' if best else ''}: objective {r.objective:.1f}",
+            label=f"restart {i}{' (best)' if best else ''}: objective {objective:.1f}",
         )
     ax.set_yscale("log")
     ax.set_xlabel("step")

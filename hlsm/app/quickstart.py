@@ -185,15 +185,16 @@ def _fit_section(config: QuickstartConfig, out: Path) -> list[str]:
     design = folder / "design.toml"
     design.write_text(FIT_DESIGN.format(traces=200 if tiny else 2000, steps=40 if tiny else 400))
     metrics = run_fit(design, folder, progress=False)
-    rec, table = metrics["recovery"], metrics["confusion"]
-    free = [s for s, row in metrics["symbols"].items() if not row["identified"]]
+    rec, table = metrics.recovery, metrics.confusion
+    free = [s for s, view in metrics.symbols.items() if not view.identified]
+    assert table is not None  # the design's data are noiseless: the checker gives verdicts
     return [
         "",
         "## 3. Fit",
         "",
-        f"`hlsm fit` on a tiny design (A = 3, n = 2, 3 skills, 2 routings; `fit/design.toml`): {metrics['traces']:,} "
-        f"traces, 4 restarts. Binding accuracy {rec['skill_binding_accuracy']:.0%} (skills), "
-        f"{rec['routing_binding_accuracy']:.0%} (routings); learned corruption rate {rec['epsilon']:.3f} (true 0.05); "
+        f"`hlsm fit` on a tiny design (A = 3, n = 2, 3 skills, 2 routings; `fit/design.toml`): {metrics.traces:,} "
+        f"traces, 4 restarts. Binding accuracy {rec.skill_binding_accuracy:.0%} (skills), "
+        f"{rec.routing_binding_accuracy:.0%} (routings); learned corruption rate {rec.epsilon:.3f} (true 0.05); "
         f"symbols the fit leaves free: {', '.join(free) or 'none'}. On the {table['total']} depth-2 candidates the "
         f"Bayesian view and the exact checker agree on {table['agreement']:.0%}.",
         "",

@@ -126,14 +126,15 @@ def _run_fit(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     from hlsm.app.fitrun import run_fit
 
     metrics = run_fit(raw, out, progress=False)
-    best = metrics["restarts"][metrics["best"]]
-    confusion = metrics["confusion"] or {}
+    best = metrics.restarts[metrics.best]
+    confusion = metrics.confusion or {}
+    recovery = metrics.recovery.to_dict()
     return {
-        "objective": best["objective"],
-        "spread": metrics["spread"],
-        **_scalars({"recovery": {k: v for k, v in metrics["recovery"].items() if not isinstance(v, list)}}),
+        "objective": best.objective,
+        "spread": metrics.spread,
+        **_scalars({"recovery": {k: v for k, v in recovery.items() if not isinstance(v, list)}}),
         "agreement": confusion.get("agreement"),
-        "free_symbols": sum(not row["identified"] for row in metrics["symbols"].values()),
+        "free_symbols": sum(not view.identified for view in metrics.symbols.values()),
     }
 
 

@@ -41,6 +41,12 @@ def support_graph(spec: Spec, programs: Iterable[Program]) -> nx.DiGraph:
     return graph
 
 
+def graph_record(spec: Spec, programs: Iterable[Program]) -> dict[str, Any]:
+    """The support graph as plain data (networkx node-link form: ``nodes`` with ``id``, ``kind``,
+    ``name``; ``edges`` with ``source``, ``target``, ``kind``, ``count``), for saving and drawing."""
+    return nx.node_link_data(support_graph(spec, programs), edges="edges")
+
+
 def graph_diagnostics(spec: Spec, programs: Sequence[Program]) -> dict[str, Any]:
     """networkx diagnostics of the support graph: components, degrees, symbols never met."""
     graph = support_graph(spec, programs)

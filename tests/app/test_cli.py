@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,11 @@ def test_identify_table_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "routing R0   NOT identified  fits: chain, restart" in out
     assert "== H-tab: generalisation set 20/34" in out
     assert figure.stat().st_size > 10_000
+    # the figure is drawn from the record saved beside it: the support graph and the verdicts
+    record = json.loads(figure.with_suffix(".json").read_text())
+    spec = Spec.from_dict(tomllib.loads((DESIGNS / "c3_sort_masks_routing.toml").read_text())["spec"])
+    assert {n["id"] for n in record["graph"]["nodes"]} == set(spec.skill_symbols) | set(spec.routing_symbols)
+    assert record["identification"]["routings"]["R0"]["identified"] is False
 
 
 IDENTIFY_ERRORS = {

@@ -1,0 +1,145 @@
+"""What ``hlsm fit`` reports, typed: :class:`FitMetrics` is the content of ``metrics.json``.
+
+Producers build the dataclasses (:func:`hlsm.app.fitrun.run_fit`); :meth:`FitMetrics.to_dict` writes
+the JSON file and :meth:`FitMetrics.from_dict` reads it back for figures and sweeps, so a key that a
+consumer expects and no producer writes is a type error, not a silent ``KeyError`` at the end of a run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RestartRecord:
+    """One restart of a fit as ``metrics.json`` lists it."""
+
+    seed: int
+    objective: float
+    log_likelihood: float
+    steps: int
+    converged: bool
+    epsilon: float | None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Recovery of the true library by the best restart (``metrics.json`` ``recovery``).
+
+    ``matched_permutation[i]`` is the fitted skill matched to true skill ``i`` (Hungarian matching on
+    TV; the identity order for library tables); ``selections`` holds the ARI / NMI of the MAP
+    selections (written flat beside the other keys; absent on corpora over 20,000 traces).
+    """
+
+    skill_binding_accuracy: float
+    routing_binding_accuracy: float
+    matched_tv: list[float]
+    matched_tv_max: float
+    epsilon: float | None
+    matched_permutation: list[int]
+    selections: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f: getattr(self, f) for f in _FIELDS_RECOVERY}
+        return out | dict(self.selections)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Recovery:
+        rest = {k: v for k, v in raw.items() if k not in _FIELDS_RECOVERY}
+        return cls(**{k: raw[k] for k in _FIELDS_RECOVERY}, selections=rest)
+
+
+_FIELDS_RECOVERY = (
+    "skill_binding_accuracy",
+    "routing_binding_accuracy",
+    "matched_tv",
+    "matched_tv_max",
+    "epsilon",
+    "matched_permutation",
+)
+
+
+@dataclass(frozen=True)
+class SymbolView:
+    """One symbol as the fit reads it: the best restart's binding, its probability, restart agreement."""
+
+    kind: str
+    true: str
+    fitted: str
+    probability: float
+    restarts_agree: bool
+    identified: bool
+    checker: bool | None
+
+
+@dataclass(frozen=True)
+class FitMetrics:
+    """Everything ``hlsm fit`` writes to ``metrics.json`` (:meth:`to_dict` is the file's content).
+
+    ``candidates`` are :meth:`hlsm.infer.bayes.ProgramView.to_dict` rows with the checker's verdict
+    (``checker``: in G or not, None without noiseless data); ``confusion`` is
+    :func:`hlsm.infer.bayes.confusion`; ``nuts`` the NUTS summary and comparison when it ran.
+    """
+
+    design: str
+    data: str | None
+    traces: int
+    fit: dict[str, Any]
+    restarts: list[RestartRecord]
+    best: int
+    spread: float
+    recovery: Recovery
+    symbols: dict[str, SymbolView]
+    candidates: list[dict[str, Any]]
+    confusion: dict[str, Any] | None
+    nuts: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record (NaN and infinities become None)."""
+        out: dict[str, Any] = {
+            "design": self.design,
+            "data": self.data,
+            "traces": self.traces,
+            "fit": self.fit,
+            "restarts": [asdict(r) for r in self.restarts],
+            "best": self.best,
+            "spread": self.spread,
+            "recovery": self.recovery.to_dict(),
+            "symbols": {s: asdict(v) for s, v in self.symbols.items()},
+            "candidates": self.candidates,
+            "confusion": self.confusion,
+        }
+        if self.nuts is not None:
+            out["nuts"] = self.nuts
+        return _finite(out)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FitMetrics:
+        """Read a ``metrics.json`` record back."""
+        return cls(
+            design=raw["design"],
+            data=raw["data"],
+            traces=raw["traces"],
+            fit=raw["fit"],
+            restarts=[RestartRecord(**r) for r in raw["restarts"]],
+            best=raw["best"],
+            spread=raw["spread"],
+            recovery=Recovery.from_dict(raw["recovery"]),
+            symbols={s: SymbolView(**v) for s, v in raw["symbols"].items()},
+            candidates=raw["candidates"],
+            confusion=raw["confusion"],
+            nuts=raw.get("nuts"),
+        )
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None (strict JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,158 @@
+"""The layer contract (DESIGN section 4), read from the source: imports point down only.
+
+``core`` (``hlsm/*.py``) <- ``identify``, ``infer``, ``lm`` <- ``app``. ``infer`` and ``lm`` may use
+``identify`` (the checker's verdicts); ``identify`` and ``lm`` never use ``infer`` (no Pyro on the
+transformer side); nothing but the entry point ``hlsm/__main__.py`` imports ``app``. Imports inside
+functions count; imports under ``if TYPE_CHECKING:`` do not (they never run). Third-party packages
+are held to their layer too: Pyro and ArviZ in ``infer`` only, networkx out of the core.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "hlsm"
+LAYERS = ("identify", "infer", "lm", "app")
+ALLOWED = {
+    "core": {"core"},
+    "identify": {"core", "identify"},
+    "infer": {"core", "identify", "infer"},
+    "lm": {"core", "identify", "lm"},
+    "app": {"core", "identify", "infer", "lm", "app"},
+    "entry": {"core", "app"},
+}
+THIRD_PARTY = {"pyro": {"infer", "app"}, "arviz": {"infer", "app"}, "networkx": {"identify", "infer", "lm", "app"}}
+
+
+def layer_of_module(name: str) -> str:
+    """The layer of a dotted module name inside ``hlsm``."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
+
+
+def layer_of_file(path: Path, package: Path = PACKAGE) -> str:
+    rel = path.relative_to(package)
+    if rel.parts == ("__main__.py",):
+        return "entry"
+    return rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in LAYERS else "core"
+
+
+def _type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def runtime_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` of every import that can run: nested ones too, not those under TYPE_CHECKING."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if _type_checking_block(child):
+                assert isinstance(child, ast.If)
+                stack.extend(child.orelse)
+                continue
+            if isinstance(child, ast.Import):
+                yield from ((child.lineno, alias.name) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                if child.module == "hlsm":  # from hlsm import fitstate -> hlsm.fitstate
+                    yield from ((child.lineno, f"hlsm.{alias.name}") for alias in child.names)
+                else:
+                    yield child.lineno, child.module
+            stack.append(child)
+
+
+def violations(package: Path = PACKAGE) -> list[str]:
+    """Every import under ``package`` that breaks the contract, as ``file:line message``."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        layer = layer_of_file(path, package)
+        for line, module in runtime_imports(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(package.parent)}:{line}"
+            top = module.split(".")[0]
+            if top == "hlsm" and module != "hlsm":
+                target = layer_of_module(module)
+                if target not in ALLOWED[layer]:
+                    found.append(
+                        f"{where} imports {module}: the {layer} layer may import only "
+                        f"{', '.join(sorted(ALLOWED[layer]))} (docs/index.md, the layers); move the code down "
+                        "or the import up"
+                    )
+            elif top in THIRD_PARTY and layer not in THIRD_PARTY[top]:
+                found.append(f"{where} imports {top}, which belongs to the {'/'.join(sorted(THIRD_PARTY[top]))} layers")
+    return found
+
+
+def test_imports_point_down_only() -> None:
+    found = violations()
+    assert not found, "layer contract broken:\n" + "\n".join(found)
+
+
+def test_the_contract_flags_a_wrong_import(tmp_path: Path) -> None:
+    """The check itself: a planted import of infer from lm, and of app from the core, are named."""
+    fake = tmp_path / "hlsm"
+    (fake / "lm").mkdir(parents=True)
+    (fake / "lm" / "bad.py").write_text("def f():\n    from hlsm.infer.model import hlsm\n")
+    (fake / "spec.py").write_text(
+        "import hlsm.app.cli\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pyro\n"
+    )
+    (fake / "identify").mkdir()
+    (fake / "identify" / "ok.py").write_text("from hlsm.spec import Spec\nimport networkx\n")
+    found = violations(fake)
+    assert len(found) == 2
+    assert found[0].startswith("hlsm/lm/bad.py:2 imports hlsm.infer.model: the lm layer may import only")
+    assert found[1].startswith("hlsm/spec.py:1 imports hlsm.app.cli: the core layer may import only core")
+
+
+def test_sims_are_never_imported_by_the_library() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        for line, module in runtime_imports(ast.parse(path.read_text())):
+            assert module.split(".")[0] != "sims", f"{path.relative_to(ROOT)}:{line} imports {module}"
+
+
+@pytest.mark.parametrize("package", ["hlsm", "hlsm.identify", "hlsm.infer"])
+def test_lazy_names_resolve_and_match_their_type_stubs(package: str) -> None:
+    """Every lazy public name loads from the module it names, and the TYPE_CHECKING imports say the same."""
+    module = importlib.import_module(package)
+    path = Path(module.__file__ or "")
+    tree = ast.parse(path.read_text())
+    stubbed = {
+        alias.asname or alias.name: node.module
+        for block in ast.walk(tree)
+        if _type_checking_block(block)
+        for node in ast.walk(block)
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    names = module._NAMES  # type: ignore[attr-defined]
+    assert stubbed == names
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
+def test_submodules_are_not_shadowed_and_verbs_are_callable() -> None:
+    code = (
+        "import sys, types, hlsm, hlsm.identify, hlsm.simulate\n"
+        "assert isinstance(hlsm.identify, types.ModuleType) and isinstance(hlsm.simulate, types.ModuleType)\n"
+        "assert hlsm.identify is sys.modules['hlsm.identify'] and hlsm.simulate is sys.modules['hlsm.simulate']\n"
+        "assert callable(hlsm.identify) and callable(hlsm.simulate) and callable(hlsm.fit)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_import_hlsm_and_help_load_no_torch() -> None:
+    code = (
+        "import sys, hlsm\n"
+        "assert 'torch' not in sys.modules, 'import hlsm loaded torch'\n"
+        "from hlsm.app.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'hlsm --help loaded torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
