@@ -17,6 +17,9 @@ A :class:`SupportDesign` holds named splits of programs:
 never-trained ones), the set-up of DESIGN section 6. :func:`coverage` reports which modules, pairs
 and contexts a split exercises (the networkx support graph built on it is
 :func:`hlsm.identify.graph.support_graph`).
+
+One module (about 430 lines): the config, the two holdout draws and the coverage counts share one
+vocabulary of programs, skill pairs and contexts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Figures, drawn from saved results only (dicts read back from JSON)."""
+"""Figures, drawn from saved results only (records read back from JSON or ``params.pt``).
+
+Each function draws one figure and computes nothing that a result file does not hold: the
+computations live with the code that saves the results. The module is long (about 490 lines)
+because matplotlib code is."""
 
 from __future__ import annotations
 

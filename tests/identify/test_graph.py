@@ -5,18 +5,7 @@ from __future__ import annotations
 from hlsm.identify.graph import graph_diagnostics, support_graph
 from hlsm.programs import Program
 from hlsm.spec import Spec
-
-
-def hand_made() -> tuple[Spec, list[Program]]:
-    spec = Spec(
-        alphabet=3, length=3, skills=("reverse", "sort", "shift_up", "count"), routings=("chain", "restart", "skip")
-    )
-    programs = [
-        Program.atomic(0),
-        Program(((0, 1), (1, 2))),
-        Program(((1, 2), (0, 2), (0, 1))),
-    ]
-    return spec, programs
+from tests.core.test_design import hand_made
 
 
 def tiny() -> Spec:
