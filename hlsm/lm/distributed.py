@@ -119,15 +119,6 @@ def gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     return out
 
 
-def broadcast_object(ctx: DistContext, obj: Any) -> Any:
-    """Rank 0's ``obj`` on every rank."""
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def all_reduce_sum(ctx: DistContext, values: list[float]) -> list[float]:
     """The element-wise sum of every rank's ``values`` (float64), on every rank."""
     if not ctx.distributed:
