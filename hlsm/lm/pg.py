@@ -8,7 +8,7 @@ trace ``i`` does not depend on ``y_i``,
 
 so ``(1/G) sum_i A_i grad log pi(y_i)`` is an unbiased estimate of the gradient of the expected
 reward, with lower variance than the plain ``r_i grad log pi(y_i)`` (tested against the exact
-gradient of a policy small enough to enumerate, ``tests/test_lm_rl.py``).
+gradient of a policy small enough to enumerate, ``tests/lm/test_lm_rl.py``).
 
 The KL penalty to the frozen reference (SFT) policy uses Schulman's *k3* estimator per sampled
 token, ``k3 = exp(d) - d - 1`` with ``d = log pi_ref(y_t) - log pi(y_t)`` (:func:`kl_k3`): it is
