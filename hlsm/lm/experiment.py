@@ -34,7 +34,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from scipy import stats
 
 from hlsm.design import make_design
@@ -47,6 +46,7 @@ from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
+from hlsm.runtime import torch_threads
 
 SCALES = ("tiny", "cpu", "gpu")
 
@@ -254,16 +254,18 @@ def evaluate_run(run: Path, examples: int, seed: int, *, checker: bool = False, 
 
 
 def run_arm(arm: Arm, scale: ExperimentScale, seed: int, cache: str | Path) -> dict[str, Any]:
-    """SFT, then RL if the arm has one, then the evaluation; returns :meth:`DesignEvaluation.to_dict` + ``run``."""
-    if scale.sft.training.threads is not None:
-        torch.set_num_threads(scale.sft.training.threads)
-    run = run_sft(arm_sft_config(scale, arm, seed), cache)
-    if arm.rl is not None:
-        rl = scale.rl
-        config = replace(rl, design=dict(arm.rl), training=replace(rl.training, seed=seed))
-        run = run_rl(config, run, cache)
-    device = scale.sft.training.device
-    return evaluate_run(run, scale.eval_examples, seed, checker=scale.checker, device=device) | {"run": str(run)}
+    """SFT, then RL if the arm has one, then the evaluation; returns :meth:`DesignEvaluation.to_dict` + ``run``.
+
+    Torch runs on the SFT config's ``threads`` throughout (restored on return; None: left alone).
+    """
+    with torch_threads(scale.sft.training.threads):
+        run = run_sft(arm_sft_config(scale, arm, seed), cache)
+        if arm.rl is not None:
+            rl = scale.rl
+            config = replace(rl, design=dict(arm.rl), training=replace(rl.training, seed=seed))
+            run = run_rl(config, run, cache)
+        device = scale.sft.training.device
+        return evaluate_run(run, scale.eval_examples, seed, checker=scale.checker, device=device) | {"run": str(run)}
 
 
 def _run_seed(arms: Sequence[Arm], scale: ExperimentScale, seed: int, cache: str) -> dict[str, dict[str, Any]]:

@@ -69,6 +69,7 @@ from hlsm.lm.rundir import (
     make_adamw,
     truncate_metrics,
 )
+from hlsm.runtime import torch_threads
 
 # per-update sums logged as means; order of the stats vector
 _STATS = (
@@ -118,7 +119,8 @@ def train_rl(
     task = resolve_task(config, policy.sft_record)
     ctx = init_distributed(config.training.device)
     try:
-        return _train(config, policy, task, Path(init), out, ctx, resume, progress, stop_at)
+        with torch_threads(config.training.threads):
+            return _train(config, policy, task, Path(init), out, ctx, resume, progress, stop_at)
     finally:
         shutdown(ctx)
 
@@ -151,8 +153,6 @@ def _train(
     cfg, rl = config.training, config.rl
     if rl.prompts_per_round % ctx.world_size:
         raise TrainingError(f"prompts_per_round={rl.prompts_per_round} must be divisible by the {ctx.world_size} ranks")
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     spec, fmt, tokenizer = task.spec, task.format, policy.tokenizer
     design, rl_design, rl_source, curriculum = rl_sources(task, rl.programs, rl.curriculum_fraction > 0)
     eval_sources = [resolve_source(rl_design if s.split == "rl" else design, s) for s in config.eval]

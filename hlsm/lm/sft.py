@@ -51,6 +51,7 @@ from hlsm.lm.rundir import (
     truncate_metrics,
 )
 from hlsm.lm.sft_config import SFTConfig, TrainingConfig
+from hlsm.runtime import torch_threads
 
 
 @dataclass
@@ -151,7 +152,8 @@ def train_sft(
     check_out(out, resume)
     ctx = init_distributed(cfg.device)
     try:
-        return _train(config, out, ctx, resume, progress, stop_at)
+        with torch_threads(cfg.threads):
+            return _train(config, out, ctx, resume, progress, stop_at)
     finally:
         shutdown(ctx)
 
@@ -162,8 +164,6 @@ def _train(
     cfg = config.training
     if cfg.batch_size % ctx.world_size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the {ctx.world_size} ranks")
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     spec = config.spec
     _, sources, eval_sources, width, gpt = _resolve(config)
     tokenizer = make_tokenizer(spec)
