@@ -53,7 +53,7 @@ from hlsm.lm.policy import Policy, load_policy
 from hlsm.lm.reinforce import RLResult, train_rl
 from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups
-from hlsm.lm.rundir import TrainingError
+from hlsm.lm.rundir import RunConfig, TrainingError
 from hlsm.lm.sampling import Generation, GenerationError, generate
 from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft
 from hlsm.lm.sft_config import ModelConfig, SFTConfig, TrainingConfig
@@ -83,6 +83,7 @@ __all__ = [
     "RLSettings",
     "RLTrainingConfig",
     "Rollout",
+    "RunConfig",
     "RolloutError",
     "SFTConfig",
     "SFTResult",
