@@ -43,7 +43,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hlsm.io import write_json
-from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
 from hlsm.lm.dataset import Examples, derive_seed, resolve_source, sample_examples
 from hlsm.lm.distributed import (
     DistContext,
@@ -61,13 +61,13 @@ from hlsm.lm.policy import Policy, load_policy
 from hlsm.lm.rl_config import RLConfig, RLSettings, Task, resolve_task
 from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups
 from hlsm.lm.rundir import (
+    METRICS_NAME,
     TrainingError,
     append_jsonl,
     autocast_for,
     check_out,
-    comparable,
     make_adamw,
-    truncate_metrics,
+    start_or_resume,
 )
 from hlsm.runtime import torch_threads
 
@@ -166,29 +166,21 @@ def _train(
     optimizer = make_adamw(model, rl.lr, rl.weight_decay, rl.betas, ctx.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     record = _record(config, task, policy, init)
-    ignore = (("training", "out"), ("init", "path"))
-    metrics_path, ckpt_path = out / "metrics.jsonl", out / CHECKPOINT_NAME
+    metrics_path, ckpt_path = out / METRICS_NAME, out / CHECKPOINT_NAME
+    ckpt = start_or_resume(
+        out,
+        ctx,
+        resume,
+        record,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        ignore=(("training", "out"), ("init", "path")),
+        differs="config or --init",
+    )
     update, traces, window = 0, 0, [0.0] * len(_STATS)
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if comparable(ckpt.config, ignore) != comparable(record, ignore):
-            raise TrainingError(
-                f"the checkpoint in '{out}' was written with a different config or --init; resume with the same"
-            )
-        if len(ckpt.rng) != ctx.world_size:
-            raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
-        model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
-        scheduler.load_state_dict(ckpt.scheduler)
+    if ckpt is not None:
         update, traces, window = ckpt.step, ckpt.extra["traces"], ckpt.extra["window"]
-        restore_rng_state(ckpt.rng[ctx.rank])
-        if ctx.is_main:
-            truncate_metrics(metrics_path, update)
-    elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
-        write_json(out / "config.json", record)
-    barrier(ctx)
     autocast = autocast_for(ctx.device, cfg.bf16)
     eval_sets: dict[str, Examples] = {}
     if ctx.is_main:

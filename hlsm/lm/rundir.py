@@ -4,8 +4,9 @@ A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object a line, e
 ``step``), ``checkpoint.pt`` (:mod:`hlsm.lm.checkpoint`) and ``summary.json``. These helpers are the
 parts that SFT (:mod:`hlsm.lm.sft`) and REINFORCE (:mod:`hlsm.lm.reinforce`) share: the
 ``[training]`` keys of every run (:class:`RunConfig`), refusing to overwrite a run or to resume a
-missing one, appending to and truncating the metrics log on resume, comparing configs without the
-output path, AdamW with decay on matrices only, bf16 autocast on CUDA.
+missing one, starting or resuming a run (:func:`start_or_resume`), appending to and truncating the
+metrics log, comparing configs without the output path, AdamW with decay on matrices only, bf16
+autocast on CUDA.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from torch import nn
 
 from hlsm.config import ConfigError
 from hlsm.errors import HLSMError
-from hlsm.io import write_text
-from hlsm.lm.checkpoint import CHECKPOINT_NAME
+from hlsm.io import write_json, write_text
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, restore_rng_state
+from hlsm.lm.distributed import DistContext, barrier
+
+METRICS_NAME = "metrics.jsonl"
 
 
 class TrainingError(HLSMError):
@@ -113,6 +117,70 @@ def comparable(record: dict[str, Any], ignore: Sequence[tuple[str, str]] = (("tr
         if isinstance(record.get(section), dict):
             record[section].pop(key, None)
     return record
+
+
+def start_or_resume(
+    out: Path,
+    ctx: DistContext,
+    resume: bool,
+    record: dict[str, Any],
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config_json: dict[str, Any] | None = None,
+    ignore: Sequence[tuple[str, str]] = (("training", "out"),),
+    differs: str = "config",
+) -> Checkpoint | None:
+    """Start a fresh run folder, or restore the run in ``out`` into ``model``, ``optimizer``, ``scheduler``.
+
+    Fresh (rank 0): create ``out``, drop a stale metrics log, write ``config.json`` (``config_json``,
+    default ``record``). Resume: load ``out/checkpoint.pt``; its config record must equal
+    ``record`` up to the ``ignore`` entries (:func:`comparable`) and it must have been written by
+    as many ranks as this run has; then the states and this rank's RNG state are restored and
+    rank 0 drops the metrics logged after the checkpoint. Every rank waits for the others before
+    returning.
+
+    Parameters
+    ----------
+    record
+        The run's JSON-ready config record, as saved in its checkpoints.
+    differs
+        What a mismatched record is called in the error (``"config"``, ``"config or --init"``).
+
+    Returns
+    -------
+    Checkpoint or None
+        The checkpoint resumed from (its ``step`` and ``extra`` hold the trainer's loop state), or
+        None for a fresh start.
+
+    Raises
+    ------
+    TrainingError
+        When the checkpoint's config or number of ranks differs from this run's.
+    """
+    metrics_path = out / METRICS_NAME
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out / CHECKPOINT_NAME)
+        if comparable(ckpt.config, ignore) != comparable(record, ignore):
+            raise TrainingError(
+                f"the checkpoint in '{out}' was written with a different {differs}; resume with the same"
+            )
+        if len(ckpt.rng) != ctx.world_size:
+            raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        scheduler.load_state_dict(ckpt.scheduler)
+        restore_rng_state(ckpt.rng[ctx.rank])
+        if ctx.is_main:
+            truncate_metrics(metrics_path, ckpt.step)
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path.unlink(missing_ok=True)
+        write_json(out / "config.json", record if config_json is None else config_json)
+    barrier(ctx)
+    return ckpt
 
 
 def make_adamw(
