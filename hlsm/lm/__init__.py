@@ -49,7 +49,7 @@ from hlsm.lm.evaluate import (
 )
 from hlsm.lm.model import GPT, GPTConfig, KVCache
 from hlsm.lm.pg import LossParts, kl_k3, loo_advantages, reinforce_loss, token_logprobs
-from hlsm.lm.policy import Policy, load_policy
+from hlsm.lm.policy import Policy, evaluate_checkpoint, load_policy, widen_policy
 from hlsm.lm.reinforce import RLResult, train_rl
 from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups
@@ -100,6 +100,7 @@ __all__ = [
     "design_splits",
     "encode_example",
     "encode_prompt",
+    "evaluate_checkpoint",
     "evaluate_design",
     "first_departure",
     "format_evaluation",
@@ -128,4 +129,5 @@ __all__ = [
     "token_logprobs",
     "train_rl",
     "train_sft",
+    "widen_policy",
 ]

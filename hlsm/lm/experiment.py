@@ -36,12 +36,11 @@ from typing import Any
 
 from scipy import stats
 
-from hlsm.design import make_design
 from hlsm.errors import HLSMError
 from hlsm.io import write_json
 from hlsm.lm.distributed import resolve_device
-from hlsm.lm.evaluate import design_splits, evaluate_design, paired_difference
-from hlsm.lm.policy import load_policy
+from hlsm.lm.evaluate import paired_difference
+from hlsm.lm.policy import evaluate_checkpoint
 from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
@@ -224,31 +223,11 @@ def run_rl(config: RLConfig, init: Path, cache: str | Path, *, progress: bool = 
 
 
 def evaluate_run(run: Path, examples: int, seed: int, *, checker: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """:func:`evaluate_design` of a run's final model on its SFT design, cached in the run folder."""
+    """:func:`hlsm.lm.policy.evaluate_checkpoint` of a run's final model on its SFT design, cached in the run folder."""
     path = run / f"evaluation-{_hash([examples, seed, checker])}.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
-    policy = load_policy(run, device=resolve_device(device))
-    spec, fmt = policy.spec, policy.format
-    design = make_design(spec, policy.design)
-    needed = max(
-        fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth)
-        for ps in design_splits(design).values()
-        for p in ps
-    )
-    if needed > policy.model.config.max_len:
-        policy = load_policy(run, device=resolve_device(device), max_len=needed)
-    result = evaluate_design(
-        policy.model,
-        spec,
-        fmt,
-        policy.tokenizer,
-        design,
-        examples_per_split=examples,
-        seed=seed,
-        checker=checker,
-        sft_programs=policy.sft_programs(),
-    )
+    result = evaluate_checkpoint(run, examples=examples, seed=seed, checker=checker, device=resolve_device(device))
     result.save(path)
     return dict(json.loads(path.read_text()))
 

@@ -57,7 +57,7 @@ from hlsm.lm.distributed import (
 from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT
 from hlsm.lm.pg import loo_advantages, reinforce_loss
-from hlsm.lm.policy import Policy, load_policy
+from hlsm.lm.policy import Policy, load_policy, widen_policy
 from hlsm.lm.rl_config import RLConfig, RLSettings, Task, resolve_task
 from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups
 from hlsm.lm.rundir import (
@@ -156,9 +156,7 @@ def _train(
     spec, fmt, tokenizer = task.spec, task.format, policy.tokenizer
     design, rl_design, rl_source, curriculum = rl_sources(task, rl.programs, rl.curriculum_fraction > 0)
     eval_sources = [resolve_source(rl_design if s.split == "rl" else design, s) for s in config.eval]
-    needed = max(fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth) for s in eval_sources for p in s.programs)
-    if needed > policy.model.config.max_len:
-        policy = load_policy(init, max_len=needed, what="--init checkpoint")
+    policy = widen_policy(policy, eval_sources)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = policy.model.to(ctx.device).eval()
