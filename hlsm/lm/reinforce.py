@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from hlsm.io import write_json
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
-from hlsm.lm.dataset import Examples, derive_seed, resolve_source, sample_examples
+from hlsm.lm.dataset import derive_seed, resolve_source, sample_examples
 from hlsm.lm.distributed import (
     DistContext,
     all_reduce_grads,
@@ -54,7 +54,6 @@ from hlsm.lm.distributed import (
     init_distributed,
     shutdown,
 )
-from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT
 from hlsm.lm.pg import loo_advantages, reinforce_loss
 from hlsm.lm.policy import Policy, load_policy, widen_policy
@@ -67,6 +66,7 @@ from hlsm.lm.rundir import (
     autocast_for,
     check_out,
     make_adamw,
+    make_evaluator,
     start_or_resume,
 )
 from hlsm.runtime import torch_threads
@@ -165,45 +165,15 @@ def _train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     record = _record(config, task, policy, init)
     metrics_path, ckpt_path = out / METRICS_NAME, out / CHECKPOINT_NAME
+    ignore = (("training", "out"), ("init", "path"))  # a run folder and its --init may move
     ckpt = start_or_resume(
-        out,
-        ctx,
-        resume,
-        record,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        ignore=(("training", "out"), ("init", "path")),
-        differs="config or --init",
+        out, ctx, resume, record, model, optimizer, scheduler, ignore=ignore, differs="config or --init"
     )
     update, traces, window = 0, 0, [0.0] * len(_STATS)
     if ckpt is not None:
         update, traces, window = ckpt.step, ckpt.extra["traces"], ckpt.extra["window"]
     autocast = autocast_for(ctx.device, cfg.bf16)
-    eval_sets: dict[str, Examples] = {}
-    if ctx.is_main:
-        for s in eval_sources:
-            seed = derive_seed(cfg.seed, "eval", s.name)
-            eval_sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], cfg.eval_examples, seed)
-
-    def evaluate(step: int) -> dict[str, dict[str, Any]]:
-        results = {}
-        if ctx.is_main:
-            for name, examples in eval_sets.items():
-                acc = greedy_exact_match(
-                    model,
-                    spec,
-                    fmt,
-                    tokenizer,
-                    examples,
-                    name=name,
-                    batch_size=cfg.eval_batch_size,
-                    autocast=autocast_for(ctx.device, cfg.bf16),
-                )
-                results[name] = acc.to_dict()
-            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
-        barrier(ctx)
-        return results
+    evaluate = make_evaluator(ctx, model, spec, fmt, tokenizer, eval_sources, cfg, metrics_path)
 
     round_traces = rl.prompts_per_round * rl.group_size
     share = slice(ctx.rank, None, ctx.world_size)

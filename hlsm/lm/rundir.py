@@ -4,8 +4,9 @@ A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object a line, e
 ``step``), ``checkpoint.pt`` (:mod:`hlsm.lm.checkpoint`) and ``summary.json``. These helpers are the
 parts that SFT (:mod:`hlsm.lm.sft`) and REINFORCE (:mod:`hlsm.lm.reinforce`) share: the
 ``[training]`` keys of every run (:class:`RunConfig`), refusing to overwrite a run or to resume a
-missing one, starting or resuming a run (:func:`start_or_resume`), appending to and truncating the
-metrics log, comparing configs without the output path, AdamW with decay on matrices only, bf16
+missing one, starting or resuming a run (:func:`start_or_resume`), the periodic evaluation on
+held-out sets (:func:`make_evaluator`), appending to and truncating the metrics log, comparing
+configs without the output path, AdamW with decay on matrices only, bf16
 autocast on CUDA.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,13 @@ from hlsm.config import ConfigError
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, restore_rng_state
+from hlsm.lm.data import TaskFormat
+from hlsm.lm.dataset import Examples, Source, derive_seed, sample_examples
 from hlsm.lm.distributed import DistContext, barrier
+from hlsm.lm.evaluate import greedy_exact_match
+from hlsm.lm.model import GPT
+from hlsm.spec import Spec
+from hlsm.traces import Tokenizer
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -124,10 +131,10 @@ def start_or_resume(
     ctx: DistContext,
     resume: bool,
     record: dict[str, Any],
-    *,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
     config_json: dict[str, Any] | None = None,
     ignore: Sequence[tuple[str, str]] = (("training", "out"),),
     differs: str = "config",
@@ -181,6 +188,46 @@ def start_or_resume(
         write_json(out / "config.json", record if config_json is None else config_json)
     barrier(ctx)
     return ckpt
+
+
+def make_evaluator(
+    ctx: DistContext,
+    model: GPT,
+    spec: Spec,
+    fmt: TaskFormat,
+    tokenizer: Tokenizer,
+    sources: Sequence[Source],
+    cfg: RunConfig,
+    metrics_path: Path,
+) -> Callable[[int], dict[str, dict[str, Any]]]:
+    """The run's evaluation: ``evaluate(step)`` scores ``model`` on fixed held-out sets and logs it.
+
+    Rank 0 draws ``cfg.eval_examples`` examples from each source once, from ``(cfg.seed, "eval",
+    name)``, so every evaluation of a run (resumed or not) sees the same examples. Each call (on
+    every rank) has rank 0 score greedy exact match (:func:`hlsm.lm.evaluate.greedy_exact_match`)
+    per set and append ``{"kind": "eval", "step", "splits": {name: accuracy dict}}`` to the metrics
+    log; every rank waits for it and gets the splits (empty off rank 0).
+    """
+    sets: dict[str, Examples] = {}
+    if ctx.is_main:
+        for s in sources:
+            seed = derive_seed(cfg.seed, "eval", s.name)
+            sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], cfg.eval_examples, seed)
+
+    def evaluate(step: int) -> dict[str, dict[str, Any]]:
+        results = {}
+        if ctx.is_main:
+            for name, examples in sets.items():
+                autocast = autocast_for(ctx.device, cfg.bf16)
+                acc = greedy_exact_match(
+                    model, spec, fmt, tokenizer, examples, name=name, batch_size=cfg.eval_batch_size, autocast=autocast
+                )
+                results[name] = acc.to_dict()
+            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
+        barrier(ctx)
+        return results
+
+    return evaluate
 
 
 def make_adamw(

@@ -37,9 +37,8 @@ from hlsm.design import SupportDesign, make_design
 from hlsm.io import write_json
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
 from hlsm.lm.data import make_tokenizer
-from hlsm.lm.dataset import Examples, Source, derive_seed, max_sequence_length, resolve_source, sample_examples
+from hlsm.lm.dataset import Source, derive_seed, max_sequence_length, resolve_source, sample_examples
 from hlsm.lm.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown, wrap_model
-from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT, GPTConfig
 from hlsm.lm.rundir import (
     METRICS_NAME,
@@ -48,6 +47,7 @@ from hlsm.lm.rundir import (
     autocast_for,
     check_out,
     make_adamw,
+    make_evaluator,
     start_or_resume,
 )
 from hlsm.lm.sft_config import SFTConfig, TrainingConfig
@@ -175,44 +175,14 @@ def _train(
     record = json.loads(json.dumps(config.to_dict()))
     metrics_path, ckpt_path = out / METRICS_NAME, out / CHECKPOINT_NAME
     ckpt = start_or_resume(
-        out,
-        ctx,
-        resume,
-        record,
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        config_json={**record, "num_params": model.num_params()},
+        out, ctx, resume, record, model, optimizer, scheduler, config_json={**record, "num_params": model.num_params()}
     )
     start, resumed_window = 0, [0.0, 0.0]
     if ckpt is not None:
         start, resumed_window = ckpt.step, ckpt.extra["loss_window"][ctx.rank]
     net = wrap_model(model, ctx)
     autocast = autocast_for(ctx.device, cfg.bf16)
-    eval_sets: dict[str, Examples] = {}
-    if ctx.is_main:
-        for s in eval_sources:
-            seed = derive_seed(cfg.seed, "eval", s.name)
-            eval_sets[s.name] = sample_examples(spec, config.format, tokenizer, [s], cfg.eval_examples, seed)
-
-    def evaluate(step: int) -> dict[str, dict[str, Any]]:
-        results = {}
-        if ctx.is_main:
-            for name, examples in eval_sets.items():
-                acc = greedy_exact_match(
-                    model,
-                    spec,
-                    config.format,
-                    tokenizer,
-                    examples,
-                    name=name,
-                    batch_size=cfg.eval_batch_size,
-                    autocast=autocast_for(ctx.device, cfg.bf16),
-                )
-                results[name] = acc.to_dict()
-            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
-        barrier(ctx)
-        return results
+    evaluate = make_evaluator(ctx, model, spec, config.format, tokenizer, eval_sources, cfg, metrics_path)
 
     last_eval: dict[str, dict[str, Any]] = {}
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
