@@ -253,43 +253,23 @@ def _cmd_train_rl(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from hlsm.design import DesignConfig, make_design
-    from hlsm.lm.evaluate import design_splits, evaluate_design, format_evaluation
-    from hlsm.lm.policy import load_policy
+    from hlsm.design import DesignConfig, SupportDesign, make_design
+    from hlsm.lm.evaluate import format_evaluation
+    from hlsm.lm.policy import evaluate_checkpoint, load_policy
     from hlsm.spec import Spec
 
     policy = load_policy(args.ckpt, what="--ckpt checkpoint")
-    spec, fmt = policy.spec, policy.format
+    design: SupportDesign | None = None
     if args.design:
         raw = load_toml(args.design)
         check_sections(raw, ("spec", "design"), args.design)
-        if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != spec:
+        if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != policy.spec:
             raise ConfigError(
-                f"the [spec] of '{args.design}' differs from the checkpoint's {spec.to_dict()}; the model only "
+                f"the [spec] of '{args.design}' differs from the checkpoint's {policy.spec.to_dict()}; the model only "
                 "reads its own library: drop [spec] or make it equal"
             )
-        design = make_design(spec, DesignConfig.from_dict(raw.get("design", {})))
-        sft_programs = list(design.programs("sft"))
-    else:
-        design = make_design(spec, policy.design)
-        sft_programs = policy.sft_programs()
-    programs = [p for ps in design_splits(design).values() for p in ps]
-    for p in programs:
-        fmt.check(p)
-    needed = max(fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth) for p in programs)
-    if needed > policy.model.config.max_len:
-        policy = load_policy(args.ckpt, max_len=needed, what="--ckpt checkpoint")
-    results = evaluate_design(
-        policy.model,
-        spec,
-        fmt,
-        policy.tokenizer,
-        design,
-        examples_per_split=args.examples,
-        seed=args.seed,
-        checker=not args.no_checker,
-        sft_programs=sft_programs,
-    )
+        design = make_design(policy.spec, DesignConfig.from_dict(raw.get("design", {})))
+    results = evaluate_checkpoint(policy, design, examples=args.examples, seed=args.seed, checker=not args.no_checker)
     if args.out:
         results.save(args.out)
     print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}); {args.examples} examples per split, greedy")

@@ -49,11 +49,11 @@ from hlsm.lm.evaluate import (
 )
 from hlsm.lm.model import GPT, GPTConfig, KVCache
 from hlsm.lm.pg import LossParts, kl_k3, loo_advantages, reinforce_loss, token_logprobs
-from hlsm.lm.policy import Policy, load_policy
+from hlsm.lm.policy import Policy, evaluate_checkpoint, load_policy, widen_policy
 from hlsm.lm.reinforce import RLResult, train_rl
 from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups
-from hlsm.lm.rundir import TrainingError
+from hlsm.lm.rundir import RunConfig, TrainingError
 from hlsm.lm.sampling import Generation, GenerationError, generate
 from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft
 from hlsm.lm.sft_config import ModelConfig, SFTConfig, TrainingConfig
@@ -83,6 +83,7 @@ __all__ = [
     "RLSettings",
     "RLTrainingConfig",
     "Rollout",
+    "RunConfig",
     "RolloutError",
     "SFTConfig",
     "SFTResult",
@@ -99,6 +100,7 @@ __all__ = [
     "design_splits",
     "encode_example",
     "encode_prompt",
+    "evaluate_checkpoint",
     "evaluate_design",
     "first_departure",
     "format_evaluation",
@@ -127,4 +129,5 @@ __all__ = [
     "token_logprobs",
     "train_rl",
     "train_sft",
+    "widen_policy",
 ]

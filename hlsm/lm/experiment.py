@@ -34,19 +34,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from scipy import stats
 
-from hlsm.design import make_design
 from hlsm.errors import HLSMError
 from hlsm.io import write_json
 from hlsm.lm.distributed import resolve_device
-from hlsm.lm.evaluate import design_splits, evaluate_design, paired_difference
-from hlsm.lm.policy import load_policy
+from hlsm.lm.evaluate import paired_difference
+from hlsm.lm.policy import evaluate_checkpoint
 from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
+from hlsm.runtime import torch_threads
 
 SCALES = ("tiny", "cpu", "gpu")
 
@@ -224,46 +223,28 @@ def run_rl(config: RLConfig, init: Path, cache: str | Path, *, progress: bool = 
 
 
 def evaluate_run(run: Path, examples: int, seed: int, *, checker: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """:func:`evaluate_design` of a run's final model on its SFT design, cached in the run folder."""
+    """:func:`hlsm.lm.policy.evaluate_checkpoint` of a run's final model on its SFT design, cached in the run folder."""
     path = run / f"evaluation-{_hash([examples, seed, checker])}.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
-    policy = load_policy(run, device=resolve_device(device))
-    spec, fmt = policy.spec, policy.format
-    design = make_design(spec, policy.design)
-    needed = max(
-        fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth)
-        for ps in design_splits(design).values()
-        for p in ps
-    )
-    if needed > policy.model.config.max_len:
-        policy = load_policy(run, device=resolve_device(device), max_len=needed)
-    result = evaluate_design(
-        policy.model,
-        spec,
-        fmt,
-        policy.tokenizer,
-        design,
-        examples_per_split=examples,
-        seed=seed,
-        checker=checker,
-        sft_programs=policy.sft_programs(),
-    )
+    result = evaluate_checkpoint(run, examples=examples, seed=seed, checker=checker, device=resolve_device(device))
     result.save(path)
     return dict(json.loads(path.read_text()))
 
 
 def run_arm(arm: Arm, scale: ExperimentScale, seed: int, cache: str | Path) -> dict[str, Any]:
-    """SFT, then RL if the arm has one, then the evaluation; returns :meth:`DesignEvaluation.to_dict` + ``run``."""
-    if scale.sft.training.threads is not None:
-        torch.set_num_threads(scale.sft.training.threads)
-    run = run_sft(arm_sft_config(scale, arm, seed), cache)
-    if arm.rl is not None:
-        rl = scale.rl
-        config = replace(rl, design=dict(arm.rl), training=replace(rl.training, seed=seed))
-        run = run_rl(config, run, cache)
-    device = scale.sft.training.device
-    return evaluate_run(run, scale.eval_examples, seed, checker=scale.checker, device=device) | {"run": str(run)}
+    """SFT, then RL if the arm has one, then the evaluation; returns :meth:`DesignEvaluation.to_dict` + ``run``.
+
+    Torch runs on the SFT config's ``threads`` throughout (restored on return; None: left alone).
+    """
+    with torch_threads(scale.sft.training.threads):
+        run = run_sft(arm_sft_config(scale, arm, seed), cache)
+        if arm.rl is not None:
+            rl = scale.rl
+            config = replace(rl, design=dict(arm.rl), training=replace(rl.training, seed=seed))
+            run = run_rl(config, run, cache)
+        device = scale.sft.training.device
+        return evaluate_run(run, scale.eval_examples, seed, checker=scale.checker, device=device) | {"run": str(run)}
 
 
 def _run_seed(arms: Sequence[Arm], scale: ExperimentScale, seed: int, cache: str) -> dict[str, dict[str, Any]]:

@@ -43,8 +43,8 @@ from torch import nn
 from tqdm import tqdm
 
 from hlsm.io import write_json
-from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from hlsm.lm.dataset import Examples, derive_seed, resolve_source, sample_examples
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
+from hlsm.lm.dataset import derive_seed, resolve_source, sample_examples
 from hlsm.lm.distributed import (
     DistContext,
     all_reduce_grads,
@@ -54,21 +54,22 @@ from hlsm.lm.distributed import (
     init_distributed,
     shutdown,
 )
-from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT
 from hlsm.lm.pg import loo_advantages, reinforce_loss
-from hlsm.lm.policy import Policy, load_policy
+from hlsm.lm.policy import Policy, load_policy, widen_policy
 from hlsm.lm.rl_config import RLConfig, RLSettings, Task, resolve_task
 from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups
 from hlsm.lm.rundir import (
+    METRICS_NAME,
     TrainingError,
     append_jsonl,
     autocast_for,
     check_out,
-    comparable,
     make_adamw,
-    truncate_metrics,
+    make_evaluator,
+    start_or_resume,
 )
+from hlsm.runtime import torch_threads
 
 # per-update sums logged as means; order of the stats vector
 _STATS = (
@@ -118,7 +119,8 @@ def train_rl(
     task = resolve_task(config, policy.sft_record)
     ctx = init_distributed(config.training.device)
     try:
-        return _train(config, policy, task, Path(init), out, ctx, resume, progress, stop_at)
+        with torch_threads(config.training.threads):
+            return _train(config, policy, task, Path(init), out, ctx, resume, progress, stop_at)
     finally:
         shutdown(ctx)
 
@@ -151,14 +153,10 @@ def _train(
     cfg, rl = config.training, config.rl
     if rl.prompts_per_round % ctx.world_size:
         raise TrainingError(f"prompts_per_round={rl.prompts_per_round} must be divisible by the {ctx.world_size} ranks")
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     spec, fmt, tokenizer = task.spec, task.format, policy.tokenizer
     design, rl_design, rl_source, curriculum = rl_sources(task, rl.programs, rl.curriculum_fraction > 0)
     eval_sources = [resolve_source(rl_design if s.split == "rl" else design, s) for s in config.eval]
-    needed = max(fmt.prompt_length(spec, p) + fmt.trace_length(spec, p.depth) for s in eval_sources for p in s.programs)
-    if needed > policy.model.config.max_len:
-        policy = load_policy(init, max_len=needed, what="--init checkpoint")
+    policy = widen_policy(policy, eval_sources)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = policy.model.to(ctx.device).eval()
@@ -166,54 +164,16 @@ def _train(
     optimizer = make_adamw(model, rl.lr, rl.weight_decay, rl.betas, ctx.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     record = _record(config, task, policy, init)
-    ignore = (("training", "out"), ("init", "path"))
-    metrics_path, ckpt_path = out / "metrics.jsonl", out / CHECKPOINT_NAME
+    metrics_path, ckpt_path = out / METRICS_NAME, out / CHECKPOINT_NAME
+    ignore = (("training", "out"), ("init", "path"))  # a run folder and its --init may move
+    ckpt = start_or_resume(
+        out, ctx, resume, record, model, optimizer, scheduler, ignore=ignore, differs="config or --init"
+    )
     update, traces, window = 0, 0, [0.0] * len(_STATS)
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if comparable(ckpt.config, ignore) != comparable(record, ignore):
-            raise TrainingError(
-                f"the checkpoint in '{out}' was written with a different config or --init; resume with the same"
-            )
-        if len(ckpt.rng) != ctx.world_size:
-            raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
-        model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
-        scheduler.load_state_dict(ckpt.scheduler)
+    if ckpt is not None:
         update, traces, window = ckpt.step, ckpt.extra["traces"], ckpt.extra["window"]
-        restore_rng_state(ckpt.rng[ctx.rank])
-        if ctx.is_main:
-            truncate_metrics(metrics_path, update)
-    elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
-        write_json(out / "config.json", record)
-    barrier(ctx)
     autocast = autocast_for(ctx.device, cfg.bf16)
-    eval_sets: dict[str, Examples] = {}
-    if ctx.is_main:
-        for s in eval_sources:
-            seed = derive_seed(cfg.seed, "eval", s.name)
-            eval_sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], cfg.eval_examples, seed)
-
-    def evaluate(step: int) -> dict[str, dict[str, Any]]:
-        results = {}
-        if ctx.is_main:
-            for name, examples in eval_sets.items():
-                acc = greedy_exact_match(
-                    model,
-                    spec,
-                    fmt,
-                    tokenizer,
-                    examples,
-                    name=name,
-                    batch_size=cfg.eval_batch_size,
-                    autocast=autocast_for(ctx.device, cfg.bf16),
-                )
-                results[name] = acc.to_dict()
-            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
-        barrier(ctx)
-        return results
+    evaluate = make_evaluator(ctx, model, spec, fmt, tokenizer, eval_sources, cfg, metrics_path)
 
     round_traces = rl.prompts_per_round * rl.group_size
     share = slice(ctx.rank, None, ctx.world_size)

@@ -56,6 +56,7 @@ from hlsm.config import ConfigError, build_dataclass, check_keys, check_sections
 from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
+from hlsm.lm.rundir import RunConfig
 from hlsm.lm.sft_config import parse_sources
 from hlsm.spec import Spec
 
@@ -139,33 +140,18 @@ class RLSettings:
             raise ConfigError(f"curriculum_mix must be two non-negative weights, not both 0, got {list(mix)}")
 
 
-@dataclass(frozen=True)
-class RLTrainingConfig:
-    """The ``[training]`` section: seeding, logging, evaluation, checkpoints, device, output.
+@dataclass(frozen=True, kw_only=True)
+class RLTrainingConfig(RunConfig):
+    """The ``[training]`` section: :class:`hlsm.lm.rundir.RunConfig` with RL's defaults.
 
     Intervals count updates. Randomness: every round's prompts and samples are drawn from
     generators seeded by ``(seed, update, round[, rank])``, so a resumed run repeats exactly.
     """
 
-    seed: int = 0
     log_every: int = 1
     eval_every: int = 0
-    eval_examples: int = 512
-    eval_batch_size: int = 512
     checkpoint_every: int = 10
-    device: str = "auto"
-    bf16: bool = True
-    threads: int | None = None
     out: str = "runs/rl"
-
-    def __post_init__(self) -> None:
-        for name in ("log_every", "eval_examples", "eval_batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.eval_every < 0:
-            raise ConfigError(f"eval_every must be non-negative, got {self.eval_every}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
 
 
 DEFAULT_EVAL = (SourceConfig("rl", split="rl"), SourceConfig("unseen", split="unseen"))

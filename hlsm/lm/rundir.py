@@ -1,30 +1,88 @@
-"""The run folder shared by every training stage: its guards, its metrics log, its optimiser.
+"""The run folder shared by every training stage: its settings, guards, metrics log and optimiser.
 
 A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object a line, each with a
 ``step``), ``checkpoint.pt`` (:mod:`hlsm.lm.checkpoint`) and ``summary.json``. These helpers are the
-parts that SFT (:mod:`hlsm.lm.sft`) and REINFORCE (:mod:`hlsm.lm.reinforce`) share: refusing to
-overwrite a run or to resume a missing one, appending to and truncating the metrics log on resume,
-comparing configs without the output path, AdamW with decay on matrices only, bf16 autocast on CUDA.
+parts that SFT (:mod:`hlsm.lm.sft`) and REINFORCE (:mod:`hlsm.lm.reinforce`) share: the
+``[training]`` keys of every run (:class:`RunConfig`), refusing to overwrite a run or to resume a
+missing one, starting or resuming a run (:func:`start_or_resume`), the periodic evaluation on
+held-out sets (:func:`make_evaluator`), appending to and truncating the metrics log, comparing
+configs without the output path, AdamW with decay on matrices only, bf16
+autocast on CUDA.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from hlsm.config import ConfigError
 from hlsm.errors import HLSMError
-from hlsm.io import write_text
-from hlsm.lm.checkpoint import CHECKPOINT_NAME
+from hlsm.io import write_json, write_text
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, restore_rng_state
+from hlsm.lm.data import TaskFormat
+from hlsm.lm.dataset import Examples, Source, derive_seed, sample_examples
+from hlsm.lm.distributed import DistContext, barrier
+from hlsm.lm.evaluate import greedy_exact_match
+from hlsm.lm.model import GPT
+from hlsm.spec import Spec
+from hlsm.traces import Tokenizer
+
+METRICS_NAME = "metrics.jsonl"
 
 
 class TrainingError(HLSMError):
     """A run that cannot start or resume as asked (existing output, mismatched checkpoint)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The ``[training]`` keys every stage shares: seeding, logging, evaluation, checkpoints, device.
+
+    Each stage extends it (:class:`hlsm.lm.TrainingConfig`, :class:`hlsm.lm.RLTrainingConfig`) with
+    its own keys and its own defaults for the intervals and the output folder; an interval counts
+    the stage's steps (SFT optimisation steps, RL updates).
+
+    Parameters
+    ----------
+    seed
+        Seeds the model init and every draw of the run (batches, prompts, samples, evaluation sets).
+    log_every, eval_every, checkpoint_every
+        Intervals (``eval_every = 0``: evaluate at the end only).
+    eval_examples, eval_batch_size
+        Held-out examples per evaluation set; prompts per generation call.
+    device, bf16, threads
+        ``auto`` | ``cpu`` | ``cuda``; bf16 autocast on CUDA; CPU threads during the run (None:
+        torch's setting).
+    out
+        Output folder (``--out`` overrides it).
+    """
+
+    seed: int = 0
+    log_every: int = 1
+    eval_every: int = 0
+    eval_examples: int = 512
+    eval_batch_size: int = 512
+    checkpoint_every: int = 1
+    device: str = "auto"
+    bf16: bool = True
+    threads: int | None = None
+    out: str = "runs/run"
+
+    def __post_init__(self) -> None:
+        for name in ("log_every", "eval_examples", "eval_batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every must be non-negative, got {self.eval_every}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
 
 
 def check_out(out: Path, resume: bool) -> None:
@@ -66,6 +124,110 @@ def comparable(record: dict[str, Any], ignore: Sequence[tuple[str, str]] = (("tr
         if isinstance(record.get(section), dict):
             record[section].pop(key, None)
     return record
+
+
+def start_or_resume(
+    out: Path,
+    ctx: DistContext,
+    resume: bool,
+    record: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    config_json: dict[str, Any] | None = None,
+    ignore: Sequence[tuple[str, str]] = (("training", "out"),),
+    differs: str = "config",
+) -> Checkpoint | None:
+    """Start a fresh run folder, or restore the run in ``out`` into ``model``, ``optimizer``, ``scheduler``.
+
+    Fresh (rank 0): create ``out``, drop a stale metrics log, write ``config.json`` (``config_json``,
+    default ``record``). Resume: load ``out/checkpoint.pt``; its config record must equal
+    ``record`` up to the ``ignore`` entries (:func:`comparable`) and it must have been written by
+    as many ranks as this run has; then the states and this rank's RNG state are restored and
+    rank 0 drops the metrics logged after the checkpoint. Every rank waits for the others before
+    returning.
+
+    Parameters
+    ----------
+    record
+        The run's JSON-ready config record, as saved in its checkpoints.
+    differs
+        What a mismatched record is called in the error (``"config"``, ``"config or --init"``).
+
+    Returns
+    -------
+    Checkpoint or None
+        The checkpoint resumed from (its ``step`` and ``extra`` hold the trainer's loop state), or
+        None for a fresh start.
+
+    Raises
+    ------
+    TrainingError
+        When the checkpoint's config or number of ranks differs from this run's.
+    """
+    metrics_path = out / METRICS_NAME
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out / CHECKPOINT_NAME)
+        if comparable(ckpt.config, ignore) != comparable(record, ignore):
+            raise TrainingError(
+                f"the checkpoint in '{out}' was written with a different {differs}; resume with the same"
+            )
+        if len(ckpt.rng) != ctx.world_size:
+            raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        scheduler.load_state_dict(ckpt.scheduler)
+        restore_rng_state(ckpt.rng[ctx.rank])
+        if ctx.is_main:
+            truncate_metrics(metrics_path, ckpt.step)
+    elif ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        metrics_path.unlink(missing_ok=True)
+        write_json(out / "config.json", record if config_json is None else config_json)
+    barrier(ctx)
+    return ckpt
+
+
+def make_evaluator(
+    ctx: DistContext,
+    model: GPT,
+    spec: Spec,
+    fmt: TaskFormat,
+    tokenizer: Tokenizer,
+    sources: Sequence[Source],
+    cfg: RunConfig,
+    metrics_path: Path,
+) -> Callable[[int], dict[str, dict[str, Any]]]:
+    """The run's evaluation: ``evaluate(step)`` scores ``model`` on fixed held-out sets and logs it.
+
+    Rank 0 draws ``cfg.eval_examples`` examples from each source once, from ``(cfg.seed, "eval",
+    name)``, so every evaluation of a run (resumed or not) sees the same examples. Each call (on
+    every rank) has rank 0 score greedy exact match (:func:`hlsm.lm.evaluate.greedy_exact_match`)
+    per set and append ``{"kind": "eval", "step", "splits": {name: accuracy dict}}`` to the metrics
+    log; every rank waits for it and gets the splits (empty off rank 0).
+    """
+    sets: dict[str, Examples] = {}
+    if ctx.is_main:
+        for s in sources:
+            seed = derive_seed(cfg.seed, "eval", s.name)
+            sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], cfg.eval_examples, seed)
+
+    def evaluate(step: int) -> dict[str, dict[str, Any]]:
+        results = {}
+        if ctx.is_main:
+            for name, examples in sets.items():
+                autocast = autocast_for(ctx.device, cfg.bf16)
+                acc = greedy_exact_match(
+                    model, spec, fmt, tokenizer, examples, name=name, batch_size=cfg.eval_batch_size, autocast=autocast
+                )
+                results[name] = acc.to_dict()
+            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
+        barrier(ctx)
+        return results
+
+    return evaluate
 
 
 def make_adamw(

@@ -34,23 +34,24 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from hlsm.design import SupportDesign, make_design
-from hlsm.io import atomic_write, write_json
-from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from hlsm.io import write_json
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
 from hlsm.lm.data import make_tokenizer
-from hlsm.lm.dataset import Examples, Source, derive_seed, max_sequence_length, resolve_source, sample_examples
+from hlsm.lm.dataset import Source, derive_seed, max_sequence_length, resolve_source, sample_examples
 from hlsm.lm.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown, wrap_model
-from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT, GPTConfig
 from hlsm.lm.rundir import (
+    METRICS_NAME,
     TrainingError,
     append_jsonl,
     autocast_for,
     check_out,
-    comparable,
     make_adamw,
-    truncate_metrics,
+    make_evaluator,
+    start_or_resume,
 )
 from hlsm.lm.sft_config import SFTConfig, TrainingConfig
+from hlsm.runtime import torch_threads
 
 
 @dataclass
@@ -151,7 +152,8 @@ def train_sft(
     check_out(out, resume)
     ctx = init_distributed(cfg.device)
     try:
-        return _train(config, out, ctx, resume, progress, stop_at)
+        with torch_threads(cfg.threads):
+            return _train(config, out, ctx, resume, progress, stop_at)
     finally:
         shutdown(ctx)
 
@@ -162,8 +164,6 @@ def _train(
     cfg = config.training
     if cfg.batch_size % ctx.world_size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the {ctx.world_size} ranks")
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     spec = config.spec
     _, sources, eval_sources, width, gpt = _resolve(config)
     tokenizer = make_tokenizer(spec)
@@ -173,55 +173,16 @@ def _train(
     optimizer = make_optimizer(model, cfg, ctx.device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     record = json.loads(json.dumps(config.to_dict()))
-    metrics_path, ckpt_path = out / "metrics.jsonl", out / CHECKPOINT_NAME
+    metrics_path, ckpt_path = out / METRICS_NAME, out / CHECKPOINT_NAME
+    ckpt = start_or_resume(
+        out, ctx, resume, record, model, optimizer, scheduler, config_json={**record, "num_params": model.num_params()}
+    )
     start, resumed_window = 0, [0.0, 0.0]
-    if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if comparable(ckpt.config) != comparable(record):
-            raise TrainingError(f"the checkpoint in '{out}' was written with a different config; resume with the same")
-        if len(ckpt.rng) != ctx.world_size:
-            raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
-        model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
-        scheduler.load_state_dict(ckpt.scheduler)
-        start = ckpt.step
-        restore_rng_state(ckpt.rng[ctx.rank])
-        resumed_window = ckpt.extra["loss_window"][ctx.rank]
-        if ctx.is_main:
-            truncate_metrics(metrics_path, start)
-    elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
-        atomic_write(
-            out / "config.json", lambda f: json.dump({**record, "num_params": model.num_params()}, f, indent=2)
-        )
-    barrier(ctx)
+    if ckpt is not None:
+        start, resumed_window = ckpt.step, ckpt.extra["loss_window"][ctx.rank]
     net = wrap_model(model, ctx)
     autocast = autocast_for(ctx.device, cfg.bf16)
-    eval_sets: dict[str, Examples] = {}
-    if ctx.is_main:
-        for s in eval_sources:
-            seed = derive_seed(cfg.seed, "eval", s.name)
-            eval_sets[s.name] = sample_examples(spec, config.format, tokenizer, [s], cfg.eval_examples, seed)
-
-    def evaluate(step: int) -> dict[str, dict[str, Any]]:
-        results = {}
-        if ctx.is_main:
-            for name, examples in eval_sets.items():
-                acc = greedy_exact_match(
-                    model,
-                    spec,
-                    config.format,
-                    tokenizer,
-                    examples,
-                    name=name,
-                    batch_size=cfg.eval_batch_size,
-                    autocast=autocast_for(ctx.device, cfg.bf16),
-                )
-                results[name] = acc.to_dict()
-            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
-        barrier(ctx)
-        return results
+    evaluate = make_evaluator(ctx, model, spec, config.format, tokenizer, eval_sources, cfg, metrics_path)
 
     last_eval: dict[str, dict[str, Any]] = {}
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)

@@ -76,6 +76,7 @@ from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
 from hlsm.lm.model import GPTConfig
+from hlsm.lm.rundir import RunConfig
 from hlsm.spec import Spec
 
 SECTIONS = ("spec", "design", "format", "model", "training", "data", "eval")
@@ -106,9 +107,9 @@ class ModelConfig:
         return GPTConfig(vocab_size=vocab_size, max_len=max_len, **kwargs)
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    """The ``[training]`` section.
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig(RunConfig):
+    """The ``[training]`` section: :class:`hlsm.lm.rundir.RunConfig` plus the optimisation.
 
     Parameters
     ----------
@@ -119,17 +120,9 @@ class TrainingConfig:
         ``min_lr_ratio * lr`` at ``steps``.
     weight_decay, betas, grad_clip
         AdamW decay (on matrices and the embedding only), betas, gradient-norm clip (0: none).
-    seed
-        Seeds the model init and every batch (step ``t``'s batch is a function of seed and ``t``).
-    log_every, eval_every, checkpoint_every
-        Intervals in steps (``eval_every = 0``: evaluate at the end only). The last step always
-        evaluates and checkpoints.
-    eval_examples, eval_batch_size
-        Held-out examples per evaluation set; prompts per generation call.
-    device, bf16, threads
-        ``auto`` | ``cpu`` | ``cuda``; bf16 autocast on CUDA; CPU threads (None: torch's default).
-    out
-        Output folder (``--out`` overrides it).
+
+    Intervals count steps (step ``t``'s batch is a function of ``seed`` and ``t``); the last step
+    always evaluates and checkpoints.
     """
 
     steps: int = 1600
@@ -140,25 +133,19 @@ class TrainingConfig:
     weight_decay: float = 0.1
     betas: tuple[float, ...] = (0.9, 0.95)
     grad_clip: float = 1.0
-    seed: int = 0
     log_every: int = 50
     eval_every: int = 400
-    eval_examples: int = 512
-    eval_batch_size: int = 512
     checkpoint_every: int = 200
-    device: str = "auto"
-    bf16: bool = True
-    threads: int | None = None
     out: str = "runs/sft"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "betas", tuple(self.betas))
-        for name in ("steps", "batch_size", "log_every", "eval_examples", "eval_batch_size", "checkpoint_every"):
+        for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be non-negative, got {self.warmup_steps}")
         if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(
                 f"need lr > 0 and 0 <= min_lr_ratio <= 1, got lr={self.lr}, min_lr_ratio={self.min_lr_ratio}"
@@ -167,8 +154,6 @@ class TrainingConfig:
             raise ConfigError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("weight_decay and grad_clip must be non-negative")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {self.threads}")
 
 
 def parse_sources(raw: Any, what: str) -> tuple[SourceConfig, ...]:

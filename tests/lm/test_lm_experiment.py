@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from hlsm.lm.experiment import (
     Arm,
@@ -16,6 +17,7 @@ from hlsm.lm.experiment import (
     summarise,
     uses_skills,
 )
+from hlsm.runtime import torch_threads
 
 
 def test_interval_is_the_student_t_interval() -> None:
@@ -53,3 +55,10 @@ def test_runs_are_cached_shared_and_paired(tmp_path: Path) -> None:
     assert set(summary["summary"]["rl"]) == {"unseen"}  # splits missing from the design are left out
     paired = summary["contrasts"]["rl - sft"]["unseen"]["per_seed"]["0"]
     assert paired["n"] == scale.eval_examples
+
+
+def test_an_arm_restores_the_thread_count(tmp_path: Path) -> None:
+    """The tiny scale's ``threads = 1`` holds while the arm runs; the caller's setting is back afterwards."""
+    with torch_threads(2):
+        run_arm(Arm("sft"), scale_preset("tiny"), 0, tmp_path)
+        assert torch.get_num_threads() == 2

@@ -33,6 +33,7 @@ from hlsm.lm.sampling import generate
 from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.programs import Program
+from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -45,9 +46,7 @@ def sft_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = load_toml(CONFIGS / "sft_tiny.toml")
     raw["training"] |= {"steps": 150, "eval_every": 0, "checkpoint_every": 150, "threads": 1}
     out = tmp_path_factory.mktemp("sft") / "run"
-    threads = torch.get_num_threads()
     train_sft(SFTConfig.from_dict(raw), out, progress=False)
-    torch.set_num_threads(threads)
     return out
 
 
@@ -319,6 +318,13 @@ def test_train_rl_writes_metrics_checkpoint_and_summary(sft_ckpt: Path, tmp_path
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt.step == result.updates and ckpt.extra["traces"] == 256
     assert all(torch.equal(v, ckpt.model[k]) for k, v in result.model.state_dict().items())
+
+
+def test_a_rl_run_restores_the_thread_count(sft_ckpt: Path, tmp_path: Path) -> None:
+    """``threads = 1`` holds during the run only: the caller's torch setting is back afterwards."""
+    with torch_threads(2):
+        train_rl(rl_tiny(budget_traces=32, min_mixed_groups=1), sft_ckpt, tmp_path / "rl", progress=False)
+        assert torch.get_num_threads() == 2
 
 
 def test_rl_resume_continues_exactly(sft_ckpt: Path, tmp_path: Path) -> None:

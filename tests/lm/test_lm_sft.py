@@ -28,6 +28,7 @@ from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT, GPTConfig
 from hlsm.lm.sft import TrainingError, lm_loss, lr_factor, train_sft
 from hlsm.lm.sft_config import SFTConfig, TrainingConfig
+from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -101,6 +102,13 @@ def test_train_sft_writes_metrics_checkpoint_and_summary(tmp_path: Path) -> None
     assert ckpt.step == 30 and len(ckpt.rng) == 1
     assert all(torch.equal(v, ckpt.model[k]) for k, v in result.model.state_dict().items())
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
+
+
+def test_a_run_restores_the_thread_count(tmp_path: Path) -> None:
+    """``threads = 1`` holds during the run only: the caller's torch setting is back afterwards."""
+    with torch_threads(2):
+        train_sft(tiny(steps=2, eval_every=0, checkpoint_every=2, eval_examples=4), tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == 2
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
