@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from hlsm.app.report import write_arm_outputs
-from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, scale_preset
+from hlsm.lm.experiment import Arm, run_and_summarise
+from hlsm.lm.presets import SCALES, scale_preset
 
 PUBLISHED = {"sft": {"deeper_4": 0.048}, "sft+rl atomic": {"deeper_4": 0.148}, "sft+rl compound": {"deeper_4": 0.426}}
 """Kong et al. (ICML 2026), depth 4 after training at depth 3 (DESIGN section 1, claim 4)."""

@@ -27,14 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from hlsm.app.report import write_arm_outputs
-from hlsm.lm.experiment import (
-    SCALES,
-    Arm,
-    held_out_design,
-    run_and_summarise,
-    scale_preset,
-    uses_skills,
-)
+from hlsm.lm.experiment import Arm, run_and_summarise, uses_skills
+from hlsm.lm.presets import SCALES, held_out_design, scale_preset
 
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
 

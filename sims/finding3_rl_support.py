@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from hlsm.app.report import write_arm_outputs
-from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, scale_preset
+from hlsm.lm.experiment import Arm, run_and_summarise
+from hlsm.lm.presets import SCALES, scale_preset
 
 ARMS = (
     Arm("sft"),

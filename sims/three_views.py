@@ -31,7 +31,8 @@ from hlsm.design import make_design
 from hlsm.infer.bayes import compare_with_checker
 from hlsm.infer.fitting import FitConfig
 from hlsm.io import write_json, write_text
-from hlsm.lm.experiment import SCALES, Arm, ExperimentScale, arm_sft_config, held_out_design, run_arm, scale_preset
+from hlsm.lm.experiment import Arm, arm_sft_config, run_arm
+from hlsm.lm.presets import SCALES, ExperimentScale, held_out_design, scale_preset
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.runtime import torch_threads
 from hlsm.simulate import concat, population_corpus

@@ -12,10 +12,10 @@ from hlsm.lm.experiment import (
     ExperimentError,
     interval,
     run_arm,
-    scale_preset,
     summarise,
     uses_skills,
 )
+from hlsm.lm.presets import scale_preset
 
 
 def test_interval_is_the_student_t_interval() -> None:
