@@ -8,7 +8,7 @@ cache), :mod:`~hlsm.lm.sampling` (generation with log-probs), :mod:`~hlsm.lm.sft
 :mod:`~hlsm.lm.evaluate` and :mod:`~hlsm.lm.attribution` (greedy exact match per design split,
 per-step error attribution), :mod:`~hlsm.lm.policy` (a checkpoint's model and task),
 :mod:`~hlsm.lm.checkpoint`, :mod:`~hlsm.lm.rundir` and :mod:`~hlsm.lm.distributed` (resumable,
-torchrun-ready runs).
+torchrun-ready runs). The statistics live in :mod:`hlsm.stats`; ``binomial_se`` is re-exported here.
 
 Nothing here imports Pyro or :mod:`hlsm.infer.model`.
 """
@@ -39,7 +39,6 @@ from hlsm.lm.evaluate import (
     LOW_ENTROPY_SKILLS,
     DesignEvaluation,
     SplitAccuracy,
-    binomial_se,
     checker_verdicts,
     design_splits,
     evaluate_design,
@@ -57,6 +56,7 @@ from hlsm.lm.rundir import TrainingError
 from hlsm.lm.sampling import Generation, GenerationError, generate
 from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft
 from hlsm.lm.sft_config import ModelConfig, SFTConfig, TrainingConfig
+from hlsm.stats import binomial_se
 
 __all__ = [
     "Checkpoint",

@@ -3,8 +3,9 @@
 For each example the model greedily continues the prompt ``<bos> x_0 | program`` for as many tokens
 as the golden trace has; the generation is parsed strictly (:func:`hlsm.lm.data.parse_generation`)
 and counts as correct iff it parses and its last state equals the true answer ``x_L``. A
-malformed generation is wrong. The standard error is the binomial ``sqrt(p (1 - p) / N)``. Each
-example also records its first departure from the true execution (:mod:`hlsm.lm.attribution`).
+malformed generation is wrong. The standard error is the binomial ``sqrt(p (1 - p) / N)``
+(:func:`hlsm.stats.binomial_se`). Each example also records its first departure from the true
+execution (:mod:`hlsm.lm.attribution`).
 
 :func:`evaluate_design` scores every split of a support design (seen compositions, unseen ones,
 each deeper depth, atomic programs, the RL programs) with strata: the unseen and deeper programs
@@ -38,6 +39,8 @@ from hlsm.lm.sampling import generate
 from hlsm.programs import Program
 from hlsm.simulate import population_corpus
 from hlsm.spec import LETTERS, Spec
+from hlsm.stats import binomial_se, rounded
+from hlsm.stats import paired_difference as _paired
 from hlsm.traces import Tokenizer
 
 
@@ -72,9 +75,8 @@ class SplitAccuracy:
 
     @property
     def se(self) -> float:
-        """Binomial standard error of :attr:`accuracy`."""
-        p = self.accuracy
-        return math.sqrt(p * (1 - p) / self.n) if self.n else float("nan")
+        """Binomial standard error of :attr:`accuracy` (:func:`hlsm.stats.binomial_se`)."""
+        return binomial_se(self.accuracy, self.n)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,11 +144,6 @@ LOW_ENTROPY_SKILLS = ("sort", "sort_desc", "running_max", "running_min", "fill_f
 sort, running max, fill-first; with their mirror images). Skills missing from the spec are ignored."""
 
 
-def binomial_se(p: float, n: int) -> float:
-    """``sqrt(p (1 - p) / n)``; nan when ``n = 0``."""
-    return math.sqrt(p * (1 - p) / n) if n else math.nan
-
-
 def design_splits(design: SupportDesign) -> dict[str, tuple[Program, ...]]:
     """The evaluation splits of a design, in report order.
 
@@ -201,11 +198,7 @@ class SplitResult:
         c = self.accuracy.correct if mask is None else self.accuracy.correct[mask]
         n = int(c.numel())
         p = float(c.float().mean()) if n else math.nan
-        return {"n": n, "accuracy": _num(p), "se": _num(binomial_se(p, n))}
-
-
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else round(x, 6)
+        return {"n": n, "accuracy": rounded(p), "se": rounded(binomial_se(p, n))}
 
 
 @dataclass
@@ -349,7 +342,8 @@ def paired_difference(a: dict[str, Any], b: dict[str, Any], split: str) -> dict[
     """Accuracy of ``a`` minus ``b`` on ``split`` with the paired standard error, from saved results.
 
     ``a`` and ``b`` are :meth:`DesignEvaluation.to_dict` outputs on the same examples (same seed and
-    design); the SE is ``sd(c_a - c_b) / sqrt(N)`` over the per-example differences.
+    design); the SE is ``sd(c_a - c_b) / sqrt(N)`` over the per-example differences
+    (:func:`hlsm.stats.paired_difference`), rounded to 6 digits.
 
     Raises
     ------
@@ -359,10 +353,7 @@ def paired_difference(a: dict[str, Any], b: dict[str, Any], split: str) -> dict[
     ea, eb = a["splits"][split]["examples"], b["splits"][split]["examples"]
     if [(e["program"], e["x0"]) for e in ea] != [(e["program"], e["x0"]) for e in eb]:
         raise HLSMError(f"split '{split}': the two evaluations used different examples; evaluate with the same seed")
-    diff = torch.tensor([float(x["correct"]) - float(y["correct"]) for x, y in zip(ea, eb, strict=True)])
-    n = int(diff.numel())
-    se = float(diff.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.nan
-    return {"n": n, "difference": _num(float(diff.mean())), "se": _num(se)}
+    return _paired([e["correct"] for e in ea], [e["correct"] for e in eb]).rounded().to_dict()
 
 
 def format_evaluation(results: dict[str, Any]) -> str:
