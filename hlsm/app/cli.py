@@ -248,8 +248,9 @@ def _cmd_train_rl(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from hlsm.design import DesignConfig, make_design
-    from hlsm.lm.evaluate import design_splits, evaluate_design, format_evaluation
+    from hlsm.lm.evaluate import design_splits, evaluate_design
     from hlsm.lm.policy import load_policy
+    from hlsm.lm.records import format_evaluation
     from hlsm.spec import Spec
 
     policy = load_policy(args.ckpt, what="--ckpt checkpoint")

@@ -13,39 +13,39 @@ resolved config (the output path and thread count left out; an RL hash includes 
 arms, or two experiments, that ask for the same run share it; a finished run (``summary.json``) is
 reused, a killed one resumed from its checkpoint. Evaluations are cached beside the run as
 ``evaluation-<hash>.json``. All arms of one SFT design and seed are evaluated on the same
-examples, so :func:`hlsm.lm.evaluate.paired_difference` applies.
+examples, so :func:`hlsm.lm.records.paired_examples` applies.
 
-:func:`summarise` turns per-seed evaluations into per-seed accuracy +- binomial SE and, across
-seeds, mean +- a Student-t 95% interval; paired differences between arms likewise. The scales
-(``tiny``, ``cpu``, ``gpu``) are in :mod:`hlsm.lm.presets`.
+:func:`run_and_summarise` runs the arms and turns the per-seed evaluations into an
+:class:`hlsm.lm.summary.ExperimentSummary` (per-seed accuracy +- binomial SE and, across seeds,
+mean +- a Student-t 95% interval; paired differences between arms likewise), which
+:func:`save_results` writes. The scales (``tiny``, ``cpu``, ``gpu``) are in :mod:`hlsm.lm.presets`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from scipy import stats
 
 from hlsm.design import make_design
 from hlsm.io import write_json
 from hlsm.lm.distributed import resolve_device
-from hlsm.lm.evaluate import design_splits, evaluate_design, paired_difference
+from hlsm.lm.evaluate import design_splits, evaluate_design
 from hlsm.lm.policy import load_policy
 from hlsm.lm.presets import ExperimentError, ExperimentScale
 from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
+from hlsm.lm.summary import ExperimentSummary, Keep, summarise
 
 
 @dataclass(frozen=True)
@@ -169,100 +169,18 @@ def run_experiment(
     return {a: {s: r[a] for s, r in zip(scale.seeds, by_seed, strict=True)} for a in names}
 
 
-# ---------------------------------------------------------------------------------------------
-# summaries: per seed +- binomial SE, across seeds mean +- t interval, paired differences
-
-Keep = Callable[[str], bool]
-"""A predicate on a program's :meth:`hlsm.programs.Program.names` string (a stratum of a split)."""
-
-
-def uses_skills(skills: Sequence[str], *, negate: bool = False) -> Keep:
-    """A :data:`Keep` for the programs that use one of ``skills`` (or, ``negate``, none of them)."""
-    wanted = set(skills)
-
-    def keep(names: str) -> bool:
-        used = {step.rsplit(":", 1)[-1].strip() for step in names.split(">")}
-        return bool(used & wanted) != negate
-
-    return keep
-
-
-def accuracy(evaluation: Mapping[str, Any], split: str, keep: Keep | None = None) -> dict[str, Any]:
-    """``{"n", "accuracy", "se"}`` on ``split`` (only the examples whose program ``keep`` accepts)."""
-    rows = [e for e in evaluation["splits"][split]["examples"] if keep is None or keep(e["program"])]
-    n = len(rows)
-    if not n:
-        return {"n": 0, "accuracy": None, "se": None}
-    p = sum(e["correct"] for e in rows) / n
-    return {"n": n, "accuracy": p, "se": math.sqrt(p * (1 - p) / n)}
-
-
-def interval(values: Sequence[float | None], level: float = 0.95) -> dict[str, Any]:
-    """Mean and Student-t interval over seeds: ``mean +- t_{level, k-1} sd / sqrt(k)`` (None values skipped;
-    no interval for k = 1, no mean for k = 0)."""
-    xs = [v for v in values if v is not None and not math.isnan(v)]
-    k = len(xs)
-    if k == 0:
-        return {"seeds": 0, "mean": None, "low": None, "high": None}
-    mean = sum(xs) / k
-    if k < 2:
-        return {"seeds": k, "mean": mean, "low": None, "high": None}
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (k - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
-    return {"seeds": k, "mean": mean, "low": mean - half, "high": mean + half}
-
-
-def summarise(
-    results: Mapping[str, Mapping[int, Mapping[str, Any]]],
-    splits: Mapping[str, tuple[str, Keep | None]],
-    contrasts: Sequence[tuple[str, str]] = (),
-) -> dict[str, Any]:
-    """Per-seed and across-seed accuracy on named ``splits`` (``{label: (split, keep)}``) and contrasts.
-
-    Returns ``{"per_seed": {arm: {seed: {label: acc}}}, "summary": {arm: {label: interval}},
-    "contrasts": {"a - b": {label: {"per_seed": {seed: paired}, "interval": interval, "pooled": ...}}},
-    "runs": {arm: {seed: run folder}}}``. Contrasts
-    use the paired SE over the same examples (:func:`paired_difference` on the kept examples).
-    """
-    first = next(iter(next(iter(results.values())).values()))
-    splits = {label: v for label, v in splits.items() if v[0] in first["splits"]}
-    per_seed = {
-        arm: {
-            str(s): {label: accuracy(ev, split, keep) for label, (split, keep) in splits.items()}
-            for s, ev in by.items()
-        }
-        for arm, by in results.items()
-    }
-    summary = {
-        arm: {label: interval([row[label]["accuracy"] for row in by.values()]) for label in splits}
-        for arm, by in per_seed.items()
-    }
-    out: dict[str, Any] = {}
-    for a, b in contrasts:
-        out[f"{a} - {b}"] = table = {}
-        for label, (split, keep) in splits.items():
-            diffs = {
-                str(s): paired_difference(_kept(results[a][s], split, keep), _kept(results[b][s], split, keep), split)
-                for s in results[a]
-            }
-            values = [d["difference"] for d in diffs.values()]
-            table[label] = {"per_seed": diffs, "interval": interval(values), "pooled": _pooled(diffs.values())}
-    runs = {arm: {str(s): ev.get("run") for s, ev in by.items()} for arm, by in results.items()}
-    return {"per_seed": per_seed, "summary": summary, "contrasts": out, "runs": runs}
-
-
 def run_and_summarise(
     arms: Sequence[Arm],
     scale: ExperimentScale,
     cache: str | Path,
     splits: Mapping[str, tuple[str, Keep | None]],
     contrasts: Sequence[tuple[str, str]] = (),
-) -> dict[str, Any]:
-    """:func:`run_experiment` then :func:`summarise`, with the wall time and the scale's settings."""
+) -> ExperimentSummary:
+    """:func:`run_experiment` then :func:`hlsm.lm.summary.summarise`, with the wall time and the scale's settings."""
     t0 = time.perf_counter()
     results = run_experiment(arms, scale, cache)
     out = summarise(results, splits, contrasts)
-    out["settings"] = {
+    settings = {
         "scale": scale.name,
         "seeds": list(scale.seeds),
         "eval_examples": scale.eval_examples,
@@ -271,29 +189,14 @@ def run_and_summarise(
         "rl": scale.rl.to_dict(),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    return out
+    return replace(out, settings=settings)
 
 
-def _pooled(diffs: Any) -> dict[str, Any]:
-    """Mean paired difference over seeds with ``SE = sqrt(sum_s SE_s^2) / k`` (examples independent
-    across seeds; the seed-to-seed variation is not in it: with 2-3 seeds the t interval is too wide)."""
-    rows = [d for d in diffs if d["difference"] is not None and d["se"] is not None]
-    if not rows:
-        return {"seeds": 0, "difference": None, "se": None}
-    k = len(rows)
-    se = math.sqrt(sum(d["se"] ** 2 for d in rows)) / k
-    return {"seeds": k, "difference": sum(d["difference"] for d in rows) / k, "se": se}
-
-
-def _kept(evaluation: Mapping[str, Any], split: str, keep: Keep | None) -> dict[str, Any]:
-    rows = evaluation["splits"][split]["examples"]
-    return {"splits": {split: {"examples": [e for e in rows if keep is None or keep(e["program"])]}}}
-
-
-def save_results(out: str | Path, config: Mapping[str, Any], results: Mapping[str, Any]) -> Path:
-    """Write ``out/config.json`` and ``out/results.json`` (atomically); the results path."""
+def save_results(out: str | Path, config: Mapping[str, Any], results: ExperimentSummary) -> Path:
+    """Write ``out/config.json`` and ``out/results.json`` (:meth:`ExperimentSummary.to_dict`) atomically;
+    the results path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config, default=str)
-    write_json(out / "results.json", results, default=str)
+    write_json(out / "results.json", results.to_dict(), default=str)
     return out / "results.json"

@@ -13,14 +13,9 @@ from hlsm.design import design_from_lists
 from hlsm.errors import HLSMError
 from hlsm.lm.attribution import StepReport, first_departure, pair_status, read_steps
 from hlsm.lm.data import TaskFormat, encode_example, encode_prompt, make_tokenizer, parse_generation
-from hlsm.lm.evaluate import (
-    checker_verdicts,
-    design_splits,
-    evaluate_design,
-    format_evaluation,
-    paired_difference,
-)
+from hlsm.lm.evaluate import checker_verdicts, design_splits, evaluate_design
 from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.records import format_evaluation, paired_difference
 from hlsm.programs import Program, execute_one
 from hlsm.spec import Spec
 from hlsm.stats import binomial_se
