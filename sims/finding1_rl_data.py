@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from hlsm.app.report import write_arm_outputs
-from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, scale_preset
+from hlsm.lm.experiment import Arm, run_and_summarise
+from hlsm.lm.presets import SCALES, scale_preset
+from hlsm.lm.summary import ExperimentSummary
 
 PUBLISHED = {"sft": {"deeper_4": 0.048}, "sft+rl atomic": {"deeper_4": 0.148}, "sft+rl compound": {"deeper_4": 0.426}}
 """Kong et al. (ICML 2026), depth 4 after training at depth 3 (DESIGN section 1, claim 4)."""
@@ -61,14 +62,13 @@ class Config:
         return cls(scale=scale)
 
 
-def main(cfg: Config) -> dict[str, Any]:
+def main(cfg: Config) -> ExperimentSummary:
     scale = scale_preset(cfg.scale)
     scale = replace(scale, seeds=cfg.seeds or scale.seeds)
     out = Path(cfg.out)
     cache = cfg.cache or str(out.parent / "cache")
     contrasts = [("sft+rl compound", "sft+rl atomic"), ("sft+rl compound", "sft"), ("sft+rl atomic", "sft")]
-    results = run_and_summarise(ARMS, scale, cache, SPLITS, contrasts)
-    results["published"] = PUBLISHED
+    results = replace(run_and_summarise(ARMS, scale, cache, SPLITS, contrasts), published=PUBLISHED)
     return write_arm_outputs(
         out,
         asdict(cfg),

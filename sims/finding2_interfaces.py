@@ -24,17 +24,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from hlsm.app.report import write_arm_outputs
-from hlsm.lm.experiment import (
-    SCALES,
-    Arm,
-    held_out_design,
-    run_and_summarise,
-    scale_preset,
-    uses_skills,
-)
+from hlsm.lm.experiment import Arm, run_and_summarise
+from hlsm.lm.presets import SCALES, held_out_design, scale_preset
+from hlsm.lm.summary import ExperimentSummary, uses_skills
 
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
 
@@ -69,7 +63,7 @@ class Config:
         return cls(scale=scale)
 
 
-def main(cfg: Config) -> dict[str, Any]:
+def main(cfg: Config) -> ExperimentSummary:
     scale = scale_preset(cfg.scale)
     scale = replace(scale, seeds=cfg.seeds or scale.seeds)
     held = list(cfg.held_out or DEFAULT_HELD_OUT[cfg.scale])
@@ -96,8 +90,7 @@ def main(cfg: Config) -> dict[str, Any]:
         ("+rl composed", "sft (skill held out)"),
         ("+rl atom-only", "sft (skill held out)"),
     ]
-    results = run_and_summarise(arms, scale, cache, splits, contrasts)
-    results["held_out"] = held
+    results = replace(run_and_summarise(arms, scale, cache, splits, contrasts), extra={"held_out": held})
     return write_arm_outputs(
         out,
         asdict(cfg),

@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from hlsm.app.report import write_arm_outputs
-from hlsm.lm.experiment import SCALES, Arm, run_and_summarise, scale_preset
+from hlsm.lm.experiment import Arm, run_and_summarise
+from hlsm.lm.presets import SCALES, scale_preset
+from hlsm.lm.summary import ExperimentSummary
 
 ARMS = (
     Arm("sft"),
@@ -54,7 +55,7 @@ class Config:
         return cls(scale=scale)
 
 
-def main(cfg: Config) -> dict[str, Any]:
+def main(cfg: Config) -> ExperimentSummary:
     scale = scale_preset(cfg.scale)
     scale = replace(scale, seeds=cfg.seeds or scale.seeds)
     out = Path(cfg.out)

@@ -22,17 +22,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from hlsm.app.report import write_arm_outputs
-from hlsm.lm.experiment import (
-    SCALES,
-    Arm,
-    held_out_design,
-    run_and_summarise,
-    scale_preset,
-    uses_skills,
-)
+from hlsm.lm.experiment import Arm, run_and_summarise
+from hlsm.lm.presets import SCALES, held_out_design, scale_preset
+from hlsm.lm.summary import ExperimentSummary, uses_skills
 
 DEFAULT_MISSING = {"tiny": ("rotate_right",), "cpu": ("swap_pairs", "complement"), "gpu": ("swap_pairs", "complement")}
 OUTSIDE = {"rl_kind": "compound", "rl_inside": False}
@@ -64,7 +58,7 @@ class Config:
         return cls(scale=scale)
 
 
-def main(cfg: Config) -> dict[str, Any]:
+def main(cfg: Config) -> ExperimentSummary:
     scale = scale_preset(cfg.scale)
     scale = replace(scale, seeds=cfg.seeds or scale.seeds)
     missing = list(cfg.missing or DEFAULT_MISSING[cfg.scale])
@@ -87,8 +81,7 @@ def main(cfg: Config) -> dict[str, Any]:
         "seen": ("seen", None),
     }
     contrasts = [("full sft + rl outside", "full sft"), ("missing sft + rl outside", "missing sft")]
-    results = run_and_summarise(arms, scale, cache, splits, contrasts)
-    results["missing"] = missing
+    results = replace(run_and_summarise(arms, scale, cache, splits, contrasts), extra={"missing": missing})
     return write_arm_outputs(
         out,
         asdict(cfg),

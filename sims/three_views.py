@@ -31,7 +31,9 @@ from hlsm.design import make_design
 from hlsm.infer.bayes import compare_with_checker
 from hlsm.infer.fitting import FitConfig
 from hlsm.io import write_json, write_text
-from hlsm.lm.experiment import SCALES, Arm, ExperimentScale, arm_sft_config, held_out_design, run_arm, scale_preset
+from hlsm.lm.experiment import Arm, arm_sft_config, run_arm
+from hlsm.lm.presets import SCALES, ExperimentScale, held_out_design, scale_preset
+from hlsm.lm.records import EvaluationRecord
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.runtime import torch_threads
 from hlsm.simulate import concat, population_corpus
@@ -84,13 +86,13 @@ def arms(scale: ExperimentScale) -> tuple[Arm, ...]:
     )
 
 
-def _transformer_accuracy(evaluation: dict[str, Any]) -> dict[str, float]:
+def _transformer_accuracy(evaluation: EvaluationRecord) -> dict[str, float]:
     """Greedy accuracy per program name over the unseen and deeper splits."""
     hits: dict[str, list[bool]] = {}
-    for split, row in evaluation["splits"].items():
+    for split, row in evaluation.splits.items():
         if split == "unseen" or split.startswith("deeper"):
-            for e in row["examples"]:
-                hits.setdefault(e["program"], []).append(bool(e["correct"]))
+            for e in row.examples:
+                hits.setdefault(e.program, []).append(bool(e.correct))
     return {p: sum(v) / len(v) for p, v in hits.items()}
 
 
@@ -117,7 +119,7 @@ def run_arm_views(arm: Arm, scale: ExperimentScale, seed: int, cache: str, cfg: 
     )
     with torch_threads(1):
         comparison = compare_with_checker(spec, concat(parts), sft + rl, candidates, fit_config)
-    accuracy = _transformer_accuracy(run_arm(arm, scale, seed, cache))
+    accuracy = _transformer_accuracy(EvaluationRecord.from_dict(run_arm(arm, scale, seed, cache)))
     rows = []
     for view, in_g in zip(comparison.views, comparison.checker, strict=True):
         rows.append(

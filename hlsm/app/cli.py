@@ -254,8 +254,8 @@ def _cmd_train_rl(args: argparse.Namespace) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from hlsm.design import DesignConfig, SupportDesign, make_design
-    from hlsm.lm.evaluate import format_evaluation
     from hlsm.lm.policy import evaluate_checkpoint, load_policy
+    from hlsm.lm.records import format_evaluation
     from hlsm.spec import Spec
 
     policy = load_policy(args.ckpt, what="--ckpt checkpoint")

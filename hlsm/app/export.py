@@ -34,7 +34,6 @@ and reports exact-match accuracy with its binomial standard error per split.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from hlsm.lm.dataset import derive_seed
 from hlsm.lm.evaluate import design_splits
 from hlsm.programs import Program, ProgramBatch, execute
 from hlsm.spec import LETTERS, Spec
+from hlsm.stats import binomial_se
 from hlsm.traces import HIDDEN, NOP, PROMPT_SEP, STEP_SEP, render_prompt
 
 FORMATS = ("verl", "trl")
@@ -282,7 +282,7 @@ def score_generations(path: str | Path, response: str = "response") -> dict[str,
     Returns
     -------
     dict
-        Per split: ``n`` (generations), ``accuracy``, ``se`` (binomial ``sqrt(p (1 - p) / n)``) and
+        Per split: ``n`` (generations), ``accuracy``, ``se`` (:func:`hlsm.stats.binomial_se`) and
         ``malformed`` (fraction that does not parse as a full trace of the prompt's program).
     """
     path = Path(path)
@@ -305,7 +305,7 @@ def score_generations(path: str | Path, response: str = "response") -> dict[str,
         result[split] = {
             "n": n,
             "accuracy": p,
-            "se": math.sqrt(p * (1 - p) / n),
+            "se": binomial_se(p, n),
             "malformed": verdicts.count("malformed") / n,
         }
     return result

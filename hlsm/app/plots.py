@@ -268,37 +268,36 @@ def plot_arm_accuracy(
 ) -> Path:
     """Grouped bars: accuracy per evaluation label (groups) and arm (bars), from a saved experiment.
 
-    ``results`` is :func:`hlsm.lm.experiment.summarise`'s output as saved in ``results.json``: bars
+    ``results`` is a saved ``results.json`` (:class:`hlsm.lm.summary.ExperimentSummary`): bars
     are the across-seed means, dots the seeds; error bars are the 95% t interval across seeds with
     3 or more seeds, and +-2 pooled binomial SEs (``sqrt(sum SE_s^2) / k``, the examples' noise, not
     the seed-to-seed spread) with fewer, where the t interval is too wide to read. ``published``
     (``{arm: {label: accuracy}}``) draws reference values as black ticks.
     """
-    summary, per_seed = results["summary"], results["per_seed"]
+    from hlsm.lm.summary import ExperimentSummary
+    from hlsm.stats import pooled_se
+
+    saved = ExperimentSummary.from_dict(results)
+    summary, per_seed = saved.summary, saved.per_seed
     arms = list(summary)
     labels = list(next(iter(summary.values())))
     width = 0.8 / max(len(arms), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(labels) * max(1, len(arms)) / 2), 4.2))
     for i, arm in enumerate(arms):
         xs = [j + (i - (len(arms) - 1) / 2) * width for j in range(len(labels))]
-        means = [100 * (summary[arm][lab]["mean"] or 0.0) for lab in labels]
-        lows = [summary[arm][lab]["low"] for lab in labels]
-        highs = [summary[arm][lab]["high"] for lab in labels]
+        means = [100 * (summary[arm][lab].mean or 0.0) for lab in labels]
+        lows = [summary[arm][lab].low for lab in labels]
+        highs = [summary[arm][lab].high for lab in labels]
         err = [  # the t interval, clipped to [0, 100]
             [m - max(0.0, 100 * lo) if lo is not None else 0.0 for m, lo in zip(means, lows, strict=True)],
             [min(100.0, 100 * hi) - m if hi is not None else 0.0 for m, hi in zip(means, highs, strict=True)],
         ]
         if len(per_seed[arm]) < 3:
-            pooled = [
-                200
-                * math.sqrt(sum((row[lab]["se"] or 0.0) ** 2 for row in per_seed[arm].values()))
-                / len(per_seed[arm])
-                for lab in labels
-            ]
+            pooled = [200 * pooled_se([row[lab].se or 0.0 for row in per_seed[arm].values()]) for lab in labels]
             err = [pooled, pooled]
         ax.bar(xs, means, width, yerr=err, capsize=3, label=arm, alpha=0.8)
         for j, lab in enumerate(labels):
-            seeds = [100 * row[lab]["accuracy"] for row in per_seed[arm].values() if row[lab]["n"]]
+            seeds = [100 * (row[lab].accuracy or 0.0) for row in per_seed[arm].values() if row[lab].n]
             ax.plot([xs[j]] * len(seeds), seeds, "k.", markersize=4)
             ref = (published or {}).get(arm, {}).get(lab)
             if ref is not None:

@@ -209,7 +209,8 @@ def _transformer_section(config: QuickstartConfig, out: Path) -> list[str]:
     from dataclasses import replace
 
     from hlsm.app.report import write_arm_outputs
-    from hlsm.lm.experiment import Arm, run_and_summarise, scale_preset
+    from hlsm.lm.experiment import Arm, run_and_summarise
+    from hlsm.lm.presets import scale_preset
 
     scale = replace(scale_preset(config.scale), seeds=(config.seed,), workers=1)
     arms = (

@@ -9,7 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from hlsm.stats import Interval, verdict
+
+if TYPE_CHECKING:
+    from hlsm.lm.summary import ExperimentSummary
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -24,14 +29,14 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def interval_cell(row: dict[str, Any] | None) -> str:
-    """``mean [lo, hi]`` in percent from ``{"mean", "lo", "hi"}`` (a t interval); ``'-'`` when missing."""
-    if not row or row.get("mean") is None:
+def interval_cell(row: Interval | None) -> str:
+    """``mean [low, high]`` in percent of a t interval (:func:`hlsm.stats.t_interval`); the mean alone
+    without an interval (one seed); ``'-'`` when missing."""
+    if row is None or row.mean is None:
         return "-"
-    lo, hi = row.get("lo"), row.get("hi")
-    if lo is None or hi is None:
-        return percent(row["mean"])
-    return f"{percent(row['mean'])} [{100 * lo:.1f}, {100 * hi:.1f}]"
+    if row.low is None or row.high is None:
+        return percent(row.mean)
+    return f"{percent(row.mean)} [{100 * row.low:.1f}, {100 * row.high:.1f}]"
 
 
 def _points(value: float | None, se: float | None) -> str:
@@ -40,51 +45,42 @@ def _points(value: float | None, se: float | None) -> str:
     return f"{100 * value:+.1f}" + ("" if se is None else f" ± {100 * se:.1f}")
 
 
-def verdict(pooled: dict[str, Any] | None, z: float = 2.0) -> str:
-    """``held`` / ``reversed`` / ``not resolved`` (a pooled paired difference against ``z`` standard
-    errors); ``no effect`` when both arms gave the same answer on every example (difference and SE 0)."""
-    if not pooled or pooled.get("difference") is None or pooled.get("se") is None:
-        return "not measured"
-    d, se = pooled["difference"], pooled["se"]
-    if d == 0 and se == 0:
-        return "no effect"
-    return "held" if d > z * se else "reversed" if d < -z * se else "not resolved"
-
-
-def arm_report(results: dict[str, Any], title: str, claim: str, checks: Sequence[tuple[str, str, str]]) -> str:
-    """The markdown section of a transformer experiment (``hlsm.lm.experiment`` results).
+def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Sequence[tuple[str, str, str]]) -> str:
+    """The markdown section of a transformer experiment (a saved :class:`hlsm.lm.summary.ExperimentSummary`).
 
     ``checks`` lists ``(contrast, split, prediction)``: the prediction holds when the pooled paired
-    difference ``contrast`` on ``split`` is more than 2 standard errors above 0 (SE from the
-    per-seed binomial SEs; the seed-to-seed spread is shown per seed, not in the SE).
+    difference ``contrast`` on ``split`` is more than 2 standard errors above 0
+    (:func:`hlsm.stats.verdict`; SE from the per-seed binomial SEs; the seed-to-seed spread is shown
+    per seed, not in the SE).
     """
-    summary, per_seed = results["summary"], results["per_seed"]
-    published = results.get("published", {})
+    summary, per_seed = results.summary, results.per_seed
+    published = results.published or {}
     splits = list(next(iter(summary.values())))
     seeds = sorted(next(iter(per_seed.values())), key=str)
     rows = []
     for arm, by_split in summary.items():
         cells = []
         for split in splits:
-            values = " / ".join(percent(per_seed[arm][s][split]["accuracy"]).rstrip("%") for s in seeds)
-            cell = f"{percent(by_split[split]['mean'])} ({values})"
+            values = " / ".join(percent(per_seed[arm][s][split].accuracy).rstrip("%") for s in seeds)
+            cell = f"{percent(by_split[split].mean)} ({values})"
             if split in published.get(arm, {}):
                 cell += f"; published {percent(published[arm][split])}"
             cells.append(cell)
         rows.append((arm, *cells))
     contrast_rows = [
-        (name, *(_points(t[s].get("pooled", {}).get("difference"), t[s].get("pooled", {}).get("se")) for s in splits))
-        for name, t in results["contrasts"].items()
+        (name, *(_points(t[s].pooled.difference, t[s].pooled.se) for s in splits))
+        for name, t in results.contrasts.items()
     ]
     check_rows = []
     for contrast, split, prediction in checks:
-        pooled = results["contrasts"].get(contrast, {}).get(split, {}).get("pooled")
-        if pooled is None:
+        measured = results.contrasts.get(contrast, {}).get(split)
+        if measured is None:
             check_rows.append((f"{contrast} on {split}", prediction, "-", "not measured at this scale"))
             continue
-        difference = _points(pooled["difference"], pooled["se"])
+        pooled = measured.pooled
+        difference = _points(pooled.difference, pooled.se)
         check_rows.append((f"{contrast} on {split}", prediction, difference, f"**{verdict(pooled)}**"))
-    settings = results.get("settings", {})
+    settings = results.settings or {}
     return "\n".join(
         [
             f"## {title}\n",
@@ -104,24 +100,27 @@ def arm_report(results: dict[str, Any], title: str, claim: str, checks: Sequence
 def write_arm_outputs(
     out: str | Path,
     config: Mapping[str, Any],
-    results: Mapping[str, Any],
+    results: ExperimentSummary,
     *,
     figure_title: str,
     title: str,
     claim: str,
     checks: Sequence[tuple[str, str, str]],
-) -> dict[str, Any]:
+) -> ExperimentSummary:
     """Save a transformer experiment (``results.json``, ``config.json``), then its ``report.md``
-    (:func:`arm_report`) and ``accuracy.png`` drawn from the saved JSON; returns the saved results.
+    (:func:`arm_report`) and ``accuracy.png`` drawn from the saved JSON; returns the saved results
+    as read back (:meth:`hlsm.lm.summary.ExperimentSummary.from_dict`).
 
-    Reference values under ``results["published"]``, if any, are drawn as ticks.
+    Reference values in ``results.published``, if any, are drawn as ticks.
     """
     from hlsm.app.plots import plot_arm_accuracy
     from hlsm.io import write_text
     from hlsm.lm.experiment import save_results
+    from hlsm.lm.summary import ExperimentSummary
 
     out = Path(out)
     saved = json.loads(save_results(out, config, results).read_text())
-    write_text(out / "report.md", arm_report(saved, title, claim, checks))
-    plot_arm_accuracy(saved, out / "accuracy.png", figure_title, published=saved.get("published"))
-    return dict(saved)
+    summary = ExperimentSummary.from_dict(saved)
+    write_text(out / "report.md", arm_report(summary, title, claim, checks))
+    plot_arm_accuracy(saved, out / "accuracy.png", figure_title, published=summary.published)
+    return summary

@@ -5,10 +5,12 @@ Modules: :mod:`~hlsm.lm.data` (task format: programs to tokens and generations b
 cache), :mod:`~hlsm.lm.sampling` (generation with log-probs), :mod:`~hlsm.lm.sft_config` and
 :mod:`~hlsm.lm.sft` (supervised training), :mod:`~hlsm.lm.rl_config`, :mod:`~hlsm.lm.rollout`,
 :mod:`~hlsm.lm.pg` and :mod:`~hlsm.lm.reinforce` (REINFORCE from an SFT checkpoint),
-:mod:`~hlsm.lm.evaluate` and :mod:`~hlsm.lm.attribution` (greedy exact match per design split,
-per-step error attribution), :mod:`~hlsm.lm.policy` (a checkpoint's model and task),
-:mod:`~hlsm.lm.checkpoint`, :mod:`~hlsm.lm.rundir` and :mod:`~hlsm.lm.distributed` (resumable,
-torchrun-ready runs).
+:mod:`~hlsm.lm.evaluate`, :mod:`~hlsm.lm.attribution` and :mod:`~hlsm.lm.records` (greedy exact
+match per design split, per-step error attribution, saved evaluations), :mod:`~hlsm.lm.presets`,
+:mod:`~hlsm.lm.experiment` and :mod:`~hlsm.lm.summary` (experiments over arms and seeds and their
+summaries), :mod:`~hlsm.lm.policy` (a checkpoint's model and task), :mod:`~hlsm.lm.checkpoint`,
+:mod:`~hlsm.lm.rundir` and :mod:`~hlsm.lm.distributed` (resumable, torchrun-ready runs). The
+statistics live in :mod:`hlsm.stats`; ``binomial_se`` is re-exported here.
 
 Nothing here imports Pyro or :mod:`hlsm.infer.model`.
 """
@@ -39,17 +41,15 @@ from hlsm.lm.evaluate import (
     LOW_ENTROPY_SKILLS,
     DesignEvaluation,
     SplitAccuracy,
-    binomial_se,
     checker_verdicts,
     design_splits,
     evaluate_design,
-    format_evaluation,
     greedy_exact_match,
-    paired_difference,
 )
 from hlsm.lm.model import GPT, GPTConfig, KVCache
 from hlsm.lm.pg import LossParts, kl_k3, loo_advantages, reinforce_loss, token_logprobs
 from hlsm.lm.policy import Policy, evaluate_checkpoint, load_policy, widen_policy
+from hlsm.lm.records import EvaluationRecord, format_evaluation, paired_difference
 from hlsm.lm.reinforce import RLResult, train_rl
 from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups
@@ -57,6 +57,7 @@ from hlsm.lm.rundir import RunConfig, TrainingError
 from hlsm.lm.sampling import Generation, GenerationError, generate
 from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft
 from hlsm.lm.sft_config import ModelConfig, SFTConfig, TrainingConfig
+from hlsm.stats import binomial_se
 
 __all__ = [
     "Checkpoint",
@@ -65,6 +66,7 @@ __all__ = [
     "DesignEvaluation",
     "DistContext",
     "DistributedError",
+    "EvaluationRecord",
     "Examples",
     "FormatError",
     "GPT",

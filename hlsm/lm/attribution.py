@@ -26,6 +26,7 @@ from typing import Any
 from hlsm.lm.data import TaskFormat
 from hlsm.programs import NO_ROUTING, Program
 from hlsm.spec import LETTERS, Spec
+from hlsm.stats import proportion, rounded
 from hlsm.traces import STEP_SEP, Tokenizer
 
 PAIR_STATUSES = ("first", "seen", "unseen")
@@ -90,13 +91,9 @@ def pair_status(program: Program, step: int, seen_pairs: Collection[tuple[int, i
 
 
 def _rate(right: int, reached: int) -> dict[str, Any]:
-    acc = right / reached if reached else math.nan
-    se = math.sqrt(acc * (1 - acc) / reached) if reached else math.nan
-    return {"reached": reached, "right": right, "accuracy": _num(acc), "se": _num(se)}
-
-
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else round(x, 6)
+    """``right / reached`` with its binomial SE, rounded as saved (None when no step was reached)."""
+    acc = proportion(right, reached)
+    return {"reached": reached, "right": right, "accuracy": rounded(acc.accuracy), "se": rounded(acc.se)}
 
 
 @dataclass

@@ -3,15 +3,17 @@
 For each example the model greedily continues the prompt ``<bos> x_0 | program`` for as many tokens
 as the golden trace has; the generation is parsed strictly (:func:`hlsm.lm.data.parse_generation`)
 and counts as correct iff it parses and its last state equals the true answer ``x_L``. A
-malformed generation is wrong. The standard error is the binomial ``sqrt(p (1 - p) / N)``. Each
-example also records its first departure from the true execution (:mod:`hlsm.lm.attribution`).
+malformed generation is wrong. The standard error is the binomial ``sqrt(p (1 - p) / N)``
+(:func:`hlsm.stats.binomial_se`). Each example also records its first departure from the true
+execution (:mod:`hlsm.lm.attribution`).
 
 :func:`evaluate_design` scores every split of a support design (seen compositions, unseen ones,
 each deeper depth, atomic programs, the RL programs) with strata: the unseen and deeper programs
 that the identifiability checker (H-lib, under the SFT regime) identifies or not, and the programs
 without low-entropy skills; plus per-step error attribution and conditional accuracy. Its results
-are saved as JSON with per-example correctness (:func:`paired_difference` compares two models on
-the same examples) and printed by :func:`format_evaluation`.
+are saved as JSON (:class:`hlsm.lm.records.EvaluationRecord`) with per-example correctness
+(:func:`hlsm.lm.records.paired_difference` compares two models on the same examples) and printed
+by :func:`hlsm.lm.records.format_evaluation`.
 """
 
 from __future__ import annotations
@@ -27,17 +29,18 @@ import torch
 from torch import Tensor
 
 from hlsm.design import SupportDesign, coverage
-from hlsm.errors import HLSMError
 from hlsm.identify.checker import identify
 from hlsm.io import write_json
 from hlsm.lm.attribution import StepReport, first_departure, read_steps
 from hlsm.lm.data import TaskFormat, parse_generation
 from hlsm.lm.dataset import Examples, Source, derive_seed, sample_examples
 from hlsm.lm.model import GPT
+from hlsm.lm.records import EvaluationRecord, ExampleRecord, SplitRecord
 from hlsm.lm.sampling import generate
 from hlsm.programs import Program
 from hlsm.simulate import population_corpus
 from hlsm.spec import LETTERS, Spec
+from hlsm.stats import Accuracy, binomial_se, rounded
 from hlsm.traces import Tokenizer
 
 
@@ -72,9 +75,8 @@ class SplitAccuracy:
 
     @property
     def se(self) -> float:
-        """Binomial standard error of :attr:`accuracy`."""
-        p = self.accuracy
-        return math.sqrt(p * (1 - p) / self.n) if self.n else float("nan")
+        """Binomial standard error of :attr:`accuracy` (:func:`hlsm.stats.binomial_se`)."""
+        return binomial_se(self.accuracy, self.n)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,11 +144,6 @@ LOW_ENTROPY_SKILLS = ("sort", "sort_desc", "running_max", "running_min", "fill_f
 sort, running max, fill-first; with their mirror images). Skills missing from the spec are ignored."""
 
 
-def binomial_se(p: float, n: int) -> float:
-    """``sqrt(p (1 - p) / n)``; nan when ``n = 0``."""
-    return math.sqrt(p * (1 - p) / n) if n else math.nan
-
-
 def design_splits(design: SupportDesign) -> dict[str, tuple[Program, ...]]:
     """The evaluation splits of a design, in report order.
 
@@ -196,21 +193,17 @@ class SplitResult:
     strata: dict[str, Tensor]
     steps: StepReport
 
-    def stratum(self, mask: Tensor | None = None) -> dict[str, Any]:
-        """``{"n", "accuracy", "se"}`` over the examples in ``mask`` (default: all)."""
+    def stratum(self, mask: Tensor | None = None) -> Accuracy:
+        """Accuracy and binomial SE over the examples in ``mask`` (default: all), :func:`rounded` as saved."""
         c = self.accuracy.correct if mask is None else self.accuracy.correct[mask]
         n = int(c.numel())
         p = float(c.float().mean()) if n else math.nan
-        return {"n": n, "accuracy": _num(p), "se": _num(binomial_se(p, n))}
-
-
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else round(x, 6)
+        return Accuracy(n, rounded(p), rounded(binomial_se(p, n)))
 
 
 @dataclass
 class DesignEvaluation:
-    """What :func:`evaluate_design` returns; :meth:`to_dict` is the saved JSON."""
+    """What :func:`evaluate_design` returns; :meth:`record` (as :meth:`to_dict`) is what is saved."""
 
     spec: Spec
     splits: dict[str, SplitResult]
@@ -225,34 +218,30 @@ class DesignEvaluation:
                 out = out.merge(split.steps)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> EvaluationRecord:
+        """The saved form: accuracies rounded to 6 digits, programs as names, states as letters."""
         splits = {}
         for name, s in self.splits.items():
             acc = s.accuracy
-            letters = [letters_of(x) for x in s.x0.tolist()]
-            splits[name] = {
-                **s.stratum(),
-                "malformed": round(float(acc.malformed.float().mean()), 6),
-                "strata": {k: s.stratum(m) for k, m in s.strata.items()},
-                "steps": s.steps.to_dict(),
-                "examples": [
-                    {"program": p.names(self.spec), "x0": x, "correct": bool(c), "malformed": bool(m), "departure": d}
-                    for p, x, c, m, d in zip(
-                        s.programs,
-                        letters,
-                        acc.correct.tolist(),
-                        acc.malformed.tolist(),
-                        acc.departure.tolist(),
-                        strict=True,
-                    )
-                ],
-            }
-        return {
-            "settings": self.settings,
-            "checker": self.checker,
-            "splits": splits,
-            "steps_held_out": self.held_out_steps().to_dict(),
-        }
+            examples = zip(
+                s.programs,
+                s.x0.tolist(),
+                acc.correct.tolist(),
+                acc.malformed.tolist(),
+                acc.departure.tolist(),
+                strict=True,
+            )
+            splits[name] = SplitRecord(
+                s.stratum(),
+                round(float(acc.malformed.float().mean()), 6),
+                {k: s.stratum(m) for k, m in s.strata.items()},
+                s.steps.to_dict(),
+                tuple(ExampleRecord(p.names(self.spec), letters_of(x), c, m, d) for p, x, c, m, d in examples),
+            )
+        return EvaluationRecord(self.settings, self.checker, splits, self.held_out_steps().to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record().to_dict()
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as JSON (atomically)."""
@@ -283,7 +272,7 @@ def evaluate_design(
 
     Examples are drawn per split from ``(seed, split name)`` alone (program uniform over the split,
     ``x_0`` uniform), so two models evaluated with the same seed see the same examples: the saved
-    per-example correctness supports paired comparisons (:func:`paired_difference`).
+    per-example correctness supports paired comparisons (:func:`hlsm.lm.records.paired_difference`).
 
     Parameters
     ----------
@@ -343,48 +332,3 @@ def evaluate_design(
         "sft_programs": len(sft),
     }
     return DesignEvaluation(spec, results, settings, checker_info)
-
-
-def paired_difference(a: dict[str, Any], b: dict[str, Any], split: str) -> dict[str, Any]:
-    """Accuracy of ``a`` minus ``b`` on ``split`` with the paired standard error, from saved results.
-
-    ``a`` and ``b`` are :meth:`DesignEvaluation.to_dict` outputs on the same examples (same seed and
-    design); the SE is ``sd(c_a - c_b) / sqrt(N)`` over the per-example differences.
-
-    Raises
-    ------
-    HLSMError
-        When the two evaluations did not use the same examples.
-    """
-    ea, eb = a["splits"][split]["examples"], b["splits"][split]["examples"]
-    if [(e["program"], e["x0"]) for e in ea] != [(e["program"], e["x0"]) for e in eb]:
-        raise HLSMError(f"split '{split}': the two evaluations used different examples; evaluate with the same seed")
-    diff = torch.tensor([float(x["correct"]) - float(y["correct"]) for x, y in zip(ea, eb, strict=True)])
-    n = int(diff.numel())
-    se = float(diff.std(unbiased=True)) / math.sqrt(n) if n > 1 else math.nan
-    return {"n": n, "difference": _num(float(diff.mean())), "se": _num(se)}
-
-
-def format_evaluation(results: dict[str, Any]) -> str:
-    """A plain-text table of a saved :meth:`DesignEvaluation.to_dict`: accuracy +- SE per split and stratum."""
-
-    def cell(row: dict[str, Any] | None) -> str:
-        if row is None or not row["n"]:
-            return "-"
-        return f"{100 * row['accuracy']:5.1f} +- {100 * row['se']:4.1f} ({row['n']})"
-
-    strata = ("identified", "not_identified", "without_low_entropy")
-    head = f"{'split':<10} {'accuracy % (n)':>20} {'malformed':>9}" + "".join(f" {s:>20}" for s in strata)
-    lines = [head, "-" * len(head)]
-    for name, row in results["splits"].items():
-        line = f"{name:<10} {cell(row):>20} {100 * row['malformed']:8.1f}%"
-        lines.append(line + "".join(f" {cell(row['strata'].get(s)):>20}" for s in strata))
-    lines.append("")
-    lines.append("per-step conditional accuracy (step right | earlier steps right), unseen + deeper splits:")
-    for status, row in results["steps_held_out"]["by_pair_status"].items():
-        acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:5.1f} +- {100 * row['se']:4.1f}"
-        lines.append(f"  {status:<7} pair steps  {acc}  ({row['right']}/{row['reached']})")
-    if results.get("checker"):
-        c = results["checker"]
-        lines.append(f"checker (H-lib, {c['inputs']} inputs): {c['identified']} identified, {c['not_identified']} not")
-    return "\n".join(lines)

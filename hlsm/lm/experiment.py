@@ -13,63 +13,36 @@ resolved config (the output path and thread count left out; an RL hash includes 
 arms, or two experiments, that ask for the same run share it; a finished run (``summary.json``) is
 reused, a killed one resumed from its checkpoint. Evaluations are cached beside the run as
 ``evaluation-<hash>.json``. All arms of one SFT design and seed are evaluated on the same
-examples, so :func:`hlsm.lm.evaluate.paired_difference` applies.
+examples, so :func:`hlsm.lm.records.paired_examples` applies.
 
-:func:`summarise` turns per-seed evaluations into per-seed accuracy +- binomial SE and, across
-seeds, mean +- a Student-t 95% interval; paired differences between arms likewise.
-:func:`scale_preset` gives the ``tiny`` (tests), ``cpu`` (``hlsm reproduce --scale cpu``) and ``gpu``
-(DESIGN section 6 advice) settings.
+:func:`run_and_summarise` runs the arms and turns the per-seed evaluations into an
+:class:`hlsm.lm.summary.ExperimentSummary` (per-seed accuracy +- binomial SE and, across seeds,
+mean +- a Student-t 95% interval; paired differences between arms likewise), which
+:func:`save_results` writes. The scales (``tiny``, ``cpu``, ``gpu``) are in :mod:`hlsm.lm.presets`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
-from hlsm.errors import HLSMError
 from hlsm.io import write_json
 from hlsm.lm.distributed import resolve_device
-from hlsm.lm.evaluate import paired_difference
 from hlsm.lm.policy import evaluate_checkpoint
+from hlsm.lm.presets import ExperimentError, ExperimentScale
 from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
+from hlsm.lm.summary import ExperimentSummary, Keep, summarise
 from hlsm.runtime import torch_threads
-
-SCALES = ("tiny", "cpu", "gpu")
-
-
-class ExperimentError(HLSMError):
-    """An arm or scale that cannot be run as asked."""
-
-
-@dataclass(frozen=True)
-class ExperimentScale:
-    """Everything about an experiment's size: base SFT and RL configs, seeds, evaluation.
-
-    ``sft`` and ``rl`` are the configs every arm starts from (arms override design keys only);
-    ``eval_examples`` examples per split; ``checker`` adds the identified / not-identified strata;
-    ``workers`` processes run seeds in parallel (1: in this process).
-    """
-
-    name: str
-    sft: SFTConfig
-    rl: RLConfig
-    seeds: tuple[int, ...]
-    eval_examples: int
-    checker: bool = False
-    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,103 +57,6 @@ class Arm:
         bad = sorted(set(self.rl or {}) - set(RL_ARM_KEYS))
         if bad:
             raise ExperimentError(f"arm '{self.name}': RL keys {bad} are not arm keys; use {list(RL_ARM_KEYS)}")
-
-
-def _sft_dict(name: str) -> dict[str, Any]:
-    spec: dict[str, Any]
-    design: dict[str, Any]
-    model: dict[str, Any]
-    training: dict[str, Any]
-    skills = ["reverse", "rotate_left", "rotate_right", "shift_up", "shift_down", "complement"]
-    skills += ["swap_pairs", "swap_halves", "interleave", "prefix_sum", "sort", "running_max"]
-    if name == "tiny":
-        spec = {"alphabet": 4, "length": 3, "skills": skills[:5], "routings": ["chain"]}
-        design = {"train_depth": 2, "deeper_depths": [3], "holdout": "pairs", "successors": 2, "n_sft": 4, "n_rl": 4}
-        design |= {"n_unseen": 4, "n_deeper": 4}
-        model = {"n_layer": 1, "n_head": 2, "d_model": 32}
-        training = {"steps": 30, "batch_size": 16, "lr": 3e-3, "warmup_steps": 5, "log_every": 10}
-        training |= {"checkpoint_every": 30, "eval_examples": 8, "device": "cpu"}
-        data = [
-            {"name": "atomic", "programs": "atomic", "weight": 0.3},
-            {"name": "train", "split": "sft", "depth": 2, "weight": 0.7},
-        ]
-        fmt = {"slots": 3}
-    else:
-        spec = {"alphabet": 8, "length": 6, "skills": skills, "routings": ["chain"]}
-        design = {
-            "train_depth": 3,
-            "deeper_depths": [4, 5],
-            "holdout": "pairs",
-            "successors": 3,
-            "n_sft": 108,
-            "n_rl": 100,
-        }
-        design |= {"n_unseen": 200, "n_deeper": 200}
-        cpu = name == "cpu"
-        model = {"n_layer": 3, "n_head": 4, "d_model": 128}
-        training = {"steps": 1000 if cpu else 1600, "batch_size": 64, "lr": 2e-3}
-        training |= {"warmup_steps": 100, "log_every": 50, "checkpoint_every": 100}
-        training |= {"eval_examples": 64, "device": "cpu" if cpu else "auto"}
-        data = [
-            {"name": "atomic", "programs": "atomic", "weight": 0.2},
-            {"name": "depth2", "programs": "seen_pairs", "depth": 2, "weight": 0.3},
-            {"name": "depth3", "split": "sft", "depth": 3, "weight": 0.4},
-            {"name": "depth4", "programs": "seen_pairs", "depth": 4, "limit": 48, "weight": 0.1},
-        ]
-        fmt = {"slots": 5}  # room for the depth-5 split; SFT shows depth <= 4 (slot 5 always NOP)
-    training |= {"eval_every": 0, "threads": 1 if name != "gpu" else None}
-    training = {k: v for k, v in training.items() if v is not None}
-    evals = [{"name": "unseen", "split": "unseen"}]
-    return {"spec": spec, "design": design, "format": fmt, "model": model, "training": training} | {
-        "data": data,
-        "eval": evals,
-    }
-
-
-def scale_preset(name: str) -> ExperimentScale:
-    """The ``tiny`` / ``cpu`` / ``gpu`` experiment scale (see the module docstring).
-
-    tiny: 5 skills, A = 4, n = 3, a 1-layer d = 32 model, 30 SFT steps, 256 RL traces, 32 examples
-    per split, 1 seed: seconds, for tests. cpu: DESIGN section 6's task (12 skills, A = 8, n = 6,
-    chain routing, 3 successors) in 5 program slots, the 3-layer d = 128 model (0.6M parameters),
-    1,000 SFT steps (about 3 CPU-minutes a run), RL 24k sampled traces a run at lr 1e-4 (16 prompts
-    x 16 traces a round, >= 4 mixed groups an update; 20-50 s a run), 256 examples per split, 2 seeds
-    on 2 worker processes. gpu: 1,600 SFT steps, 2.4M traces (5x DESIGN's 480k) at lr 5e-5, 2,048
-    examples per split, the checker strata, 5 seeds.
-    """
-    if name not in SCALES:
-        raise ExperimentError(f"unknown scale {name!r}; choose one of {list(SCALES)}")
-    sft = SFTConfig.from_dict(_sft_dict(name))
-    rl: dict[str, Any]
-    seeds: tuple[int, ...]
-    if name == "tiny":
-        rl = {"group_size": 4, "prompts_per_round": 8, "min_mixed_groups": 2, "budget_traces": 256, "lr": 1e-3}
-        seeds, examples, workers = (0,), 32, 1
-    elif name == "cpu":
-        rl = {"group_size": 16, "prompts_per_round": 16, "min_mixed_groups": 4, "budget_traces": 24_000, "lr": 1e-4}
-        seeds, examples, workers = (0, 1), 256, 2
-    else:
-        rl = {"group_size": 16, "prompts_per_round": 32, "min_mixed_groups": 8, "budget_traces": 2_400_000}
-        seeds, examples, workers = (0, 1, 2, 3, 4), 2048, 1
-    training: dict[str, Any] = {"eval_examples": 16 if name == "tiny" else 64, "checkpoint_every": 10, "log_every": 5}
-    training |= {"device": sft.training.device} | ({"threads": 1} if name != "gpu" else {})
-    rl_config = RLConfig.from_dict({"rl": rl, "training": training, "eval": [{"name": "unseen", "split": "unseen"}]})
-    return ExperimentScale(name, sft, rl_config, seeds, examples, checker=name == "gpu", workers=workers)
-
-
-def held_out_design(scale: ExperimentScale, skills: Sequence[str], **extra: Any) -> dict[str, Any]:
-    """Design overrides that hold ``skills`` out of SFT (``held_out_skills``), plus ``extra`` keys.
-
-    With ``holdout = "pairs"`` the seen-pair SFT programs number ``(K - h) s^(L - 1)`` (``h``
-    held-out skills, ``s`` successors): ``n_sft`` is lowered to that when the scale asks for more.
-    """
-    design = scale.sft.design
-    out = {"held_out_skills": list(skills), **extra}
-    if design.holdout == "pairs":
-        available = (scale.sft.spec.num_skills - len(set(skills))) * design.successors ** (design.train_depth - 1)
-        if design.n_sft > available:
-            out["n_sft"] = available
-    return out
 
 
 def _hash(record: Any) -> str:
@@ -272,100 +148,18 @@ def run_experiment(
     return {a: {s: r[a] for s, r in zip(scale.seeds, by_seed, strict=True)} for a in names}
 
 
-# ---------------------------------------------------------------------------------------------
-# summaries: per seed +- binomial SE, across seeds mean +- t interval, paired differences
-
-Keep = Callable[[str], bool]
-"""A predicate on a program's :meth:`hlsm.programs.Program.names` string (a stratum of a split)."""
-
-
-def uses_skills(skills: Sequence[str], *, negate: bool = False) -> Keep:
-    """A :data:`Keep` for the programs that use one of ``skills`` (or, ``negate``, none of them)."""
-    wanted = set(skills)
-
-    def keep(names: str) -> bool:
-        used = {step.rsplit(":", 1)[-1].strip() for step in names.split(">")}
-        return bool(used & wanted) != negate
-
-    return keep
-
-
-def accuracy(evaluation: Mapping[str, Any], split: str, keep: Keep | None = None) -> dict[str, Any]:
-    """``{"n", "accuracy", "se"}`` on ``split`` (only the examples whose program ``keep`` accepts)."""
-    rows = [e for e in evaluation["splits"][split]["examples"] if keep is None or keep(e["program"])]
-    n = len(rows)
-    if not n:
-        return {"n": 0, "accuracy": None, "se": None}
-    p = sum(e["correct"] for e in rows) / n
-    return {"n": n, "accuracy": p, "se": math.sqrt(p * (1 - p) / n)}
-
-
-def interval(values: Sequence[float | None], level: float = 0.95) -> dict[str, Any]:
-    """Mean and Student-t interval over seeds: ``mean +- t_{level, k-1} sd / sqrt(k)`` (None values skipped;
-    no interval for k = 1, no mean for k = 0)."""
-    xs = [v for v in values if v is not None and not math.isnan(v)]
-    k = len(xs)
-    if k == 0:
-        return {"seeds": 0, "mean": None, "low": None, "high": None}
-    mean = sum(xs) / k
-    if k < 2:
-        return {"seeds": k, "mean": mean, "low": None, "high": None}
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (k - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
-    return {"seeds": k, "mean": mean, "low": mean - half, "high": mean + half}
-
-
-def summarise(
-    results: Mapping[str, Mapping[int, Mapping[str, Any]]],
-    splits: Mapping[str, tuple[str, Keep | None]],
-    contrasts: Sequence[tuple[str, str]] = (),
-) -> dict[str, Any]:
-    """Per-seed and across-seed accuracy on named ``splits`` (``{label: (split, keep)}``) and contrasts.
-
-    Returns ``{"per_seed": {arm: {seed: {label: acc}}}, "summary": {arm: {label: interval}},
-    "contrasts": {"a - b": {label: {"per_seed": {seed: paired}, "interval": interval, "pooled": ...}}},
-    "runs": {arm: {seed: run folder}}}``. Contrasts
-    use the paired SE over the same examples (:func:`paired_difference` on the kept examples).
-    """
-    first = next(iter(next(iter(results.values())).values()))
-    splits = {label: v for label, v in splits.items() if v[0] in first["splits"]}
-    per_seed = {
-        arm: {
-            str(s): {label: accuracy(ev, split, keep) for label, (split, keep) in splits.items()}
-            for s, ev in by.items()
-        }
-        for arm, by in results.items()
-    }
-    summary = {
-        arm: {label: interval([row[label]["accuracy"] for row in by.values()]) for label in splits}
-        for arm, by in per_seed.items()
-    }
-    out: dict[str, Any] = {}
-    for a, b in contrasts:
-        out[f"{a} - {b}"] = table = {}
-        for label, (split, keep) in splits.items():
-            diffs = {
-                str(s): paired_difference(_kept(results[a][s], split, keep), _kept(results[b][s], split, keep), split)
-                for s in results[a]
-            }
-            values = [d["difference"] for d in diffs.values()]
-            table[label] = {"per_seed": diffs, "interval": interval(values), "pooled": _pooled(diffs.values())}
-    runs = {arm: {str(s): ev.get("run") for s, ev in by.items()} for arm, by in results.items()}
-    return {"per_seed": per_seed, "summary": summary, "contrasts": out, "runs": runs}
-
-
 def run_and_summarise(
     arms: Sequence[Arm],
     scale: ExperimentScale,
     cache: str | Path,
     splits: Mapping[str, tuple[str, Keep | None]],
     contrasts: Sequence[tuple[str, str]] = (),
-) -> dict[str, Any]:
-    """:func:`run_experiment` then :func:`summarise`, with the wall time and the scale's settings."""
+) -> ExperimentSummary:
+    """:func:`run_experiment` then :func:`hlsm.lm.summary.summarise`, with the wall time and the scale's settings."""
     t0 = time.perf_counter()
     results = run_experiment(arms, scale, cache)
     out = summarise(results, splits, contrasts)
-    out["settings"] = {
+    settings = {
         "scale": scale.name,
         "seeds": list(scale.seeds),
         "eval_examples": scale.eval_examples,
@@ -374,29 +168,14 @@ def run_and_summarise(
         "rl": scale.rl.to_dict(),
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    return out
+    return replace(out, settings=settings)
 
 
-def _pooled(diffs: Any) -> dict[str, Any]:
-    """Mean paired difference over seeds with ``SE = sqrt(sum_s SE_s^2) / k`` (examples independent
-    across seeds; the seed-to-seed variation is not in it: with 2-3 seeds the t interval is too wide)."""
-    rows = [d for d in diffs if d["difference"] is not None and d["se"] is not None]
-    if not rows:
-        return {"seeds": 0, "difference": None, "se": None}
-    k = len(rows)
-    se = math.sqrt(sum(d["se"] ** 2 for d in rows)) / k
-    return {"seeds": k, "difference": sum(d["difference"] for d in rows) / k, "se": se}
-
-
-def _kept(evaluation: Mapping[str, Any], split: str, keep: Keep | None) -> dict[str, Any]:
-    rows = evaluation["splits"][split]["examples"]
-    return {"splits": {split: {"examples": [e for e in rows if keep is None or keep(e["program"])]}}}
-
-
-def save_results(out: str | Path, config: Mapping[str, Any], results: Mapping[str, Any]) -> Path:
-    """Write ``out/config.json`` and ``out/results.json`` (atomically); the results path."""
+def save_results(out: str | Path, config: Mapping[str, Any], results: ExperimentSummary) -> Path:
+    """Write ``out/config.json`` and ``out/results.json`` (:meth:`ExperimentSummary.to_dict`) atomically;
+    the results path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config, default=str)
-    write_json(out / "results.json", results, default=str)
+    write_json(out / "results.json", results.to_dict(), default=str)
     return out / "results.json"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hlsm.app.reproduce import EXPERIMENTS
-from hlsm.lm.experiment import scale_preset
+from hlsm.lm.presets import scale_preset
 
 SIMS = Path(__file__).resolve().parents[2] / "sims"
 

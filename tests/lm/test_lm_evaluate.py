@@ -13,17 +13,12 @@ from hlsm.design import design_from_lists
 from hlsm.errors import HLSMError
 from hlsm.lm.attribution import StepReport, first_departure, pair_status, read_steps
 from hlsm.lm.data import TaskFormat, encode_example, encode_prompt, make_tokenizer, parse_generation
-from hlsm.lm.evaluate import (
-    binomial_se,
-    checker_verdicts,
-    design_splits,
-    evaluate_design,
-    format_evaluation,
-    paired_difference,
-)
+from hlsm.lm.evaluate import checker_verdicts, design_splits, evaluate_design
 from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.records import format_evaluation, paired_difference
 from hlsm.programs import Program, execute_one
 from hlsm.spec import Spec
+from hlsm.stats import binomial_se
 
 SPEC = Spec(alphabet=4, length=3, skills=("reverse", "shift_up", "sort"), routings=("chain",))
 FMT = TaskFormat(slots=3)
@@ -100,11 +95,6 @@ def test_step_report_counts_departures_and_conditional_accuracy() -> None:
     both = report.merge(atomic).to_dict()
     assert both["n"] == 5 and both["first_departure"]["routing"] == {"chain": 2, "-": 1}
     assert both["first_departure"]["pair"]["start>sort"] == 1 and both["conditional"]["1"]["1"]["right"] == 0
-
-
-def test_binomial_standard_error() -> None:
-    assert binomial_se(0.25, 100) == pytest.approx(math.sqrt(0.25 * 0.75 / 100))
-    assert binomial_se(1.0, 10) == 0.0 and math.isnan(binomial_se(0.5, 0))
 
 
 # ---------------------------------------------------------------------------------------------

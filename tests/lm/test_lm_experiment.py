@@ -1,38 +1,16 @@
-"""Experiment runner: the cache shares and skips runs, arms are paired, intervals are Student-t."""
+"""Experiment runner: the cache shares and skips runs, arms are paired."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from hlsm.lm.experiment import (
-    Arm,
-    ExperimentError,
-    interval,
-    run_arm,
-    scale_preset,
-    summarise,
-    uses_skills,
-)
+from hlsm.lm.experiment import Arm, ExperimentError, run_arm
+from hlsm.lm.presets import scale_preset
+from hlsm.lm.summary import summarise
 from hlsm.runtime import torch_threads
-
-
-def test_interval_is_the_student_t_interval() -> None:
-    out = interval([1.0, 2.0, 3.0])
-    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t_{0.975, 2} * sd / sqrt(k)
-    assert out["mean"] == pytest.approx(2.0)
-    assert (out["low"], out["high"]) == pytest.approx((2.0 - half, 2.0 + half))
-    assert interval([0.5])["low"] is None and interval([None])["mean"] is None
-
-
-def test_uses_skills_reads_program_names() -> None:
-    keep = uses_skills(["sort"])
-    assert keep("chain:reverse > chain:sort") and keep("sort")
-    assert not keep("chain:reverse > chain:shift_up")
-    assert uses_skills(["sort"], negate=True)("reverse")
 
 
 def test_arm_rejects_unknown_rl_keys() -> None:
@@ -51,7 +29,7 @@ def test_runs_are_cached_shared_and_paired(tmp_path: Path) -> None:
     again = run_arm(Arm("sft again"), scale, 0, tmp_path)
     assert ckpt.stat().st_mtime_ns == stamp and again["splits"] == sft["splits"]  # skipped, not retrained
     results = {"sft": {0: sft}, "rl": {0: rl}}
-    summary = summarise(results, {"unseen": ("unseen", None), "absent": ("deeper_9", None)}, [("rl", "sft")])
+    summary = summarise(results, {"unseen": ("unseen", None), "absent": ("deeper_9", None)}, [("rl", "sft")]).to_dict()
     assert set(summary["summary"]["rl"]) == {"unseen"}  # splits missing from the design are left out
     paired = summary["contrasts"]["rl - sft"]["unseen"]["per_seed"]["0"]
     assert paired["n"] == scale.eval_examples

@@ -1,0 +1,154 @@
+"""Saved evaluations: the typed JSON of a design evaluation, paired comparisons, the text table.
+
+:meth:`hlsm.lm.evaluate.DesignEvaluation.to_dict` writes an :class:`EvaluationRecord`; wherever a
+saved evaluation is read (:mod:`hlsm.lm.summary`, the sims), :meth:`EvaluationRecord.from_dict`
+reads it back. Two evaluations with the same seed and design hold the same examples, so
+:func:`paired_difference` compares two models example by example; :func:`format_evaluation`
+prints one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hlsm.errors import HLSMError
+from hlsm.stats import Accuracy, PairedDifference
+from hlsm.stats import paired_difference as _paired
+
+
+@dataclass(frozen=True)
+class ExampleRecord:
+    """One evaluated example as saved: its program (:meth:`Program.names`), ``x_0`` (letters), whether
+    the answer was right, whether the generation was malformed, its first departure (0: none)."""
+
+    program: str
+    x0: str
+    correct: bool
+    malformed: bool
+    departure: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "program": self.program,
+            "x0": self.x0,
+            "correct": self.correct,
+            "malformed": self.malformed,
+            "departure": self.departure,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExampleRecord:
+        return cls(d["program"], d["x0"], d["correct"], d["malformed"], d["departure"])
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """One split of a saved evaluation: accuracy +- SE, malformed fraction, strata, step report
+    (:meth:`hlsm.lm.attribution.StepReport.to_dict`) and every example."""
+
+    accuracy: Accuracy
+    malformed: float
+    strata: dict[str, Accuracy]
+    steps: dict[str, Any]
+    examples: tuple[ExampleRecord, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.accuracy.to_dict(),
+            "malformed": self.malformed,
+            "strata": {k: a.to_dict() for k, a in self.strata.items()},
+            "steps": self.steps,
+            "examples": [e.to_dict() for e in self.examples],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SplitRecord:
+        return cls(
+            Accuracy.from_dict(d),
+            d["malformed"],
+            {k: Accuracy.from_dict(a) for k, a in d["strata"].items()},
+            d["steps"],
+            tuple(ExampleRecord.from_dict(e) for e in d["examples"]),
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """A saved :class:`hlsm.lm.evaluate.DesignEvaluation`: what its ``to_dict`` writes and
+    :meth:`from_dict` reads back (keys other than these, such as an experiment's ``run``, are ignored)."""
+
+    settings: dict[str, Any]
+    checker: dict[str, Any] | None
+    splits: dict[str, SplitRecord]
+    steps_held_out: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.settings,
+            "checker": self.checker,
+            "splits": {name: s.to_dict() for name, s in self.splits.items()},
+            "steps_held_out": self.steps_held_out,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EvaluationRecord:
+        splits = {name: SplitRecord.from_dict(s) for name, s in d["splits"].items()}
+        return cls(d["settings"], d["checker"], splits, d["steps_held_out"])
+
+
+def paired_examples(a: Sequence[ExampleRecord], b: Sequence[ExampleRecord], split: str) -> PairedDifference:
+    """:func:`hlsm.stats.paired_difference` of two models' outcomes on the same examples of ``split``,
+    rounded to 6 digits as saved.
+
+    Raises
+    ------
+    HLSMError
+        When ``a`` and ``b`` are not the same examples (program and ``x_0``) in the same order.
+    """
+    if [(e.program, e.x0) for e in a] != [(e.program, e.x0) for e in b]:
+        raise HLSMError(f"split '{split}': the two evaluations used different examples; evaluate with the same seed")
+    return _paired([e.correct for e in a], [e.correct for e in b]).rounded()
+
+
+def paired_difference(a: Mapping[str, Any], b: Mapping[str, Any], split: str) -> dict[str, Any]:
+    """Accuracy of ``a`` minus ``b`` on ``split`` with the paired standard error, from saved results.
+
+    ``a`` and ``b`` are :meth:`hlsm.lm.evaluate.DesignEvaluation.to_dict` outputs on the same examples (same seed and
+    design); the SE is ``sd(c_a - c_b) / sqrt(N)`` over the per-example differences
+    (:func:`paired_examples`). Returns :meth:`hlsm.stats.PairedDifference.to_dict`.
+
+    Raises
+    ------
+    HLSMError
+        When the two evaluations did not use the same examples.
+    """
+    ea, eb = ([ExampleRecord.from_dict(e) for e in r["splits"][split]["examples"]] for r in (a, b))
+    return paired_examples(ea, eb, split).to_dict()
+
+
+def format_evaluation(results: Mapping[str, Any]) -> str:
+    """A plain-text table of a saved evaluation (:class:`EvaluationRecord`): accuracy +- SE per split and stratum."""
+    record = EvaluationRecord.from_dict(results)
+
+    def cell(row: Accuracy | None) -> str:
+        if row is None or row.accuracy is None or row.se is None:  # no examples
+            return "-"
+        return f"{100 * row.accuracy:5.1f} +- {100 * row.se:4.1f} ({row.n})"
+
+    strata = ("identified", "not_identified", "without_low_entropy")
+    head = f"{'split':<10} {'accuracy % (n)':>20} {'malformed':>9}" + "".join(f" {s:>20}" for s in strata)
+    lines = [head, "-" * len(head)]
+    for name, split in record.splits.items():
+        line = f"{name:<10} {cell(split.accuracy):>20} {100 * split.malformed:8.1f}%"
+        lines.append(line + "".join(f" {cell(split.strata.get(s)):>20}" for s in strata))
+    lines.append("")
+    lines.append("per-step conditional accuracy (step right | earlier steps right), unseen + deeper splits:")
+    for status, row in record.steps_held_out["by_pair_status"].items():
+        acc = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:5.1f} +- {100 * row['se']:4.1f}"
+        lines.append(f"  {status:<7} pair steps  {acc}  ({row['right']}/{row['reached']})")
+    if record.checker:
+        c = record.checker
+        lines.append(f"checker (H-lib, {c['inputs']} inputs): {c['identified']} identified, {c['not_identified']} not")
+    return "\n".join(lines)

@@ -1,0 +1,190 @@
+"""Summaries of a transformer experiment: per seed, across seeds, paired contrasts between arms.
+
+From per-seed evaluations (:class:`hlsm.lm.records.EvaluationRecord`) of every arm,
+:func:`summarise` gives, for each named split (a split of the design, optionally restricted to the
+programs a :data:`Keep` accepts):
+
+* per seed, the accuracy with its binomial SE (:func:`accuracy`);
+* across seeds, the mean accuracy with a 95% Student-t interval (:func:`hlsm.stats.t_interval`);
+* for each contrast ``a - b`` of two arms evaluated on the same examples, the per-seed paired
+  difference (:func:`hlsm.lm.records.paired_examples`), its t interval across seeds and its
+  pooled difference (:func:`hlsm.stats.pooled_difference`), which :func:`hlsm.stats.verdict` judges.
+
+The result is an :class:`ExperimentSummary`, saved as ``results.json`` by its :meth:`~ExperimentSummary.to_dict`
+and read back by :meth:`~ExperimentSummary.from_dict` wherever the saved file is used (reports,
+figures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hlsm.lm.records import EvaluationRecord, ExampleRecord, paired_examples
+from hlsm.stats import Accuracy, Interval, PairedDifference, PooledDifference, pooled_difference, proportion, t_interval
+
+Keep = Callable[[str], bool]
+"""A predicate on a program's :meth:`hlsm.programs.Program.names` string (a stratum of a split)."""
+
+_SUMMARY_KEYS = ("per_seed", "summary", "contrasts", "runs", "settings", "published")
+
+
+def uses_skills(skills: Sequence[str], *, negate: bool = False) -> Keep:
+    """A :data:`Keep` for the programs that use one of ``skills`` (or, ``negate``, none of them)."""
+    wanted = set(skills)
+
+    def keep(names: str) -> bool:
+        used = {step.rsplit(":", 1)[-1].strip() for step in names.split(">")}
+        return bool(used & wanted) != negate
+
+    return keep
+
+
+def accuracy(evaluation: EvaluationRecord, split: str, keep: Keep | None = None) -> Accuracy:
+    """Accuracy and binomial SE on ``split``, over the examples whose program ``keep`` accepts (default: all)."""
+    rows = [e for e in evaluation.splits[split].examples if keep is None or keep(e.program)]
+    return proportion(sum(e.correct for e in rows), len(rows))
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One contrast ``a - b`` on one split: per-seed paired differences (by seed, as a string), their
+    t interval across seeds and their pooled difference. Saved as ``{"per_seed", "interval", "pooled"}``."""
+
+    per_seed: dict[str, PairedDifference]
+    interval: Interval
+    pooled: PooledDifference
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "per_seed": {s: d.to_dict() for s, d in self.per_seed.items()},
+            "interval": self.interval.to_dict(),
+            "pooled": self.pooled.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Contrast:
+        per_seed = {s: PairedDifference.from_dict(x) for s, x in d["per_seed"].items()}
+        return cls(per_seed, Interval.from_dict(d["interval"]), PooledDifference.from_dict(d["pooled"]))
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    """What :func:`summarise` returns and ``results.json`` holds (:meth:`to_dict`, :meth:`from_dict`).
+
+    Attributes
+    ----------
+    per_seed : dict
+        ``{arm: {seed: {label: Accuracy}}}`` (seeds as strings, as in JSON).
+    summary : dict
+        ``{arm: {label: Interval}}``: the mean accuracy across seeds and its t interval.
+    contrasts : dict
+        ``{"a - b": {label: Contrast}}``.
+    runs : dict
+        ``{arm: {seed: run folder}}`` (None where the evaluation did not name one).
+    settings : dict or None
+        The scale's settings and the wall time (:func:`hlsm.lm.experiment.run_and_summarise`).
+    published : dict or None
+        Reference accuracies ``{arm: {label: accuracy}}`` to show beside ours.
+    extra : dict
+        Any other top-level entries an experiment saves with its results (e.g. the held-out skills),
+        written after the others.
+    """
+
+    per_seed: dict[str, dict[str, dict[str, Accuracy]]]
+    summary: dict[str, dict[str, Interval]]
+    contrasts: dict[str, dict[str, Contrast]]
+    runs: dict[str, dict[str, str | None]]
+    settings: dict[str, Any] | None = None
+    published: dict[str, dict[str, float]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clash = sorted(set(self.extra) & set(_SUMMARY_KEYS))
+        if clash:
+            raise ValueError(f"extra entries {clash} would overwrite the summary's own; rename them")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "per_seed": {
+                arm: {s: {label: a.to_dict() for label, a in row.items()} for s, row in by.items()}
+                for arm, by in self.per_seed.items()
+            },
+            "summary": {arm: {label: i.to_dict() for label, i in by.items()} for arm, by in self.summary.items()},
+            "contrasts": {name: {label: c.to_dict() for label, c in t.items()} for name, t in self.contrasts.items()},
+            "runs": self.runs,
+        }
+        if self.settings is not None:
+            out["settings"] = self.settings
+        if self.published is not None:
+            out["published"] = self.published
+        return out | self.extra
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExperimentSummary:
+        return cls(
+            per_seed={
+                arm: {s: {label: Accuracy.from_dict(a) for label, a in row.items()} for s, row in by.items()}
+                for arm, by in d["per_seed"].items()
+            },
+            summary={
+                arm: {label: Interval.from_dict(i) for label, i in by.items()} for arm, by in d["summary"].items()
+            },
+            contrasts={
+                name: {label: Contrast.from_dict(c) for label, c in t.items()} for name, t in d["contrasts"].items()
+            },
+            runs=d["runs"],
+            settings=d.get("settings"),
+            published=d.get("published"),
+            extra={k: v for k, v in d.items() if k not in _SUMMARY_KEYS},
+        )
+
+
+def summarise(
+    results: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    splits: Mapping[str, tuple[str, Keep | None]],
+    contrasts: Sequence[tuple[str, str]] = (),
+) -> ExperimentSummary:
+    """Per-seed and across-seed accuracy on named ``splits`` (``{label: (split, keep)}``) and contrasts.
+
+    Parameters
+    ----------
+    results
+        ``{arm: {seed: saved evaluation}}`` (:func:`hlsm.lm.experiment.run_experiment`): each an
+        :meth:`hlsm.lm.evaluate.DesignEvaluation.to_dict`, optionally with its ``run`` folder.
+    splits
+        Labels of the summary; a split the design lacks is left out.
+    contrasts
+        ``(a, b)`` arm pairs: ``a - b`` on the same examples (the paired SE over the kept examples).
+    """
+    records = {arm: {s: EvaluationRecord.from_dict(ev) for s, ev in by.items()} for arm, by in results.items()}
+    first = next(iter(next(iter(records.values())).values()))
+    splits = {label: v for label, v in splits.items() if v[0] in first.splits}
+    per_seed = {
+        arm: {
+            str(s): {label: accuracy(ev, split, keep) for label, (split, keep) in splits.items()}
+            for s, ev in by.items()
+        }
+        for arm, by in records.items()
+    }
+    summary = {
+        arm: {label: t_interval(row[label].accuracy for row in by.values()) for label in splits}
+        for arm, by in per_seed.items()
+    }
+    out: dict[str, dict[str, Contrast]] = {}
+    for a, b in contrasts:
+        out[f"{a} - {b}"] = table = {}
+        for label, (split, keep) in splits.items():
+            diffs = {
+                str(s): paired_examples(_kept(records[a][s], split, keep), _kept(records[b][s], split, keep), split)
+                for s in records[a]
+            }
+            interval = t_interval(d.difference for d in diffs.values())
+            table[label] = Contrast(diffs, interval, pooled_difference(diffs.values()))
+    runs = {arm: {str(s): ev.get("run") for s, ev in by.items()} for arm, by in results.items()}
+    return ExperimentSummary(per_seed, summary, out, runs)
+
+
+def _kept(evaluation: EvaluationRecord, split: str, keep: Keep | None) -> list[ExampleRecord]:
+    return [e for e in evaluation.splits[split].examples if keep is None or keep(e.program)]

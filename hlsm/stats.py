@@ -1,0 +1,219 @@
+"""The statistics of the experiments: binomial standard errors, paired differences, Student-t
+intervals over seeds, pooled differences, and the verdict on a prediction.
+
+Pure functions on numbers and sequences (no torch), importable from every layer. The quantities:
+
+* an accuracy ``p = c / N`` over ``N`` independent examples has the binomial standard error
+  ``SE = sqrt(p (1 - p) / N)`` (:func:`binomial_se`, :func:`proportion`);
+* two models scored on the *same* examples give per-example differences ``d_i = c^a_i - c^b_i``
+  in ``{-1, 0, 1}``; their mean has the paired standard error ``sd(d) / sqrt(N)``
+  (:func:`paired_difference`), smaller than the unpaired one when the models err together;
+* ``k`` seeds give ``k`` values ``x_s`` (an accuracy, a difference); their mean has the Student-t
+  interval ``mean +- t_{(1 + level) / 2, k - 1} sd(x) / sqrt(k)`` (:func:`t_interval`), which
+  covers the true mean with probability ``level`` when the ``x_s`` are normal;
+* the per-seed paired differences pooled over seeds, ``mean_s d_s`` with
+  ``SE = sqrt(sum_s SE_s^2) / k`` (:func:`pooled_difference`): the examples' noise only (examples
+  are independent across seeds), not the seed-to-seed spread, which with 2-3 seeds the t interval
+  shows too widely to read;
+* a prediction "``a > b``" *held* when the pooled difference is more than ``z`` standard errors
+  above 0 (:func:`verdict`).
+
+Each result is a frozen dataclass whose ``to_dict`` is its saved JSON form (``None`` where a
+quantity is not defined) and whose ``from_dict`` reads that form back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from enum import StrEnum
+from typing import Any, Self
+
+import numpy as np
+from scipy import stats as _scipy_stats
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """A flat result saved as ``{field: value}`` in field order (:meth:`to_dict`), read back by :meth:`from_dict`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        return cls(**{f.name: d[f.name] for f in fields(cls)})
+
+
+def binomial_se(p: float, n: int) -> float:
+    """``sqrt(p (1 - p) / n)``; nan when ``n = 0``."""
+    return math.sqrt(p * (1 - p) / n) if n else math.nan
+
+
+def rounded(x: float | None, digits: int = 6) -> float | None:
+    """``x`` rounded to ``digits`` decimals as results are saved; None for None or nan (not defined)."""
+    return None if x is None or math.isnan(x) else round(x, digits)
+
+
+@dataclass(frozen=True)
+class Accuracy(_Saved):
+    """An accuracy over ``n`` examples with its binomial standard error (None when ``n = 0``).
+
+    Saved as ``{"n", "accuracy", "se"}``.
+    """
+
+    n: int
+    accuracy: float | None
+    se: float | None
+
+
+def proportion(successes: int, n: int) -> Accuracy:
+    """``p = successes / n`` with ``SE = sqrt(p (1 - p) / n)`` (:func:`binomial_se`); None for both when ``n = 0``."""
+    if not n:
+        return Accuracy(0, None, None)
+    p = successes / n
+    return Accuracy(n, p, binomial_se(p, n))
+
+
+@dataclass(frozen=True)
+class PairedDifference(_Saved):
+    """The mean per-example difference of two models on the same ``n`` examples and its paired SE.
+
+    ``difference`` is None when ``n = 0``, ``se`` when ``n < 2``. Saved as ``{"n", "difference", "se"}``.
+    """
+
+    n: int
+    difference: float | None
+    se: float | None
+
+    def rounded(self, digits: int = 6) -> PairedDifference:
+        """The same difference with both numbers :func:`rounded` as results are saved."""
+        return replace(self, difference=rounded(self.difference, digits), se=rounded(self.se, digits))
+
+
+def _single(x: float) -> float:
+    """``x`` rounded to single precision (float32) and back."""
+    return float(np.float32(x))
+
+
+def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> PairedDifference:
+    """Accuracy of ``a`` minus accuracy of ``b`` on the same examples, with the paired standard error.
+
+    Parameters
+    ----------
+    a, b
+        ``(N,)`` per-example correctness of two models on the same examples, in the same order.
+
+    Returns
+    -------
+    PairedDifference
+        ``mean(d)`` and ``sd(d) / sqrt(N)`` of ``d_i = a_i - b_i`` (``sd`` with ``N - 1``). The mean
+        and ``sd`` are held in single precision, as the saved results have always been computed
+        (the mean of float32 values; the squared deviations from it summed in double precision, the
+        ``sd`` stored in float32), so that saved results do not change at their 6 digits.
+
+    Raises
+    ------
+    ValueError
+        When ``a`` and ``b`` differ in length.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes must have one entry per example in both; got {len(a)} and {len(b)}")
+    n = len(a)
+    if not n:
+        return PairedDifference(0, None, None)
+    d = [float(x) - float(y) for x, y in zip(a, b, strict=True)]
+    mean = _single(sum(d) / n)
+    if n < 2:
+        return PairedDifference(n, mean, None)
+    sd = _single(math.sqrt(math.fsum((x - mean) ** 2 for x in d) / (n - 1)))
+    return PairedDifference(n, mean, sd / math.sqrt(n))
+
+
+@dataclass(frozen=True)
+class Interval(_Saved):
+    """A mean over ``seeds`` values with its Student-t interval ``[low, high]``.
+
+    ``mean`` is None with no value, ``low`` and ``high`` with fewer than 2. Saved as
+    ``{"seeds", "mean", "low", "high"}``.
+    """
+
+    seeds: int
+    mean: float | None
+    low: float | None
+    high: float | None
+
+
+def t_interval(values: Iterable[float | None], level: float = 0.95) -> Interval:
+    """Mean and Student-t interval of the values (one per seed): ``mean +- t_{(1 + level) / 2, k - 1} sd / sqrt(k)``.
+
+    None and nan values (a seed where the quantity is not defined) are skipped; ``sd`` divides by
+    ``k - 1``. The interval assumes the ``k`` values independent and normal; it is exact then.
+    """
+    xs = [v for v in values if v is not None and not math.isnan(v)]
+    k = len(xs)
+    if k == 0:
+        return Interval(0, None, None, None)
+    mean = sum(xs) / k
+    if k < 2:
+        return Interval(k, mean, None, None)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (k - 1))
+    half = float(_scipy_stats.t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
+    return Interval(k, mean, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class PooledDifference(_Saved):
+    """Per-seed paired differences pooled over ``seeds`` seeds. Saved as ``{"seeds", "difference", "se"}``."""
+
+    seeds: int
+    difference: float | None
+    se: float | None
+
+
+def pooled_se(ses: Sequence[float]) -> float:
+    """``sqrt(sum_s SE_s^2) / k``: the SE of the mean of ``k`` independent estimates with SEs ``SE_s``."""
+    return math.sqrt(sum(se**2 for se in ses)) / len(ses)
+
+
+def pooled_difference(diffs: Iterable[PairedDifference]) -> PooledDifference:
+    """The mean of the per-seed differences with :func:`pooled_se` of their SEs.
+
+    Seeds whose difference or SE is not defined are left out (``seeds`` counts the others). The SE
+    holds the examples' noise (independent across seeds), not the seed-to-seed variation.
+    """
+    rows = [(d.difference, d.se) for d in diffs if d.difference is not None and d.se is not None]
+    if not rows:
+        return PooledDifference(0, None, None)
+    k = len(rows)
+    return PooledDifference(k, sum(d for d, _ in rows) / k, pooled_se([se for _, se in rows]))
+
+
+class Verdict(StrEnum):
+    """The verdict on a prediction ``a > b`` from a pooled paired difference ``a - b``."""
+
+    HELD = "held"
+    """More than ``z`` standard errors above 0."""
+    REVERSED = "reversed"
+    """More than ``z`` standard errors below 0."""
+    NOT_RESOLVED = "not resolved"
+    """Within ``z`` standard errors of 0."""
+    NO_EFFECT = "no effect"
+    """Both arms gave the same answer on every example (difference and SE 0)."""
+    NOT_MEASURED = "not measured"
+    """No pooled difference, or one without a difference or SE."""
+
+
+def verdict(pooled: PooledDifference | None, z: float = 2.0) -> Verdict:
+    """:class:`Verdict` of a prediction ``a > b``: the pooled difference ``d`` against ``z`` SEs.
+
+    ``held`` when ``d > z SE``, ``reversed`` when ``d < -z SE``, else ``not resolved``; ``no effect``
+    when ``d = SE = 0`` (the arms agree on every example); ``not measured`` without ``d`` or ``SE``.
+    """
+    if pooled is None or pooled.difference is None or pooled.se is None:
+        return Verdict.NOT_MEASURED
+    d, se = pooled.difference, pooled.se
+    if d == 0 and se == 0:
+        return Verdict.NO_EFFECT
+    return Verdict.HELD if d > z * se else Verdict.REVERSED if d < -z * se else Verdict.NOT_RESOLVED
