@@ -185,6 +185,12 @@ def package_page(package: ModuleType, modules: list[str]) -> str:
     lines += ["| name | kind | defined in | summary |", "|---|---|---|---|"]
     for n in sorted(public_names(package), key=str.lower):
         obj = getattr(package, n)
+        if inspect.ismodule(obj):  # a module callable as its verb (hlsm.identify, hlsm.simulate)
+            verb = getattr(obj, n)
+            summary = (inspect.getdoc(verb) or "").strip().splitlines()[0].replace("|", "\\|")
+            link = f"[`{obj.__name__}.{n}`]({page_name(obj.__name__)}#{_anchor(n)})"
+            lines.append(f"| `{n}` | module, callable as its function | {link} | {summary} |")
+            continue
         kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else type(obj).__name__
         defined = getattr(obj, "__module__", None) if (inspect.isclass(obj) or callable(obj)) else None
         if defined is None or defined not in modules:
