@@ -16,11 +16,11 @@ The main verbs: ``hlsm.simulate(...)`` (a corpus), ``hlsm.identify(...)`` (the e
 modules of those names; calling them calls the verb.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from hlsm._lazy import lazy_exports
+from hlsm._lazy import lazy_exports as _lazy_exports
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from hlsm.config import ConfigError
     from hlsm.design import Coverage, DesignConfig, DesignError, SupportDesign, coverage, make_design
     from hlsm.errors import HLSMError
@@ -102,7 +102,7 @@ _SUBMODULES = (
     "stats",
     "traces",
 )
-__getattr__, __dir__ = lazy_exports(__name__, _NAMES, _SUBMODULES)
+__getattr__, __dir__ = _lazy_exports(__name__, _NAMES, _SUBMODULES)
 
 __version__ = "0.1.0"
 __all__ = sorted(_NAMES) + ["identify", "simulate"]

@@ -10,6 +10,7 @@ what they say.
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -42,11 +43,26 @@ def lazy_exports(
 
 
 class _VerbModule(types.ModuleType):
-    """A module that, called, calls its function of the same name."""
+    """A module that, called, calls its function of the same name.
+
+    It pickles as a reference to the module (so ``functools.partial(hlsm.simulate, ...)`` reaches a
+    spawned worker) and reports the verb's signature. Type checkers see a module, not a function:
+    typed code calls ``hlsm.identify.identify`` / ``hlsm.simulate.simulate``.
+    """
+
+    def _verb(self) -> Callable[..., Any]:
+        verb: Callable[..., Any] = getattr(self, self.__name__.rsplit(".", 1)[-1])
+        return verb
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        verb = self.__name__.rsplit(".", 1)[-1]
-        return getattr(self, verb)(*args, **kwargs)
+        return self._verb()(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Callable[[str], types.ModuleType], tuple[str]]:
+        return importlib.import_module, (self.__name__,)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self._verb())
 
 
 def callable_module(name: str) -> None:

@@ -115,10 +115,10 @@ def check_sections(
 ) -> None:
     """Reject a section not in ``allowed``, and a section of ``tables`` (default: all) that is not a table.
 
-    ``source`` (a file name) is named in the message when given; ``tables`` excludes sections that
-    are arrays of tables (``[[data]]``) or plain values.
+    ``source`` names the input in the message (a phrase such as ``"'c.toml'"`` or ``"design file
+    'c.toml'"``); ``tables`` excludes sections that are arrays of tables (``[[data]]``) or plain values.
     """
-    where = f" in '{source}'" if source else ""
+    where = f" in {source}" if source else ""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"the config{where} must be a table of sections, got {type(raw).__name__}")
     unknown = sorted(set(raw) - set(allowed))

@@ -1,9 +1,10 @@
 """Writing results: atomic file writes and JSON helpers.
 
-Every file hlsm writes (corpora, checkpoints, metrics, reports, posteriors) goes through
+Results hlsm writes (corpora, checkpoints, metrics, reports, posteriors, exports) go through
 :func:`atomic_path`: the content is written to a temporary file beside the target and renamed into
 place, so a killed run or a failed write never leaves a partial output file, and an existing file is
-replaced only by a complete one.
+replaced only by a complete one. (Figures, which are redrawn from results, and logs are written
+directly.)
 """
 
 from __future__ import annotations

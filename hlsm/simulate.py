@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from hlsm._lazy import callable_module
+from hlsm._lazy import callable_module as _callable_module
 from hlsm.errors import HLSMError
 from hlsm.io import atomic_write
 from hlsm.programs import NO_ROUTING, PAD, Program, ProgramBatch, ProgramError, execute, run_step
@@ -357,4 +357,4 @@ def population_corpus(
     return Corpus(spec, batch, states, mask, (split,) * len(batch))
 
 
-callable_module(__name__)  # hlsm.simulate(...) is simulate(...); the module stays importable as such
+_callable_module(__name__)  # hlsm.simulate(...) is simulate(...); the module stays importable as such

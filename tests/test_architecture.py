@@ -46,11 +46,34 @@ def layer_of_file(path: Path, package: Path = PACKAGE) -> str:
 
 
 def _type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id.endswith("TYPE_CHECKING")
 
 
-def runtime_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
-    """``(line, module)`` of every import that can run: nested ones too, not those under TYPE_CHECKING."""
+def _lazy_names(package: Path = PACKAGE) -> dict[str, str]:
+    """``hlsm/__init__.py``'s lazy public names and the modules that define them (read, not imported)."""
+    tree = ast.parse((package / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_MODULES" for t in node.targets):
+            modules = ast.literal_eval(node.value)
+            return {name: module for module, names in modules.items() for name in names}
+    return {}
+
+
+def _package_of(path: Path, package: Path) -> list[str]:
+    """The dotted package a file belongs to (``hlsm/lm/sft.py`` -> ``["hlsm", "lm"]``)."""
+    rel = path.relative_to(package.parent).with_suffix("")
+    parts = list(rel.parts)
+    return parts if parts[-1] == "__init__" and parts.pop() else parts[:-1]
+
+
+def runtime_imports(tree: ast.AST, path: Path | None = None, package: Path = PACKAGE) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` of every import that can run: nested ones too, not those under TYPE_CHECKING.
+
+    Relative imports are resolved against ``path``'s package; ``from hlsm import NAME`` resolves a
+    lazy public name to the module that defines it; ``importlib.import_module("hlsm...")`` with a
+    literal name counts as an import.
+    """
+    lazy = _lazy_names(package)
     stack = [tree]
     while stack:
         node = stack.pop()
@@ -61,11 +84,24 @@ def runtime_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
                 continue
             if isinstance(child, ast.Import):
                 yield from ((child.lineno, alias.name) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
-                if child.module == "hlsm":  # from hlsm import fitstate -> hlsm.fitstate
-                    yield from ((child.lineno, f"hlsm.{alias.name}") for alias in child.names)
-                else:
-                    yield child.lineno, child.module
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level and path is not None:
+                    parent = _package_of(path, package)[: len(_package_of(path, package)) - child.level + 1]
+                    base = ".".join([*parent, *([base] if base else [])])
+                if base == "hlsm":  # from hlsm import fitstate / fit -> the module behind the name
+                    yield from ((child.lineno, lazy.get(alias.name, f"hlsm.{alias.name}")) for alias in child.names)
+                elif base:
+                    yield child.lineno, base
+            elif (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, (ast.Attribute, ast.Name))
+                and (child.func.attr if isinstance(child.func, ast.Attribute) else child.func.id) == "import_module"
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and isinstance(child.args[0].value, str)
+            ):
+                yield child.lineno, child.args[0].value
             stack.append(child)
 
 
@@ -74,7 +110,7 @@ def violations(package: Path = PACKAGE) -> list[str]:
     found = []
     for path in sorted(package.rglob("*.py")):
         layer = layer_of_file(path, package)
-        for line, module in runtime_imports(ast.parse(path.read_text(), str(path))):
+        for line, module in runtime_imports(ast.parse(path.read_text(), str(path)), path, package):
             where = f"{path.relative_to(package.parent)}:{line}"
             top = module.split(".")[0]
             if top == "hlsm" and module != "hlsm":
@@ -105,10 +141,25 @@ def test_the_contract_flags_a_wrong_import(tmp_path: Path) -> None:
     )
     (fake / "identify").mkdir()
     (fake / "identify" / "ok.py").write_text("from hlsm.spec import Spec\nimport networkx\n")
+    (fake / "__init__.py").write_text('_MODULES = {"hlsm.infer.fitting": ("fit",)}\n')
+    (fake / "lm" / "sneaky.py").write_text(
+        "import importlib\nfrom hlsm import fit\nfrom ..infer import model\n"
+        "def f():\n    return importlib.import_module('hlsm.infer.nuts')\n"
+    )
     found = violations(fake)
-    assert len(found) == 2
+    assert len(found) == 5, found
     assert found[0].startswith("hlsm/lm/bad.py:2 imports hlsm.infer.model: the lm layer may import only")
-    assert found[1].startswith("hlsm/spec.py:1 imports hlsm.app.cli: the core layer may import only core")
+    assert [f.split(" imports ")[0] for f in found[1:4]] == [
+        "hlsm/lm/sneaky.py:2",
+        "hlsm/lm/sneaky.py:3",
+        "hlsm/lm/sneaky.py:5",
+    ]
+    assert [f.split(" imports ")[1].split(":")[0] for f in found[1:4]] == [
+        "hlsm.infer.fitting",  # the module behind the lazy name
+        "hlsm.infer",  # the relative import, resolved
+        "hlsm.infer.nuts",
+    ]
+    assert found[4].startswith("hlsm/spec.py:1 imports hlsm.app.cli: the core layer may import only core")
 
 
 def test_sims_are_never_imported_by_the_library() -> None:

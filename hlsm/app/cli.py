@@ -86,7 +86,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     from hlsm.traces import check_exposure
 
     raw: dict[str, Any] = load_toml(args.config) if args.config else {}
-    check_sections(raw, ("spec", "design", "simulate"), args.config or "")
+    check_sections(raw, ("spec", "design", "simulate"), f"'{args.config}'" if args.config else "")
     spec_raw = dict(raw.get("spec", {}))
     for key in ("alphabet", "length", "skills", "routings"):
         value = getattr(args, key)
@@ -262,7 +262,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     design: SupportDesign | None = None
     if args.design:
         raw = load_toml(args.design)
-        check_sections(raw, ("spec", "design"), args.design)
+        check_sections(raw, ("spec", "design"), f"'{args.design}'")
         if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != policy.spec:
             raise ConfigError(
                 f"the [spec] of '{args.design}' differs from the checkpoint's {policy.spec.to_dict()}; the model only "

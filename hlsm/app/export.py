@@ -45,7 +45,7 @@ from hlsm.app.rewards import completion_text, judge
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.design import DesignConfig, SupportDesign, make_design
 from hlsm.errors import HLSMError
-from hlsm.io import atomic_write
+from hlsm.io import atomic_write, write_text
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import derive_seed
 from hlsm.lm.evaluate import design_splits
@@ -226,7 +226,7 @@ def export_design(
     folder.mkdir(parents=True, exist_ok=True)
     _write_parquet(layout(train, trainer), folder / "train.parquet")
     _write_parquet(layout(test, trainer), folder / "test.parquet")
-    (folder / "export.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(folder / "export.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RestartRecord:
-    """One restart of a fit as ``metrics.json`` lists it."""
+    """One restart of a fit as ``metrics.json`` lists it (a number that is not finite reads back as None)."""
 
     seed: int
-    objective: float
-    log_likelihood: float
+    objective: float | None
+    log_likelihood: float | None
     steps: int
     converged: bool
     epsilon: float | None

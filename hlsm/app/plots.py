@@ -1,7 +1,8 @@
 """Figures, drawn from saved results only (records read back from JSON or ``params.pt``).
 
-Each function draws one figure and computes nothing that a result file does not hold: the
-computations live with the code that saves the results. The module is long (about 490 lines)
+Each function draws one figure from a saved record; what it computes is presentation only (an
+error bar from saved standard errors, a permutation already saved): the analyses live with the code
+that saves the results. The module is long (about 490 lines)
 because matplotlib code is."""
 
 from __future__ import annotations
@@ -350,7 +351,7 @@ def plot_fit_tables(spec: Any, params: dict[str, Any], recovery: Any, path: str 
 
     ``params`` is a fit's saved ``params.pt`` (restarts' ``alpha``, ``beta``, ``tables``, the ``best``
     index and, for dense tables, the ``truth`` they were matched to); ``recovery`` its
-    :class:`hlsm.app.fitrun.Recovery`. The truth is the identity binding of the spec's library
+    :class:`hlsm.app.fitmetrics.Recovery`. The truth is the identity binding of the spec's library
     (symbol ``i`` denotes module ``i``). Dense tables' skills are put in the order of the true skills
     they match (``recovery.matched_permutation``), so the truth is the diagonal in both classes.
     """
@@ -396,7 +397,7 @@ def plot_fit_tables(spec: Any, params: dict[str, Any], recovery: Any, path: str 
     return _save(fig, path)
 
 
-def plot_fit_losses(params: dict[str, Any], objectives: list[float], path: str | Path) -> Path:
+def plot_fit_losses(params: dict[str, Any], objectives: list[float | None], path: str | Path) -> Path:
     """The loss of every restart above the lowest loss reached, on a log scale; the best highlighted.
 
     ``params`` is a fit's saved ``params.pt`` (each restart's loss ``history``, the ``best`` index);
@@ -411,7 +412,8 @@ def plot_fit_losses(params: dict[str, Any], objectives: list[float], path: str |
             [h - floor + 1.0 for h in history],
             lw=2 if best else 1,
             alpha=1 if best else 0.6,
-            label=f"restart {i}{' (best)' if best else ''}: objective {objective:.1f}",
+            label=f"restart {i}{' (best)' if best else ''}: objective "
+            + ("not finite" if objective is None else f"{objective:.1f}"),
         )
     ax.set_yscale("log")
     ax.set_xlabel("step")

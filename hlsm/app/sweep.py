@@ -67,9 +67,9 @@ class SweepSection:
 def load_grid(path: str | Path) -> SweepSection:
     """Read and validate a grid file; ``base`` and ``out`` are taken relative to the working directory."""
     raw = load_toml(path)
-    check_sections(raw, ("sweep", "grid"), str(path))
+    check_sections(raw, ("sweep", "grid"), f"grid file '{path}'")
     grid = raw.get("grid", {})
-    if not isinstance(grid, dict) or not grid:
+    if not grid:
         raise ConfigError(f"grid file '{path}' needs a [grid] table of dotted keys to lists of values")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:

@@ -11,11 +11,12 @@ The package is callable: ``hlsm.identify(spec, corpus, candidates)`` is
 :func:`hlsm.identify.checker.identify`. It depends on the core only; never on Pyro.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from hlsm._lazy import callable_module, lazy_exports
+from hlsm._lazy import callable_module as _callable_module
+from hlsm._lazy import lazy_exports as _lazy_exports
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from hlsm.identify.checker import HYPOTHESIS_CLASSES, Identification, Verdict, identify
     from hlsm.identify.graph import graph_diagnostics, support_graph
 
@@ -27,8 +28,8 @@ _NAMES = {
     "graph_diagnostics": "hlsm.identify.graph",
     "support_graph": "hlsm.identify.graph",
 }
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__, _NAMES, ("checker", "claims", "graph", "hlib", "htab", "observations", "oracle")
 )
 __all__ = sorted(_NAMES)
-callable_module(__name__)
+_callable_module(__name__)

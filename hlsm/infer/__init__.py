@@ -12,11 +12,11 @@ checker), :mod:`~hlsm.infer.metrics` (recovery up to relabelling).
 Names load on first use; the transformer side (:mod:`hlsm.lm`) never imports this package.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from hlsm._lazy import lazy_exports
+from hlsm._lazy import lazy_exports as _lazy_exports
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from hlsm.infer.bayes import bayesian_view, compare_with_checker
     from hlsm.infer.fitstate import FitError
     from hlsm.infer.fitting import FitConfig, FitDivergedError, FitResult, fit
@@ -54,5 +54,5 @@ _SUBMODULES = (
     "predictive",
     "selections",
 )
-__getattr__, __dir__ = lazy_exports(__name__, _NAMES, _SUBMODULES)
+__getattr__, __dir__ = _lazy_exports(__name__, _NAMES, _SUBMODULES)
 __all__ = sorted(_NAMES)

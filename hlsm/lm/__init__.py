@@ -53,7 +53,8 @@ from hlsm.lm.records import EvaluationRecord, format_evaluation, paired_differen
 from hlsm.lm.reinforce import RLResult, train_rl
 from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups
-from hlsm.lm.rundir import RunConfig, TrainingError
+from hlsm.lm.runconfig import RunConfig
+from hlsm.lm.rundir import TrainingError
 from hlsm.lm.sampling import Generation, GenerationError, generate
 from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft
 from hlsm.lm.sft_config import ModelConfig, SFTConfig, TrainingConfig

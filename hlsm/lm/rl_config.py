@@ -56,7 +56,7 @@ from hlsm.config import ConfigError, build_dataclass, check_keys, check_sections
 from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
-from hlsm.lm.rundir import RunConfig
+from hlsm.lm.runconfig import RunConfig
 from hlsm.lm.sft_config import parse_sources
 from hlsm.spec import Spec
 
@@ -142,7 +142,7 @@ class RLSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RLTrainingConfig(RunConfig):
-    """The ``[training]`` section: :class:`hlsm.lm.rundir.RunConfig` with RL's defaults.
+    """The ``[training]`` section: :class:`hlsm.lm.runconfig.RunConfig` with RL's defaults.
 
     Intervals count updates. Randomness: every round's prompts and samples are drawn from
     generators seeded by ``(seed, update, round[, rank])``, so a resumed run repeats exactly.

@@ -76,7 +76,7 @@ from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
 from hlsm.lm.model import GPTConfig
-from hlsm.lm.rundir import RunConfig
+from hlsm.lm.runconfig import RunConfig
 from hlsm.spec import Spec
 
 SECTIONS = ("spec", "design", "format", "model", "training", "data", "eval")
@@ -109,7 +109,7 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig(RunConfig):
-    """The ``[training]`` section: :class:`hlsm.lm.rundir.RunConfig` plus the optimisation.
+    """The ``[training]`` section: :class:`hlsm.lm.runconfig.RunConfig` plus the optimisation.
 
     Parameters
     ----------
