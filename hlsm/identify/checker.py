@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,8 +28,16 @@ from torch import Tensor
 
 from hlsm.errors import HLSMError
 from hlsm.identify.hlib import LibCSP, Var, _BudgetExceeded
+from hlsm.identify.horizon import resolve_horizon
 from hlsm.identify.htab import UNKNOWN, TabProblem
-from hlsm.identify.observations import probe_states, routing_classes, skill_classes, split_corpus
+from hlsm.identify.observations import (
+    comparisons_exact,
+    live_steps,
+    probe_states,
+    routing_classes,
+    skill_classes,
+    split_corpus,
+)
 from hlsm.programs import Program, answer_codes
 from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus
@@ -40,14 +48,22 @@ SEARCH_BUDGET = 20_000
 """Joint assignments of a candidate's symbols tried before it is reported undecided (not in G)."""
 
 
+STATUSES = ("exact", "lower_bound", "undecided", "probes")
+"""How far a verdict can be trusted: ``exact`` (certain); ``lower_bound`` (not in G by the H-tab
+approximation of answer-only records: the truth may be in G); ``undecided`` (the search budget ran
+out: counted outside G, the truth may be in G); ``probes`` (functions compared on probe states only,
+``|X|`` too large to compare on all of it: neither exact nor a bound)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """Whether one candidate program's answer is identified, and if not, why."""
+    """Whether one candidate program's answer is identified, and if not, why; ``status`` in :data:`STATUSES`."""
 
     program: Program
     identified: bool
     reason: str = ""
     witness: dict[str, Any] = field(default_factory=dict)
+    status: str = "exact"
 
 
 @dataclass(frozen=True)
@@ -69,7 +85,14 @@ class Identification:
     verdicts : tuple of Verdict
         One per candidate program.
     lower_bound : bool
-        True when the generalisation set is a sound lower bound rather than exact.
+        True when some verdict is ``lower_bound`` or ``undecided``: the generalisation set may miss
+        identified programs (it never holds an unidentified one, unless comparisons are on probes).
+    horizon : int
+        ``L*``: routings are compared as maps on histories of lengths ``1..horizon``
+        (:mod:`hlsm.identify.horizon`).
+    exact_comparisons : bool
+        Whether modules were compared on all of ``X`` and every history up to the horizon; if not,
+        every answer rests on probe states (status ``probes``).
     """
 
     hypothesis_class: str
@@ -84,6 +107,13 @@ class Identification:
     verdicts: tuple[Verdict, ...]
     lower_bound: bool
     num_hypotheses: int
+    horizon: int
+    exact_comparisons: bool
+
+    @property
+    def exact(self) -> bool:
+        """Whether every verdict is certain (status ``exact``)."""
+        return all(v.status == "exact" for v in self.verdicts) and self.exact_comparisons
 
     def _input_states(self, i: int) -> dict[str, list[str]]:
         """The identified inputs of skill symbol ``i`` as letters, for small instances (H-tab)."""
@@ -124,6 +154,8 @@ class Identification:
             "generalisation_set_size": len(self.generalisation_set),
             "unseen_total": len(self.verdicts),
             "lower_bound": self.lower_bound,
+            "exact": self.exact,
+            "horizon": self.horizon,
             "consistent_hypotheses": self.num_hypotheses,
             "candidates": [
                 {
@@ -132,6 +164,7 @@ class Identification:
                     "identified": v.identified,
                     "reason": v.reason,
                     "witness": v.witness,
+                    "status": v.status,
                 }
                 for v in self.verdicts
             ],
@@ -145,13 +178,21 @@ def identify(
     hypothesis_class: str = "lib",
     *,
     budget: int = SEARCH_BUDGET,
+    horizon: int | None = None,
 ) -> Identification:
     """Run the checker for one hypothesis class (``"lib"`` or ``"tab"``); see the module docstring.
+
+    ``horizon`` is ``L*`` (:func:`hlsm.identify.horizon.resolve_horizon`: by default
+    ``max(3, deepest candidate)``); pass the same value to compare data sets. ``budget`` bounds the
+    joint bindings (H-lib) or branched execution steps (H-tab) tried per candidate; a candidate that
+    exceeds it is reported ``undecided``.
 
     Raises
     ------
     hlsm.identify.hlib.ContradictionError
         When no hypothesis of the class explains the data.
+    hlsm.identify.horizon.HorizonError
+        When a data or candidate program is deeper than the horizon.
     """
     if hypothesis_class not in HYPOTHESIS_CLASSES:
         raise HLSMError(f"hypothesis class must be one of {HYPOTHESIS_CLASSES}, got {hypothesis_class!r}")
@@ -159,12 +200,14 @@ def identify(
         raise HLSMError("the corpus was made for another spec; identify it with the spec it was simulated with")
     for p in candidates:
         p.check(spec)
+    depths = corpus.programs.depth.tolist() if len(corpus) else []
+    horizon = resolve_horizon([p.depth for p in candidates], depths, horizon)
     with torch_threads(1):
         steps, records = split_corpus(corpus)
         probes = probe_states(spec)
         if hypothesis_class == "lib":
-            return _identify_lib(spec, LibCSP.build(spec, steps, records), candidates, probes, budget)
-        return _identify_tab(spec, TabProblem.build(spec, steps, records), candidates, probes)
+            return _identify_lib(spec, LibCSP.build(spec, steps, records), candidates, probes, budget, horizon)
+        return _identify_tab(spec, TabProblem.build(spec, steps, records), candidates, probes, budget, horizon)
 
 
 def _symbol_name(spec: Spec, var: Var) -> str:
@@ -173,49 +216,67 @@ def _symbol_name(spec: Spec, var: Var) -> str:
 
 
 def _identify_lib(
-    spec: Spec, csp: LibCSP, candidates: Sequence[Program], probes: Tensor, budget: int
+    spec: Spec, csp: LibCSP, candidates: Sequence[Program], probes: Tensor, budget: int, horizon: int
 ) -> Identification:
-    max_depth = max([p.depth for p in candidates] + [r.program.depth for r in csp.records] + [3])
-    sclass, rclass = skill_classes(spec, probes), routing_classes(spec, max_depth)
+    sclass, rclass = skill_classes(spec, probes), routing_classes(spec, horizon)
+    exact = comparisons_exact(spec, horizon)
     values = csp.surviving_values()
 
     def reps(var: Var) -> tuple[int, ...]:
         labels = sclass if var[0] == "s" else rclass
         return tuple(sorted({labels[v] for v in values[var]}))
 
+    # one representative per extensional class: class members satisfy the same constraints (data and
+    # candidates are no deeper than the horizon), so searching representatives loses nothing
+    class_values = {var: set(reps(var)) for var in values}
     skill_reps = tuple(reps(("s", i)) for i in range(spec.num_skills))
     routing_reps = tuple(reps(("r", j)) for j in range(spec.num_routings))
     cache: dict[tuple[tuple[int, int], ...], Tensor] = {}
     verdicts = []
+    status = "exact" if exact else "probes"
     for program in candidates:
         symbols: list[Var] = []
         for m, k in program.steps:
             symbols += [v for v in ((("r", m),) if m >= 0 else ()) + (("s", k),) if v not in symbols]
-        if all(len(skill_reps[i] if kind == "s" else routing_reps[i]) == 1 for kind, i in symbols):
-            verdicts.append(Verdict(program, True))
+        if all(len(class_values[v]) == 1 for v in symbols):
+            verdicts.append(Verdict(program, True, status=status))
             continue
-        # distinct extensional classes only; a representative stands for its class
-        class_values = {
-            v: {(sclass if v[0] == "s" else rclass)[x] for x in values[v]} if v not in csp.constrained else values[v]
-            for v in symbols
-        }
+        routing_vars = [v for v in symbols if v[0] == "r"]
         seen: dict[bytes, tuple[dict[Var, int], Tensor]] = {}
         verdict = None
         try:
-            for assign in csp.joint_values(symbols, class_values, budget):
-                bound = Program(tuple((m if m < 0 else assign["r", m], assign["s", k]) for m, k in program.steps))
-                key = tuple((m if m < 0 else rclass[m], sclass[k]) for m, k in bound.steps)
-                if key not in cache:
-                    cache[key] = answer_codes(spec, bound, probes)
-                digest = cache[key].numpy().tobytes()
-                if seen and digest not in seen:
-                    first_assign, first_answers = next(iter(seen.values()))
-                    verdict = _lib_reason(spec, program, first_assign, assign, first_answers, cache[key], probes)
+            for routing in csp.joint_values(routing_vars, class_values, budget):
+                # skill symbols that sit only at dead steps under this routing binding cannot change the answer
+                live = live_steps(spec, program, {m: routing["r", m] for _, m in routing_vars})
+                skill_vars = list(dict.fromkeys(("s", k) for (m, k), on in zip(program.steps, live, strict=True) if on))
+                fixed = {**class_values, **{v: {routing[v]} for v in routing_vars}}
+                for assign in csp.joint_values(routing_vars + skill_vars, fixed, budget):
+                    # a dead step's skill is never read: any value (0) executes the same answer
+                    steps = tuple(
+                        (m if m < 0 else assign["r", m], assign["s", k] if on else 0)
+                        for (m, k), on in zip(program.steps, live, strict=True)
+                    )
+                    bound = Program(steps)
+                    key = tuple(
+                        (m if m < 0 else rclass[m], sclass[k] if on else -1)
+                        for (m, k), on in zip(steps, live, strict=True)
+                    )
+                    if key not in cache:
+                        cache[key] = answer_codes(spec, bound, probes)
+                    digest = cache[key].numpy().tobytes()
+                    if seen and digest not in seen:
+                        first_assign, first_answers = next(iter(seen.values()))
+                        verdict = _lib_reason(spec, program, first_assign, assign, first_answers, cache[key], probes)
+                        verdict = replace(verdict, status=status)
+                        break
+                    seen.setdefault(digest, (assign, cache[key]))
+                if verdict is not None:
                     break
-                seen.setdefault(digest, (assign, cache[key]))
         except _BudgetExceeded:
-            verdict = Verdict(program, False, f"undecided: more than {budget} joint bindings to compare")
-        verdicts.append(verdict or Verdict(program, True))
+            verdict = Verdict(
+                program, False, f"undecided: more than {budget} joint bindings to compare", status="undecided"
+            )
+        verdicts.append(verdict or Verdict(program, True, status=status))
     skill_ok = tuple(len(r) == 1 for r in skill_reps)
     size = spec.num_states
     return Identification(
@@ -229,8 +290,10 @@ def _identify_lib(
         size,
         (),
         tuple(verdicts),
-        False,
+        any(v.status == "undecided" for v in verdicts),
         math.prod(len(v) for v in values.values()),
+        horizon,
+        exact,
     )
 
 
@@ -245,14 +308,12 @@ def _lib_reason(
 ) -> Verdict:
     """The symbols whose two fitting bindings change the answer, and an input that shows it."""
     where = int((first_answers != second_answers).nonzero()[0, 0])
-    differs = [v for v in first if first[v] != second[v]]
-    alternatives = {
-        _symbol_name(spec, v): [
-            (spec.skills if v[0] == "s" else spec.routings)[first[v]],
-            (spec.skills if v[0] == "s" else spec.routings)[second[v]],
-        ]
-        for v in differs
-    }
+    differs = [v for v in dict.fromkeys([*first, *second]) if first.get(v) != second.get(v)]
+
+    def name(v: Var, value: int | None) -> str:
+        return "any (its step is dead)" if value is None else (spec.skills if v[0] == "s" else spec.routings)[value]
+
+    alternatives = {_symbol_name(spec, v): [name(v, first.get(v)), name(v, second.get(v))] for v in differs}
     contexts = []
     for step, (m, k) in enumerate(program.steps, start=1):
         if ("s", k) in differs or ("r", m) in differs:
@@ -273,9 +334,11 @@ def _lib_reason(
     return Verdict(program, False, reason, witness)
 
 
-def _identify_tab(spec: Spec, problem: TabProblem, candidates: Sequence[Program], probes: Tensor) -> Identification:
-    max_depth = max([p.depth for p in candidates] + [3])
-    rclass = routing_classes(spec, max_depth)
+def _identify_tab(
+    spec: Spec, problem: TabProblem, candidates: Sequence[Program], probes: Tensor, budget: int, horizon: int
+) -> Identification:
+    rclass = routing_classes(spec, horizon)
+    exact = comparisons_exact(spec, horizon)
     bindings, tables = problem.bindings, problem.tables
     routing_values: list[tuple[int, ...]] = []
     for j in range(spec.num_routings):
@@ -287,44 +350,11 @@ def _identify_tab(spec: Spec, problem: TabProblem, candidates: Sequence[Program]
     agreed = (stacked != UNKNOWN).all(dim=0) & (stacked == stacked[0:1]).all(dim=0)
     identified_inputs = tuple(agreed[i].nonzero(as_tuple=True)[0] for i in range(spec.num_skills))
     domain = tuple(len(codes) for codes in identified_inputs)
+    # not in G: certain on golden data, a lower bound when answer-only records were approximated
+    missed = "probes" if not exact else "lower_bound" if problem.approximate else "exact"
     verdicts = []
     for program in candidates:
-        free = sorted({m for m, _ in program.steps if m >= 0 and m not in problem.constrained})
-        free_values = sorted({rclass[m] for m in range(spec.num_routings)})
-        first: tuple[Tensor, dict[int, int]] | None = None
-        verdict = None
-        for b, table in zip(bindings, tables, strict=True):
-            for combo in itertools.product(free_values, repeat=len(free)):
-                full = {**b, **dict(zip(free, combo, strict=True))}
-                answers = problem.answers(program, probes, full, table)
-                unknown = answers == UNKNOWN
-                if bool(unknown.any()):
-                    where = int(unknown.nonzero()[0, 0])
-                    verdict = Verdict(
-                        program,
-                        False,
-                        "a live step reads a table entry that the data leave free"
-                        + (f" (unobserved routing symbols {[spec.routing_symbols[m] for m in free]})" if free else ""),
-                        {"x0": spec.render_state(probes[where]), "binding": _binding_names(spec, full)},
-                    )
-                    break
-                if first is None:
-                    first = (answers, full)
-                elif not torch.equal(first[0], answers):
-                    where = int((first[0] != answers).nonzero()[0, 0])
-                    verdict = Verdict(
-                        program,
-                        False,
-                        "two consistent routing bindings give different answers",
-                        {
-                            "bindings": [_binding_names(spec, first[1]), _binding_names(spec, full)],
-                            "x0": spec.render_state(probes[where]),
-                        },
-                    )
-                    break
-            if verdict is not None:
-                break
-        verdicts.append(verdict or Verdict(program, True))
+        verdicts.append(_tab_verdict(spec, problem, program, probes, rclass, budget, exact, missed))
     return Identification(
         "tab",
         spec,
@@ -336,9 +366,74 @@ def _identify_tab(spec: Spec, problem: TabProblem, candidates: Sequence[Program]
         spec.num_states,
         identified_inputs,
         tuple(verdicts),
-        problem.approximate,
+        any(v.status in ("lower_bound", "undecided") for v in verdicts),
         len(bindings),
+        horizon,
+        exact,
     )
+
+
+def _tab_verdict(
+    spec: Spec,
+    problem: TabProblem,
+    program: Program,
+    probes: Tensor,
+    rclass: tuple[int, ...],
+    budget: int,
+    exact: bool,
+    missed: str,
+) -> Verdict:
+    """One candidate in H-tab: the answer under every consistent routing binding (free routing
+    symbols: every class), with free table entries branched over where a live step reads them."""
+    free = sorted({m for m, _ in program.steps if m >= 0 and m not in problem.constrained})
+    free_values = sorted(set(rclass))
+    first: tuple[Tensor, dict[int, int]] | None = None
+    for b, table in zip(problem.bindings, problem.tables, strict=True):
+        for combo in itertools.product(free_values, repeat=len(free)):
+            full = {**b, **dict(zip(free, combo, strict=True))}
+            answers = problem.answers(program, probes, full, table).clone()
+            for where in (answers == UNKNOWN).nonzero(as_tuple=True)[0].tolist():
+                x0 = int(spec.encode(probes[where : where + 1])[0])
+                found = problem.answer_set(program, x0, full, table, budget)
+                if found is None:
+                    return Verdict(
+                        program,
+                        False,
+                        f"undecided: a live step reads free table entries and branching over them needs more "
+                        f"than {budget} steps",
+                        {"x0": spec.render_state(probes[where]), "binding": _binding_names(spec, full)},
+                        "undecided",
+                    )
+                if len(found) > 1:
+                    outs = sorted(found)[:2]
+                    return Verdict(
+                        program,
+                        False,
+                        "a live step reads a table entry that the data leave free, and its value changes the answer"
+                        + (f" (unobserved routing symbols {[spec.routing_symbols[m] for m in free]})" if free else ""),
+                        {
+                            "x0": spec.render_state(probes[where]),
+                            "binding": _binding_names(spec, full),
+                            "answers": [spec.render_state(spec.decode(torch.tensor(o))) for o in outs],
+                        },
+                        missed,
+                    )
+                answers[where] = next(iter(found))
+            if first is None:
+                first = (answers, full)
+            elif not torch.equal(first[0], answers):
+                where = int((first[0] != answers).nonzero()[0, 0])
+                return Verdict(
+                    program,
+                    False,
+                    "two consistent routing bindings give different answers",
+                    {
+                        "bindings": [_binding_names(spec, first[1]), _binding_names(spec, full)],
+                        "x0": spec.render_state(probes[where]),
+                    },
+                    missed,
+                )
+    return Verdict(program, True, status="exact" if exact else "probes")
 
 
 def _binding_names(spec: Spec, binding: dict[int, int]) -> dict[str, str]:

@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from hlsm.identify.observations import routing_classes, routing_reads, skill_classes
+from hlsm.identify.observations import live_steps, routing_classes, skill_classes
 from hlsm.identify.oracle import OracleResult, lib_identify, tab_identify
 from hlsm.modules import DEFAULT_ROUTINGS, DEFAULT_SKILLS, get_routing, get_skill
 from hlsm.programs import NO_ROUTING, Program
@@ -103,20 +103,6 @@ def _symbols_used(programs: Sequence[Program]) -> tuple[set[int], set[int]]:
     skills = {k for p in programs for k in p.skills}
     routings = {m for p in programs for m in p.routings}
     return skills, routings
-
-
-def live_steps(spec: Spec, program: Program) -> tuple[bool, ...]:
-    """Which steps' outputs reach the answer through the history reads of the true routings."""
-    live = [False] * (program.depth + 1)  # index j: state x_j
-    live[program.depth] = True
-    for l in range(program.depth, 0, -1):
-        if not live[l]:
-            continue
-        m = program.steps[l - 1][0]
-        reads = (True,) + (False,) * (l - 1) if m == NO_ROUTING else routing_reads(spec, m, l)
-        for j, read in enumerate(reads):
-            live[j] |= read
-    return tuple(live[1:])
 
 
 def check_c1(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> list[Check]:

@@ -183,6 +183,54 @@ class TabProblem:
             states.append(_lookup(table[k_sym], u))
         return states[-1]
 
+    def answer_set(
+        self, program: Program, x0: int, b: dict[int, int], table: Tensor, budget: int
+    ) -> frozenset[int] | None:
+        """Every answer at input code ``x0`` over the completions of the free table entries under ``b``.
+
+        Execution branches over every value of each free entry it reads; an entry read twice in one
+        execution keeps its value. The answer is determined at ``x0`` iff the set has one element —
+        a later many-to-one step can absorb a free entry (``count`` after ``count`` at ``n = 2``).
+        Branching stops at the second distinct answer. Returns None when more than ``budget``
+        execution steps would be needed. Every entry not pinned counts as free, so a single answer
+        is sound whether or not records constrain the other entries.
+        """
+        spec, size, steps = self.spec, self.spec.num_states, program.steps
+        answers: set[int] = set()
+        work = [0]
+
+        def run(step: int, states: list[int], chosen: dict[tuple[int, int], int]) -> None:
+            work[0] += 1
+            if work[0] > budget:
+                raise _BranchBudget
+            if step == len(steps):
+                answers.add(states[-1])
+                return
+            m_sym, k_sym = steps[step]
+            if m_sym < 0:
+                u = states[0]
+            else:
+                history = spec.decode(torch.tensor(states)).unsqueeze(0)
+                u = int(spec.encode(spec.apply_routing(b[m_sym], history))[0])
+            known = int(table[k_sym, u])
+            if known != UNKNOWN or (k_sym, u) in chosen:
+                run(step + 1, [*states, known if known != UNKNOWN else chosen[k_sym, u]], chosen)
+                return
+            for value in range(size):
+                run(step + 1, [*states, value], {**chosen, (k_sym, u): value})
+                if len(answers) > 1:
+                    return
+
+        try:
+            run(0, [x0], {})
+        except _BranchBudget:
+            return None
+        return frozenset(answers)
+
+
+class _BranchBudget(Exception):
+    """Internal: :meth:`TabProblem.answer_set` ran out of budget."""
+
 
 def _route(spec: Spec, m: int | None, states: list[Tensor]) -> Tensor:
     """Input codes of a step; ``UNKNOWN`` where the routing reads an unknown history item.

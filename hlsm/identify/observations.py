@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -41,14 +42,26 @@ def probe_states(spec: Spec, count: int = 2048, seed: int = 0) -> Tensor:
     return torch.cat([constant, ramps, random]).unique(dim=0)
 
 
-def probe_histories(spec: Spec, length: int, count: int = 2048, seed: int = 0) -> Tensor:
-    """``(B, length, n)`` histories: all of ``X**length`` when that is small, else random ones."""
+MAX_EXHAUSTIVE_HISTORIES = 1_000_000
+"""Largest number of histories (``|X|**l``, or ``|X|**(l+1)`` for read detection) evaluated
+exhaustively; above it routings are compared on random histories (:func:`comparisons_exact` is
+False)."""
+
+
+def probe_histories(spec: Spec, length: int, count: int = 2048, seed: int = 0, *, limit: int = 20_000) -> Tensor:
+    """``(B, length, n)`` histories: all of ``X**length`` if there are at most ``limit``, else ``count`` random ones."""
     total = spec.num_states**length
-    if total <= 20_000:
+    if total <= limit:
         codes = torch.cartesian_prod(*[torch.arange(spec.num_states)] * length).reshape(-1, length)
         return spec.decode(codes)
     gen = torch.Generator().manual_seed(seed + length)
     return torch.randint(spec.alphabet, (count, length, spec.length), generator=gen)
+
+
+def comparisons_exact(spec: Spec, horizon: int) -> bool:
+    """Whether modules are compared on all of ``X`` and routings on every history up to ``horizon``
+    (and their reads found exhaustively); otherwise the checker's answers rest on probe states."""
+    return spec.num_states <= MAX_EXHAUSTIVE_STATES and spec.num_states ** (horizon + 1) <= MAX_EXHAUSTIVE_HISTORIES
 
 
 def _classes(outputs: list[Tensor]) -> tuple[int, ...]:
@@ -64,11 +77,12 @@ def skill_classes(spec: Spec, states: Tensor) -> tuple[int, ...]:
     return _classes([spec.apply_skill(k, states) for k in range(spec.num_skills)])
 
 
-def routing_classes(spec: Spec, max_depth: int) -> tuple[int, ...]:
-    """Routings equal on every probed history of lengths ``1..max_depth`` share a label."""
+def routing_classes(spec: Spec, horizon: int) -> tuple[int, ...]:
+    """Routings equal on every history of lengths ``1..horizon`` share a label (on random histories
+    where ``|X|**l`` exceeds :data:`MAX_EXHAUSTIVE_HISTORIES`)."""
     outs: list[list[Tensor]] = [[] for _ in range(spec.num_routings)]
-    for length in range(1, max_depth + 1):
-        histories = probe_histories(spec, length)
+    for length in range(1, horizon + 1):
+        histories = probe_histories(spec, length, limit=MAX_EXHAUSTIVE_HISTORIES)
         for m in range(spec.num_routings):
             outs[m].append(spec.apply_routing(m, histories))
     return _classes([torch.cat(o) for o in outs])
@@ -76,15 +90,32 @@ def routing_classes(spec: Spec, max_depth: int) -> tuple[int, ...]:
 
 @functools.lru_cache(maxsize=4096)
 def routing_reads(spec: Spec, m: int, length: int, samples: int = 512, seed: int = 0) -> tuple[bool, ...]:
-    """Which of the ``length`` history items routing ``m`` reads (found by perturbing each item).
+    """Which of the ``length`` history items routing ``m`` reads.
 
-    An item is read if replacing it by random states changes the output on some of ``samples``
-    random histories (for tiny instances: on every history).
+    Item ``j`` is read iff replacing it changes the output of some history. Exhaustive (every
+    history, every replacement) when ``|X|**(length+1) <= MAX_EXHAUSTIVE_HISTORIES``: then exact.
+    Above that, ``samples`` random histories and four random replacements per item.
     """
+    size = spec.num_states
+    if size ** (length + 1) <= MAX_EXHAUSTIVE_HISTORIES:
+        histories = probe_histories(spec, length, limit=MAX_EXHAUSTIVE_HISTORIES)
+        base = spec.apply_routing(m, histories)
+        states = spec.all_states()
+        reads = []
+        for j in range(length):
+            changed = False
+            for v in range(size):
+                other = histories.clone()
+                other[:, j] = states[v]
+                if not torch.equal(spec.apply_routing(m, other), base):
+                    changed = True
+                    break
+            reads.append(changed)
+        return tuple(reads)
     gen = torch.Generator().manual_seed(seed)
     histories = probe_histories(spec, length, samples, seed)
     base = spec.apply_routing(m, histories)
-    reads = []
+    sampled = []
     for j in range(length):
         changed = False
         for _ in range(4):
@@ -93,8 +124,27 @@ def routing_reads(spec: Spec, m: int, length: int, samples: int = 512, seed: int
             if not torch.equal(spec.apply_routing(m, other), base):
                 changed = True
                 break
-        reads.append(changed)
-    return tuple(reads)
+        sampled.append(changed)
+    return tuple(sampled)
+
+
+def live_steps(spec: Spec, program: Program, binding: Mapping[int, int] | None = None) -> tuple[bool, ...]:
+    """Which steps' outputs reach the answer through the history items their routings read.
+
+    ``binding`` maps the program's routing symbols to library routings (default: the true ones,
+    symbol ``m`` is routing ``m``); an atomic step reads ``x_0`` only. Exact where
+    :func:`routing_reads` is.
+    """
+    live = [False] * (program.depth + 1)  # index j: state x_j
+    live[program.depth] = True
+    for l in range(program.depth, 0, -1):
+        if not live[l]:
+            continue
+        m = program.steps[l - 1][0]
+        reads = (True,) + (False,) * (l - 1) if m < 0 else routing_reads(spec, m if binding is None else binding[m], l)
+        for j, read in enumerate(reads):
+            live[j] |= read
+    return tuple(live[1:])
 
 
 @dataclass(frozen=True)

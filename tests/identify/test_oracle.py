@@ -395,10 +395,10 @@ def test_modules_are_compared_extensionally() -> None:
         P("chain:shift_up > chain:shift_up > restart:reverse", spec),
     )
     for identify in (lib_identify, tab_identify):
-        two = identify(spec, corpus, [shallow])
+        two = identify(spec, corpus, [shallow], horizon=2)  # compared on histories of length <= 2
         assert all(two.skill_identified) and two.routing_identified == (True, True, False)
         assert two.generalisation[shallow]
-        three = identify(spec, corpus, [shallow, deep])  # L_max = 3: skip and restart now differ
+        three = identify(spec, corpus, [shallow, deep])  # default horizon L* = 3: skip and restart differ
         assert three.routing_identified == (True, False, False) and not three.generalisation[deep]
         assert {b[1] for b in three.consistent_routings} == {1, 2}
     assert lib_identify(spec, corpus).num_consistent == 2 * 2 * 1 * 2 * 3  # reverse/rotate_left twice, restart/skip

@@ -13,8 +13,9 @@ Hypothesis classes (symbol ``i`` truly denotes module ``i``):
 A hypothesis is *consistent* with a noiseless corpus if executing each trace's program under it from
 the trace's ``x_0`` reproduces every shown state. A quantity is *identified* if every consistent
 hypothesis gives it the same value. Modules are compared extensionally: skills as maps on ``X``,
-routings as maps on histories of every length ``1..L_max`` (the largest depth among the corpus and
-the candidates), so two library modules that coincide there count as one value. An unseen program
+routings as maps on histories of every length ``1..L*``, the horizon fixed by the question (by
+default ``max(3, deepest candidate)``, never by the data: :mod:`hlsm.identify.horizon`), so two library
+modules that coincide there count as one value. An unseen program
 ``p`` is in the generalisation set ``G`` iff every consistent hypothesis gives it the same answer
 ``x_L`` for every ``x_0`` in ``X``.
 
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from hlsm.errors import HLSMError
+from hlsm.identify.horizon import resolve_horizon
 from hlsm.programs import Program
 from hlsm.simulate import Corpus, concat
 from hlsm.simulate import population_corpus as simulate_population
@@ -222,6 +224,11 @@ class LibraryTables:
         for x in history:
             code = code * self.size + x
         return int(self.routing[len(history)][m, code])
+
+
+def oracle_horizon(records: Sequence[Record], candidates: Sequence[Program], horizon: int | None) -> int:
+    """``L*`` for the oracle: the same rule as the checkers (:func:`hlsm.identify.horizon.resolve_horizon`)."""
+    return resolve_horizon([p.depth for p in candidates], [r.program.depth for r in records], horizon)
 
 
 def max_depth_of(records: Sequence[Record], candidates: Sequence[Program]) -> int:

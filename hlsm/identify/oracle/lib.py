@@ -26,6 +26,7 @@ from hlsm.identify.oracle.base import (
     check_candidates,
     distinct_records,
     max_depth_of,
+    oracle_horizon,
 )
 from hlsm.programs import NO_ROUTING, Program
 from hlsm.simulate import Corpus
@@ -102,9 +103,17 @@ def lib_version_space(spec: Spec, corpus: Corpus, *, max_hypotheses: int = MAX_L
 
 
 def lib_identify(
-    spec: Spec, corpus: Corpus, candidates: Sequence[Program] = (), *, max_hypotheses: int = MAX_LIB_HYPOTHESES
+    spec: Spec,
+    corpus: Corpus,
+    candidates: Sequence[Program] = (),
+    *,
+    max_hypotheses: int = MAX_LIB_HYPOTHESES,
+    horizon: int | None = None,
 ) -> OracleResult:
     """What the corpus identifies in H-lib, by enumerating every binding.
+
+    Routings are compared as maps on histories up to the horizon ``L*``
+    (:func:`hlsm.identify.horizon.resolve_horizon`; pass the same value to compare corpora).
 
     Raises
     ------
@@ -115,7 +124,7 @@ def lib_identify(
     """
     records = distinct_records(spec, corpus)
     cands = check_candidates(spec, candidates)
-    lib = LibraryTables(spec, max_depth_of(records, cands))
+    lib = LibraryTables(spec, oracle_horizon(records, cands, horizon))
     skills, routings = _lib_consistent(spec, lib, records, max_hypotheses)
     if len(skills) == 0:
         raise InconsistentDataError(

@@ -44,7 +44,7 @@ from hlsm.identify.oracle.base import (
     Witness,
     check_candidates,
     distinct_records,
-    max_depth_of,
+    oracle_horizon,
 )
 from hlsm.programs import NO_ROUTING, Program
 from hlsm.simulate import Corpus
@@ -198,12 +198,18 @@ def _snapshot(binding: Sequence[int], table: Table) -> TabHypothesis:
 
 
 def tab_identify(
-    spec: Spec, corpus: Corpus, candidates: Sequence[Program] = (), *, budget: int = TAB_BUDGET
+    spec: Spec,
+    corpus: Corpus,
+    candidates: Sequence[Program] = (),
+    *,
+    budget: int = TAB_BUDGET,
+    horizon: int | None = None,
 ) -> OracleResult:
     """What the corpus identifies in H-tab, by exhaustive search (tiny ``X`` only, say ``|X| <= 9``).
 
     ``num_consistent`` counts the consistent routing bindings; an H-tab skill symbol counts as
-    identified when its whole table is (``identified_domain == X``). Witnesses are
+    identified when its whole table is (``identified_domain == X``). Routings are compared on
+    histories up to the horizon ``L*`` (:func:`hlsm.identify.horizon.resolve_horizon`). Witnesses are
     :class:`~hlsm.identify.oracle.base.TabHypothesis` branches: the entries listed reproduce the corpus and
     give the stated answer; every other entry is free.
 
@@ -217,7 +223,7 @@ def tab_identify(
     """
     records = sorted(distinct_records(spec, corpus), key=lambda r: any(v is None for v in r.shown))
     cands = check_candidates(spec, candidates)
-    lib = LibraryTables(spec, max_depth_of(records, cands))
+    lib = LibraryTables(spec, oracle_horizon(records, cands, horizon))
     search = _Search(lib, budget)
     agreed: Table | None = None
     consistent: list[tuple[int, ...]] = []
