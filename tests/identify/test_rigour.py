@@ -31,10 +31,10 @@ def test_more_data_never_loses_identification_at_a_fixed_horizon() -> None:
     small, large = population_corpus(spec, sft), population_corpus(spec, more)
     for horizon in (3, 4):
         for run in (
-            lambda c: lib_identify(spec, c, horizon=horizon),
-            lambda c: tab_identify(spec, c, horizon=horizon),
-            lambda c: identify(spec, c, [], "lib", horizon=horizon),
-            lambda c: identify(spec, c, [], "tab", horizon=horizon),
+            lambda c, h=horizon: lib_identify(spec, c, horizon=h),
+            lambda c, h=horizon: tab_identify(spec, c, horizon=h),
+            lambda c, h=horizon: identify(spec, c, [], "lib", horizon=h),
+            lambda c, h=horizon: identify(spec, c, [], "tab", horizon=h),
         ):
             before, after = run(small), run(large)
             assert all(a or not b for a, b in zip(after.routing_identified, before.routing_identified, strict=True))
