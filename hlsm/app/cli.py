@@ -129,7 +129,7 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     design = load_design(args.design)
     corpus = design.corpus()
     classes = ["lib", "tab"] if args.hypothesis_class == "both" else [args.hypothesis_class]
-    results = {c: identify(design.spec, corpus, design.candidates, c) for c in classes}
+    results = {c: identify(design.spec, corpus, design.candidates, c, horizon=design.horizon) for c in classes}
     main_result = results[classes[0]]
     support = list(design.sft) + list(design.rl)
     report: dict[str, Any] = {
@@ -155,8 +155,11 @@ def _cmd_identify(args: argparse.Namespace) -> None:
     print(f"design {args.design}: {len(corpus):,} traces, {len(design.candidates)} candidate programs")
     for c, r in results.items():
         data = r.to_dict()
-        bound = " (lower bound)" if r.lower_bound else ""
-        print(f"\n== H-{c}: generalisation set {data['generalisation_set_size']}/{data['unseen_total']}{bound}")
+        bound = " (lower bound)" if r.lower_bound else "" if r.exact else " (compared on probe states)"
+        print(
+            f"\n== H-{c}: generalisation set {data['generalisation_set_size']}/{data['unseen_total']}{bound}, "
+            f"horizon L* = {r.horizon}"
+        )
         for sym, row in data["routings"].items():
             status = "identified" if row["identified"] else "NOT identified"
             print(f"  routing {sym:<4} {status:<15} fits: {', '.join(row['fits'])}")
@@ -170,7 +173,8 @@ def _cmd_identify(args: argparse.Namespace) -> None:
             print(f"  skill   {sym:<4} {status:<15} fits: {fits}")
         for cand in data["candidates"]:
             mark = "in G " if cand["identified"] else "NOT  "
-            print(f"  {mark} {cand['program']:<40} {cand['reason']}")
+            status = "" if cand["status"] == "exact" else f"[{cand['status']}] "
+            print(f"  {mark} {cand['program']:<40} {status}{cand['reason']}")
     del spec
 
 

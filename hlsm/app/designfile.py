@@ -26,6 +26,8 @@ A design file is TOML::
     programs = ["chain:sort > chain:shift_up"]
     depth = 2                 # or: every program of this depth outside SFT and RL ...
     routings = ["chain"]      # ... using these routings only (default: all)
+    horizon = 3               # L*: routings compared on histories up to this length (default:
+                              # max(3, deepest candidate); keep it equal across designs you compare)
 
     [fit]                     # hlsm fit only: see hlsm.app.fitrun.FitSection (traces, epsilon, tables, ...)
     [nuts]                    # hlsm fit only: see hlsm.app.fitrun.NutsSection (run = true for the gold standard)
@@ -70,6 +72,7 @@ class CandidateSection:
     programs: tuple[str, ...] = ()
     depth: int | None = None
     routings: tuple[str, ...] | None = None
+    horizon: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class IdentifyDesign:
     seed: int
     corpus_path: Path | None = None
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    horizon: int | None = None
+    """``[candidates] horizon``: ``L*`` of :mod:`hlsm.identify.horizon` (None: its default)."""
     """Raw ``[fit]`` and ``[nuts]`` sections, validated by :mod:`hlsm.app.fitrun` (ignored by ``identify``)."""
 
     def corpus(self) -> Corpus:
@@ -154,6 +159,7 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
         data.seed,
         None if data.corpus is None else base / data.corpus,
         {name: section(raw, name) for name in ("fit", "nuts") if name in raw},
+        cand.horizon,
     )
 
 

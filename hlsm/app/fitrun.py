@@ -213,9 +213,8 @@ def run_fit(
                 f"{err} (state saved to {saved})", err.restart, err.step, err.bad, err.logits, list(err.history)
             ) from None
         try:
-            checker = identify(
-                spec, noiseless or corpus, design.candidates, "lib" if section.tables == "library" else "tab"
-            )
+            hypothesis_class = "lib" if section.tables == "library" else "tab"
+            checker = identify(spec, noiseless or corpus, design.candidates, hypothesis_class, horizon=design.horizon)
             in_set: list[bool] | None = [v.identified for v in checker.verdicts]
         except ContradictionError:
             checker, in_set = None, None  # noisy data without a noiseless twin: no exact verdicts

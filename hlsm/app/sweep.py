@@ -143,7 +143,7 @@ def _run_identify(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     from hlsm.identify.checker import identify
 
     design = parse_design(raw, "the design mapping")
-    result = identify(design.spec, design.corpus(), design.candidates, "lib").to_dict()
+    result = identify(design.spec, design.corpus(), design.candidates, "lib", horizon=design.horizon).to_dict()
     write_json(out / "identify.json", result)
     return {"generalisation_set_size": result["generalisation_set_size"], "unseen_total": result["unseen_total"]}
 
