@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from hlsm.identify.checker import identify
 from hlsm.identify.claims import (
+    STRESS_FAMILIES,
     Check,
     TinyDesign,
     check_c1,
@@ -37,9 +38,11 @@ from hlsm.identify.claims import (
     check_c3,
     check_c4,
     check_c5,
+    check_checker,
     random_design,
     random_program,
     random_spec,
+    stress_design,
 )
 from hlsm.identify.oracle import OracleError
 from hlsm.io import write_json, write_text
@@ -49,6 +52,7 @@ from hlsm.programs import Program, all_programs
 @dataclass(frozen=True)
 class Config:
     designs: int = 200
+    stress_designs: int = 60
     budget_designs: int = 30
     budgets: tuple[int, ...] = (0, 1, 2, 4, 6)
     finite_designs: int = 100
@@ -57,63 +61,74 @@ class Config:
     out: str = "runs/verify_claims"
 
 
-def _checker_rows(design: TinyDesign, lib: Any, tab: Any) -> list[Check]:
-    corpus, cands = design.corpus(), design.candidates
-    ours_lib = identify(design.spec, corpus, cands, "lib")
-    ours_tab = identify(design.spec, corpus, cands, "tab")
-    exact = (
-        ours_lib.skill_identified == lib.skill_identified
-        and ours_lib.routing_identified == lib.routing_identified
-        and set(ours_lib.generalisation_set) == lib.generalisation_set
-    )
-    sound = set(ours_tab.generalisation_set) <= tab.generalisation_set
-    rows = [Check("checker-lib-exact", True, exact), Check("checker-tab-sound", True, sound)]
-    rows += [Check("rate:checker-tab-found", p in ours_tab.generalisation_set, True) for p in tab.generalisation_set]
+def _design_checks(design: TinyDesign) -> list[Check]:
+    """Every proposition's prediction and the checker's verdicts against the oracle, on one design."""
+    sft_only = replace(design, rl=())
+    lib, tab = design.oracle("lib"), design.oracle("tab")
+    lib_sft, tab_sft = sft_only.oracle("lib"), sft_only.oracle("tab")
+    rows = check_c1(design, lib, tab) + check_c2(sft_only, lib_sft, tab_sft) + check_c3(design)
+    rows += check_c4(sft_only, lib_sft, tab_sft) + check_c5(design) + check_checker(design, lib, tab)
     return rows
 
 
-def verify(cfg: Config) -> dict[str, Any]:
-    """Part 1: per-claim agreement between propositions (and the checker) and the oracle."""
-    checks: list[Check] = []
-    skipped = 0
-    for i in tqdm(range(cfg.designs), desc="claims"):
-        rng = random.Random(cfg.seed * 100_003 + i)
-        design = random_design(
-            cfg.seed * 100_003 + i, atomic_fraction=rng.choice([0.5, 0.8, 1.0]), n_rl=rng.choice([1, 2])
-        )
-        sft_only = replace(design, rl=())
-        try:
-            lib, tab = design.oracle("lib"), design.oracle("tab")
-            lib_sft, tab_sft = sft_only.oracle("lib"), sft_only.oracle("tab")
-            rows = check_c1(design, lib, tab) + check_c2(sft_only, lib_sft, tab_sft) + check_c3(design)
-            rows += check_c4(sft_only, lib_sft, tab_sft) + check_c5(design) + _checker_rows(design, lib, tab)
-        except OracleError:
-            skipped += 1
-            continue
-        checks += rows
+def _table(checks: list[Check]) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
     grouped: dict[str, list[Check]] = defaultdict(list)
     for c in checks:
         grouped[c.claim].append(c)
     for claim, rows in sorted(grouped.items()):
         if claim.startswith("rate:"):
-            table[claim] = {"n": len(rows), "rate": sum(r.predicted for r in rows) / len(rows)}
+            table[claim] = {"n": len(rows), "count": sum(r.predicted for r in rows)}
+            table[claim]["rate"] = table[claim]["count"] / len(rows)
         else:
             agree = sum(r.agrees for r in rows)
             table[claim] = {"n": len(rows), "agree": agree, "rate": agree / len(rows)}
             table[claim]["violations"] = [r.detail for r in rows if not r.agrees][:5]
-    return {"designs": cfg.designs, "skipped_over_budget": skipped, "claims": table}
+    return table
 
 
-def _protocol_pool(rng: random.Random, design: TinyDesign, kind: str, where: str) -> list[Program]:
-    """RL programs of one protocol in a random order; a budget ``b`` takes the first ``b`` (nested sets)."""
+def verify(cfg: Config) -> dict[str, Any]:
+    """Part 1: per-claim agreement between propositions (and the checker) and the oracle, on random
+    designs and on each stress family (:data:`hlsm.identify.claims.STRESS_FAMILIES`)."""
+    families: dict[str, list[Check]] = {"random": []}
+    skipped: dict[str, int] = defaultdict(int)
+    for i in tqdm(range(cfg.designs), desc="claims"):
+        rng = random.Random(cfg.seed * 100_003 + i)
+        design = random_design(
+            cfg.seed * 100_003 + i, atomic_fraction=rng.choice([0.5, 0.8, 1.0]), n_rl=rng.choice([1, 2])
+        )
+        try:
+            families["random"] += _design_checks(design)
+        except OracleError:
+            skipped["random"] += 1
+    for family in STRESS_FAMILIES:
+        families[family] = []
+        for i in tqdm(range(cfg.stress_designs), desc=family):
+            try:
+                families[family] += _design_checks(stress_design(50_000 + i, family))
+            except OracleError:
+                skipped[family] += 1
+    return {
+        "designs": cfg.designs,
+        "stress_designs": cfg.stress_designs,
+        "skipped_over_budget": dict(skipped),
+        "claims": _table([c for rows in families.values() for c in rows]),
+        "by_family": {name: _table(rows) for name, rows in families.items()},
+    }
+
+
+def _protocol_pool(
+    rng: random.Random, design: TinyDesign, kind: str, where: str, held_out: set[Program]
+) -> list[Program]:
+    """RL programs of one protocol in a random order, never a candidate (``held_out``); a budget ``b``
+    takes the first ``b`` (nested sets)."""
     spec = design.spec
     sft = set(design.sft)
     if kind == "atomic":
         pool = [Program.atomic(k) for k in range(spec.num_skills)]
     else:
         pool = all_programs(spec, 2)
-    pool = [p for p in pool if (p in sft) == (where == "inside")]
+    pool = [p for p in pool if (p in sft) == (where == "inside") and p not in held_out]
     rng.shuffle(pool)
     return pool
 
@@ -137,10 +152,14 @@ def budget_curves(cfg: Config) -> dict[str, Any]:
             if sft_kind == "missing atoms":
                 atoms = atoms[2:]
             base = TinyDesign(spec, tuple(atoms) + tuple(sorted(compound)), (), ())
-            candidates = tuple(p for p in all_programs(spec, 2) if p not in base.sft)
+            # one fixed candidate set C for every protocol and budget: half of the depth-2 programs
+            # outside SFT, drawn once; RL programs come from the other half (never from C)
+            outside = [p for p in all_programs(spec, 2) if p not in set(compound)]
+            random.Random(20_000 + i).shuffle(outside)
+            candidates = tuple(sorted(outside[: len(outside) // 2]))
             for kind in ("atomic", "compound"):
                 for where in ("inside", "outside"):
-                    pool = _protocol_pool(random.Random(i), base, kind, where)
+                    pool = _protocol_pool(random.Random(i), base, kind, where, set(candidates))
                     for b in cfg.budgets:
                         design = replace(base, rl=tuple(pool[:b]), candidates=candidates)
                         corpus = design.corpus()
@@ -222,12 +241,17 @@ def main(cfg: Config) -> dict[str, Any]:
 def _parse() -> Config:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--designs", type=int, default=Config.designs)
+    parser.add_argument("--stress-designs", type=int, default=Config.stress_designs)
     parser.add_argument("--budget-designs", type=int, default=Config.budget_designs)
     parser.add_argument("--finite-designs", type=int, default=Config.finite_designs)
     parser.add_argument("--out", default=Config.out)
     args = parser.parse_args()
     return Config(
-        designs=args.designs, budget_designs=args.budget_designs, finite_designs=args.finite_designs, out=args.out
+        designs=args.designs,
+        stress_designs=args.stress_designs,
+        budget_designs=args.budget_designs,
+        finite_designs=args.finite_designs,
+        out=args.out,
     )
 
 

@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from hlsm.identify.checker import identify
 from hlsm.identify.observations import live_steps, routing_classes, skill_classes
 from hlsm.identify.oracle import OracleResult, lib_identify, tab_identify
 from hlsm.modules import DEFAULT_ROUTINGS, DEFAULT_SKILLS, get_routing, get_skill
@@ -42,11 +43,20 @@ class TinyDesign:
         return fn(self.spec, self.corpus(), list(self.candidates))
 
 
-def random_spec(rng: random.Random, alphabet: int = 3, length: int = 2, skills: int = 5, routings: int = 4) -> Spec:
-    """A random library of the given sizes drawn from the default modules that support ``(A, n)``."""
-    ok_skills = [s for s in DEFAULT_SKILLS if get_skill(s).supports(alphabet, length)]
+def random_spec(
+    rng: random.Random,
+    alphabet: int = 3,
+    length: int = 2,
+    skills: int = 5,
+    routings: int = 4,
+    include: Sequence[str] = (),
+) -> Spec:
+    """A random library of the given sizes drawn from the default modules that support ``(A, n)``;
+    the skills in ``include`` are always among them."""
+    ok_skills = [s for s in DEFAULT_SKILLS if get_skill(s).supports(alphabet, length) and s not in include]
     ok_routings = [r for r in DEFAULT_ROUTINGS if get_routing(r).supports(alphabet, length)]
-    return Spec(alphabet, length, tuple(rng.sample(ok_skills, skills)), tuple(rng.sample(ok_routings, routings)))
+    chosen = tuple(include) + tuple(rng.sample(ok_skills, skills - len(include)))
+    return Spec(alphabet, length, chosen, tuple(rng.sample(ok_routings, routings)))
 
 
 def random_program(rng: random.Random, spec: Spec, depth: int) -> Program:
@@ -63,18 +73,21 @@ def random_design(
     depth: int = 2,
     skills: int = 5,
     routings: int = 4,
+    include: Sequence[str] = (),
+    rl_depth: int | None = None,
 ) -> TinyDesign:
     """A random tiny design (``A = 3, n = 2``): each atom in SFT with probability ``atomic_fraction``,
-    ``n_sft`` compound SFT programs, ``n_rl`` RL programs outside SFT, candidates at ``depth`` and ``depth + 1``."""
+    ``n_sft`` compound SFT programs, ``n_rl`` RL programs outside SFT (of depth ``rl_depth``, default
+    ``depth``), candidates at ``depth`` and ``depth + 1``; the skills in ``include`` are in the library."""
     rng = random.Random(seed)
-    spec = random_spec(rng, skills=skills, routings=routings)
+    spec = random_spec(rng, skills=skills, routings=routings, include=include)
     atoms = [Program.atomic(k) for k in range(spec.num_skills) if rng.random() < atomic_fraction]
     sft = set(atoms)
     while len(sft) < len(atoms) + n_sft:
         sft.add(random_program(rng, spec, depth))
     rl: set[Program] = set()
     while len(rl) < n_rl:
-        p = random_program(rng, spec, depth)
+        p = random_program(rng, spec, depth if rl_depth is None else rl_depth)
         if p not in sft:
             rl.add(p)
     cands: set[Program] = set()
@@ -83,6 +96,32 @@ def random_design(
         if p not in sft and p not in rl:
             cands.add(p)
     return TinyDesign(spec, tuple(sorted(sft)), tuple(sorted(rl)), tuple(sorted(cands)), seed)
+
+
+STRESS_FAMILIES = ("absorbing", "hidden_states", "deep_candidates")
+"""Designs built to stress the propositions and the checkers (``theory/identifiability.md``, section 5):
+``absorbing``: many-to-one skills (``count``, ``fill_first``, ``sort``) that can absorb free entries
+and mask routings; ``hidden_states``: depth-3 answer-only records whose intermediate states the SFT
+data do not determine; ``deep_candidates``: depth-1 data, candidates of depth 2 and 3."""
+
+
+def stress_design(seed: int, family: str) -> TinyDesign:
+    """A random design of one :data:`STRESS_FAMILIES` family (``A = 3, n = 2``)."""
+    rng = random.Random(seed)
+    if family == "absorbing":
+        return random_design(seed, atomic_fraction=0.5, n_rl=rng.choice([0, 1]), include=("count", "fill_first"))
+    if family == "hidden_states":
+        return random_design(seed, atomic_fraction=0.8, n_rl=2, rl_depth=3)
+    if family == "deep_candidates":
+        design = random_design(seed, atomic_fraction=0.8, n_sft=6, n_rl=rng.choice([0, 1]), depth=1)
+        taken = set(design.sft) | set(design.rl)
+        deep: set[Program] = set()
+        while len(deep) < 8:
+            p = random_program(rng, design.spec, 2 if len(deep) < 4 else 3)
+            if p not in taken:
+                deep.add(p)
+        return replace(design, candidates=tuple(sorted(deep)))
+    raise ValueError(f"unknown stress family {family!r}; one of {STRESS_FAMILIES}")
 
 
 @dataclass(frozen=True)
@@ -103,6 +142,37 @@ def _symbols_used(programs: Sequence[Program]) -> tuple[set[int], set[int]]:
     skills = {k for p in programs for k in p.skills}
     routings = {m for p in programs for m in p.routings}
     return skills, routings
+
+
+def check_checker(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> list[Check]:
+    """The fast checker (:func:`hlsm.identify.checker.identify`) against the oracle, verdict by verdict.
+
+    ``checker-<class>-sound``: every program the checker puts in ``G`` is in the oracle's ``G``;
+    ``checker-<class>-exact``: a verdict flagged ``exact`` equals the oracle's; ``checker-lib-symbols``
+    and (golden data) ``checker-tab-symbols``: the identified symbols and domains equal the oracle's;
+    ``rate:checker-tab-found``: the fraction of the oracle's ``G`` that H-tab finds.
+    """
+    corpus, cands = design.corpus(), list(design.candidates)
+    rows: list[Check] = []
+    for name, oracle in (("lib", lib), ("tab", tab)):
+        ours = identify(design.spec, corpus, cands, name)
+        for v in ours.verdicts:
+            truth = oracle.generalisation[v.program]
+            detail = f"{name} {v.program.steps} status {v.status}"
+            if v.identified:
+                rows.append(Check(f"checker-{name}-sound", True, truth, detail))
+            if v.status == "exact":
+                rows.append(Check(f"checker-{name}-exact", truth, v.identified, detail))
+            if name == "tab" and truth:
+                rows.append(Check("rate:checker-tab-found", v.identified, v.identified, detail))
+        if name == "lib" or not design.rl:
+            same = ours.routing_identified == oracle.routing_identified and (
+                ours.skill_identified == oracle.skill_identified
+                if name == "lib"
+                else ours.identified_domain == tuple(len(d) for d in oracle.identified_domain)
+            )
+            rows.append(Check(f"checker-{name}-symbols", True, same, f"{name} symbols"))
+    return rows
 
 
 def check_c1(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> list[Check]:
@@ -163,15 +233,32 @@ def check_c2(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> list[C
                 u = int(spec.encode(spec.apply_routing(m, corpus.states[i : i + 1, : l + 1]))[0])
                 steps_routings[k].add(m)
             observed[k].add(u)
+    images = {g: set(spec.encode(spec.apply_skill(g, spec.all_states())).tolist()) for g in range(spec.num_skills)}
+    many_to_one = {g: image for g, image in images.items() if len(image) < spec.num_states}
+    truth_on = {k: spec.encode(spec.apply_skill(k, spec.all_states())).tolist() for k in range(spec.num_skills)}
     out = []
     for k in range(spec.num_skills):
         domain = set(tab.identified_domain[k])
         out.append(Check("C2a-subset", True, domain <= observed[k], f"skill symbol {k}"))
         if all(tab.routing_identified[m] for m in steps_routings[k]):
             out.append(Check("C2a-equal", True, domain == observed[k], f"skill symbol {k}"))
-        if observed[k] and len(observed[k]) < spec.num_states:
-            out.append(Check("C2c-tab-entangled", False, tab.skill_identified[k], f"skill symbol {k}"))
-            out.append(Check("rate:C2c-lib-identified", lib.skill_identified[k], lib.skill_identified[k], "rate"))
+        # C2c: every input of k (under the true routings) lies in the image of a many-to-one skill g
+        for g, image in many_to_one.items():
+            if observed[k] and observed[k] <= image:
+                out.append(
+                    Check("C2c-tab-entangled", True, domain <= image and not tab.skill_identified[k], f"{k}/{g}")
+                )
+                break
+        # C2c, H-lib "only if": two library classes agreeing with k on its observed inputs leave it free
+        agreeing = {
+            tuple(truth_on[j])
+            for j in range(spec.num_skills)
+            if all(truth_on[j][u] == truth_on[k][u] for u in observed[k])
+        }
+        if observed[k] and len(agreeing) > 1:
+            out.append(Check("C2c-lib-only-if", False, lib.skill_identified[k], f"skill symbol {k}"))
+        elif observed[k] and any(observed[k] <= image for image in many_to_one.values()):
+            out.append(Check("rate:C2c-lib-identified-after-many-to-one", lib.skill_identified[k], True, "rate"))
     return out
 
 
@@ -197,14 +284,12 @@ def check_c3(design: TinyDesign) -> list[Check]:
 
 
 def check_c4(design: TinyDesign, lib_sft: OracleResult, tab_sft: OracleResult) -> list[Check]:
-    """C4: RL on programs whose answers SFT determines leaves V and G unchanged."""
+    """C4: RL on programs whose answers SFT determines leaves V and G unchanged (over the same candidates)."""
     inside = design.sft[-2:] + tuple(p for p in design.candidates if lib_sft.generalisation[p])[:2]
     compound_inside = tuple(p for p in inside if not p.is_atomic)
     out = []
     if compound_inside:
-        with_rl = replace(
-            design, rl=compound_inside, candidates=tuple(p for p in design.candidates if p not in compound_inside)
-        )
+        with_rl = replace(design, rl=compound_inside)  # the candidate set stays fixed (section 1)
         res = with_rl.oracle("lib")
         same = res.num_consistent == lib_sft.num_consistent and all(
             res.generalisation[p] == lib_sft.generalisation[p] for p in with_rl.candidates

@@ -17,7 +17,7 @@ from hlsm.lm.presets import scale_preset
 SIMS = Path(__file__).resolve().parents[2] / "sims"
 
 TINY: dict[str, dict[str, Any]] = {
-    "verify_claims": {"designs": 2, "budget_designs": 1, "budgets": (0, 1), "finite_designs": 1},
+    "verify_claims": {"designs": 2, "stress_designs": 1, "budget_designs": 1, "budgets": (0, 1), "finite_designs": 1},
     "finding1_rl_data": {"scale": "tiny"},
     "finding2_interfaces": {"scale": "tiny"},
     "finding3_rl_support": {"scale": "tiny"},
