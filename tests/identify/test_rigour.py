@@ -119,3 +119,24 @@ def test_golden_data_verdicts_are_exact_and_records_make_htab_a_lower_bound() ->
         assert exact.exact and all(v.status == "exact" for v in exact.verdicts)
     tab = identify(spec, both, candidates, "tab")
     assert all(v.status == ("exact" if v.identified else "lower_bound") for v in tab.verdicts)
+
+
+def test_one_answer_record_is_one_step_fact_not_a_golden_trace() -> None:
+    """Proposition 4(b). The first wording said an answer-only record whose earlier states and
+    composite map x_l -> x_L are determined is as good as its golden trace. Here skip at step 3
+    reads x_1, so x_3 = shift_up(x_1) whatever R0 (chain) is: the golden trace pins R0 through x_2,
+    the answer-only record does not. The corrected statement: the record adds one step fact only."""
+    spec = Spec(
+        alphabet=3, length=2, skills=("shift_down", "sort", "shift_up", "reverse"), routings=("chain", "skip", "restart")
+    )
+    sft = [Program.atomic(k) for k in range(4)] + [P("restart:reverse > restart:sort > skip:shift_up", spec)]
+    record = [P("chain:shift_down > chain:sort > skip:shift_up", spec)]
+    golden_sft = population_corpus(spec, sft)
+    answer = concat([golden_sft, population_corpus(spec, record, "answer", "rl")])
+    golden = concat([golden_sft, population_corpus(spec, record, "full", "rl")])
+    assert lib_identify(spec, golden).routing_identified[0]
+    assert not lib_identify(spec, answer).routing_identified[0]
+    # the step fact (shift_down's symbol at x_0) is already known from the atoms: nothing is added
+    before, after = lib_identify(spec, golden_sft), lib_identify(spec, answer)
+    assert after.num_consistent == before.num_consistent
+    assert identify(spec, answer, [], "lib").routing_identified == after.routing_identified
