@@ -36,7 +36,9 @@ from hlsm.identify.claims import (
     check_c1,
     check_c2,
     check_c3,
+    check_c3c,
     check_c4,
+    check_c4b,
     check_c5,
     check_checker,
     random_design,
@@ -67,7 +69,8 @@ def _design_checks(design: TinyDesign) -> list[Check]:
     lib, tab = design.oracle("lib"), design.oracle("tab")
     lib_sft, tab_sft = sft_only.oracle("lib"), sft_only.oracle("tab")
     rows = check_c1(design, lib, tab) + check_c2(sft_only, lib_sft, tab_sft) + check_c3(design)
-    rows += check_c4(sft_only, lib_sft, tab_sft) + check_c5(design) + check_checker(design, lib, tab)
+    rows += check_c3c(sft_only, lib_sft) + check_c4(sft_only, lib_sft, tab_sft) + check_c4b(sft_only)
+    rows += check_c5(design) + check_checker(design, lib, tab)
     return rows
 
 

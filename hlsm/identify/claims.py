@@ -12,9 +12,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import torch
+
 from hlsm.identify.checker import identify
+from hlsm.identify.horizon import resolve_horizon
 from hlsm.identify.observations import live_steps, routing_classes, skill_classes
-from hlsm.identify.oracle import OracleResult, lib_identify, tab_identify
+from hlsm.identify.oracle import LibHypothesis, OracleResult, lib_identify, lib_version_space, tab_identify
 from hlsm.modules import DEFAULT_ROUTINGS, DEFAULT_SKILLS, get_routing, get_skill
 from hlsm.programs import NO_ROUTING, Program
 from hlsm.simulate import Corpus, concat, population_corpus
@@ -38,9 +41,14 @@ class TinyDesign:
             parts.append(population_corpus(self.spec, self.rl, "answer", "rl"))
         return concat(parts)
 
+    @property
+    def horizon(self) -> int:
+        """``L*`` of the design's question: ``max(3, deepest candidate)`` (:mod:`hlsm.identify.horizon`)."""
+        return resolve_horizon([p.depth for p in self.candidates], [])
+
     def oracle(self, hypothesis_class: str) -> OracleResult:
         fn = lib_identify if hypothesis_class == "lib" else tab_identify
-        return fn(self.spec, self.corpus(), list(self.candidates))
+        return fn(self.spec, self.corpus(), list(self.candidates), horizon=self.horizon)
 
 
 def random_spec(
@@ -180,7 +188,7 @@ def check_c1(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> list[C
     spec = design.spec
     skills_seen, routings_seen = _symbols_used(design.sft + design.rl)
     sclass = skill_classes(spec, spec.all_states())
-    rclass = routing_classes(spec, 3)
+    rclass = routing_classes(spec, design.horizon)
     out = []
     for result, name in ((lib, "lib"), (tab, "tab")):
         for k in range(spec.num_skills):
@@ -265,7 +273,7 @@ def check_c2(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> list[C
 def check_c3(design: TinyDesign) -> list[Check]:
     """C3: atomic data identify no routing; depth-1 data cannot separate equal one-element restrictions."""
     spec = design.spec
-    rclass = routing_classes(spec, 3)
+    rclass = routing_classes(spec, design.horizon)
     out = []
     atoms = tuple(Program.atomic(k) for k in range(spec.num_skills))
     atomic_only = replace(design, sft=atoms, rl=())
@@ -280,6 +288,87 @@ def check_c3(design: TinyDesign) -> list[Check]:
         twins = [j for j in range(spec.num_routings) if rclass[j] != rclass[m] and restriction[j] == restriction[m]]
         if twins:
             out.append(Check("C3b", False, res1.routing_identified[m], f"routing {spec.routings[m]} twins {twins}"))
+    return out
+
+
+def check_c3c(design: TinyDesign, lib_sft: OracleResult) -> list[Check]:
+    """C3c, necessity (golden data): a routing symbol whose true routing agrees with another routing
+    class on every history that occurs at its steps is not identified."""
+    spec, corpus = design.spec, design.corpus()
+    rclass = routing_classes(spec, design.horizon)
+    histories: dict[int, list[torch.Tensor]] = {}
+    for i in range(len(corpus)):
+        for l, (m, _) in enumerate(corpus.program(i).steps):
+            if m != NO_ROUTING:
+                histories.setdefault(m, []).append(corpus.states[i, : l + 1])
+    out = []
+    for m, seen in histories.items():
+        by_length: dict[int, list[torch.Tensor]] = {}
+        for h in seen:
+            by_length.setdefault(len(h), []).append(h)
+        stacked = [torch.stack(hs) for hs in by_length.values()]
+        for other in range(spec.num_routings):
+            if rclass[other] == rclass[m]:
+                continue
+            if all(torch.equal(spec.apply_routing(m, h), spec.apply_routing(other, h)) for h in stacked):
+                out.append(Check("C3c-necessary", False, lib_sft.routing_identified[m], f"{m} ~ {other}"))
+                break
+    return out
+
+
+def _execute(spec: Spec, h: LibHypothesis, program: Program, x0: torch.Tensor) -> list[torch.Tensor]:
+    """States ``[x_0, ..., x_L]`` (each ``(1, n)``) of ``program`` under an H-lib hypothesis."""
+    states = [x0]
+    for m, k in program.steps:
+        u = states[0] if m == NO_ROUTING else spec.apply_routing(h.routings[m], torch.stack(states, dim=1))
+        states.append(spec.apply_skill(h.skills[k], u))
+    return states
+
+
+def check_c4b(design: TinyDesign, *, max_hypotheses: int = 3000, seed: int = 0) -> list[Check]:
+    """C4b (H-lib): one answer-only record whose step-``l`` input is determined and whose composite
+    ``x_l -> x_L`` is one injective map adds exactly the step fact ``(sigma_l, u) -> F^-1(x_L)``."""
+    spec = design.spec
+    space = lib_version_space(spec, design.corpus())
+    if not space or len(space) > max_hypotheses:
+        return []
+    rng = random.Random(seed)
+    states = spec.all_states()
+    out = []
+    for program in [p for p in design.candidates if p.depth >= 2][:2]:
+        x0 = states[rng.randrange(spec.num_states)].unsqueeze(0)
+        truth = _execute(
+            spec, LibHypothesis(tuple(range(spec.num_skills)), tuple(range(spec.num_routings))), program, x0
+        )
+        answer = int(spec.encode(truth[-1])[0])
+        for l in range(1, program.depth + 1):
+            m, k = program.steps[l - 1]
+            inputs, maps = set(), set()
+            for h in space:
+                run = _execute(spec, h, program, x0)
+                u = run[0] if m == NO_ROUTING else spec.apply_routing(h.routings[m], torch.stack(run[:l], dim=1))
+                inputs.add(int(spec.encode(u)[0]))
+                tail = []
+                for x in range(spec.num_states):  # x_l := x, steps l+1..L as h computes them
+                    seq = [*run[:l], states[x].unsqueeze(0)]
+                    for mm, kk in program.steps[l:]:
+                        uu = seq[0] if mm == NO_ROUTING else spec.apply_routing(h.routings[mm], torch.stack(seq, 1))
+                        seq.append(spec.apply_skill(h.skills[kk], uu))
+                    tail.append(int(spec.encode(seq[-1])[0]))
+                maps.add(tuple(tail))
+            if len(inputs) != 1 or len(maps) != 1 or len(set(next(iter(maps)))) != spec.num_states:
+                continue
+            (u_code,), (f_map,) = inputs, maps
+            target = f_map.index(answer)
+            predicted = {
+                h
+                for h in space
+                if int(spec.encode(spec.apply_skill(h.skills[k], states[u_code].unsqueeze(0)))[0]) == target
+            }
+            record = population_corpus(spec, [program], "answer", "rl", inputs=x0)
+            actual = set(lib_version_space(spec, concat([design.corpus(), record])))
+            out.append(Check("C4b-step-fact", True, actual == predicted, f"{program.steps} step {l}"))
+            break
     return out
 
 

@@ -10,7 +10,19 @@ from dataclasses import replace
 
 import pytest
 
-from hlsm.identify.claims import check_c1, check_c2, check_c3, check_c4, check_c5, live_steps, random_design
+from hlsm.identify.claims import (
+    check_c1,
+    check_c2,
+    check_c3,
+    check_c3c,
+    check_c4,
+    check_c4b,
+    check_c5,
+    check_checker,
+    live_steps,
+    random_design,
+    stress_design,
+)
 from hlsm.programs import Program
 from hlsm.spec import Spec
 
@@ -48,3 +60,19 @@ def test_live_steps_follow_routing_reads() -> None:
     assert live_steps(spec, restart_after) == (False, True)
     assert live_steps(spec, chain_after) == (True, True)
     assert live_steps(spec, skip_later) == (True, False, True)  # skip at step 3 reads x_1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_c3c_and_c4b_agree_with_the_oracle(seed: int) -> None:
+    """Proposition 3(c) (necessity) and 4(b) (one record = one step fact) on golden designs."""
+    design = replace(random_design(seed, n_rl=0, skills=4, routings=3), rl=())
+    rows = check_c3c(design, design.oracle("lib")) + check_c4b(design)
+    assert rows and all(r.agrees for r in rows), [r for r in rows if not r.agrees]
+
+
+@pytest.mark.parametrize("family", ["absorbing", "hidden_states", "deep_candidates"])
+def test_checker_verdicts_agree_with_the_oracle_on_stress_designs(family: str) -> None:
+    for seed in range(2):
+        design = stress_design(seed, family)
+        rows = check_checker(design, design.oracle("lib"), design.oracle("tab"))
+        assert all(r.agrees for r in rows if not r.claim.startswith("rate:")), [r for r in rows if not r.agrees]

@@ -127,7 +127,10 @@ def test_one_answer_record_is_one_step_fact_not_a_golden_trace() -> None:
     reads x_1, so x_3 = shift_up(x_1) whatever R0 (chain) is: the golden trace pins R0 through x_2,
     the answer-only record does not. The corrected statement: the record adds one step fact only."""
     spec = Spec(
-        alphabet=3, length=2, skills=("shift_down", "sort", "shift_up", "reverse"), routings=("chain", "skip", "restart")
+        alphabet=3,
+        length=2,
+        skills=("shift_down", "sort", "shift_up", "reverse"),
+        routings=("chain", "skip", "restart"),
     )
     sft = [Program.atomic(k) for k in range(4)] + [P("restart:reverse > restart:sort > skip:shift_up", spec)]
     record = [P("chain:shift_down > chain:sort > skip:shift_up", spec)]
