@@ -148,7 +148,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig
 
 
 def _identify_section(spec: Spec, design: Any, corpora: list[Any], out: Path) -> list[str]:
-    """The exact H-lib checker on the simulated SFT (golden) and RL (answer-only) traces."""
+    """The H-lib checker on the simulated SFT (golden) and RL (answer-only) traces."""
     from hlsm.identify.checker import identify
 
     data = concat([c for c, split in zip(corpora, design.splits, strict=True) if split in ("sft", "rl")])
@@ -161,13 +161,21 @@ def _identify_section(spec: Spec, design: Any, corpora: list[Any], out: Path) ->
         rows.append(f"| {depth} | {len(verdicts)} | {sum(v.identified for v in verdicts)} |")
     free = [s for s, ok in zip(spec.skill_symbols, ident.skill_identified, strict=True) if not ok]
     free += [s for s, ok in zip(spec.routing_symbols, ident.routing_identified, strict=True) if not ok]
+    how = (
+        "exact"
+        if ident.exact
+        else f"|X| = {spec.num_states:,} is too large to compare functions on every state, so modules are "
+        "compared on a probe set of states and histories: every verdict has status `probes`, neither exact nor a "
+        "bound (theory/identifiability.md, section 4)"
+    )
     return [
         "",
         "## 2. Identify",
         "",
-        f"The exact H-lib checker on the {len(data):,} SFT and RL traces: {len(ident.generalisation_set)} of "
-        f"{len(candidates)} unseen and deeper programs are determined (the generalisation set G); symbols "
-        f"left free: {', '.join(free) or 'none'}. Details and a reason per program outside G: `identify.json`.",
+        f"The H-lib checker on the {len(data):,} SFT and RL traces: {len(ident.generalisation_set)} of "
+        f"{len(candidates)} unseen and deeper programs are determined (the generalisation set G, horizon "
+        f"L* = {ident.horizon}); symbols left free: {', '.join(free) or 'none'}. Comparisons: {how}. Details and "
+        "a reason and status per program: `identify.json`.",
         "",
         "| depth | candidates | in G |",
         "|---|---|---|",
