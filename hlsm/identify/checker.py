@@ -29,7 +29,7 @@ from torch import Tensor
 from hlsm.errors import HLSMError
 from hlsm.identify.hlib import LibCSP, Var, _BudgetExceeded
 from hlsm.identify.horizon import resolve_horizon
-from hlsm.identify.htab import UNKNOWN, TabProblem
+from hlsm.identify.htab import MAX_INVERT_STATES, UNKNOWN, TabProblem
 from hlsm.identify.observations import (
     comparisons_exact,
     live_steps,
@@ -394,6 +394,13 @@ def _tab_verdict(
             answers = problem.answers(program, probes, full, table).clone()
             for where in (answers == UNKNOWN).nonzero(as_tuple=True)[0].tolist():
                 x0 = int(spec.encode(probes[where : where + 1])[0])
+                witness = {"x0": spec.render_state(probes[where]), "binding": _binding_names(spec, full)}
+                unobserved = f" (unobserved routing symbols {[spec.routing_symbols[m] for m in free]})" if free else ""
+                if spec.num_states > MAX_INVERT_STATES:
+                    # branching over |X| values per free entry is for small X only; above that a free
+                    # live entry leaves the answer open (status probes there: not exact anyway)
+                    reason = "a live step reads a table entry that the data leave free" + unobserved
+                    return Verdict(program, False, reason, witness, missed)
                 found = problem.answer_set(program, x0, full, table, budget)
                 if found is None:
                     return Verdict(
@@ -401,23 +408,17 @@ def _tab_verdict(
                         False,
                         f"undecided: a live step reads free table entries and branching over them needs more "
                         f"than {budget} steps",
-                        {"x0": spec.render_state(probes[where]), "binding": _binding_names(spec, full)},
+                        witness,
                         "undecided",
                     )
                 if len(found) > 1:
                     outs = sorted(found)[:2]
-                    return Verdict(
-                        program,
-                        False,
+                    witness["answers"] = [spec.render_state(spec.decode(torch.tensor(o))) for o in outs]
+                    reason = (
                         "a live step reads a table entry that the data leave free, and its value changes the answer"
-                        + (f" (unobserved routing symbols {[spec.routing_symbols[m] for m in free]})" if free else ""),
-                        {
-                            "x0": spec.render_state(probes[where]),
-                            "binding": _binding_names(spec, full),
-                            "answers": [spec.render_state(spec.decode(torch.tensor(o))) for o in outs],
-                        },
-                        missed,
+                        + unobserved
                     )
+                    return Verdict(program, False, reason, witness, missed)
                 answers[where] = next(iter(found))
             if first is None:
                 first = (answers, full)
