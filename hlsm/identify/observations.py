@@ -59,9 +59,9 @@ def probe_histories(spec: Spec, length: int, count: int = 2048, seed: int = 0, *
 
 
 def comparisons_exact(spec: Spec, horizon: int) -> bool:
-    """Whether modules are compared on all of ``X`` and routings on every history up to ``horizon``
-    (and their reads found exhaustively); otherwise the checker's answers rest on probe states."""
-    return spec.num_states <= MAX_EXHAUSTIVE_STATES and spec.num_states ** (horizon + 1) <= MAX_EXHAUSTIVE_HISTORIES
+    """Whether modules are compared on all of ``X`` and routings (and what they read) on every history
+    up to ``horizon``; otherwise the checker's answers rest on probe states."""
+    return spec.num_states <= MAX_EXHAUSTIVE_STATES and spec.num_states**horizon <= MAX_EXHAUSTIVE_HISTORIES
 
 
 def _classes(outputs: list[Tensor]) -> tuple[int, ...]:
@@ -92,26 +92,16 @@ def routing_classes(spec: Spec, horizon: int) -> tuple[int, ...]:
 def routing_reads(spec: Spec, m: int, length: int, samples: int = 512, seed: int = 0) -> tuple[bool, ...]:
     """Which of the ``length`` history items routing ``m`` reads.
 
-    Item ``j`` is read iff replacing it changes the output of some history. Exhaustive (every
-    history, every replacement) when ``|X|**(length+1) <= MAX_EXHAUSTIVE_HISTORIES``: then exact.
-    Above that, ``samples`` random histories and four random replacements per item.
+    Item ``j`` is read iff replacing it changes the output of some history. Exhaustive when
+    ``|X|**length <= MAX_EXHAUSTIVE_HISTORIES``: the outputs on every history, laid out as a grid with
+    one axis per item, vary along axis ``j`` (exact). Above that, ``samples`` random histories and
+    four random replacements per item.
     """
     size = spec.num_states
-    if size ** (length + 1) <= MAX_EXHAUSTIVE_HISTORIES:
-        histories = probe_histories(spec, length, limit=MAX_EXHAUSTIVE_HISTORIES)
-        base = spec.apply_routing(m, histories)
-        states = spec.all_states()
-        reads = []
-        for j in range(length):
-            changed = False
-            for v in range(size):
-                other = histories.clone()
-                other[:, j] = states[v]
-                if not torch.equal(spec.apply_routing(m, other), base):
-                    changed = True
-                    break
-            reads.append(changed)
-        return tuple(reads)
+    if size**length <= MAX_EXHAUSTIVE_HISTORIES:
+        histories = probe_histories(spec, length, limit=MAX_EXHAUSTIVE_HISTORIES)  # x_0 most significant
+        grid = spec.encode(spec.apply_routing(m, histories)).reshape([size] * length)
+        return tuple(bool((grid != grid.narrow(j, 0, 1)).any()) for j in range(length))
     gen = torch.Generator().manual_seed(seed)
     histories = probe_histories(spec, length, samples, seed)
     base = spec.apply_routing(m, histories)
