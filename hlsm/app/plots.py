@@ -146,7 +146,11 @@ def plot_budget_curves(budget: dict[str, Any], path: str | Path) -> Path:
     for ax in axes[1]:
         ax.set_xlabel("RL budget (programs, answer-only, every x_0)")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Generalisation set against RL budget (tiny designs, population limit)", fontsize=12)
+    fig.suptitle(
+        "Generalisation set against RL budget (tiny designs, population limit; one fixed candidate set,\n"
+        "disjoint from every RL program)",
+        fontsize=11,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
