@@ -217,7 +217,7 @@ def check_c1(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> list[C
                 m < 0 or result.routing_identified[m] for m, _ in p.steps[min(a[0] for a in absent) + 1 :]
             )
             all_dead = all(not live[a[0]] for a in absent)
-            if name == "lib" and all_dead and present_identified and later_routings_identified:
+            if all_dead and present_identified and later_routings_identified:
                 out.append(Check(f"C1c-{name}", True, result.generalisation[p], f"dead absent steps in {p.steps}"))
             out.append(Check(f"rate:C1-absent-in-G-{name}", result.generalisation[p], result.generalisation[p], "rate"))
     return out
