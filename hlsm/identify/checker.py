@@ -11,8 +11,13 @@ gives the population limit) and candidate unseen programs, and answers for one h
     generalisation set is a sound lower bound when the data hide states (:mod:`hlsm.identify.htab`).
 
 Functions are compared extensionally on :func:`hlsm.identify.observations.probe_states` (all of ``X`` for
-instances up to 4096 states). Every candidate outside the generalisation set carries a reason: the
-symbols whose alternatives fit the data equally well and an input where the answers differ.
+instances up to 4096 states), routings on histories up to the horizon ``L*``
+(:mod:`hlsm.identify.horizon`). Every candidate outside the generalisation set carries a reason: the
+symbols whose alternatives fit the data equally well and an input where the answers differ; every
+verdict carries a status (:data:`STATUSES`) saying how far it can be trusted.
+
+One module (about 440 lines): the result type, the statuses and both classes' candidate verdicts
+with their reasons are read together.
 """
 
 from __future__ import annotations
