@@ -231,9 +231,13 @@ def _identify_lib(
         labels = sclass if var[0] == "s" else rclass
         return tuple(sorted({labels[v] for v in values[var]}))
 
-    # one representative per extensional class: class members satisfy the same constraints (data and
-    # candidates are no deeper than the horizon), so searching representatives loses nothing
-    class_values = {var: set(reps(var)) for var in values}
+    # one surviving module per extensional class: class members satisfy the same constraints (data and
+    # candidates are no deeper than the horizon), so searching one of each loses nothing
+    def one_per_class(var: Var) -> set[int]:
+        labels = sclass if var[0] == "s" else rclass
+        return {min(v for v in values[var] if labels[v] == c) for c in {labels[v] for v in values[var]}}
+
+    class_values = {var: one_per_class(var) for var in values}
     skill_reps = tuple(reps(("s", i)) for i in range(spec.num_skills))
     routing_reps = tuple(reps(("r", j)) for j in range(spec.num_routings))
     cache: dict[tuple[tuple[int, int], ...], Tensor] = {}
