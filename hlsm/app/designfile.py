@@ -89,9 +89,9 @@ class IdentifyDesign:
     seed: int
     corpus_path: Path | None = None
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Raw ``[fit]`` and ``[nuts]`` sections, validated by :mod:`hlsm.app.fitrun` (ignored by ``identify``)."""
     horizon: int | None = None
     """``[candidates] horizon``: ``L*`` of :mod:`hlsm.identify.horizon` (None: its default)."""
-    """Raw ``[fit]`` and ``[nuts]`` sections, validated by :mod:`hlsm.app.fitrun` (ignored by ``identify``)."""
 
     def corpus(self) -> Corpus:
         """The regime's data: every ``x_0`` (population limit), ``inputs`` random ones per program, or the file."""

@@ -164,9 +164,9 @@ def _identify_section(spec: Spec, design: Any, corpora: list[Any], out: Path) ->
     how = (
         "exact"
         if ident.exact
-        else f"|X| = {spec.num_states:,} is too large to compare functions on every state, so modules are "
-        "compared on a probe set of states and histories: every verdict has status `probes`, neither exact nor a "
-        "bound (theory/identifiability.md, section 4)"
+        else f"|X| = {spec.num_states:,} is too large to compare modules on every state and history, so they "
+        "are compared on a probe set: every verdict has status `probes`, neither exact nor a bound "
+        "(theory/identifiability.md, section 4)"
     )
     return [
         "",

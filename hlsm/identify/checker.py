@@ -5,16 +5,20 @@ gives the population limit) and candidate unseen programs, and answers for one h
 (``theory/identifiability.md``):
 
 ``"lib"`` (H-lib)
-    symbols bind to library modules; exact (constraint propagation plus search, :mod:`hlsm.identify.hlib`);
+    symbols bind to library modules; exact within the search budget (constraint propagation plus
+    search, :mod:`hlsm.identify.hlib`);
 ``"tab"`` (H-tab)
-    skill symbols are arbitrary tables; exact for the routings and the identified domains; the
-    generalisation set is a sound lower bound when the data hide states (:mod:`hlsm.identify.htab`).
+    skill symbols are arbitrary tables; on golden data exact for the routings, the identified domains
+    and the candidates (free entries branched over for ``|X| <= 729``, within the budget); when the
+    data hide states, the symbols and the generalisation set are sound lower bounds
+    (:mod:`hlsm.identify.htab`).
 
 Functions are compared extensionally on :func:`hlsm.identify.observations.probe_states` (all of ``X`` for
 instances up to 4096 states), routings on histories up to the horizon ``L*``
-(:mod:`hlsm.identify.horizon`). Every candidate outside the generalisation set carries a reason: the
-symbols whose alternatives fit the data equally well and an input where the answers differ; every
-verdict carries a status (:data:`STATUSES`) saying how far it can be trusted.
+(:mod:`hlsm.identify.horizon`; every history when ``|X|**L* <= 10**6``, else random ones). Every
+candidate outside the generalisation set carries a reason: the symbols whose alternatives fit the
+data equally well and an input where the answers differ; every verdict carries a status
+(:data:`STATUSES`) saying how far it can be trusted.
 
 One module (about 440 lines): the result type, the statuses and both classes' candidate verdicts
 with their reasons are read together.
@@ -56,8 +60,9 @@ SEARCH_BUDGET = 20_000
 STATUSES = ("exact", "lower_bound", "undecided", "probes")
 """How far a verdict can be trusted: ``exact`` (certain); ``lower_bound`` (not in G by the H-tab
 approximation of answer-only records: the truth may be in G); ``undecided`` (the search budget ran
-out: counted outside G, the truth may be in G); ``probes`` (functions compared on probe states only,
-``|X|`` too large to compare on all of it: neither exact nor a bound)."""
+out, or H-tab met a free live entry on ``|X| > 729`` where it does not branch: counted outside G, the
+truth may be in G); ``probes`` (states or histories compared on a probe set, ``|X| > 4096`` or
+``|X|**L* > 10**6``: neither exact nor a bound)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class Identification:
     exact_comparisons : bool
         Whether modules were compared on all of ``X`` and every history up to the horizon; if not,
         every answer rests on probe states (status ``probes``).
+    symbols_lower_bound : bool
+        H-tab with answer-only records: the identified routings and domains come from the sound
+        approximation, so they may miss what the data identify (never claim more).
     """
 
     hypothesis_class: str
@@ -114,11 +122,14 @@ class Identification:
     num_hypotheses: int
     horizon: int
     exact_comparisons: bool
+    symbols_lower_bound: bool = False
 
     @property
     def exact(self) -> bool:
-        """Whether every verdict is certain (status ``exact``)."""
-        return all(v.status == "exact" for v in self.verdicts) and self.exact_comparisons
+        """Whether every verdict and every symbol's status is certain."""
+        return (
+            all(v.status == "exact" for v in self.verdicts) and self.exact_comparisons and not self.symbols_lower_bound
+        )
 
     def _input_states(self, i: int) -> dict[str, list[str]]:
         """The identified inputs of skill symbol ``i`` as letters, for small instances (H-tab)."""
@@ -159,6 +170,7 @@ class Identification:
             "generalisation_set_size": len(self.generalisation_set),
             "unseen_total": len(self.verdicts),
             "lower_bound": self.lower_bound,
+            "symbols_lower_bound": self.symbols_lower_bound,
             "exact": self.exact,
             "horizon": self.horizon,
             "consistent_hypotheses": self.num_hypotheses,
@@ -379,6 +391,7 @@ def _identify_tab(
         len(bindings),
         horizon,
         exact,
+        problem.approximate,
     )
 
 
@@ -407,9 +420,9 @@ def _tab_verdict(
                 unobserved = f" (unobserved routing symbols {[spec.routing_symbols[m] for m in free]})" if free else ""
                 if spec.num_states > MAX_INVERT_STATES:
                     # branching over |X| values per free entry is for small X only; above that a free
-                    # live entry leaves the answer open (status probes there: not exact anyway)
-                    reason = "a live step reads a table entry that the data leave free" + unobserved
-                    return Verdict(program, False, reason, witness, missed)
+                    # live entry leaves the answer undecided (a later step may still absorb it)
+                    reason = "undecided: a live step reads a table entry that the data leave free" + unobserved
+                    return Verdict(program, False, reason, witness, "undecided" if exact else "probes")
                 found = problem.answer_set(program, x0, full, table, budget)
                 if found is None:
                     return Verdict(

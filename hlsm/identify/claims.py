@@ -164,7 +164,7 @@ def check_checker(design: TinyDesign, lib: OracleResult, tab: OracleResult) -> l
     corpus, cands = design.corpus(), list(design.candidates)
     rows: list[Check] = []
     for name, oracle in (("lib", lib), ("tab", tab)):
-        ours = identify(design.spec, corpus, cands, name)
+        ours = identify(design.spec, corpus, cands, name, horizon=design.horizon)
         for v in ours.verdicts:
             truth = oracle.generalisation[v.program]
             detail = f"{name} {v.program.steps} status {v.status}"

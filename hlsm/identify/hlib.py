@@ -227,7 +227,10 @@ class LibCSP:
     def joint_values(self, variables: list[Var], values: dict[Var, set[int]], budget: int) -> Iterator[dict[Var, int]]:
         """Assignments of ``variables`` that extend to a full consistent hypothesis (at most ``budget`` tried)."""
         choices = [sorted(values[v]) for v in variables]
-        needs_search = [v for v in variables if v in self.constrained and len(values[v]) > 1]
+        # a symbol whose propagated domain is one value is forced; any two others must be checked
+        # jointly, even when the caller narrowed them to one value each (a fixed routing and a skill
+        # may each extend alone and still contradict one another)
+        needs_search = [v for v in variables if v in self.constrained and len(self.domains[v]) > 1]
         for tried, combo in enumerate(itertools.product(*choices)):
             if tried >= budget:
                 raise _BudgetExceeded

@@ -43,9 +43,8 @@ def probe_states(spec: Spec, count: int = 2048, seed: int = 0) -> Tensor:
 
 
 MAX_EXHAUSTIVE_HISTORIES = 1_000_000
-"""Largest number of histories (``|X|**l``, or ``|X|**(l+1)`` for read detection) evaluated
-exhaustively; above it routings are compared on random histories (:func:`comparisons_exact` is
-False)."""
+"""Largest number of histories ``|X|**l`` evaluated exhaustively (routing classes and reads); above
+it routings are compared on random histories (:func:`comparisons_exact` is False)."""
 
 
 def probe_histories(spec: Spec, length: int, count: int = 2048, seed: int = 0, *, limit: int = 20_000) -> Tensor:

@@ -7,10 +7,13 @@ Every row whose claim does not start with ``rate:`` is a theorem: it must agree 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from hlsm.app.designfile import load_design
 from hlsm.identify.claims import (
+    TinyDesign,
     check_c1,
     check_c2,
     check_c3,
@@ -38,6 +41,9 @@ def test_propositions_hold_on_random_designs(seed: int) -> None:
     theorems = [r for r in rows if not r.claim.startswith("rate:")]
     assert {r.claim.split("-")[0] for r in theorems} >= {"C2a", "C3a", "C5a"}
     assert [r for r in theorems if not r.agrees] == []
+
+
+DESIGNS = Path(__file__).resolve().parents[2] / "sims" / "designs"
 
 
 def test_c3b_depth_one_data_cannot_separate_equal_restrictions() -> None:
@@ -76,3 +82,22 @@ def test_checker_verdicts_agree_with_the_oracle_on_stress_designs(family: str) -
         design = stress_design(seed, family)
         rows = check_checker(design, design.oracle("lib"), design.oracle("tab"))
         assert all(r.agrees for r in rows if not r.claim.startswith("rate:")), [r for r in rows if not r.agrees]
+
+
+@pytest.mark.parametrize(
+    ("name", "claims"),
+    [
+        ("c1_dead_step", {"C1a-lib", "C1a-tab", "C1c-lib"}),
+        ("c2_interfaces", {"C2a-subset", "C2c-tab-entangled"}),
+    ],
+)
+def test_the_example_designs_exercise_their_claims(name: str, claims: set[str]) -> None:
+    """Deterministic designs whose checks must appear (random seeds may draw none) and agree."""
+    loaded = load_design(DESIGNS / f"{name}.toml")
+    design = TinyDesign(loaded.spec, loaded.sft, loaded.rl, loaded.candidates)
+    sft_only = replace(design, rl=())
+    lib, tab = design.oracle("lib"), design.oracle("tab")
+    rows = check_c1(design, lib, tab) + check_c2(sft_only, sft_only.oracle("lib"), sft_only.oracle("tab"))
+    rows += check_checker(design, lib, tab)
+    assert claims <= {r.claim for r in rows}
+    assert all(r.agrees for r in rows if not r.claim.startswith("rate:")), [r for r in rows if not r.agrees]

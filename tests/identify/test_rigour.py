@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from hlsm.identify.checker import identify
+from hlsm.identify.claims import TinyDesign, check_c4b, stress_design
 from hlsm.identify.horizon import HorizonError
-from hlsm.identify.oracle import lib_identify, tab_identify
+from hlsm.identify.oracle import lib_identify, lib_version_space, tab_identify
 from hlsm.programs import Program
 from hlsm.simulate import concat, population_corpus
 from hlsm.spec import Spec
@@ -114,9 +115,11 @@ def test_golden_data_verdicts_are_exact_and_records_make_htab_a_lower_bound() ->
     candidates = [P("restart:sort > chain:reverse", spec), P("chain:reverse > chain:sort", spec)]
     golden = population_corpus(spec, sft)
     both = concat([golden, population_corpus(spec, rl, "answer", "rl")])
-    for cls in ("lib", "tab"):
+    for cls, oracle in (("lib", lib_identify), ("tab", tab_identify)):
         exact = identify(spec, golden, candidates, cls)
         assert exact.exact and all(v.status == "exact" for v in exact.verdicts)
+        truth = oracle(spec, golden, candidates)
+        assert [v.identified for v in exact.verdicts] == [truth.generalisation[p] for p in candidates]
     tab = identify(spec, both, candidates, "tab")
     assert all(v.status == ("exact" if v.identified else "lower_bound") for v in tab.verdicts)
 
@@ -143,3 +146,60 @@ def test_one_answer_record_is_one_step_fact_not_a_golden_trace() -> None:
     before, after = lib_identify(spec, golden_sft), lib_identify(spec, answer)
     assert after.num_consistent == before.num_consistent
     assert identify(spec, answer, [], "lib").routing_identified == after.routing_identified
+
+
+def test_a_fixed_routing_and_a_skill_are_checked_jointly() -> None:
+    """fill_first after reverse is fill_last at n = 2: only (R0, S15) = (chain, fill_first) or
+    (restart, fill_last) fit. Each value extends alone; the search once paired them freely and put the
+    data's own program outside G, flagged exact."""
+    spec = Spec(alphabet=3, length=2, skills=("reverse", "fill_first", "fill_last"), routings=("chain", "restart"))
+    corpus = population_corpus(spec, [Program.atomic(0), P("restart:reverse > chain:fill_first", spec)])
+    cands = [P("chain:reverse > chain:fill_first", spec), P("restart:reverse > chain:fill_first", spec)]
+    truth = lib_identify(spec, corpus, cands)
+    for cls in ("lib", "tab"):
+        ours = identify(spec, corpus, cands, cls)
+        assert ours.generalisation_set == cands == [p for p in cands if truth.generalisation[p]]
+
+
+def test_htab_without_branching_says_undecided_not_exact() -> None:
+    """|X| = 1000 > 729: H-tab does not branch over free entries. splice reads position 0 of x1 only
+    and fill_last then copies x0's last symbol, so the answer ignores reverse's free table: in G in
+    H-lib; H-tab must not call its "not in G" exact."""
+    spec = Spec(alphabet=10, length=3, skills=("reverse", "fill_last", "shift_up"), routings=("chain", "splice"))
+    sft = [Program.atomic(1), Program.atomic(2)] + [
+        P(t, spec) for t in ("chain:shift_up > chain:shift_up", "chain:shift_up > splice:shift_up")
+    ]
+    corpus = population_corpus(spec, sft)
+    candidate = P("chain:reverse > splice:fill_last", spec)
+    assert identify(spec, corpus, [candidate], "lib", horizon=2).generalisation_set == [candidate]
+    tab = identify(spec, corpus, [candidate], "tab", horizon=2)
+    assert tab.exact_comparisons and tab.verdicts[0].status == "undecided" and tab.lower_bound and not tab.exact
+
+
+def test_htab_symbols_from_records_are_flagged_a_lower_bound() -> None:
+    design = stress_design(1014, "hidden_states")
+    tab = identify(design.spec, design.corpus(), [], "tab")
+    oracle = tab_identify(design.spec, design.corpus(), horizon=tab.horizon)
+    assert tab.symbols_lower_bound and not tab.exact
+    assert all(mine <= len(true) for mine, true in zip(tab.identified_domain, oracle.identified_domain, strict=True))
+    assert tab.to_dict()["symbols_lower_bound"] is True
+
+
+def test_one_answer_record_removes_exactly_the_hypotheses_its_step_fact_removes() -> None:
+    """Proposition 4(b) where the record adds something: shift_down's atom is left out, so the
+    record pins its symbol at one input through the injective tail x_1 -> shift_up(x_1)."""
+    skills = ("shift_down", "sort", "shift_up", "reverse")
+    spec = Spec(alphabet=3, length=2, skills=skills, routings=("chain", "skip", "restart"))
+    sft = (
+        Program.atomic(1),
+        Program.atomic(2),
+        Program.atomic(3),
+        P("restart:reverse > restart:sort > skip:shift_up", spec),
+    )
+    design = TinyDesign(spec, sft, (), (P("chain:shift_down > chain:sort > skip:shift_up", spec),))
+    rows = check_c4b(design, seed=1)
+    assert rows and all(r.agrees for r in rows)
+    space = lib_version_space(spec, design.corpus())
+    x0 = spec.all_states()[:1]
+    record = population_corpus(spec, list(design.candidates), "answer", "rl", inputs=x0)
+    assert len(lib_version_space(spec, concat([design.corpus(), record]))) < len(space)

@@ -125,3 +125,4 @@ def test_corruption_can_identify_what_noiseless_data_do_not() -> None:
 
     assert tv(1e-9) < 1e-8  # both hypotheses reproduce every noiseless trace (the checker: R0 free)
     assert tv(0.1) > 0.05  # measured 0.08: corruption separates them
+    assert 0.005 < tv(0.01) < 0.02  # measured 0.0088: the margin vanishes with eps
