@@ -16,7 +16,12 @@ Pure functions on numbers and sequences (no torch), importable from every layer.
   are independent across seeds), not the seed-to-seed spread, which with 2-3 seeds the t interval
   shows too widely to read;
 * a prediction "``a > b``" *held* when the pooled difference is more than ``z`` standard errors
-  above 0 (:func:`verdict`).
+  above 0 (:func:`verdict`) — the examples' noise only;
+* the seed-aware verdict (:func:`seed_verdict`): the per-seed paired differences ``d_s`` (each
+  carrying its seed's example noise) have the Student-t interval over seeds, so both the examples'
+  noise and the seed-to-seed spread enter; *held* when the interval is above 0, *refuted* when it is
+  below 0, *no effect* when it lies inside ``(-margin, margin)``, else *not resolved*; with the
+  smallest effect the design detects with 80% power, ``(t_{0.975, k-1} + t_{0.8, k-1}) sd(d) / sqrt(k)``.
 
 Each result is a frozen dataclass whose ``to_dict`` is its saved JSON form (``None`` where a
 quantity is not defined) and whose ``from_dict`` reads that form back.
@@ -217,3 +222,72 @@ def verdict(pooled: PooledDifference | None, z: float = 2.0) -> Verdict:
     if d == 0 and se == 0:
         return Verdict.NO_EFFECT
     return Verdict.HELD if d > z * se else Verdict.REVERSED if d < -z * se else Verdict.NOT_RESOLVED
+
+
+class SeedOutcome(StrEnum):
+    """The outcome of a prediction ``a > b`` from the t interval over seeds (:func:`seed_verdict`)."""
+
+    HELD = "held"
+    """The interval lies above 0."""
+    REFUTED = "refuted"
+    """The interval lies below 0."""
+    NO_EFFECT = "no effect"
+    """The interval lies inside the equivalence margin ``(-margin, margin)``."""
+    NOT_RESOLVED = "not resolved"
+    """None of the above (the interval straddles 0 and reaches past the margin)."""
+    TOO_FEW_SEEDS = "too few seeds"
+    """Fewer than ``min_seeds`` seeds with a difference: seed-to-seed variance cannot be estimated."""
+
+
+@dataclass(frozen=True)
+class SeedVerdict(_Saved):
+    """A prediction ``a > b`` judged on per-seed paired differences. Saved flat (:meth:`to_dict`).
+
+    ``difference`` is the mean of the per-seed differences, ``low``/``high`` its ``level`` t interval
+    over seeds, ``margin`` the equivalence margin, ``detectable`` the smallest true difference the
+    design would call held with 80% power at the observed seed spread (None with fewer than 2 seeds),
+    ``outcome`` a :class:`SeedOutcome` value.
+    """
+
+    seeds: int
+    difference: float | None
+    low: float | None
+    high: float | None
+    margin: float
+    detectable: float | None
+    outcome: str
+
+
+def seed_verdict(
+    diffs: Iterable[PairedDifference],
+    *,
+    margin: float = 0.03,
+    level: float = 0.95,
+    power: float = 0.8,
+    min_seeds: int = 3,
+) -> SeedVerdict:
+    """The seed-aware verdict on ``a > b`` from one paired difference per seed (same examples per seed).
+
+    Each seed's difference ``d_s`` is an unbiased estimate of that seed's effect, whose noise is the
+    examples'; the seeds' effects vary around the true effect. The ``d_s`` are independent across
+    seeds, so the t interval over them (:func:`t_interval`) covers the true mean effect at ``level``
+    when the ``d_s`` are normal, with both sources of noise in its width. ``margin`` (in the units of
+    the differences, e.g. 0.03 = 3 points) separates "no effect" from "not resolved".
+    """
+    values = [d.difference for d in diffs if d.difference is not None]
+    interval = t_interval(values, level)
+    k = interval.seeds
+    if k < min_seeds or interval.low is None or interval.high is None or interval.mean is None:
+        return SeedVerdict(k, interval.mean, interval.low, interval.high, margin, None, SeedOutcome.TOO_FEW_SEEDS.value)
+    half = interval.high - interval.mean
+    t_level = float(_scipy_stats.t.ppf(0.5 + level / 2, k - 1))
+    detectable = half * (t_level + float(_scipy_stats.t.ppf(power, k - 1))) / t_level
+    if interval.low > 0:
+        outcome = SeedOutcome.HELD
+    elif interval.high < 0:
+        outcome = SeedOutcome.REFUTED
+    elif -margin < interval.low and interval.high < margin:
+        outcome = SeedOutcome.NO_EFFECT
+    else:
+        outcome = SeedOutcome.NOT_RESOLVED
+    return SeedVerdict(k, interval.mean, interval.low, interval.high, margin, detectable, outcome.value)
