@@ -61,9 +61,8 @@ def _lazy_names(package: Path = PACKAGE) -> dict[str, str]:
 
 def _package_of(path: Path, package: Path) -> list[str]:
     """The dotted package a file belongs to (``hlsm/lm/sft.py`` -> ``["hlsm", "lm"]``)."""
-    rel = path.relative_to(package.parent).with_suffix("")
-    parts = list(rel.parts)
-    return parts if parts[-1] == "__init__" and parts.pop() else parts[:-1]
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
+    return parts[:-1]  # hlsm/lm/sft.py -> hlsm.lm; hlsm/lm/__init__.py -> hlsm.lm as well
 
 
 def runtime_imports(tree: ast.AST, path: Path | None = None, package: Path = PACKAGE) -> Iterator[tuple[int, str]]:
@@ -87,7 +86,8 @@ def runtime_imports(tree: ast.AST, path: Path | None = None, package: Path = PAC
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
                 if child.level and path is not None:
-                    parent = _package_of(path, package)[: len(_package_of(path, package)) - child.level + 1]
+                    here = _package_of(path, package)
+                    parent = here[: len(here) - child.level + 1]
                     base = ".".join([*parent, *([base] if base else [])])
                 if base == "hlsm":  # from hlsm import fitstate / fit -> the module behind the name
                     yield from ((child.lineno, lazy.get(alias.name, f"hlsm.{alias.name}")) for alias in child.names)
