@@ -277,6 +277,11 @@ def test_lm_benchmarks_run_and_report_a_ratio() -> None:
     train = run_benchmark("train", n=8, steps=4, progress=False)
     assert train["ratio"] > 0 and train["tokens_per_s"] > 0 and train["mfu"] is None
     assert run_benchmark("train", n=4, steps=1, peak_tflops=1.0, progress=False)["mfu"] > 0
+    for result in (sample, train):  # model FLOPs against the matmul rate measured in the same run
+        assert result["matmul_peak_gflops"] > 0 and 0 < result["fraction_of_peak"] < 1
+        assert result["fraction_of_peak"] == pytest.approx(
+            result["achieved_gflops"] / result["matmul_peak_gflops"], rel=1e-2
+        )
     with pytest.raises(HLSMError, match="benchmark 'simulate' has no option\\(s\\) --device"):
         run_benchmark("simulate", device="cpu")
 
