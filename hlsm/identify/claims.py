@@ -317,13 +317,19 @@ def check_c3c(design: TinyDesign, lib_sft: OracleResult) -> list[Check]:
     return out
 
 
-def _execute(spec: Spec, h: LibHypothesis, program: Program, x0: torch.Tensor) -> list[torch.Tensor]:
-    """States ``[x_0, ..., x_L]`` (each ``(1, n)``) of ``program`` under an H-lib hypothesis."""
-    states = [x0]
-    for m, k in program.steps:
-        u = states[0] if m == NO_ROUTING else spec.apply_routing(h.routings[m], torch.stack(states, dim=1))
-        states.append(spec.apply_skill(h.skills[k], u))
-    return states
+def _step_input(spec: Spec, h: LibHypothesis, m: int, states: list[torch.Tensor]) -> torch.Tensor:
+    """The input of a step with routing symbol ``m`` after ``states`` (``x_0`` for an atomic step)."""
+    return states[0] if m == NO_ROUTING else spec.apply_routing(h.routings[m], torch.stack(states, dim=1))
+
+
+def _execute(
+    spec: Spec, h: LibHypothesis, steps: Sequence[tuple[int, int]], states: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """``states`` (each ``(1, n)``, from ``x_0``) extended by executing ``steps`` under an H-lib hypothesis."""
+    out = list(states)
+    for m, k in steps:
+        out.append(spec.apply_skill(h.skills[k], _step_input(spec, h, m, out)))
+    return out
 
 
 def check_c4b(design: TinyDesign, *, max_hypotheses: int = 3000, seed: int = 0) -> list[Check]:
@@ -338,25 +344,20 @@ def check_c4b(design: TinyDesign, *, max_hypotheses: int = 3000, seed: int = 0) 
     out = []
     for program in [p for p in design.candidates if p.depth >= 2][:2]:
         x0 = states[rng.randrange(spec.num_states)].unsqueeze(0)
-        truth = _execute(
-            spec, LibHypothesis(tuple(range(spec.num_skills)), tuple(range(spec.num_routings))), program, x0
-        )
+        identity = LibHypothesis(tuple(range(spec.num_skills)), tuple(range(spec.num_routings)))
+        truth = _execute(spec, identity, program.steps, [x0])
         answer = int(spec.encode(truth[-1])[0])
         for l in range(1, program.depth + 1):
             m, k = program.steps[l - 1]
             inputs, maps = set(), set()
             for h in space:
-                run = _execute(spec, h, program, x0)
-                u = run[0] if m == NO_ROUTING else spec.apply_routing(h.routings[m], torch.stack(run[:l], dim=1))
-                inputs.add(int(spec.encode(u)[0]))
-                tail = []
-                for x in range(spec.num_states):  # x_l := x, steps l+1..L as h computes them
-                    seq = [*run[:l], states[x].unsqueeze(0)]
-                    for mm, kk in program.steps[l:]:
-                        uu = seq[0] if mm == NO_ROUTING else spec.apply_routing(h.routings[mm], torch.stack(seq, 1))
-                        seq.append(spec.apply_skill(h.skills[kk], uu))
-                    tail.append(int(spec.encode(seq[-1])[0]))
-                maps.add(tuple(tail))
+                run = _execute(spec, h, program.steps, [x0])
+                inputs.add(int(spec.encode(_step_input(spec, h, m, run[:l]))[0]))
+                # x_l := x, then steps l+1..L as h computes them
+                tails = (
+                    _execute(spec, h, program.steps[l:], [*run[:l], states[x : x + 1]]) for x in range(spec.num_states)
+                )
+                maps.add(tuple(int(spec.encode(seq[-1])[0]) for seq in tails))
             if len(inputs) != 1 or len(maps) != 1 or len(set(next(iter(maps)))) != spec.num_states:
                 continue
             (u_code,), (f_map,) = inputs, maps
