@@ -36,7 +36,7 @@ ARMS = (
     Arm("sft+rl atomic", rl={"rl_kind": "atomic", "rl_inside": False}),
     Arm("sft+rl compound", rl={"rl_kind": "compound", "rl_inside": False}),
 )
-SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "deeper_5", "atomic")}
+SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "atomic")}
 
 
 TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"

@@ -31,7 +31,7 @@ ARMS = (
     Arm("sft+rl inside", rl={"rl_kind": "compound", "rl_inside": True}),
     Arm("sft+rl outside", rl={"rl_kind": "compound", "rl_inside": False}),
 )
-SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "deeper_5", "atomic")}
+SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "atomic")}
 
 
 TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"

@@ -2,9 +2,11 @@
 
 Each benchmark returns a JSON-ready dict with a ``ratio`` field (fast path over reference path) so
 that results compare across noisy machines: ``simulate`` (vectorised vs naive sampler), ``sample``
-(KV-cache vs no-cache generation) and ``train`` (SFT step with vs without the fused paths; on CUDA
-also the model FLOPs utilisation) and ``fit`` (fast exact likelihood vs Pyro's ``TraceEnum_ELBO``,
-loss + backward). ``sample`` and ``train`` take ``device = "cpu" | "cuda"``.
+(KV-cache vs no-cache generation), ``rl`` (REINFORCE's sampling and update at the experiment's
+model: batched vs per-prompt sampling, fraction of the matmul peak), ``train`` (SFT step with vs
+without the fused paths; on CUDA also the model FLOPs utilisation) and ``fit`` (fast exact
+likelihood vs Pyro's ``TraceEnum_ELBO``, loss + backward). ``sample``, ``train`` and ``rl`` take
+``device = "cpu" | "cuda"``.
 """
 
 from __future__ import annotations
@@ -245,6 +247,127 @@ def bench_train(
     }
 
 
+def bench_rl(
+    n: int = 32,
+    group_size: int = 16,
+    rounds: int = 3,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    scale: str = "cpu",
+) -> dict[str, Any]:
+    """Throughput of REINFORCE's two halves at the ``scale`` preset's model and task, side by side.
+
+    Sampling: ``n`` RL prompts (the design's ``rl`` split) x ``group_size`` traces at temperature 1
+    with the KV cache, as :func:`hlsm.lm.rollout.sample_groups` does — all ``n * group_size`` traces in
+    one batched call (the project's path) against one call per prompt (the reference; ``ratio`` =
+    batched / per-prompt traces/s). Update: :func:`hlsm.lm.pg.reinforce_loss` (policy forward and
+    backward, frozen reference forward for the KL) and an AdamW step on a quarter of the round's
+    groups (the mixed share seen in practice), with rewards forced mixed. ``rl_traces_per_s`` is the
+    sampled traces per second of a round plus its update; ``fraction_of_peak`` its model FLOPs (2 per
+    parameter per token sampled or forwarded, 6 per token trained) over the matmul rate measured in
+    the same run. Random-init weights: the shapes, not the answers, set the cost. Best of ``rounds``.
+    """
+    import copy
+
+    from hlsm.lm.data import make_tokenizer
+    from hlsm.lm.dataset import SourceConfig, resolve_source, sample_examples
+    from hlsm.lm.model import GPT
+    from hlsm.lm.pg import loo_advantages, reinforce_loss
+    from hlsm.lm.presets import scale_preset
+    from hlsm.lm.rollout import Rollout, sample_groups
+    from hlsm.lm.sft import sft_gpt_config
+
+    dev, sync = _lm_setup(device)
+    preset = scale_preset(scale)
+    config = preset.sft
+    spec, fmt = config.spec, config.format
+    tokenizer = make_tokenizer(spec)
+    design = make_design(spec, config.design)
+    source = resolve_source(design, SourceConfig("rl", split="rl"))
+    torch.manual_seed(seed)
+    model = GPT(sft_gpt_config(config)).to(dev).eval()
+    reference = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    prompts = sample_examples(spec, fmt, tokenizer, [source], n, seed)
+
+    def sample(batched: bool) -> tuple[list[Rollout], float]:
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        sync()
+        start = time.perf_counter()
+        if batched:
+            out = sample_groups(model, spec, fmt, tokenizer, prompts, group_size, generator=gen)
+        else:
+            out = [
+                r
+                for i in range(n)
+                for r in sample_groups(
+                    model, spec, fmt, tokenizer, prompts.index(torch.tensor([i])), group_size, generator=gen
+                )
+            ]
+        sync()
+        return out, time.perf_counter() - start
+
+    def update(rollouts: list[Rollout]) -> tuple[float, int]:
+        keep_groups = max(1, n // 4)
+        sync()
+        start, tokens = time.perf_counter(), 0
+        optimizer.zero_grad(set_to_none=True)
+        for r in rollouts:
+            m = min(keep_groups, r.rewards.shape[0])
+            if m == 0:
+                continue
+            keep_groups -= m
+            rows = m * group_size
+            rewards = (torch.arange(rows) % 2).float().reshape(m, group_size)  # forced mixed
+            advantages = loo_advantages(rewards).reshape(-1).to(dev)
+            loss, _ = reinforce_loss(
+                model, r.tokens[:rows], r.prompt_len, r.mask[:rows], advantages, ref_model=reference, kl_coef=0.05
+            )
+            loss.backward()
+            tokens += rows * r.tokens.shape[1]
+        optimizer.step()
+        sync()
+        return time.perf_counter() - start, tokens
+
+    best: dict[str, float] = {"batched": float("inf"), "per_prompt": float("inf"), "update": float("inf")}
+    sample(True)
+    rollouts: list[Rollout] = []
+    update_tokens = 0
+    for _ in range(rounds):  # alternate, so that a background load slows every path alike
+        rollouts, t = sample(True)
+        best["batched"] = min(best["batched"], t)
+        best["per_prompt"] = min(best["per_prompt"], sample(False)[1])
+        t, update_tokens = update(rollouts)
+        best["update"] = min(best["update"], t)
+    traces = n * group_size
+    sampled_tokens = sum(int(r.tokens.shape[0]) * int(r.tokens.shape[1]) for r in rollouts)
+    params = model.num_params()
+    flops = 2 * params * sampled_tokens + 8 * params * update_tokens
+    round_s = best["batched"] + best["update"]
+    peak = _matmul_peak(dev, sync)
+    return {
+        "benchmark": "rl",
+        "device": str(dev),
+        "scale": scale,
+        "params": params,
+        "prompts": n,
+        "group_size": group_size,
+        "sample_traces_per_s": round(traces / best["batched"]),
+        "per_prompt_traces_per_s": round(traces / best["per_prompt"]),
+        "ratio": round(best["per_prompt"] / best["batched"], 2),
+        "update_s": round(best["update"], 4),
+        "rl_traces_per_s": round(traces / round_s),
+        "sample_fraction_of_peak": round(2 * params * sampled_tokens / best["batched"] / 1e9 / peak, 5),
+        "update_fraction_of_peak": round(8 * params * update_tokens / best["update"] / 1e9 / peak, 5),
+        "achieved_gflops": round(flops / round_s / 1e9, 3),
+        "matmul_peak_gflops": round(peak, 1),
+        "fraction_of_peak": round(flops / round_s / 1e9 / peak, 5),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
+
+
 def bench_identify(n: int = 20, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """The H-lib checker against the brute-force oracle on ``n`` random tiny designs, and the
     checker's wall time on the default library: every atom plus 200 depth-3 SFT programs and 100 RL
@@ -396,6 +519,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "identify": bench_identify,
     "sample": bench_sample,
     "train": bench_train,
+    "rl": bench_rl,
     "fit": bench_fit,
 }
 

@@ -416,13 +416,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the results (per-example outcomes included) to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("bench", help="run a benchmark: simulate, identify, sample, train, fit")
-    p.add_argument("name", help="benchmark name (simulate, identify, sample, train, fit)")
+    p = sub.add_parser("bench", help="run a benchmark: simulate, identify, sample, train, rl, fit")
+    p.add_argument("name", help="benchmark name (simulate, identify, sample, train, rl, fit)")
     p.add_argument("--json", action="store_true", help="print one JSON object with a 'ratio' field")
     p.add_argument(
-        "--n", type=_positive, help="problem size (simulate: traces, default 100000; sample: prompts, train: batch, 64)"
+        "--n",
+        type=_positive,
+        help="problem size (simulate: traces, default 100000; sample: prompts, train: batch, 64; rl: prompts, 32)",
     )
-    p.add_argument("--device", help="sample, train: cpu (default) or cuda")
+    p.add_argument("--device", help="sample, train, rl: cpu (default) or cuda")
     p.add_argument(
         "--peak-tflops", type=float, help="train: the device's peak TFLOP/s, to report model FLOPs utilisation"
     )

@@ -497,3 +497,62 @@ def plot_three_views(results: dict[str, Any], path: str | Path) -> Path:
     fig.suptitle("Exact checker, Bayesian fit and transformer, per unseen or deeper program")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return _save(fig, path)
+
+
+def plot_learning_curves(
+    curves: dict[str, dict[str, list[dict[str, Any]]]],
+    budget: dict[str, Any] | None,
+    path: str | Path,
+    splits: tuple[str, ...] = ("unseen", "deeper_4"),
+) -> Path:
+    """Accuracy against sampled RL traces per arm, beside the theory's G against RL budget.
+
+    ``curves`` is ``{arm: {seed: [CurvePoint dict]}}`` (:class:`hlsm.lm.records.CurvePoint`): one
+    panel per split of ``splits``, a line per arm through the across-seed means at each point (x:
+    the mean traces sampled by then), faint lines per seed. ``budget`` (``sims/verify_claims.py``'s
+    saved ``budget`` part) adds a panel: mean |G| / candidates against the RL budget in programs, for
+    the H-lib class with SFT covering every atom; None leaves it out.
+    """
+    styles = {"compound": ("tab:red", "-"), "outside": ("tab:red", "-"), "atomic": ("tab:blue", "-")}
+    styles |= {"inside": ("tab:orange", "--")}
+    panels = len(splits) + (budget is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.0))
+    axes = list(axes) if panels > 1 else [axes]
+    for ax, split in zip(axes, splits, strict=False):
+        for arm, by_seed in curves.items():
+            colour, line = next((v for k, v in styles.items() if k in arm), ("tab:grey", "-"))
+            fractions = sorted({p["fraction"] for pts in by_seed.values() for p in pts})
+            xs, ys = [], []
+            for f in fractions:
+                at = [p for pts in by_seed.values() for p in pts if p["fraction"] == f and split in p["splits"]]
+                if at:
+                    xs.append(sum(p["traces"] for p in at) / len(at) / 1000)
+                    ys.append(100 * sum(p["splits"][split]["accuracy"] for p in at) / len(at))
+            ax.plot(xs, ys, line, color=colour, marker="o", label=f"{arm} (mean of {len(by_seed)} seeds)")
+            for pts in by_seed.values():
+                seed = [(p["traces"] / 1000, 100 * p["splits"][split]["accuracy"]) for p in pts if split in p["splits"]]
+                ax.plot([x for x, _ in seed], [y for _, y in seed], line, color=colour, alpha=0.25, linewidth=0.8)
+        ax.set_xlabel("RL traces sampled (thousands)")
+        ax.set_ylabel(f"greedy exact match on {split} (%)")
+        ax.set_title(f"Transformer: {split}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if budget is not None:
+        ax = axes[-1]
+        budgets = budget["budgets"]
+        for (kind, where), (colour, line) in {
+            ("atomic", "outside"): ("tab:blue", "-"),
+            ("compound", "inside"): ("tab:orange", "--"),
+            ("compound", "outside"): ("tab:red", "-"),
+        }.items():
+            series = budget["mean_fraction"][f"all atoms|lib|{kind}|{where}"]
+            ax.plot(
+                budgets, [series[str(b)] for b in budgets], line, color=colour, marker="o", label=f"RL {kind}, {where}"
+            )
+        ax.set_xlabel("RL budget (programs, answer-only, population limit)")
+        ax.set_ylabel("mean |G| / candidates")
+        ax.set_title("Theory (H-lib, tiny designs): generalisation set", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

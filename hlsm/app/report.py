@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hlsm.stats import Interval, verdict
+from hlsm.stats import Interval
 
 if TYPE_CHECKING:
-    from hlsm.lm.summary import ExperimentSummary
+    from hlsm.lm.summary import Contrast, ExperimentSummary
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -45,13 +45,53 @@ def _points(value: float | None, se: float | None) -> str:
     return f"{100 * value:+.1f}" + ("" if se is None else f" ± {100 * se:.1f}")
 
 
+def _verdict_cells(contrast: Contrast) -> tuple[str, str, str, str]:
+    """Per-seed differences, the mean with its 95% t interval over seeds, the smallest detectable
+    effect and the outcome, as table cells (one seed: the paired SE and how many SEs from 0)."""
+    per_seed = " / ".join(f"{100 * d.difference:+.1f}" for d in contrast.per_seed.values() if d.difference is not None)
+    v = contrast.verdict
+    if v.low is None or v.high is None or v.difference is None:
+        pooled = contrast.pooled
+        if pooled.difference is None or not pooled.se:
+            return per_seed or "-", "-", "-", v.outcome
+        z = pooled.difference / pooled.se
+        return per_seed, f"{_points(pooled.difference, pooled.se)} (paired SE; {z:+.1f} SE)", "-", v.outcome
+    mean = f"{100 * v.difference:+.1f} [{100 * v.low:+.1f}, {100 * v.high:+.1f}]"
+    detectable = "-" if v.detectable is None else f"{100 * v.detectable:.1f}"
+    return per_seed, mean, detectable, v.outcome
+
+
+def calibration_table(results: ExperimentSummary) -> str:
+    """SFT quality per seed: one row per distinct SFT run set (arms sharing their SFT runs share a row)."""
+    seeds = sorted(next(iter(results.per_seed.values())), key=str)
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for arm, by_seed in results.calibration.items():
+        key = tuple(None if by_seed.get(s) is None else by_seed[s] for s in seeds)
+        groups.setdefault(key, []).append(arm)
+    rows = []
+    for key, arms in groups.items():
+        cells = ["no gate" if c is None else f"{100 * c.seen:.1f} / {100 * c.atomic:.1f} @ {c.step:,}" for c in key]
+        rows.append((", ".join(arms), *cells))
+    first = next((c for key in groups for c in key if c is not None), None)
+    gate = (
+        "no calibration gate"
+        if first is None
+        else f"gate: seen >= {100 * first.seen_threshold:.0f}%, atomic >= {100 * first.atomic_threshold:.0f}% on "
+        f"{first.examples} examples each, step cap {first.steps_cap:,}"
+    )
+    return f"SFT quality per seed (seen depth-L / atomic greedy accuracy % at the step SFT stopped; {gate}):\n\n" + (
+        markdown_table(("SFT of arms", *(f"seed {s}" for s in seeds)), rows)
+    )
+
+
 def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Sequence[tuple[str, str, str]]) -> str:
     """The markdown section of a transformer experiment (a saved :class:`hlsm.lm.summary.ExperimentSummary`).
 
-    ``checks`` lists ``(contrast, split, prediction)``: the prediction holds when the pooled paired
-    difference ``contrast`` on ``split`` is more than 2 standard errors above 0
-    (:func:`hlsm.stats.verdict`; SE from the per-seed binomial SEs; the seed-to-seed spread is shown
-    per seed, not in the SE).
+    ``checks`` lists ``(contrast, split, prediction)``, each judged by :func:`hlsm.stats.seed_verdict`
+    on the per-seed paired differences: held (95% t interval over seeds above 0), refuted (below 0),
+    no effect (inside the equivalence margin), not resolved (none of these), too few seeds (fewer
+    than 3). The table states the smallest effect each design could detect (80% power at the
+    observed seed spread).
     """
     summary, per_seed = results.summary, results.per_seed
     published = results.published or {}
@@ -72,29 +112,39 @@ def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Seque
         for name, t in results.contrasts.items()
     ]
     check_rows = []
+    margin = None
     for contrast, split, prediction in checks:
         measured = results.contrasts.get(contrast, {}).get(split)
         if measured is None:
-            check_rows.append((f"{contrast} on {split}", prediction, "-", "not measured at this scale"))
+            check_rows.append((f"{contrast} on {split}", prediction, "-", "-", "-", "**not measured at this scale**"))
             continue
-        pooled = measured.pooled
-        difference = _points(pooled.difference, pooled.se)
-        check_rows.append((f"{contrast} on {split}", prediction, difference, f"**{verdict(pooled)}**"))
+        margin = measured.verdict.margin
+        per, mean, detectable, outcome = _verdict_cells(measured)
+        check_rows.append((f"{contrast} on {split}", prediction, per, mean, detectable, f"**{outcome}**"))
     settings = results.settings or {}
-    return "\n".join(
-        [
-            f"## {title}\n",
-            claim,
-            f"\nScale `{settings.get('scale', '?')}`, seeds {', '.join(map(str, seeds))}, "
-            f"{settings.get('eval_examples', '?')} greedy examples per split and seed.\n",
-            "Accuracy, mean over seeds (per seed):\n",
-            markdown_table(("arm", *splits), rows),
-            "\nPaired differences in points, pooled over seeds (± SE from the per-seed binomial SEs):\n",
-            markdown_table(("contrast", *splits), contrast_rows),
-            "\nPredictions (held: more than 2 SE above 0):\n",
-            markdown_table(("contrast", "prediction", "pooled difference", "verdict"), check_rows),
-        ]
+    rule = (
+        "held: the 95% t interval over seeds lies above 0; refuted: below 0; no effect: inside "
+        f"±{100 * (margin or 0.03):.0f} points; not resolved: none of these; at least 3 seeds. "
+        "Detectable: the smallest true difference (points) this design calls held with 80% power at the "
+        "observed seed spread"
     )
+    parts = [
+        f"## {title}\n",
+        claim,
+        f"\nScale `{settings.get('scale', '?')}`, seeds {', '.join(map(str, seeds))}, "
+        f"{settings.get('eval_examples', '?')} greedy examples per split and seed.\n",
+    ]
+    if any(c is not None for by in results.calibration.values() for c in by.values()):
+        parts.append(calibration_table(results))
+    parts += [
+        "Accuracy, mean over seeds (per seed):\n",
+        markdown_table(("arm", *splits), rows),
+        "\nPaired differences in points, pooled over seeds (± SE from the per-seed binomial SEs):\n",
+        markdown_table(("contrast", *splits), contrast_rows),
+        f"\nPredictions ({rule}):\n",
+        markdown_table(("contrast", "prediction", "per seed", "mean [95% CI]", "detectable", "verdict"), check_rows),
+    ]
+    return "\n".join(parts)
 
 
 def write_arm_outputs(

@@ -33,14 +33,20 @@ EXPERIMENTS = (
     "trace_distributions",
     "vi_vs_checker",
     "three_views",
+    "verify_claims",
     "finding1_rl_data",
     "finding2_interfaces",
     "finding3_rl_support",
     "finding4_sft_coverage",
+    "learning_curves",
 )
-"""Every experiment, in the order they run (cheap theory views first)."""
+"""Every experiment, in the order they run (theory first; ``learning_curves`` reads the saved results
+of ``verify_claims``, ``finding1_rl_data`` and ``finding3_rl_support``, so it runs last)."""
 
-BUDGET_S = 30 * 60
+PREDICTION_ROW = r"^\| (.+?) \| (.+?) \| (.+?) \| (.+?) \| (.+?) \| \*\*(.+?)\*\* \|$"
+"""A row of an experiment report's predictions table (:func:`hlsm.app.report.arm_report`)."""
+
+BUDGET_S = 60 * 60
 """The wall-time budget of a reproduction at the cpu (2 cores) and gpu (one H100) scales."""
 
 
@@ -118,16 +124,19 @@ def write_results(scale: str, outcomes: Sequence[Outcome], runs: Path, docs: Pat
     verdicts = [
         (f"`{name}`", *m.groups())
         for name, text in sections.items()
-        for m in re.finditer(r"^\| (.+?) \| (.+?) \| (.+?) \| \*\*(.+?)\*\* \|$", text, re.MULTILINE)
+        for m in re.finditer(PREDICTION_ROW, text, re.MULTILINE)
     ]
     if verdicts:
         parts += [
             "\n## Predictions at a glance\n",
-            "Every prediction the experiments test, with the pooled paired difference in points (± SE) and",
-            "its verdict (held: more than 2 SE above 0); the sections below give the tables behind them.\n",
+            "Every prediction the experiments test: the mean over seeds of the per-seed paired differences in",
+            "points with its 95% t interval over seeds (example noise and seed-to-seed variance both in it), the",
+            "smallest effect the design could detect (80% power) and the verdict (held: interval above 0;",
+            "refuted: below 0; no effect: inside the equivalence margin; not resolved: none of these). The",
+            "sections below give the tables behind them, with the SFT quality of every seed.\n",
             markdown_table(
-                ("experiment", "contrast", "prediction", "difference", "verdict"),
-                [(*v[:4], f"**{v[4]}**") for v in verdicts],
+                ("experiment", "contrast", "prediction", "mean [95% CI]", "detectable", "verdict"),
+                [(v[0], v[1], v[2], v[4], v[5], f"**{v[6]}**") for v in verdicts],
             ),
         ]
     for o in outcomes:

@@ -37,6 +37,7 @@ from hlsm.io import write_json
 from hlsm.lm.distributed import resolve_device
 from hlsm.lm.policy import evaluate_checkpoint
 from hlsm.lm.presets import ExperimentError, ExperimentScale
+from hlsm.lm.records import read_calibration, read_curve
 from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
@@ -82,9 +83,19 @@ def _finished(run: Path) -> bool:
     return (run / "summary.json").exists()
 
 
+def sft_run_path(config: SFTConfig, cache: str | Path) -> Path:
+    """The cache folder of the SFT run of ``config``: ``cache/sft-<hash>/``."""
+    return Path(cache) / f"sft-{_hash(_key(config.to_dict()))}"
+
+
+def rl_run_path(config: RLConfig, init: Path, cache: str | Path) -> Path:
+    """The cache folder of the RL run of ``config`` from the SFT run ``init``: ``cache/rl-<hash>/``."""
+    return Path(cache) / f"rl-{_hash({'init': init.name, **_key(config.to_dict())})}"
+
+
 def run_sft(config: SFTConfig, cache: str | Path, *, progress: bool = False) -> Path:
     """Train (or reuse, or resume) the SFT run of ``config`` in ``cache/sft-<hash>/``; its folder."""
-    run = Path(cache) / f"sft-{_hash(_key(config.to_dict()))}"
+    run = sft_run_path(config, cache)
     if not _finished(run):
         train_sft(config, run, resume=(run / "checkpoint.pt").exists(), progress=progress)
     return run
@@ -92,7 +103,7 @@ def run_sft(config: SFTConfig, cache: str | Path, *, progress: bool = False) -> 
 
 def run_rl(config: RLConfig, init: Path, cache: str | Path, *, progress: bool = False) -> Path:
     """Train (or reuse, or resume) REINFORCE from the SFT run ``init`` in ``cache/rl-<hash>/``; its folder."""
-    run = Path(cache) / f"rl-{_hash({'init': init.name, **_key(config.to_dict())})}"
+    run = rl_run_path(config, init, cache)
     if not _finished(run):
         train_rl(config, init, run, resume=(run / "checkpoint.pt").exists(), progress=progress)
     return run
@@ -108,44 +119,140 @@ def evaluate_run(run: Path, examples: int, seed: int, *, checker: bool = False, 
     return dict(json.loads(path.read_text()))
 
 
-def run_arm(arm: Arm, scale: ExperimentScale, seed: int, cache: str | Path) -> dict[str, Any]:
-    """SFT, then RL if the arm has one, then the evaluation; returns :meth:`DesignEvaluation.to_dict` + ``run``.
+class CalibrationError(ExperimentError):
+    """An SFT checkpoint below its calibration gate: the seed stops before any RL or table."""
 
-    Torch runs on the SFT config's ``threads`` throughout (restored on return; None: left alone).
+
+def arm_rl_config(scale: ExperimentScale, arm: Arm, seed: int) -> RLConfig | None:
+    """The RL config of ``arm`` at ``seed`` (the scale's, with the arm's RL keys and the seed); None without RL."""
+    if arm.rl is None:
+        return None
+    rl = scale.rl
+    return replace(rl, design=dict(arm.rl), training=replace(rl.training, seed=seed))
+
+
+def _refusal(arm: Arm, seed: int, sft_run: Path) -> str | None:
+    calibration = read_calibration(sft_run)
+    if calibration is not None and not calibration.passed:
+        return f"arm '{arm.name}', seed {seed}: {calibration.refusal(str(sft_run))}"
+    return None
+
+
+def _result(arm: Arm, sft_run: Path, run: Path, evaluation: dict[str, Any]) -> dict[str, Any]:
+    calibration = read_calibration(sft_run)
+    curve = [p.to_dict() for p in read_curve(run)] if arm.rl is not None else []
+    extra = {"calibration": None if calibration is None else calibration.to_dict(), "curve": curve}
+    return evaluation | {"run": str(run)} | extra
+
+
+def run_arm(arm: Arm, scale: ExperimentScale, seed: int, cache: str | Path) -> dict[str, Any]:
+    """SFT, then RL if the arm has one, then the evaluation, in this process.
+
+    Returns :meth:`DesignEvaluation.to_dict` plus ``run`` (the final run folder), ``calibration``
+    (the SFT run's :class:`hlsm.lm.records.Calibration` dict, or None without a gate) and ``curve``
+    (the RL run's learning curve, :func:`hlsm.lm.records.read_curve`; empty without RL). Torch runs
+    on the SFT config's ``threads`` throughout (restored on return; None: left alone).
+
+    Raises
+    ------
+    CalibrationError
+        When the SFT run has a gate and did not pass it (no RL is run, nothing is evaluated).
     """
     with torch_threads(scale.sft.training.threads):
-        run = run_sft(arm_sft_config(scale, arm, seed), cache)
-        if arm.rl is not None:
-            rl = scale.rl
-            config = replace(rl, design=dict(arm.rl), training=replace(rl.training, seed=seed))
-            run = run_rl(config, run, cache)
+        run = sft_run = run_sft(arm_sft_config(scale, arm, seed), cache)
+        refusal = _refusal(arm, seed, sft_run)
+        if refusal is not None:
+            raise CalibrationError(refusal)
+        rl = arm_rl_config(scale, arm, seed)
+        if rl is not None:
+            run = run_rl(rl, run, cache)
         device = scale.sft.training.device
-        return evaluate_run(run, scale.eval_examples, seed, checker=scale.checker, device=device) | {"run": str(run)}
+        evaluation = evaluate_run(run, scale.eval_examples, seed, checker=scale.checker, device=device)
+        return _result(arm, sft_run, run, evaluation)
 
 
-def _run_seed(arms: Sequence[Arm], scale: ExperimentScale, seed: int, cache: str) -> dict[str, dict[str, Any]]:
-    return {arm.name: run_arm(arm, scale, seed, cache) for arm in arms}
+def _job(kind: str, args: tuple[Any, ...], threads: int | None) -> Any:
+    """One run of a stage (in a worker process or in this one), on ``threads`` torch threads."""
+    with torch_threads(threads):
+        if kind == "sft":
+            return run_sft(*args)
+        if kind == "rl":
+            return run_rl(*args)
+        run, examples, seed, checker, device = args
+        return evaluate_run(run, examples, seed, checker=checker, device=device)
+
+
+def _stage(
+    pool: ProcessPoolExecutor | None, kind: str, jobs: Sequence[tuple[Any, ...]], scale: ExperimentScale
+) -> list[Any]:
+    """Run ``jobs`` (distinct runs) of one stage, on the pool's workers when there is one.
+
+    With fewer jobs than workers, each job gets ``workers // jobs`` torch threads (when the scale
+    sets a thread count), so that a lone SFT run still uses the machine.
+    """
+    threads = scale.sft.training.threads
+    if threads is not None and jobs and scale.workers > len(jobs):
+        threads *= scale.workers // len(jobs)
+    if pool is None:
+        return [_job(kind, args, threads) for args in jobs]
+    futures = [pool.submit(_job, kind, args, threads) for args in jobs]
+    return [f.result() for f in futures]
 
 
 def run_experiment(
     arms: Sequence[Arm], scale: ExperimentScale, cache: str | Path
 ) -> dict[str, dict[int, dict[str, Any]]]:
-    """Every arm at every seed of ``scale``: ``{arm name: {seed: evaluation dict}}``.
+    """Every arm at every seed of ``scale``: ``{arm name: {seed: evaluation dict}}`` (:func:`run_arm`).
 
-    Seeds run in ``scale.workers`` processes (one seed per task: its runs never collide with another
-    seed's); arms of one seed run in order, so an SFT run shared by arms is trained once.
+    Three stages, each over the distinct runs it needs (arms that share a run share it): every SFT
+    run, then every RL run from them, then every evaluation. With ``scale.workers > 1`` each stage
+    runs its jobs on that many processes, so the machine stays busy whatever the mix of seeds and
+    arms. After the SFT stage the calibration gates are read: a seed whose SFT failed its gate
+    stops there, and a :class:`CalibrationError` names every refused seed and arm before any RL
+    compute is spent (no results are returned).
     """
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ExperimentError(f"arm names must be unique, got {names}")
-    if scale.workers > 1 and len(scale.seeds) > 1:
+    cache = Path(cache)
+    plans = [
+        (arm, seed, arm_sft_config(scale, arm, seed), arm_rl_config(scale, arm, seed))
+        for seed in scale.seeds
+        for arm in arms
+    ]
+    sft_jobs = list({sft_run_path(c, cache): (c, str(cache)) for _, _, c, _ in plans}.values())
+    device = scale.sft.training.device
+    pool = None
+    if scale.workers > 1:
         spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-        with ProcessPoolExecutor(min(scale.workers, len(scale.seeds)), mp_context=spawn) as pool:
-            futures = [pool.submit(_run_seed, arms, scale, s, str(cache)) for s in scale.seeds]
-            by_seed = [f.result() for f in futures]
-    else:
-        by_seed = [_run_seed(arms, scale, s, str(cache)) for s in scale.seeds]
-    return {a: {s: r[a] for s, r in zip(scale.seeds, by_seed, strict=True)} for a in names}
+        pool = ProcessPoolExecutor(scale.workers, mp_context=spawn)
+    try:
+        _stage(pool, "sft", sft_jobs, scale)
+        sft_runs = [sft_run_path(c, cache) for _, _, c, _ in plans]
+        refused = [r for (arm, seed, _, _), run in zip(plans, sft_runs, strict=True) if (r := _refusal(arm, seed, run))]
+        if refused:
+            raise CalibrationError("\n".join(refused))
+        rl_jobs = list(
+            {
+                rl_run_path(r, s, cache): (r, s, str(cache))
+                for (_, _, _, r), s in zip(plans, sft_runs, strict=True)
+                if r
+            }.values()
+        )
+        _stage(pool, "rl", rl_jobs, scale)
+        runs = [s if r is None else rl_run_path(r, s, cache) for (_, _, _, r), s in zip(plans, sft_runs, strict=True)]
+        evaluations = {
+            (run, seed): (run, scale.eval_examples, seed, scale.checker, device)
+            for (_, seed, _, _), run in zip(plans, runs, strict=True)
+        }
+        done = dict(zip(evaluations, _stage(pool, "evaluate", list(evaluations.values()), scale), strict=True))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    out: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in arms}
+    for (arm, seed, _, _), sft_run, run in zip(plans, sft_runs, runs, strict=True):
+        out[arm.name][seed] = _result(arm, sft_run, run, done[(run, seed)])
+    return out
 
 
 def run_and_summarise(

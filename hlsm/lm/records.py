@@ -9,8 +9,10 @@ prints one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hlsm.errors import HLSMError
@@ -96,6 +98,89 @@ class EvaluationRecord:
     def from_dict(cls, d: Mapping[str, Any]) -> EvaluationRecord:
         splits = {name: SplitRecord.from_dict(s) for name, s in d["splits"].items()}
         return cls(d["settings"], d["checker"], splits, d["steps_held_out"])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """An SFT run's calibration gate (``[gate]``, :class:`hlsm.lm.sft_config.GateConfig`), as saved in
+    ``summary.json``: greedy accuracy on the seen depth-L compositions and the atomic programs at
+    the last check, the thresholds, the step it was measured at and the step cap."""
+
+    passed: bool
+    step: int
+    steps_cap: int
+    seen: float
+    atomic: float
+    seen_threshold: float
+    atomic_threshold: float
+    examples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+    def describe(self) -> str:
+        """``seen 97.3% (>= 95%), atomic 100.0% (>= 98%) at step 1,800 of 4,000``."""
+        return (
+            f"seen {100 * self.seen:.1f}% (>= {100 * self.seen_threshold:.0f}%), atomic {100 * self.atomic:.1f}% "
+            f"(>= {100 * self.atomic_threshold:.0f}%) at step {self.step:,} of {self.steps_cap:,}"
+        )
+
+    def refusal(self, run: str) -> str:
+        """The message that stops RL on an uncalibrated checkpoint: the numbers and the fix."""
+        return (
+            f"SFT run '{run}' did not pass its calibration gate: {self.describe()}. Train it longer (raise "
+            "[training] steps, the cap) or change [training] lr, then rerun; results from an uncalibrated SFT "
+            "are not published. To run RL on it anyway (no claims), set [rl] allow_uncalibrated = true."
+        )
+
+
+def read_calibration(run: str | Path) -> Calibration | None:
+    """The calibration saved in ``run/summary.json``; None when the run has no gate (or is unfinished)."""
+    path = Path(run) / "summary.json"
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text()).get("calibration")
+    return None if record is None else Calibration.from_dict(record)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of an RL run's learning curve: the fraction of the budget, the traces sampled by
+    then, and the accuracy per evaluation set (``{name: Accuracy}``)."""
+
+    fraction: float
+    traces: int
+    splits: dict[str, Accuracy]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fraction": self.fraction,
+            "traces": self.traces,
+            "splits": {k: a.to_dict() for k, a in self.splits.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CurvePoint:
+        return cls(d["fraction"], d["traces"], {k: Accuracy.from_dict(a) for k, a in d["splits"].items()})
+
+
+def read_curve(run: str | Path) -> list[CurvePoint]:
+    """The learning curve logged in an RL run's ``metrics.jsonl`` (``[rl] curve``), by fraction of the
+    budget; a point scored twice (a run resumed before its next checkpoint) keeps its last record."""
+    points: dict[float, CurvePoint] = {}
+    path = Path(run) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        for fraction in record.get("curve", ()):
+            splits = {k: Accuracy(v["n"], v["accuracy"], v["se"]) for k, v in record["splits"].items()}
+            points[fraction] = CurvePoint(fraction, record["traces"], splits)
+    return [points[f] for f in sorted(points)]
 
 
 def paired_examples(a: Sequence[ExampleRecord], b: Sequence[ExampleRecord], split: str) -> PairedDifference:

@@ -23,7 +23,11 @@ Files in the output folder (rank 0): ``config.json``; ``metrics.jsonl`` with ``{
 "step", "traces", "rounds", "reward", "adv_std", "entropy", "kl", "kl_per_token", "malformed",
 "mixed_fraction", "groups", "loss", "grad_norm", "lr", "traces_per_s", "elapsed_s"}`` every
 ``log_every`` updates (means over the updates since the last record; ``step`` counts updates) and
-``{"kind": "eval", "step", "splits"}``; ``checkpoint.pt``; ``summary.json`` at the end.
+``{"kind": "eval", "step", "traces", "splits"}`` (with ``"curve": [fractions]`` at the learning-curve
+points of ``[rl] curve``); ``checkpoint.pt``; ``summary.json`` at the end.
+
+A checkpoint whose SFT run failed its calibration gate (:class:`hlsm.lm.records.Calibration`) is
+refused unless ``[rl] allow_uncalibrated = true``.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from hlsm.lm.distributed import (
 from hlsm.lm.model import GPT
 from hlsm.lm.pg import loo_advantages, reinforce_loss
 from hlsm.lm.policy import Policy, load_policy, widen_policy
+from hlsm.lm.records import read_calibration
 from hlsm.lm.rl_config import RLConfig, RLSettings, Task, resolve_task
 from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups
 from hlsm.lm.rundir import (
@@ -115,6 +120,9 @@ def train_rl(
     out = Path(config.training.out if out is None else out)
     config = config.with_out(out)
     check_out(out, resume)
+    calibration = read_calibration(Path(init).parent if Path(init).is_file() else init)
+    if calibration is not None and not calibration.passed and not config.rl.allow_uncalibrated:
+        raise TrainingError(calibration.refusal(str(init)))
     policy = load_policy(init, what="--init checkpoint")
     task = resolve_task(config, policy.sft_record)
     ctx = init_distributed(config.training.device)
@@ -207,6 +215,16 @@ def _train(
 
     exhausted = traces + round_traces > rl.budget_traces
     ran = evaluated = False
+    # learning-curve points still to score; those at or below the traces already used were scored
+    curve = [p for p in rl.curve if p * rl.budget_traces > traces or (p == 0 and update == 0)]
+
+    def due() -> dict[str, Any]:
+        points = [p for p in curve if p * rl.budget_traces <= traces or exhausted]
+        del curve[: len(points)]
+        return {"traces": traces} | ({"curve": points} if points else {})
+
+    if curve and curve[0] == 0 and update == 0:
+        evaluate(0, **due())
     while not exhausted and (stop_at is None or update < stop_at):
         ran = True
         buffer = GroupBuffer(rl.group_size, tokenizer.pad)
@@ -259,15 +277,16 @@ def _train(
             bar.set_postfix(reward=f"{entry['reward']:.3f}", mixed=f"{entry['mixed_fraction']:.2f}")
             window, window_traces, clock = [0.0] * len(_STATS), 0, now
         paused = time.perf_counter()
-        if exhausted or (cfg.eval_every and update % cfg.eval_every == 0):
-            last_eval, evaluated = evaluate(update), exhausted
+        fields = due()
+        if exhausted or "curve" in fields or (cfg.eval_every and update % cfg.eval_every == 0):
+            last_eval, evaluated = evaluate(update, **fields), exhausted
         if update % cfg.checkpoint_every == 0 or last:
             save()
         clock += time.perf_counter() - paused
     bar.close()
     if exhausted and ran:
         if not evaluated:  # the budget ran out without a last update
-            last_eval = evaluate(update)
+            last_eval = evaluate(update, **due())
             save()
         if ctx.is_main:
             summary = {"updates": update, "traces": traces, "num_params": model.num_params(), "evaluation": last_eval}

@@ -96,6 +96,12 @@ class RLSettings:
         depth-2 programs made of the pairs the RL programs practise (:func:`hlsm.lm.rollout.curriculum_programs`).
     curriculum_mix : tuple of float
         After the curriculum: weights of (those depth-2 programs, the RL programs).
+    curve : tuple of float
+        The learning curve: fractions of ``budget_traces`` in ``[0, 1]`` at which the evaluation
+        sets are scored (0: the SFT policy before any update; 1: the end of the budget), logged as
+        ``eval`` records with ``traces`` and ``curve`` (:func:`hlsm.lm.records.read_curve`).
+    allow_uncalibrated : bool
+        Run from an SFT checkpoint that failed its calibration gate (``[gate]``); refused by default.
     """
 
     programs: str = "rl"
@@ -111,9 +117,14 @@ class RLSettings:
     grad_clip: float = 1.0
     curriculum_fraction: float = 0.0
     curriculum_mix: tuple[float, ...] = (0.3, 0.7)
+    curve: tuple[float, ...] = ()
+    allow_uncalibrated: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "curve", tuple(sorted(set(self.curve))))
+        if any(not 0 <= p <= 1 for p in self.curve):
+            raise ConfigError(f"curve lists fractions of the budget in [0, 1], got {list(self.curve)}")
         object.__setattr__(self, "curriculum_mix", tuple(self.curriculum_mix))
         if self.programs not in RL_PROGRAM_SETS:
             raise ConfigError(f"programs must be one of {list(RL_PROGRAM_SETS)}, got {self.programs!r}")

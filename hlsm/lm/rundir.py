@@ -154,22 +154,26 @@ def make_evaluator(
     sources: Sequence[Source],
     cfg: RunConfig,
     metrics_path: Path,
-) -> Callable[[int], dict[str, dict[str, Any]]]:
-    """The run's evaluation: ``evaluate(step)`` scores ``model`` on fixed held-out sets and logs it.
+    *,
+    kind: str = "eval",
+    examples: int | None = None,
+) -> Callable[..., dict[str, dict[str, Any]]]:
+    """The run's evaluation: ``evaluate(step, **fields)`` scores ``model`` on fixed held-out sets and logs it.
 
-    Rank 0 draws ``cfg.eval_examples`` examples from each source once, from ``(cfg.seed, "eval",
-    name)``, so every evaluation of a run (resumed or not) sees the same examples. Each call (on
-    every rank) has rank 0 score greedy exact match (:func:`hlsm.lm.evaluate.greedy_exact_match`)
-    per set and append ``{"kind": "eval", "step", "splits": {name: accuracy dict}}`` to the metrics
-    log; every rank waits for it and gets the splits (empty off rank 0).
+    Rank 0 draws ``examples`` (default ``cfg.eval_examples``) examples from each source once, from
+    ``(cfg.seed, kind, name)``, so every evaluation of a run (resumed or not) sees the same
+    examples. Each call (on every rank) has rank 0 score greedy exact match
+    (:func:`hlsm.lm.evaluate.greedy_exact_match`) per set and append ``{"kind": kind, "step",
+    **fields, "splits": {name: accuracy dict}}`` to the metrics log; every rank waits for it and
+    gets the splits (empty off rank 0).
     """
     sets: dict[str, Examples] = {}
     if ctx.is_main:
         for s in sources:
-            seed = derive_seed(cfg.seed, "eval", s.name)
-            sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], cfg.eval_examples, seed)
+            seed = derive_seed(cfg.seed, kind, s.name)
+            sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], examples or cfg.eval_examples, seed)
 
-    def evaluate(step: int) -> dict[str, dict[str, Any]]:
+    def evaluate(step: int, **fields: Any) -> dict[str, dict[str, Any]]:
         results = {}
         if ctx.is_main:
             for name, examples in sets.items():
@@ -178,7 +182,7 @@ def make_evaluator(
                     model, spec, fmt, tokenizer, examples, name=name, batch_size=cfg.eval_batch_size, autocast=autocast
                 )
                 results[name] = acc.to_dict()
-            append_jsonl(metrics_path, {"kind": "eval", "step": step, "splits": results})
+            append_jsonl(metrics_path, {"kind": kind, "step": step, **fields, "splits": results})
         barrier(ctx)
         return results
 

@@ -14,7 +14,13 @@ Files in the output folder (rank 0 only): ``config.json``; ``metrics.jsonl``, on
 line — ``{"kind": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}`` every
 ``log_every`` steps and ``{"kind": "eval", "step", "splits": {name: {"n", "accuracy", "se",
 "malformed"}}}`` every ``eval_every`` steps and at the end; ``checkpoint.pt`` (latest, see
-:mod:`hlsm.lm.checkpoint`); ``summary.json`` at the end.
+:mod:`hlsm.lm.checkpoint`); ``summary.json`` at the end (with the ``calibration`` record,
+:class:`hlsm.lm.records.Calibration`, when the config has a gate).
+
+Calibration gate (``[gate]``): every ``gate.every`` steps and at the last, greedy accuracy on the seen
+depth-L compositions and on the atomic programs; the run stops at the first check where both meet
+their thresholds (``training.steps`` is then a cap), and the RL stage refuses a checkpoint that
+never met them (:func:`hlsm.lm.records.read_calibration`).
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ from hlsm.design import SupportDesign, make_design
 from hlsm.io import write_json
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
 from hlsm.lm.data import make_tokenizer
-from hlsm.lm.dataset import Source, derive_seed, max_sequence_length, resolve_source, sample_examples
+from hlsm.lm.dataset import Source, SourceConfig, derive_seed, max_sequence_length, resolve_source, sample_examples
 from hlsm.lm.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown, wrap_model
 from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.records import Calibration
 from hlsm.lm.rundir import (
     METRICS_NAME,
     TrainingError,
@@ -50,7 +57,7 @@ from hlsm.lm.rundir import (
     make_evaluator,
     start_or_resume,
 )
-from hlsm.lm.sft_config import SFTConfig, TrainingConfig
+from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
 from hlsm.runtime import torch_threads
 
 
@@ -63,6 +70,7 @@ class SFTResult:
     out: Path
     evaluation: dict[str, dict[str, Any]]
     rank: int = 0
+    calibration: Calibration | None = None
 
 
 def lm_loss(model: nn.Module, ids: Tensor, loss_mask: Tensor, denominator: float | Tensor | None = None) -> Tensor:
@@ -100,12 +108,21 @@ def lr_factor(step: int, cfg: TrainingConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def gate_sources(design: SupportDesign) -> list[Source]:
+    """The calibration gate's sets: ``seen`` (the ``sft`` split at the training depth) and ``atomic``."""
+    depth = design.config.train_depth if design.config is not None else max(p.depth for p in design.programs("sft"))
+    seen = SourceConfig("seen", programs="split", split="sft", depth=depth)
+    return [resolve_source(design, seen), resolve_source(design, SourceConfig("atomic", programs="atomic"))]
+
+
 def _resolve(config: SFTConfig) -> tuple[SupportDesign, list[Source], list[Source], int, GPTConfig]:
-    """The run's design, training and evaluation sources, batch width and model sizes."""
+    """The run's design, training and evaluation sources (the gate's sets last), batch width and model sizes."""
     spec = config.spec
     design = make_design(spec, config.design)
     sources = [resolve_source(design, s) for s in config.data]
     eval_sources = [resolve_source(design, s) for s in config.eval_sets]
+    if config.gate is not None:
+        eval_sources += gate_sources(design)
     for s in [*sources, *eval_sources]:
         for p in s.programs:
             config.format.check(p)
@@ -166,6 +183,8 @@ def _train(
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the {ctx.world_size} ranks")
     spec = config.spec
     _, sources, eval_sources, width, gpt = _resolve(config)
+    gate, gate_sets = config.gate, eval_sources[len(config.eval_sets) :]
+    eval_sources = eval_sources[: len(config.eval_sets)]
     tokenizer = make_tokenizer(spec)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -183,6 +202,22 @@ def _train(
     net = wrap_model(model, ctx)
     autocast = autocast_for(ctx.device, cfg.bf16)
     evaluate = make_evaluator(ctx, model, spec, config.format, tokenizer, eval_sources, cfg, metrics_path)
+    check_gate = None
+    if gate is not None:
+        check_gate = make_evaluator(
+            ctx,
+            model,
+            spec,
+            config.format,
+            tokenizer,
+            gate_sets,
+            cfg,
+            metrics_path,
+            kind="gate",
+            examples=gate.examples,
+        )
+    calibration: Calibration | None = None
+    stopped = False
 
     last_eval: dict[str, dict[str, Any]] = {}
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
@@ -222,11 +257,18 @@ def _train(
             window.zero_()
             tokens, clock = 0, now
         paused = time.perf_counter()
-        if done == cfg.steps or (cfg.eval_every and done % cfg.eval_every == 0):
+        if (
+            gate is not None
+            and check_gate is not None
+            and (done == cfg.steps or (gate.every and done % gate.every == 0))
+        ):
+            calibration = _check(check_gate, gate, done, cfg.steps, ctx)
+            stopped = calibration.passed  # calibrated: stop here
+        if done == cfg.steps or stopped or (cfg.eval_every and done % cfg.eval_every == 0):
             last_eval = evaluate(done)
             if ctx.is_main:
                 bar.set_postfix(acc=" ".join(f"{k}={v['accuracy']:.2f}" for k, v in last_eval.items()))
-        if done % cfg.checkpoint_every == 0 or done == end:
+        if done % cfg.checkpoint_every == 0 or done == end or stopped:
             states = gather_objects(ctx, (capture_rng_state(), window.tolist()))
             if ctx.is_main:
                 save_checkpoint(
@@ -241,8 +283,26 @@ def _train(
                 )
             barrier(ctx)
         clock += time.perf_counter() - paused  # throughput excludes evaluation and checkpoints
+        if stopped:
+            end = done
+            break
     bar.close()
-    if ctx.is_main and end == cfg.steps:
+    if ctx.is_main and (end == cfg.steps or stopped):
         summary = {"step": end, "num_params": model.num_params(), "evaluation": last_eval}
+        if calibration is not None:
+            summary["calibration"] = calibration.to_dict()
         write_json(out / "summary.json", summary)
-    return SFTResult(model, max(end, start), out, last_eval, ctx.rank)
+    return SFTResult(model, max(end, start), out, last_eval, ctx.rank, calibration)
+
+
+def _check(check_gate: Any, gate: GateConfig, step: int, cap: int, ctx: DistContext) -> Calibration:
+    """One gate check (every rank calls it; rank 0 scores, the verdict is shared)."""
+    splits = check_gate(step)
+    seen, atomic = (splits[name]["accuracy"] if name in splits else 0.0 for name in ("seen", "atomic"))
+    verdict = [bool(seen >= gate.seen and atomic >= gate.atomic)]
+    if ctx.distributed:
+        dist.broadcast_object_list(verdict, src=0)
+        values = [seen, atomic]
+        dist.broadcast_object_list(values, src=0)
+        seen, atomic = values
+    return Calibration(verdict[0], step, cap, seen, atomic, gate.seen, gate.atomic, gate.examples)

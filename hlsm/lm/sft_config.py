@@ -44,6 +44,12 @@ TOML layout (every section and key optional; defaults shown)::
     # threads = 2               # torch CPU threads
     out = "runs/sft"
 
+    [gate]                      # GateConfig: the calibration gate (leave the section out: no gate)
+    seen = 0.95                 # greedy accuracy on seen depth-L compositions (the sft split at train_depth)
+    atomic = 0.98               # ... and on the atomic programs
+    every = 200                 # check every this many steps; stop when both are met (0: at the end only)
+    examples = 256              # held-out examples per gate set
+
     [[data]]                    # training mixture: one table per source (hlsm.lm.SourceConfig)
     name = "atomic"
     programs = "atomic"         # split | atomic | seen_pairs | all
@@ -79,7 +85,7 @@ from hlsm.lm.model import GPTConfig
 from hlsm.lm.runconfig import RunConfig
 from hlsm.spec import Spec
 
-SECTIONS = ("spec", "design", "format", "model", "training", "data", "eval")
+SECTIONS = ("spec", "design", "format", "model", "training", "gate", "data", "eval")
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,30 @@ class TrainingConfig(RunConfig):
             raise ConfigError("weight_decay and grad_clip must be non-negative")
 
 
+@dataclass(frozen=True)
+class GateConfig:
+    """The ``[gate]`` section: the calibration an SFT checkpoint must pass before RL is spent on it.
+
+    Every ``every`` steps (and at the last) the run scores greedy exact match on ``examples`` fresh
+    inputs of the seen depth-L compositions (the design's ``sft`` split at ``train_depth``) and of
+    the atomic programs; once both reach their threshold the run stops there (``[training] steps``
+    is then a cap, and the schedule spans it). ``every = 0`` checks only at the end. The outcome is
+    saved as ``calibration`` in ``summary.json`` (:class:`hlsm.lm.sft.Calibration`).
+    """
+
+    seen: float = 0.95
+    atomic: float = 0.98
+    every: int = 200
+    examples: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("seen", "atomic"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"[gate] {name} is an accuracy in [0, 1], got {getattr(self, name)}")
+        if self.every < 0 or self.examples < 1:
+            raise ConfigError(f"[gate] needs every >= 0 and examples >= 1, got {self.every}, {self.examples}")
+
+
 def parse_sources(raw: Any, what: str) -> tuple[SourceConfig, ...]:
     if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
         raise ConfigError(f"[[{what}]] must be an array of tables (write each source as a [[{what}]] table)")
@@ -178,6 +208,7 @@ class SFTConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     data: tuple[SourceConfig, ...] = (SourceConfig("sft"),)
     eval: tuple[SourceConfig, ...] = ()
+    gate: GateConfig | None = None
 
     @property
     def eval_sets(self) -> tuple[SourceConfig, ...]:
@@ -187,7 +218,9 @@ class SFTConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SFTConfig:
         """Build from a parsed TOML mapping; unknown sections/keys and wrong types raise ConfigError."""
-        check_sections(raw, SECTIONS, tables=("spec", "design", "format", "model", "training"))
+        if isinstance(raw, Mapping) and "gate" in raw and raw["gate"] is None:  # to_dict of a config without a gate
+            raw = {k: v for k, v in raw.items() if k != "gate"}
+        check_sections(raw, SECTIONS, tables=("spec", "design", "format", "model", "training", "gate"))
         fmt = dict(raw.get("format", {}))
         if fmt.pop("plain", False) is True:
             if "slots" in fmt:
@@ -200,6 +233,8 @@ class SFTConfig:
             "model": build_dataclass(ModelConfig, raw.get("model", {}), "model"),
             "training": build_dataclass(TrainingConfig, raw.get("training", {}), "training"),
         }
+        if raw.get("gate") is not None:
+            kwargs["gate"] = build_dataclass(GateConfig, raw["gate"], "gate")
         if "data" in raw:
             kwargs["data"] = parse_sources(raw["data"], "data")
             if not kwargs["data"]:
@@ -223,6 +258,7 @@ class SFTConfig:
             "training": asdict(self.training),
             "data": [s.to_dict() for s in self.data],
             "eval": [s.to_dict() for s in self.eval],
+            "gate": None if self.gate is None else asdict(self.gate),
         }
 
     def with_out(self, out: str | Path) -> SFTConfig:

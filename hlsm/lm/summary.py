@@ -8,7 +8,11 @@ programs a :data:`Keep` accepts):
 * across seeds, the mean accuracy with a 95% Student-t interval (:func:`hlsm.stats.t_interval`);
 * for each contrast ``a - b`` of two arms evaluated on the same examples, the per-seed paired
   difference (:func:`hlsm.lm.records.paired_examples`), its t interval across seeds and its
-  pooled difference (:func:`hlsm.stats.pooled_difference`), which :func:`hlsm.stats.verdict` judges.
+  pooled difference (:func:`hlsm.stats.pooled_difference`) and the seed-aware verdict
+  (:func:`hlsm.stats.seed_verdict`: t interval over the per-seed differences, so both example noise
+  and seed-to-seed variance enter; held / refuted / no effect / not resolved / too few seeds);
+* per arm and seed, the SFT run's calibration (:class:`hlsm.lm.records.Calibration`) and the RL
+  run's learning curve (:class:`hlsm.lm.records.CurvePoint`).
 
 The result is an :class:`ExperimentSummary`, saved as ``results.json`` by its :meth:`~ExperimentSummary.to_dict`
 and read back by :meth:`~ExperimentSummary.from_dict` wherever the saved file is used (reports,
@@ -21,13 +25,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hlsm.lm.records import EvaluationRecord, ExampleRecord, paired_examples
-from hlsm.stats import Accuracy, Interval, PairedDifference, PooledDifference, pooled_difference, proportion, t_interval
+from hlsm.lm.records import Calibration, CurvePoint, EvaluationRecord, ExampleRecord, paired_examples
+from hlsm.stats import (
+    Accuracy,
+    Interval,
+    PairedDifference,
+    PooledDifference,
+    SeedVerdict,
+    pooled_difference,
+    proportion,
+    seed_verdict,
+    t_interval,
+)
 
 Keep = Callable[[str], bool]
 """A predicate on a program's :meth:`hlsm.programs.Program.names` string (a stratum of a split)."""
 
-_SUMMARY_KEYS = ("per_seed", "summary", "contrasts", "runs", "settings", "published")
+_SUMMARY_KEYS = ("per_seed", "summary", "contrasts", "runs", "settings", "published", "calibration", "curves")
 
 
 def uses_skills(skills: Sequence[str], *, negate: bool = False) -> Keep:
@@ -50,23 +64,27 @@ def accuracy(evaluation: EvaluationRecord, split: str, keep: Keep | None = None)
 @dataclass(frozen=True)
 class Contrast:
     """One contrast ``a - b`` on one split: per-seed paired differences (by seed, as a string), their
-    t interval across seeds and their pooled difference. Saved as ``{"per_seed", "interval", "pooled"}``."""
+    t interval across seeds, their pooled difference and the seed-aware verdict. Saved as
+    ``{"per_seed", "interval", "pooled", "verdict"}``."""
 
     per_seed: dict[str, PairedDifference]
     interval: Interval
     pooled: PooledDifference
+    verdict: SeedVerdict
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "per_seed": {s: d.to_dict() for s, d in self.per_seed.items()},
             "interval": self.interval.to_dict(),
             "pooled": self.pooled.to_dict(),
+            "verdict": self.verdict.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Contrast:
         per_seed = {s: PairedDifference.from_dict(x) for s, x in d["per_seed"].items()}
-        return cls(per_seed, Interval.from_dict(d["interval"]), PooledDifference.from_dict(d["pooled"]))
+        verdict = SeedVerdict.from_dict(d["verdict"]) if "verdict" in d else seed_verdict(per_seed.values())
+        return cls(per_seed, Interval.from_dict(d["interval"]), PooledDifference.from_dict(d["pooled"]), verdict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +105,10 @@ class ExperimentSummary:
         The scale's settings and the wall time (:func:`hlsm.lm.experiment.run_and_summarise`).
     published : dict or None
         Reference accuracies ``{arm: {label: accuracy}}`` to show beside ours.
+    calibration : dict
+        ``{arm: {seed: Calibration or None}}``: each arm's SFT run at its gate (None: no gate).
+    curves : dict
+        ``{arm: {seed: [CurvePoint]}}``: the RL learning curves (empty lists for SFT-only arms).
     extra : dict
         Any other top-level entries an experiment saves with its results (e.g. the held-out skills),
         written after the others.
@@ -98,6 +120,8 @@ class ExperimentSummary:
     runs: dict[str, dict[str, str | None]]
     settings: dict[str, Any] | None = None
     published: dict[str, dict[str, float]] | None = None
+    calibration: dict[str, dict[str, Calibration | None]] = field(default_factory=dict)
+    curves: dict[str, dict[str, list[CurvePoint]]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,6 +143,10 @@ class ExperimentSummary:
             out["settings"] = self.settings
         if self.published is not None:
             out["published"] = self.published
+        out["calibration"] = {
+            arm: {s: None if c is None else c.to_dict() for s, c in by.items()} for arm, by in self.calibration.items()
+        }
+        out["curves"] = {arm: {s: [p.to_dict() for p in c] for s, c in by.items()} for arm, by in self.curves.items()}
         return out | self.extra
 
     @classmethod
@@ -137,6 +165,14 @@ class ExperimentSummary:
             runs=d["runs"],
             settings=d.get("settings"),
             published=d.get("published"),
+            calibration={
+                arm: {s: None if c is None else Calibration.from_dict(c) for s, c in by.items()}
+                for arm, by in d.get("calibration", {}).items()
+            },
+            curves={
+                arm: {s: [CurvePoint.from_dict(p) for p in c] for s, c in by.items()}
+                for arm, by in d.get("curves", {}).items()
+            },
             extra={k: v for k, v in d.items() if k not in _SUMMARY_KEYS},
         )
 
@@ -145,6 +181,8 @@ def summarise(
     results: Mapping[str, Mapping[int, Mapping[str, Any]]],
     splits: Mapping[str, tuple[str, Keep | None]],
     contrasts: Sequence[tuple[str, str]] = (),
+    *,
+    margin: float = 0.03,
 ) -> ExperimentSummary:
     """Per-seed and across-seed accuracy on named ``splits`` (``{label: (split, keep)}``) and contrasts.
 
@@ -157,6 +195,8 @@ def summarise(
         Labels of the summary; a split the design lacks is left out.
     contrasts
         ``(a, b)`` arm pairs: ``a - b`` on the same examples (the paired SE over the kept examples).
+    margin
+        The equivalence margin of the verdicts (:func:`hlsm.stats.seed_verdict`; 0.03 = 3 points).
     """
     records = {arm: {s: EvaluationRecord.from_dict(ev) for s, ev in by.items()} for arm, by in results.items()}
     first = next(iter(next(iter(records.values())).values()))
@@ -181,9 +221,21 @@ def summarise(
                 for s in records[a]
             }
             interval = t_interval(d.difference for d in diffs.values())
-            table[label] = Contrast(diffs, interval, pooled_difference(diffs.values()))
+            verdict = seed_verdict(diffs.values(), margin=margin)
+            table[label] = Contrast(diffs, interval, pooled_difference(diffs.values()), verdict)
     runs = {arm: {str(s): ev.get("run") for s, ev in by.items()} for arm, by in results.items()}
-    return ExperimentSummary(per_seed, summary, out, runs)
+    calibration = {
+        arm: {
+            str(s): None if ev.get("calibration") is None else Calibration.from_dict(ev["calibration"])
+            for s, ev in by.items()
+        }
+        for arm, by in results.items()
+    }
+    curves = {
+        arm: {str(s): [CurvePoint.from_dict(p) for p in ev.get("curve", [])] for s, ev in by.items()}
+        for arm, by in results.items()
+    }
+    return ExperimentSummary(per_seed, summary, out, runs, calibration=calibration, curves=curves)
 
 
 def _kept(evaluation: EvaluationRecord, split: str, keep: Keep | None) -> list[ExampleRecord]:

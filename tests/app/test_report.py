@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from hlsm.app.report import arm_report, interval_cell, markdown_table, percent
+from hlsm.lm.records import Calibration
 from hlsm.lm.summary import Contrast, ExperimentSummary
-from hlsm.stats import Accuracy, Interval, PairedDifference, PooledDifference, t_interval
+from hlsm.stats import Accuracy, Interval, PairedDifference, pooled_difference, seed_verdict, t_interval
 
 
 def test_table_and_cells() -> None:
@@ -23,20 +24,53 @@ def test_interval_cell_reads_the_producers_interval() -> None:
     assert interval_cell(t_interval([None])) == "-"
 
 
-def test_arm_report() -> None:
-    row = Accuracy(n=10, accuracy=0.5, se=0.1)
-    paired = PairedDifference(n=10, difference=0.1, se=0.02)
-    results = ExperimentSummary(
-        per_seed={"a": {"0": {"unseen": row}}, "b": {"0": {"unseen": Accuracy(10, None, 0.1)}}},
-        summary={"a": {"unseen": Interval(1, 0.5, None, None)}, "b": {"unseen": Interval(0, None, None, None)}},
-        contrasts={
-            "a - b": {"unseen": Contrast({"0": paired}, Interval(1, 0.1, None, None), PooledDifference(1, 0.1, 0.02))}
+def _contrast(diffs: dict[str, float], se: float = 0.02) -> Contrast:
+    per_seed = {s: PairedDifference(n=200, difference=d, se=se) for s, d in diffs.items()}
+    values = list(per_seed.values())
+    return Contrast(per_seed, t_interval(diffs.values()), pooled_difference(values), seed_verdict(values))
+
+
+def _results(diffs: dict[str, float], calibration: Calibration | None = None) -> ExperimentSummary:
+    row = Accuracy(n=200, accuracy=0.5, se=0.035)
+    seeds = list(diffs)
+    return ExperimentSummary(
+        per_seed={
+            "a": {s: {"unseen": row} for s in seeds},
+            "b": {s: {"unseen": Accuracy(200, None, 0.1)} for s in seeds},
         },
-        runs={"a": {"0": None}, "b": {"0": None}},
-        settings={"scale": "tiny", "eval_examples": 10},
+        summary={
+            "a": {"unseen": Interval(len(seeds), 0.5, None, None)},
+            "b": {"unseen": Interval(0, None, None, None)},
+        },
+        contrasts={"a - b": {"unseen": _contrast(diffs)}},
+        runs={"a": {s: None for s in seeds}, "b": {s: None for s in seeds}},
+        settings={"scale": "tiny", "eval_examples": 200},
         published={"a": {"unseen": 0.4}},
+        calibration={"a": {s: calibration for s in seeds}, "b": {s: calibration for s in seeds}},
     )
-    text = arm_report(results, "T", "claim", [("a - b", "unseen", "a > b"), ("a - b", "deeper_4", "a > b deeper")])
+
+
+def test_arm_report_one_seed_shows_the_paired_se_and_no_verdict() -> None:
+    text = arm_report(_results({"0": 0.1}), "T", "claim", [("a - b", "unseen", "a > b"), ("a - b", "deeper_4", "x")])
     assert "| a | 50.0% (50.0); published 40.0% |" in text and "| b | - (-) |" in text
-    assert "| a - b on unseen | a > b | +10.0 ± 2.0 | **held** |" in text
-    assert "not measured at this scale" in text
+    assert "| a - b on unseen | a > b | +10.0 | +10.0 ± 2.0 (paired SE; +5.0 SE) | - | **too few seeds** |" in text
+    assert "| a - b on deeper_4 | x | - | - | - | **not measured at this scale** |" in text
+    assert "SFT quality per seed" not in text  # no gate: no calibration table
+
+
+def test_arm_report_judges_on_the_seed_interval() -> None:
+    """A consistent effect over 3 seeds is held; one carried by a single seed is not resolved; a flat
+    one is no effect; the table states the smallest detectable effect."""
+    gate = Calibration(True, 1800, 4000, 0.973, 1.0, 0.95, 0.98, 256)
+    held = arm_report(_results({"0": 0.20, "1": 0.22, "2": 0.21}, gate), "T", "c", [("a - b", "unseen", "a > b")])
+    assert "| a - b on unseen | a > b | +20.0 / +22.0 / +21.0 | +21.0 [+18.5, +23.5] |" in held and "**held**" in held
+    assert "| a, b | 97.3 / 100.0 @ 1,800 | 97.3 / 100.0 @ 1,800 | 97.3 / 100.0 @ 1,800 |" in held
+    assert "step cap 4,000" in held
+    one_seed = arm_report(_results({"0": 0.20, "1": 0.0, "2": 0.01}), "T", "c", [("a - b", "unseen", "a > b")])
+    assert "**not resolved**" in one_seed
+    flat = arm_report(_results({"0": 0.004, "1": -0.003, "2": 0.001}), "T", "c", [("a - b", "unseen", "a > b")])
+    assert "**no effect**" in flat
+    row = next(line for line in held.splitlines() if line.startswith("| a - b on unseen"))
+    detectable = float(row.split(" | ")[4])
+    v = seed_verdict([PairedDifference(200, d, 0.02) for d in (0.20, 0.22, 0.21)])
+    assert v.detectable is not None and detectable == round(100 * v.detectable, 1)

@@ -22,6 +22,7 @@ TINY: dict[str, dict[str, Any]] = {
     "finding2_interfaces": {"scale": "tiny"},
     "finding3_rl_support": {"scale": "tiny"},
     "finding4_sft_coverage": {"scale": "tiny"},
+    "learning_curves": {"scale": "tiny"},
     "three_views": {"scale": "tiny", "fit_steps": 60, "fit_restarts": 2},
     "vi_vs_checker": {"designs": 2, "steps": 60, "restarts": 2},
     "trace_distributions": {"n_sft": 12, "n_rl": 6, "n_unseen": 6, "n_deeper": 4, "traces_per_split": 400},

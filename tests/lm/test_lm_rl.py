@@ -25,6 +25,7 @@ from hlsm.lm.checkpoint import load_checkpoint
 from hlsm.lm.dataset import Source
 from hlsm.lm.model import GPT, GPTConfig
 from hlsm.lm.pg import kl_k3, loo_advantages, reinforce_loss
+from hlsm.lm.records import read_curve
 from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RLConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, curriculum_programs, mixed_groups, round_sources
@@ -35,6 +36,7 @@ from hlsm.lm.sft_config import SFTConfig
 from hlsm.programs import Program
 from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
+from hlsm.stats import Accuracy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RL_TINY = CONFIGS / "rl_tiny.toml"
@@ -318,6 +320,27 @@ def test_train_rl_writes_metrics_checkpoint_and_summary(sft_ckpt: Path, tmp_path
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt.step == result.updates and ckpt.extra["traces"] == 256
     assert all(torch.equal(v, ckpt.model[k]) for k, v in result.model.state_dict().items())
+
+
+def test_the_learning_curve_scores_the_budget_points_and_survives_a_resume(sft_ckpt: Path, tmp_path: Path) -> None:
+    """``curve = [0, 0.25, 0.5, 1]``: the SFT policy before any update, the first update at or past
+    each quarter, the end; a run killed after its first update and resumed gives the same curve."""
+    config = rl_tiny(curve=[1.0, 0.25, 0, 0.5], min_mixed_groups=1)
+    out = tmp_path / "rl"
+    result = train_rl(config, sft_ckpt, out, progress=False)
+    curve = read_curve(out)
+    assert [p.fraction for p in curve] == [0.0, 0.25, 0.5, 1.0]
+    assert curve[0].traces == 0 and curve[-1].traces == result.traces == 256
+    assert all(p.traces >= p.fraction * 256 for p in curve) and [p.traces for p in curve] == sorted(
+        p.traces for p in curve
+    )
+    assert curve[-1].splits == {k: Accuracy(v["n"], v["accuracy"], v["se"]) for k, v in result.evaluation.items()}
+    other = train_rl(rl_tiny(curve=[0], lr=0.1, budget_traces=32), sft_ckpt, tmp_path / "other", progress=False)
+    assert other.traces == 32 and read_curve(tmp_path / "other")[0] == curve[0]  # point 0 is the SFT policy
+    killed = tmp_path / "killed"
+    train_rl(config, sft_ckpt, killed, progress=False, stop_at=1)
+    train_rl(config, sft_ckpt, killed, resume=True, progress=False)
+    assert read_curve(killed) == curve
 
 
 def test_a_rl_run_restores_the_thread_count(sft_ckpt: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from hlsm.lm.data import TaskFormat, make_tokenizer
 from hlsm.lm.dataset import SourceConfig, resolve_source, sample_examples
 from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.records import read_calibration
 from hlsm.lm.sft import TrainingError, lm_loss, lr_factor, train_sft
-from hlsm.lm.sft_config import SFTConfig, TrainingConfig
+from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
 from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
 
@@ -277,7 +279,9 @@ def test_lm_benchmarks_run_and_report_a_ratio() -> None:
     train = run_benchmark("train", n=8, steps=4, progress=False)
     assert train["ratio"] > 0 and train["tokens_per_s"] > 0 and train["mfu"] is None
     assert run_benchmark("train", n=4, steps=1, peak_tflops=1.0, progress=False)["mfu"] > 0
-    for result in (sample, train):  # model FLOPs against the matmul rate measured in the same run
+    rl = run_benchmark("rl", n=4, group_size=2, rounds=1, scale="tiny", progress=False)
+    assert rl["ratio"] > 0 and rl["rl_traces_per_s"] > 0 and rl["prompts"] == 4
+    for result in (sample, train, rl):  # model FLOPs against the matmul rate measured in the same run
         assert result["matmul_peak_gflops"] > 0 and 0 < result["fraction_of_peak"] < 1
         assert result["fraction_of_peak"] == pytest.approx(
             result["achieved_gflops"] / result["matmul_peak_gflops"], rel=1e-2
@@ -327,3 +331,53 @@ def test_a_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
     a = load_checkpoint(tmp_path / "killed" / "checkpoint.pt").model
     b = load_checkpoint(tmp_path / "whole" / "checkpoint.pt").model
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _gated(seen: float, atomic: float, every: int = 10, **training: Any) -> SFTConfig:
+    raw = load_toml(TINY)
+    raw["training"] |= training
+    raw["gate"] = {"seen": seen, "atomic": atomic, "every": every, "examples": 16}
+    return SFTConfig.from_dict(raw)
+
+
+def test_the_gate_stops_a_calibrated_run_at_its_first_passing_check(tmp_path: Path) -> None:
+    """Thresholds of 0 pass at the first check: the run stops there, checkpoint, summary and
+    calibration record all at that step; the config round-trips with its gate."""
+    config = _gated(0.0, 0.0)
+    assert SFTConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    result = train_sft(config, tmp_path / "run", progress=False)
+    out = tmp_path / "run"
+    assert result.step == 10 and result.calibration is not None and result.calibration.passed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == 10 and summary["calibration"]["passed"] and summary["calibration"]["steps_cap"] == 30
+    assert load_checkpoint(out / "checkpoint.pt").step == 10
+    gates = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"gate"' in x]
+    assert [g["step"] for g in gates] == [10] and set(gates[0]["splits"]) == {"seen", "atomic"}
+    assert read_calibration(out) == result.calibration
+
+
+def test_an_uncalibrated_checkpoint_is_refused_by_rl_and_by_an_experiment(tmp_path: Path) -> None:
+    """Impossible thresholds: SFT runs to its cap and records the failure; RL refuses the checkpoint
+    with the numbers and the fix (unless allow_uncalibrated); an experiment arm stops before RL."""
+    from hlsm.lm.experiment import Arm, CalibrationError, run_arm
+    from hlsm.lm.presets import scale_preset
+    from hlsm.lm.reinforce import train_rl
+    from hlsm.lm.rl_config import RLConfig
+
+    out = tmp_path / "sft"
+    result = train_sft(_gated(1.0, 1.0, every=10), out, progress=False)  # 30 steps cannot reach 100%
+    calibration = read_calibration(out)
+    assert calibration is not None and not calibration.passed and calibration.step == 30 == result.step
+    assert json.loads((out / "summary.json").read_text())["step"] == 30  # a finished (failed) run
+    raw = load_toml(CONFIGS / "rl_tiny.toml")
+    with pytest.raises(TrainingError, match=r"did not pass its calibration gate: seen .*% \(>= 100%\).*raise"):
+        train_rl(RLConfig.from_dict(raw), out, tmp_path / "rl", progress=False)
+    assert not (tmp_path / "rl").exists()
+    raw["rl"] |= {"allow_uncalibrated": True, "budget_traces": 32}
+    assert train_rl(RLConfig.from_dict(raw), out, tmp_path / "rl", progress=False).traces == 32
+
+    scale = scale_preset("tiny")
+    scale = replace(scale, sft=replace(scale.sft, gate=GateConfig(seen=1.0, atomic=1.0, every=0, examples=16)))
+    with pytest.raises(CalibrationError, match="arm 'rl', seed 0: SFT run .* did not pass"):
+        run_arm(Arm("rl", rl={"rl_kind": "compound"}), scale, 0, tmp_path / "cache")
+    assert [p.name[:4] for p in (tmp_path / "cache").iterdir()] == ["sft-"]  # no RL run was started

@@ -88,7 +88,17 @@ def test_saved_summary_round_trips() -> None:
     out = summarise(_results(), {"unseen": ("unseen", None)}, [("a", "b")])
     out = replace(out, settings={"scale": "tiny"}, published={"a": {"unseen": 0.5}}, extra={"held_out": ["sort"]})
     saved = json.loads(json.dumps(out.to_dict()))
-    assert list(saved) == ["per_seed", "summary", "contrasts", "runs", "settings", "published", "held_out"]
+    assert list(saved) == [
+        "per_seed",
+        "summary",
+        "contrasts",
+        "runs",
+        "settings",
+        "published",
+        "calibration",
+        "curves",
+        "held_out",
+    ]
     assert ExperimentSummary.from_dict(saved) == out
     assert ExperimentSummary.from_dict(saved).to_dict() == saved
     assert saved["contrasts"]["a - b"]["unseen"]["per_seed"]["2"] == PairedDifference(6, 0.0, 0.0).to_dict()
