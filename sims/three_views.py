@@ -32,7 +32,7 @@ from hlsm.infer.bayes import compare_with_checker
 from hlsm.infer.fitting import FitConfig
 from hlsm.io import write_json, write_text
 from hlsm.lm.experiment import Arm, arm_sft_config, run_arm
-from hlsm.lm.presets import SCALES, ExperimentScale, held_out_design, scale_preset
+from hlsm.lm.presets import GATE, SCALES, ExperimentScale, held_out_design, scale_preset
 from hlsm.lm.records import EvaluationRecord
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.runtime import torch_threads
@@ -70,7 +70,8 @@ def views_scale(name: str) -> ExperimentScale:
     raw["spec"]["skills"] = [*raw["spec"]["skills"], "complement"]
     raw["design"] |= {"n_sft": 12, "n_rl": 8, "n_unseen": 12, "n_deeper": 12}
     raw["model"] |= {"n_layer": 2, "n_head": 4, "d_model": 64}
-    raw["training"] |= {"steps": 1500 if name == "cpu" else 3000, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50}
+    raw["training"] |= {"steps": 3000, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50}
+    raw["gate"] = dict(GATE)  # SFT stops once calibrated; 3,000 steps is the cap
     raw["training"] |= {"checkpoint_every": 250, "log_every": 50}
     rl = replace(tiny.rl.rl, budget_traces=8_000 if name == "cpu" else 40_000, lr=3e-4, group_size=8)
     rl = replace(rl, prompts_per_round=16, min_mixed_groups=4)

@@ -251,7 +251,7 @@ def main(cfg: Config) -> dict[str, Any]:
 
 SCALES = {
     "tiny": {"designs": 4, "stress_designs": 2, "budget_designs": 2, "finite_designs": 4},
-    "cpu": {"designs": 40, "stress_designs": 10, "budget_designs": 12, "finite_designs": 30},
+    "cpu": {"designs": 24, "stress_designs": 6, "budget_designs": 10, "finite_designs": 20},
     "gpu": {"designs": 200, "stress_designs": 60, "budget_designs": 30, "finite_designs": 100},
 }
 """Design counts per scale (the checks run on CPU at every scale)."""
