@@ -13,7 +13,8 @@ run resumed from a checkpoint continues exactly as the uninterrupted run (same f
 Files in the output folder (rank 0 only): ``config.json``; ``metrics.jsonl``, one JSON object a
 line — ``{"kind": "train", "step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s"}`` every
 ``log_every`` steps and ``{"kind": "eval", "step", "splits": {name: {"n", "accuracy", "se",
-"malformed"}}}`` every ``eval_every`` steps and at the end; ``checkpoint.pt`` (latest, see
+"malformed"}}}`` every ``eval_every`` steps and at the end; ``{"kind": "gate", "step", "splits"}``
+at every gate check; ``checkpoint.pt`` (latest, see
 :mod:`hlsm.lm.checkpoint`); ``summary.json`` at the end (with the ``calibration`` record,
 :class:`hlsm.lm.records.Calibration`, when the config has a gate).
 
