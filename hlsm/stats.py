@@ -13,11 +13,8 @@ Pure functions on numbers and sequences (no torch), importable from every layer.
   covers the true mean with probability ``level`` when the ``x_s`` are normal;
 * the per-seed paired differences pooled over seeds, ``mean_s d_s`` with
   ``SE = sqrt(sum_s SE_s^2) / k`` (:func:`pooled_difference`): the examples' noise only (examples
-  are independent across seeds), not the seed-to-seed spread, which with 2-3 seeds the t interval
-  shows too widely to read;
-* a prediction "``a > b``" *held* when the pooled difference is more than ``z`` standard errors
-  above 0 (:func:`verdict`) — the examples' noise only;
-* the seed-aware verdict (:func:`seed_verdict`): the per-seed paired differences ``d_s`` (each
+  are independent across seeds), not the seed-to-seed spread: shown in tables, never a verdict;
+* the verdict (:func:`seed_verdict`): the per-seed paired differences ``d_s`` (each
   carrying its seed's example noise) have the Student-t interval over seeds, so both the examples'
   noise and the seed-to-seed spread enter; *held* when the interval is above 0, *refuted* when it is
   below 0, *no effect* when it lies inside ``(-margin, margin)``, else *not resolved*; with the
@@ -193,35 +190,6 @@ def pooled_difference(diffs: Iterable[PairedDifference]) -> PooledDifference:
         return PooledDifference(0, None, None)
     k = len(rows)
     return PooledDifference(k, sum(d for d, _ in rows) / k, pooled_se([se for _, se in rows]))
-
-
-class Verdict(StrEnum):
-    """The verdict on a prediction ``a > b`` from a pooled paired difference ``a - b``."""
-
-    HELD = "held"
-    """More than ``z`` standard errors above 0."""
-    REVERSED = "reversed"
-    """More than ``z`` standard errors below 0."""
-    NOT_RESOLVED = "not resolved"
-    """Within ``z`` standard errors of 0."""
-    NO_EFFECT = "no effect"
-    """Both arms gave the same answer on every example (difference and SE 0)."""
-    NOT_MEASURED = "not measured"
-    """No pooled difference, or one without a difference or SE."""
-
-
-def verdict(pooled: PooledDifference | None, z: float = 2.0) -> Verdict:
-    """:class:`Verdict` of a prediction ``a > b``: the pooled difference ``d`` against ``z`` SEs.
-
-    ``held`` when ``d > z SE``, ``reversed`` when ``d < -z SE``, else ``not resolved``; ``no effect``
-    when ``d = SE = 0`` (the arms agree on every example); ``not measured`` without ``d`` or ``SE``.
-    """
-    if pooled is None or pooled.difference is None or pooled.se is None:
-        return Verdict.NOT_MEASURED
-    d, se = pooled.difference, pooled.se
-    if d == 0 and se == 0:
-        return Verdict.NO_EFFECT
-    return Verdict.HELD if d > z * se else Verdict.REVERSED if d < -z * se else Verdict.NOT_RESOLVED
 
 
 class SeedOutcome(StrEnum):

@@ -16,7 +16,6 @@ from hlsm.stats import (
     PairedDifference,
     PooledDifference,
     SeedOutcome,
-    Verdict,
     binomial_se,
     paired_difference,
     pooled_difference,
@@ -25,7 +24,6 @@ from hlsm.stats import (
     rounded,
     seed_verdict,
     t_interval,
-    verdict,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -159,29 +157,6 @@ def test_pooled_difference_covers_the_true_difference() -> None:
         covered += abs(out.difference - 0.1) <= 2 * out.se
     # P(|Z| <= 2) = 0.9545; the coverage of R intervals has SE about 0.0066; 4 SEs
     assert abs(covered / R - 0.9545) < 4 * math.sqrt(0.9545 * 0.0455 / R)
-
-
-def test_verdict_two_standard_errors() -> None:
-    assert verdict(PooledDifference(1, 0.05, 0.02)) == "held"
-    assert verdict(PooledDifference(1, 0.03, 0.02)) == "not resolved"
-    assert verdict(PooledDifference(1, -0.05, 0.02)) == "reversed"
-    assert verdict(PooledDifference(0, None, None)) == "not measured"
-    assert verdict(PooledDifference(1, 0.0, 0.0)) == "no effect"
-    assert verdict(None) is Verdict.NOT_MEASURED
-    assert f"**{verdict(PooledDifference(1, 0.05, 0.02))}**" == "**held**"  # as the reports print it
-    assert verdict(PooledDifference(1, 0.05, 0.02), z=3.0) == "not resolved"
-
-
-def test_verdicts_on_synthetic_experiments() -> None:
-    """A real effect is held, no effect is not resolved, identical arms are no effect."""
-    rng = np.random.default_rng(2)
-    effect = pooled_difference(paired_difference(*_pairs(rng, 2000)) for _ in range(3))
-    assert verdict(effect) is Verdict.HELD  # E d = 0.1, SE about 0.007
-    a, b = _pairs(rng, 2000)
-    null = pooled_difference([paired_difference(a, b), paired_difference(b, a)])  # mean exactly 0
-    assert verdict(null) is Verdict.NOT_RESOLVED
-    same = pooled_difference(paired_difference(a, a) for _ in range(3))
-    assert verdict(same) is Verdict.NO_EFFECT
 
 
 # ---------------------------------------------------------------------------------------------

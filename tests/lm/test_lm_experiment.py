@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from hlsm.lm.experiment import Arm, ExperimentError, run_arm
+from hlsm.lm.experiment import Arm, CalibrationError, ExperimentError, run_arm, run_experiment
 from hlsm.lm.presets import scale_preset
+from hlsm.lm.sft_config import GateConfig
 from hlsm.lm.summary import summarise
 from hlsm.runtime import torch_threads
 
@@ -40,3 +42,31 @@ def test_an_arm_restores_the_thread_count(tmp_path: Path) -> None:
     with torch_threads(2):
         run_arm(Arm("sft"), scale_preset("tiny"), 0, tmp_path)
         assert torch.get_num_threads() == 2
+
+
+def test_stages_on_two_workers_give_the_serial_results(tmp_path: Path) -> None:
+    """run_experiment on a pool of 2 (SFT stage, RL stage, evaluation stage) trains each shared run
+    once and gives, arm by arm and seed by seed, what run_arm gives in this process."""
+    scale = replace(scale_preset("tiny"), seeds=(0, 1), workers=2)
+    arms = (Arm("sft"), Arm("rl", rl={"rl_kind": "compound"}), Arm("rl again", rl={"rl_kind": "compound"}))
+    pooled = run_experiment(arms, scale, tmp_path / "pool")
+    assert len(list((tmp_path / "pool").glob("sft-*"))) == 2 and len(list((tmp_path / "pool").glob("rl-*"))) == 2
+    serial = replace(scale, workers=1)
+    for arm in arms:
+        for seed in scale.seeds:
+            alone = run_arm(arm, serial, seed, tmp_path / "serial")
+            got = pooled[arm.name][seed]
+            assert got["splits"] == alone["splits"] and got["curve"] == alone["curve"]
+            assert got["calibration"] == alone["calibration"] and got["calibration"]["passed"]
+    assert pooled["rl"][0]["curve"] and pooled["sft"][0]["curve"] == []
+
+
+def test_an_experiment_names_every_refused_seed_before_any_rl(tmp_path: Path) -> None:
+    scale = scale_preset("tiny")
+    gate = GateConfig(seen=1.0, atomic=1.0, every=0, examples=8)
+    scale = replace(scale, seeds=(0, 1), sft=replace(scale.sft, gate=gate))
+    with pytest.raises(CalibrationError) as info:
+        run_experiment((Arm("sft"), Arm("rl", rl={"rl_kind": "compound"})), scale, tmp_path)
+    message = str(info.value)
+    assert "arm 'sft', seed 0" in message and "arm 'rl', seed 1" in message and "did not pass" in message
+    assert not list(tmp_path.glob("rl-*"))
