@@ -106,6 +106,11 @@ class KVCache:
         self.keys: list[Tensor | None] = [None] * n_layer
         self.values: list[Tensor | None] = [None] * n_layer
 
+    def repeat_interleave(self, repeats: int) -> None:
+        """Copy every row ``repeats`` times in place of it (row ``b`` becomes rows ``b*repeats ..``)."""
+        self.keys = [None if k is None else k.repeat_interleave(repeats, dim=0) for k in self.keys]
+        self.values = [None if v is None else v.repeat_interleave(repeats, dim=0) for v in self.values]
+
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store ``(B, H, T, d_head)`` keys/values at ``pos .. pos+T-1``; return all ``pos+T`` of them."""
         B, H, T, D = k.shape

@@ -145,7 +145,7 @@ def sample_groups(
         rows = torch.nonzero(prompts.prompt_len == P).squeeze(1)
         programs = tuple(prompts.programs[i] for i in rows.tolist())
         budget = max(fmt.trace_length(spec, p.depth) for p in programs)
-        ids = prompts.ids[rows, :P].repeat_interleave(group_size, dim=0).to(device)
+        ids = prompts.ids[rows, :P].to(device)  # each prompt runs once; its group shares the cache
         with autocast if autocast is not None else contextlib.nullcontext():
             gen = generate(
                 model,
@@ -155,6 +155,7 @@ def sample_groups(
                 temperature=temperature,
                 generator=generator,
                 pad_id=tokenizer.pad,
+                repeats=group_size,
             )
         new = gen.new_tokens.cpu()
         rewards = torch.zeros(len(rows), group_size)

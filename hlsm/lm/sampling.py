@@ -95,8 +95,9 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     pad_id: int | None = None,
+    repeats: int = 1,
 ) -> Generation:
-    """Continue ``(B, P)`` prompts by up to ``max_new_tokens`` tokens each.
+    """Continue ``(B, P)`` prompts by up to ``max_new_tokens`` tokens each (``repeats`` times each).
 
     Parameters
     ----------
@@ -117,6 +118,11 @@ def generate(
         KV-cache decoding (True) or recompute the full sequence each step (the reference).
     pad_id
         Token written after EOS (default ``eos_id``).
+    repeats
+        Continue every prompt this many times: the rows of the result are prompt 0's ``repeats``
+        continuations, then prompt 1's, ... (as for ``prompts.repeat_interleave(repeats, 0)``). With
+        the KV cache the prompts are run through the model once and their cache and last logits
+        copied, instead of once per continuation (a group of RL traces shares its prompt).
 
     Returns
     -------
@@ -129,6 +135,12 @@ def generate(
         raise GenerationError(f"temperature must be positive, got {temperature}")
     device = next(model.parameters()).device
     prompt = as_prompt_batch(prompts, device)
+    if repeats < 1:
+        raise GenerationError(f"repeats must be at least 1, got {repeats}")
+    if repeats > 1 and not use_cache:
+        prompt, repeats = prompt.repeat_interleave(repeats, dim=0), 1
+    unique = prompt
+    prompt = prompt.repeat_interleave(repeats, dim=0) if repeats > 1 else prompt
     B, P = prompt.shape
     if P < 1:
         raise GenerationError("prompts must hold at least one token")
@@ -149,7 +161,10 @@ def generate(
     try:
         with torch.no_grad():
             cache = model.new_cache(total) if use_cache else None
-            logits = model(prompt, cache)[:, -1]
+            logits = model(unique, cache)[:, -1]
+            if repeats > 1 and cache is not None:
+                cache.repeat_interleave(repeats)
+                logits = logits.repeat_interleave(repeats, dim=0)
             for t in range(max_new_tokens):
                 logp = torch.log_softmax(logits.float() / temperature, dim=-1)
                 if greedy:

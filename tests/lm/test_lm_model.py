@@ -109,6 +109,26 @@ def test_cached_greedy_generation_equals_no_cache_generation() -> None:
     assert torch.equal(a.tokens, b.tokens)
 
 
+def test_repeats_share_the_prompt_pass_and_sample_as_repeated_prompts() -> None:
+    """``repeats = G`` runs each prompt once and copies its cache: the same draws, log-probs and
+    masks as generating from the prompts repeated G times (with and without the cache)."""
+    model = make_model(seed=5)
+    prompts = torch.randint(3, V, (4, 7))
+    shared = generate(model, prompts, 20, eos_id=2, generator=torch.Generator().manual_seed(2), repeats=3)
+    repeated = generate(
+        model, prompts.repeat_interleave(3, 0), 20, eos_id=2, generator=torch.Generator().manual_seed(2)
+    )
+    plain = generate(
+        model, prompts, 20, eos_id=2, generator=torch.Generator().manual_seed(2), repeats=3, use_cache=False
+    )
+    for other in (repeated, plain):
+        assert torch.equal(shared.tokens, other.tokens) and torch.equal(shared.mask, other.mask)
+        torch.testing.assert_close(shared.logprobs, other.logprobs, rtol=0, atol=1e-5)
+    assert shared.tokens.shape == (12, 27) and torch.equal(shared.tokens[:3, :7], prompts[[0, 0, 0]])
+    with pytest.raises(GenerationError, match="repeats"):
+        generate(model, prompts, 5, eos_id=2, repeats=0)
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_logprobs_equal_log_softmax_of_recomputed_logits(temperature: float) -> None:
     model = make_model(seed=4)
