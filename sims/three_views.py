@@ -120,7 +120,9 @@ def run_arm_views(arm: Arm, scale: ExperimentScale, seed: int, cache: str, cfg: 
     )
     with torch_threads(1):
         comparison = compare_with_checker(spec, concat(parts), sft + rl, candidates, fit_config)
-    accuracy = _transformer_accuracy(EvaluationRecord.from_dict(run_arm(arm, scale, seed, cache)))
+    evaluated = run_arm(arm, scale, seed, cache)
+    accuracy = _transformer_accuracy(EvaluationRecord.from_dict(evaluated))
+    calibration = evaluated.get("calibration")
     rows = []
     for view, in_g in zip(comparison.views, comparison.checker, strict=True):
         rows.append(
@@ -134,6 +136,7 @@ def run_arm_views(arm: Arm, scale: ExperimentScale, seed: int, cache: str, cfg: 
                 "vi_identified": view.identified,
                 "vi_confidence": view.confidence,
                 "transformer": accuracy.get(view.program),
+                "sft_calibration": calibration,
             }
         )
     return rows
@@ -159,8 +162,18 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "transformer_in_g": mean(in_g),
             "transformer_not_in_g": mean(out_g),
             "transformer_checker_agreement": mean([float(a) for a in solved_agree]),
+            "sft_calibration": {str(r["seed"]): r.get("sft_calibration") for r in both},
         }
     return out
+
+
+def _calibration_cell(by_seed: dict[str, Any]) -> str:
+    """SFT quality per seed at its calibration gate (``seen / atomic @ step``)."""
+    cells = [
+        "no gate" if c is None else f"{100 * c['seen']:.1f} / {100 * c['atomic']:.1f} @ {c['step']:,}"
+        for c in by_seed.values()
+    ]
+    return "; ".join(cells) or "-"
 
 
 def report(results: dict[str, Any]) -> str:
@@ -173,6 +186,7 @@ def report(results: dict[str, Any]) -> str:
             percent(s["transformer_in_g"]),
             percent(s["transformer_not_in_g"]),
             percent(s["transformer_checker_agreement"]),
+            _calibration_cell(s.get("sft_calibration", {})),
         )
         for arm, s in results["summary"].items()
     ]
@@ -187,7 +201,8 @@ def report(results: dict[str, Any]) -> str:
             "## Three views of identifiability (`sims/three_views.py`)\n",
             (__doc__ or "").split("\n\n")[1],
             f"\nScale `{results['config']['scale']}`, seeds {results['config']['seeds']}; held-out skill "
-            f"{', '.join(HELD_OUT)}; a program is solved by the transformer at greedy accuracy >= {SOLVED:.0%}.\n",
+            f"{', '.join(HELD_OUT)}; a program is solved by the transformer at greedy accuracy >= {SOLVED:.0%}. SFT "
+            "trains until its calibration gate passes (last column: seen / atomic greedy accuracy where it stopped).\n",
             markdown_table(
                 (
                     "support",
@@ -197,6 +212,7 @@ def report(results: dict[str, Any]) -> str:
                     "transformer, in G",
                     "transformer, not in G",
                     "solved = in G",
+                    "SFT seen / atomic % @ step, per seed",
                 ),
                 rows,
             ),

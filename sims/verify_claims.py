@@ -262,8 +262,10 @@ def write_report(results: dict[str, Any], cfg: Config, out: Path) -> Path:
     from hlsm.app.report import markdown_table
 
     verify = results["verify"]
-    rows = [(claim, row["n"], f"{row['rate']:.3f}") for claim, row in verify["claims"].items()]
-    worst = min((row["rate"] for row in verify["claims"].values()), default=None)
+    claims = {c: row for c, row in verify["claims"].items() if not c.startswith("rate:")}
+    rates = {c.removeprefix("rate:"): row for c, row in verify["claims"].items() if c.startswith("rate:")}
+    rows = [(claim, row["n"], f"{row['rate']:.3f}") for claim, row in claims.items()]
+    worst = min((row["rate"] for row in claims.values()), default=None)
     lowest = "-" if worst is None else f"{worst:.3f}"
     skipped = verify["skipped_over_budget"] or "none"
     finite = results["finite_sample_tab"]
@@ -274,6 +276,8 @@ def write_report(results: dict[str, Any], cfg: Config, out: Path) -> Path:
         f"\n{cfg.designs} random designs and {cfg.stress_designs} per stress family ({', '.join(STRESS_FAMILIES)}); "
         f"designs over the oracle's budget skipped: {skipped}. Lowest agreement over all checks: {lowest}.\n",
         markdown_table(("check", "n", "agreement with the oracle"), rows),
+        "\nDescriptive rates (how often a case occurs; not agreement checks):\n",
+        markdown_table(("rate", "n", "value"), [(c, row["n"], f"{row['rate']:.3f}") for c, row in rates.items()]),
         f"\n![budget](budget.png)\n\nGeneralisation set against the RL budget ({cfg.budget_designs} designs per "
         "protocol; one fixed candidate set per design, disjoint from every RL program).\n",
         f"Finite samples (H-tab, {cfg.finite_designs} designs, {cfg.finite_inputs} inputs per program): compound RL "
