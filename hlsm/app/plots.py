@@ -513,8 +513,9 @@ def plot_learning_curves(
     saved ``budget`` part) adds a panel: mean |G| / candidates against the RL budget in programs, for
     the H-lib class with SFT covering every atom; None leaves it out.
     """
-    styles = {"compound": ("tab:red", "-"), "outside": ("tab:red", "-"), "atomic": ("tab:blue", "-")}
-    styles |= {"inside": ("tab:orange", "--")}
+    # the first key found in an arm's name sets its style ("inside" before "compound")
+    styles = {"inside": ("tab:orange", "--"), "outside": ("tab:red", "-"), "atomic": ("tab:blue", "-")}
+    styles |= {"compound": ("tab:red", "-")}
     panels = len(splits) + (budget is not None)
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.0))
     axes = list(axes) if panels > 1 else [axes]

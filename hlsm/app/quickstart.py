@@ -246,7 +246,7 @@ def _transformer_section(config: QuickstartConfig, out: Path) -> list[str]:
         "by SFT on golden traces until it passes the calibration gate, then REINFORCE at equal budget on atomic "
         "programs or on compound programs outside the SFT support; greedy exact match of the final answer. One "
         "seed cannot measure seed-to-seed variance, so no prediction gets a verdict here: read the paired "
-        "difference and how many paired SEs it lies from 0, and run `hlsm reproduce --scale cpu` (3 seeds) "
+        "difference and how many paired SEs it lies from 0, and run `hlsm reproduce --scale cpu` (4 seeds) "
         "for verdicts.",
         checks=checks,
     )
