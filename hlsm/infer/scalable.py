@@ -1,0 +1,674 @@
+"""The H-lib likelihood without ``|X|``-sized tables: point masses, uniform branches and certified bounds.
+
+For library skills the step distribution is a mixture (``theory/scalable_likelihood.md``)::
+
+    p(x_l | H) = (1 - eps) sum_{m,k} beta[tau, m] alpha[sigma, k] [x_l == f_k(rho_m(H))] + eps c / |X|,
+
+with ``c = (sum_m beta[tau, m]) (sum_k alpha[sigma, k])`` (1 for stochastic rows; kept literal so that
+gradients in raw ``alpha``/``beta`` match :mod:`hlsm.infer.likelihood`). A hidden state is therefore
+either a *point* ``f_k(rho_m(H))`` reached by a (routing, skill) path, or a fresh *uniform* draw ``U``
+(the corruption branch). The trace probability is a sum over a tree whose nodes are histories:
+
+- concrete nodes (every item known): equal values reached by several paths are merged; shown steps
+  are indicators ``[x_l == f_k(rho_m(H))]`` over the 240 paths of the default library; exact;
+- a uniform item ``U`` read by a later shown step: ``P_U(f_k(rho_m(H)) = y)`` is an exact preimage
+  sum ``sum_{w in f_k^{-1}(y)} prod_i q_i(w_i)``, where ``q`` is the per-position distribution of the
+  routed input (the default routings are position-wise; a uniform ``q`` reduces to a preimage count);
+- a *derived* item ``D = f_k'(W)``, ``W = rho_m'(H)`` with uniform items in ``H``, read (alone) by a
+  later shown step: ``P(D in Z)`` with ``Z`` the routing preimage of ``f_k^{-1}(y)``; exact;
+- anything else (a step reading two dependent random items, a custom routing on a random item, a
+  derived item of a derived item, a second expectation over the same ``U``, or an enumeration over
+  ``budget`` elements): the indicator is bounded pointwise by ``[0, 1]`` (``0`` when ``y`` is not in
+  the image of ``f_k``), which gives a certified interval ``[lower, upper]`` on ``log p``.
+
+Every precomputation is data-only (no parameter enters the tree), and the call is a few gathers and
+``index_add`` per level, differentiable in ``alpha``, ``beta`` and ``epsilon``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from hlsm.infer.likelihood import LikelihoodError
+from hlsm.infer.model import _observed_programs, _support
+from hlsm.programs import Program, ProgramBatch
+from hlsm.simulate import Corpus
+from hlsm.spec import Spec
+
+QUERY_BUDGET = 1 << 18
+"""Largest number of (node, preimage element, position) terms one exact query may enumerate."""
+
+MAX_NODES = 1 << 21
+"""Largest number of tree nodes one trace may create (a deep answer-only trace over a large |X|)."""
+
+_READS: dict[str, tuple[int, ...]] = {
+    "chain": (-1,),
+    "restart": (0,),
+    "skip": (-2,),
+    "reuse_first": (1,),
+    "add_first": (-1, 0),
+    "max_first": (-1, 0),
+    "splice": (-1, 0),
+    "zip": (-1, 0),
+    "sub_skip": (-1, -2),
+    "min_skip": (-1, -2),
+}
+"""History items read by the default routings (all position-wise: output symbol i reads symbol i)."""
+
+_CONCRETE, _UNIFORM, _DERIVED, _UNKNOWN = "c", "u", "d", "x"
+
+
+def routing_reads(spec: Spec, m: int, length: int) -> tuple[int, ...] | None:
+    """History positions routing ``m`` reads on a length-``length`` history; None if unknown (custom).
+
+    Follows :func:`hlsm.modules.history_item`: a position that does not exist falls back to ``x_0``.
+    A known routing is also position-wise (symbol ``i`` of its output depends on symbols ``i`` only).
+    """
+    rel = _READS.get(spec.routings[m])
+    if rel is None:
+        return None
+    out = []
+    for p in rel:
+        i = p if p >= 0 else length + p
+        out.append(i if 0 <= i < length else 0)
+    return tuple(sorted(set(out)))
+
+
+@dataclass
+class _Block:
+    """Tree nodes of one trace sharing a pattern of item kinds (one kind per history position)."""
+
+    kinds: tuple[str, ...]
+    hist: Tensor  # (N, len) codes; non-concrete positions hold 0
+    node: Tensor  # (N,) node index within its level
+    dq: dict[int, Tensor] = field(default_factory=dict)  # derived position -> (N, n, A) law of its input
+    dk: dict[int, Tensor] = field(default_factory=dict)  # derived position -> (N,) skill applied
+    dm: dict[int, Tensor] = field(default_factory=dict)  # derived position -> (N,) routing applied
+    deps: dict[int, frozenset[int]] = field(default_factory=dict)  # derived position -> uniform positions
+    consumed: frozenset[int] = frozenset()  # uniform positions already integrated by a shown step
+
+    def take(self, rows: Tensor, kind: str, column: Tensor, node: Tensor) -> _Block:
+        """The block of ``rows``' children that append an item of ``kind`` (codes ``column``)."""
+        return _Block(
+            self.kinds + (kind,),
+            torch.cat([self.hist[rows], column.unsqueeze(-1)], -1),
+            node,
+            {p: q[rows] for p, q in self.dq.items()},
+            {p: k[rows] for p, k in self.dk.items()},
+            {p: m[rows] for p, m in self.dm.items()},
+            dict(self.deps),
+            self.consumed,
+        )
+
+
+@dataclass
+class _Level:
+    """One scored step of a structure: ``hidden`` edges parent -> child, or ``shown`` factor entries."""
+
+    hidden: bool
+    size: int  # nodes after the step
+    parent: Tensor  # hidden: (E,) parent node; shown: (E,) node
+    child: Tensor  # hidden: (E,) child node; shown: unused (empty)
+    route: Tensor  # (E,) routing index (M for an atomic step, -1 for a uniform edge)
+    skill: Tensor  # (E,) skill index (-1 for a uniform edge)
+    lo: Tensor  # shown: (E,) lower bound of P(indicator); hidden: unused
+    hi: Tensor  # shown: (E,) upper bound
+
+
+@dataclass(frozen=True)
+class LogLikBounds:
+    """A certified interval ``lower <= log p(corpus) <= upper`` (equal when every term is exact)."""
+
+    lower: Tensor
+    upper: Tensor
+
+    @property
+    def width(self) -> float:
+        return float((self.upper - self.lower).detach().max()) if self.lower.numel() else 0.0
+
+    @property
+    def exact(self) -> bool:
+        return bool(torch.equal(self.lower.detach(), self.upper.detach()))
+
+
+class _Library:
+    """Data-only tables of the library skills on ``X``: images, preimage lists (CSR) and counts."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        states = spec.all_states()
+        self.image = torch.stack([spec.encode(spec.apply_skill(k, states)) for k in range(spec.num_skills)])
+        self.order = torch.argsort(self.image, dim=-1, stable=True).to(torch.int32)  # (K, X) preimage lists
+        counts = torch.stack([torch.bincount(row, minlength=spec.num_states) for row in self.image])
+        self.counts = counts.to(torch.int32)  # (K, X) |f_k^{-1}(y)|
+        self.start = torch.nn.functional.pad(counts.cumsum(-1), (1, 0)).to(torch.int64)  # (K, X + 1)
+
+    def preimage(self, k: int, targets: Tensor) -> Tensor:
+        """Codes ``w`` with ``f_k(w)`` in ``targets`` (a 1-d tensor of distinct codes)."""
+        lo, hi = self.start[k, targets], self.start[k, targets + 1]
+        lengths = hi - lo
+        total = int(lengths.sum())
+        if total == 0:
+            return torch.zeros(0, dtype=torch.long)
+        offsets = torch.repeat_interleave(lo - (lengths.cumsum(0) - lengths), lengths)
+        return self.order[k, offsets + torch.arange(total)].long()
+
+
+class ScalableLikelihood:
+    """``log p(corpus)`` in the H-lib class (library skills, bindings ``alpha``, ``beta``, corruption ``eps``).
+
+    The same quantity as :class:`hlsm.infer.likelihood.CorpusLikelihood` with library tables, but
+    without any ``(|X|, |X|)`` or per-trace ``|X|``-sized object, so that the default library
+    (``|X| = 262,144``) can be scored; where a term has no exact cheap value the result is a certified
+    interval (:meth:`interval`; module docstring and ``theory/scalable_likelihood.md``).
+
+    Parameters
+    ----------
+    spec, support, corpus, weights, task_terms
+        As in :class:`hlsm.infer.likelihood.CorpusLikelihood`.
+    budget
+        Largest enumeration one exact query may do before it is bounded instead.
+
+    Attributes
+    ----------
+    exact : bool
+        Data-only: True when no term is bounded (then ``lower == upper`` for every parameter value).
+    bounded_terms : int
+        Number of (node, path) indicator terms that are bounded rather than computed.
+    max_width : float
+        Largest interval width ``upper - lower`` returned by a call so far (0 when exact).
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        support: Sequence[Program],
+        corpus: Corpus,
+        weights: Sequence[float] | Tensor | None = None,
+        *,
+        task_terms: bool = True,
+        budget: int = QUERY_BUDGET,
+    ) -> None:
+        programs, prior = _support(spec, support, weights, torch.float64)
+        self.spec, self.num_traces, self.budget = spec, len(corpus), budget
+        self.max_width = 0.0
+        self.bounded_terms = 0
+        self._task = torch.zeros(len(corpus), dtype=torch.float64)
+        self._groups: list[tuple[Tensor, list[_StackedLevel], Tensor, Tensor]] = []
+        if len(corpus) == 0:
+            self.exact = True
+            return
+        self._lib = _Library(spec)
+        prog = _observed_programs(spec, corpus, programs)
+        if task_terms:
+            self._task = prior[prog].log() - math.log(spec.num_states)
+        table = ProgramBatch.from_programs(programs)
+        codes = spec.encode(corpus.states).tolist()
+        cache: dict[tuple[object, ...], list[_Level]] = {}
+        by_shape: dict[tuple[bool, tuple[bool, ...]], list[tuple[int, list[_Level]]]] = {}
+        for i, p in enumerate(prog.tolist()):
+            program = programs[p]
+            mask = tuple(bool(v) for v in corpus.mask[i, : program.depth].tolist())
+            last = max((l for l, s in enumerate(mask) if s), default=-1)
+            mask = mask[: last + 1]
+            shown = tuple(codes[i][l + 1] if s else -1 for l, s in enumerate(mask))
+            key = (program.is_atomic, codes[i][0], shown)
+            if key not in cache:
+                cache[key] = self._build(program.is_atomic, codes[i][0], shown)
+            by_shape.setdefault((program.is_atomic, mask), []).append((i, cache[key]))
+        self._lib_free()
+        for (atomic, shape), members in sorted(by_shape.items()):
+            rows = torch.tensor([i for i, _ in members])
+            routing, skill = table.routing[prog[rows], : len(shape)], table.skill[prog[rows], : len(shape)]
+            tau = torch.full_like(routing, spec.num_routings) if atomic else routing
+            self._groups.append((rows, _stack([s for _, s in members]), tau, skill))
+        self.exact = self.bounded_terms == 0
+
+    def _lib_free(self) -> None:
+        """Drop the ``(K, |X|)`` tables once every structure is built (the call never reads them)."""
+        del self._lib
+
+    # -- building (data only) -------------------------------------------------------------------
+
+    def _build(self, atomic: bool, x0: int, shown: tuple[int, ...]) -> list[_Level]:
+        """The levels of one trace: input ``x0``, ``shown[l]`` the code of ``x_{l+1}`` or -1 if hidden."""
+        blocks = [_Block((_CONCRETE,), torch.tensor([[x0]]), torch.tensor([0]))]
+        levels: list[_Level] = []
+        size = 1
+        for l, y in enumerate(shown):
+            if y >= 0:
+                level, used = self._shown(blocks, y, atomic, size)
+                levels.append(level)
+                blocks = [
+                    b.take(torch.arange(len(b.node)), _CONCRETE, torch.full_like(b.node, y), b.node) for b in blocks
+                ]
+                for b, u in zip(blocks, used, strict=True):
+                    b.consumed = b.consumed | u
+            else:
+                level, blocks = self._hidden(blocks)
+                size = level.size
+                if size > MAX_NODES:
+                    raise LikelihoodError(
+                        f"a trace with {sum(s < 0 for s in shown)} hidden states grows {size} tree nodes by step "
+                        f"{l + 1} (more than {MAX_NODES}); show more states of deep programs"
+                    )
+                levels.append(level)
+        return levels
+
+    def _routed(self, block: _Block, m: int) -> Tensor:
+        """``(N,)`` codes of ``rho_m`` on the block's histories (only valid on concrete reads)."""
+        hist = self.spec.decode(block.hist)
+        return self.spec.encode(self.spec.apply_routing(m, hist))
+
+    def _input_law(self, block: _Block, m: int, free: tuple[int, ...]) -> Tensor:
+        """``(N, n, A)`` law of the routed input when the positions ``free`` are independent uniforms."""
+        spec, a = self.spec, self.spec.alphabet
+        hist = spec.decode(block.hist)  # (N, len, n)
+        combos = torch.cartesian_prod(*[torch.arange(a)] * len(free)).reshape(-1, len(free))  # (C, r)
+        n_nodes, c = hist.shape[0], combos.shape[0]
+        full = hist.unsqueeze(1).repeat(1, c, 1, 1)  # (N, C, len, n)
+        for j, p in enumerate(free):
+            full[:, :, p, :] = combos[:, j].reshape(1, c, 1)
+        out = spec.apply_routing(m, full.reshape(n_nodes * c, len(block.kinds), spec.length))
+        onehot = torch.nn.functional.one_hot(out.reshape(n_nodes, c, spec.length), a).sum(1)  # (N, n, A)
+        return onehot.to(torch.float64) / c
+
+    def _classify(self, block: _Block, m: int | None) -> tuple[str, tuple[int, ...]]:
+        """How routing ``m`` reads the block: ("c" | "u" | "d" | "x", positions that are random)."""
+        length = len(block.kinds)
+        reads = (0,) if m is None else routing_reads(self.spec, m, length)
+        if reads is None:  # a custom routing: it may read anything and is not known to be position-wise
+            random = tuple(p for p in range(length) if block.kinds[p] != _CONCRETE)
+            return (_UNKNOWN, random) if random else (_CONCRETE, ())
+        random = tuple(p for p in reads if block.kinds[p] != _CONCRETE)
+        kinds = {block.kinds[p] for p in random}
+        if not random:
+            return _CONCRETE, ()
+        if kinds == {_UNIFORM}:
+            return _UNIFORM, random
+        if kinds == {_DERIVED} and len(random) == 1:
+            return _DERIVED, random
+        return _UNKNOWN, random
+
+    def _hidden(self, blocks: list[_Block]) -> tuple[_Level, list[_Block]]:
+        """Expand every node by the paths of a hidden step; equal children of one parent merge."""
+        spec, k_all = self.spec, self.spec.num_skills
+        parents, children, routes, skills = [], [], [], []
+        out: list[_Block] = []
+        size = 0
+
+        def add(block: _Block, p: Tensor, child: Tensor, r: Tensor, k: Tensor) -> None:
+            parents.append(block.node[p])
+            children.append(child)
+            routes.append(r)
+            skills.append(k)
+
+        for block in blocks:
+            n_nodes = len(block.node)
+            concrete: list[tuple[int, Tensor]] = []
+            uniform: dict[frozenset[int], list[int]] = {}
+            unknown: list[int] = []
+            for m in range(spec.num_routings):
+                kind, free = self._classify(block, m)
+                if kind == _CONCRETE:
+                    concrete.append((m, self._routed(block, m)))
+                elif kind == _UNIFORM:
+                    uniform.setdefault(frozenset(free), []).append(m)
+                else:
+                    unknown.append(m)
+            if concrete:  # children with a known value, merged per (parent, value)
+                ms = torch.tensor([m for m, _ in concrete])
+                inputs = torch.stack([u for _, u in concrete], -1)  # (N, Mc)
+                values = self._lib.image[:, inputs].permute(1, 2, 0)  # (N, Mc, K)
+                p = torch.arange(n_nodes).reshape(-1, 1, 1).expand_as(values).reshape(-1)
+                r = ms.reshape(1, -1, 1).expand_as(values).reshape(-1)
+                k = torch.arange(k_all).reshape(1, 1, -1).expand_as(values).reshape(-1)
+                key, inverse = torch.unique(p * spec.num_states + values.reshape(-1), return_inverse=True)
+                rows = key // spec.num_states
+                out.append(block.take(rows, _CONCRETE, key % spec.num_states, size + torch.arange(len(key))))
+                add(block, p, size + inverse, r, k)
+                size += len(key)
+            for sources, ms_u in uniform.items():  # derived children f_k(rho_m(H)): one per (parent, m, k)
+                # laws: (N, Mu, n, A)
+                laws = torch.stack([self._input_law(block, m, tuple(sorted(sources))) for m in ms_u], 1)
+                shape = (n_nodes, len(ms_u), k_all)
+                p = torch.arange(n_nodes).reshape(-1, 1, 1).expand(shape).reshape(-1)
+                j = torch.arange(len(ms_u)).reshape(1, -1, 1).expand(shape).reshape(-1)
+                k = torch.arange(k_all).reshape(1, 1, -1).expand(shape).reshape(-1)
+                r = torch.tensor(ms_u)[j]
+                child = block.take(p, _DERIVED, torch.zeros_like(p), size + torch.arange(len(p)))
+                pos = len(block.kinds)
+                child.dq[pos], child.dk[pos], child.dm[pos], child.deps[pos] = laws[p, j], k, r, sources
+                out.append(child)
+                add(block, p, size + torch.arange(len(p)), r, k)
+                size += len(p)
+            if unknown:  # children whose value is not tracked: one per parent
+                idx = torch.arange(n_nodes)
+                out.append(block.take(idx, _UNKNOWN, torch.zeros_like(idx), size + idx))
+                p = idx.repeat_interleave(len(unknown) * k_all)
+                r = torch.tensor(unknown).repeat_interleave(k_all).repeat(n_nodes)
+                k = torch.arange(k_all).repeat(n_nodes * len(unknown))
+                add(block, p, size + p, r, k)
+                size += n_nodes
+            idx = torch.arange(n_nodes)  # the corruption branch: a fresh uniform state
+            out.append(block.take(idx, _UNIFORM, torch.zeros_like(idx), size + idx))
+            add(block, idx, size + idx, torch.full_like(idx, -1), torch.full_like(idx, -1))
+            size += n_nodes
+        level = _Level(
+            True, size, torch.cat(parents), torch.cat(children), torch.cat(routes), torch.cat(skills), _EMPTY, _EMPTY
+        )
+        return level, out
+
+    def _shown(self, blocks: list[_Block], y: int, atomic: bool, size: int) -> tuple[_Level, list[frozenset[int]]]:
+        """Entries ``(node, m, k, lower, upper)`` of ``P([y == f_k(rho_m(H))])`` for a shown step.
+
+        Also returns, per block, the uniform positions this step integrated exactly: a later step
+        that reads them again is bounded (the expectation of a product is not a product).
+        """
+        spec, lib = self.spec, self._lib
+        k_all = spec.num_skills
+        possible = lib.counts[:, y] > 0  # (K,) y in the image of f_k: else the indicator is 0 everywhere
+        nodes, routes, skills, los, his = [], [], [], [], []
+        used: list[frozenset[int]] = []
+
+        def add(node: Tensor, m: int, lo: Tensor, hi: Tensor) -> None:  # lo, hi: (N, K)
+            keep = hi > 0
+            rows, ks = keep.nonzero(as_tuple=True)
+            nodes.append(node[rows])
+            routes.append(torch.full_like(rows, m))
+            skills.append(ks)
+            los.append(lo[rows, ks])
+            his.append(hi[rows, ks])
+
+        for block in blocks:
+            n_nodes = len(block.node)
+            integrated: set[int] = set()
+            for m in [None] if atomic else range(spec.num_routings):
+                route = spec.num_routings if m is None else m
+                kind, free = self._classify(block, m)
+                if m is not None and kind == _UNIFORM and not set(free) & block.consumed:
+                    lo, hi = self._prob_in(self._input_law(block, m, free), None, torch.tensor([y]))
+                    integrated |= set(free)
+                elif m is not None and kind == _DERIVED and not block.deps[free[0]] & block.consumed:
+                    lo, hi = self._derived(block, m, free[0], y)
+                    integrated |= block.deps[free[0]]
+                elif kind == _CONCRETE:
+                    inputs = block.hist[:, 0] if m is None else self._routed(block, m)
+                    hit = (lib.image[:, inputs] == y).T.to(torch.float64)  # (N, K)
+                    lo, hi = hit, hit
+                elif m is not None and (probs := self._enumerate(block, m, free, y)) is not None:
+                    lo, hi = probs, probs
+                    integrated |= self._sources(block, free)
+                else:
+                    lo = torch.zeros(n_nodes, k_all, dtype=torch.float64)
+                    hi = possible.to(torch.float64).expand(n_nodes, -1)
+                self.bounded_terms += int(((hi - lo) > 0).sum())
+                add(block.node, route, lo, hi)
+            used.append(frozenset(integrated))
+        cat = torch.cat
+        return _Level(False, size, cat(nodes), _EMPTY, cat(routes), cat(skills), cat(los), cat(his)), used
+
+    def _sources(self, block: _Block, random: tuple[int, ...]) -> set[int]:
+        """The uniform positions that the random items ``random`` are functions of."""
+        out: set[int] = set()
+        for p in random:
+            out |= {p} if block.kinds[p] == _UNIFORM else set(block.deps.get(p, frozenset({-1})))
+        return out
+
+    def _enumerate(self, block: _Block, m: int, random: tuple[int, ...], y: int) -> Tensor | None:
+        """``(N, K)`` exact ``P(f_k(rho_m(H)) = y)`` by enumerating the uniforms behind ``random``.
+
+        None when an item is untracked, a source was integrated already, or the enumeration
+        (``N |X|^r`` histories, ``r`` sources) exceeds the budget.
+        """
+        spec, lib = self.spec, self._lib
+        if any(block.kinds[p] == _UNKNOWN for p in random):
+            return None
+        free = sorted(self._sources(block, random))
+        if -1 in free or set(free) & block.consumed:
+            return None
+        n_nodes, length = len(block.node), len(block.kinds)
+        combos = spec.num_states ** len(free)
+        if n_nodes * combos * length * spec.length > self.budget:
+            return None
+        hist = block.hist.unsqueeze(1).repeat(1, combos, 1)  # (N, C, len)
+        grid = torch.cartesian_prod(*[torch.arange(spec.num_states)] * len(free)).reshape(combos, len(free))
+        hist[:, :, free] = grid.unsqueeze(0)
+        for p in sorted(q for q in random if block.kinds[q] == _DERIVED):
+            for mp in sorted(set(block.dm[p].tolist())):
+                rows = (block.dm[p] == mp).nonzero(as_tuple=True)[0]
+                prefix = spec.decode(hist[rows, :, :p]).reshape(-1, p, spec.length)
+                u = spec.encode(spec.apply_routing(mp, prefix)).reshape(len(rows), combos)
+                hist[rows, :, p] = lib.image[block.dk[p][rows].unsqueeze(-1), u]
+        routed = spec.encode(spec.apply_routing(m, spec.decode(hist).reshape(-1, length, spec.length)))
+        hits = lib.image[:, routed.reshape(n_nodes, combos)] == y  # (K, N, C)
+        return hits.to(torch.float64).mean(-1).T
+
+    def _prob_in(self, law: Tensor, skills: Tensor | None, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """``P(f_k(W) in targets)`` for ``W`` with independent positions of law ``(N, n, A)``.
+
+        ``skills`` is None for every skill (returns ``(N, K)``) or ``(N,)`` one skill per row
+        (returns ``(N, 1)``). Rows whose law is uniform use the preimage counts; others enumerate the
+        preimage when it fits the budget and are bounded by ``|preimage| * prod_i max q_i`` otherwise.
+        """
+        lib, spec = self._lib, self.spec
+        n_nodes = law.shape[0]
+        uniform = (law - 1.0 / spec.alphabet).abs().amax((1, 2)) < 1e-12
+        peak = law.amax(-1).prod(-1)  # (N,) largest point probability
+        ks = range(spec.num_skills) if skills is None else sorted(set(skills.tolist()))
+        lo = torch.zeros(n_nodes, spec.num_skills if skills is None else 1, dtype=torch.float64)
+        hi = lo.clone()
+        for k in ks:
+            rows = torch.arange(n_nodes) if skills is None else (skills == k).nonzero(as_tuple=True)[0]
+            col = k if skills is None else 0
+            pre = lib.preimage(k, targets)
+            if len(pre) == 0:
+                continue
+            share = len(pre) / spec.num_states
+            lo[rows, col] = hi[rows, col] = share
+            todo = rows[~uniform[rows]]
+            if len(todo) == 0:
+                continue
+            if len(todo) * len(pre) * spec.length <= self.budget:
+                digits = spec.decode(pre)  # (P, n)
+                q = law[todo]  # (T, n, A)
+                probs = q[:, torch.arange(spec.length).unsqueeze(0), digits].prod(-1).sum(-1)  # (T,)
+                lo[todo, col] = hi[todo, col] = probs
+            else:
+                lo[todo, col] = 0.0
+                hi[todo, col] = torch.clamp(len(pre) * peak[todo], max=1.0)
+        return lo, hi
+
+    def _derived(self, block: _Block, m: int, pos: int, y: int) -> tuple[Tensor, Tensor]:
+        """``(N, K)`` bounds on ``P(f_k(rho_m(H)) = y)`` when ``rho_m`` reads one derived item ``D`` at ``pos``.
+
+        ``Z_k`` = values ``z`` of ``D`` with ``f_k(rho_m(H[D := z])) = y`` (position-wise routing: a
+        product of per-position symbol sets for each target input), then ``P(D in Z_k)`` by
+        :meth:`_prob_in` on ``D``'s input law and skill.
+        """
+        spec, lib, a = self.spec, self._lib, self.spec.alphabet
+        n_nodes = len(block.node)
+        hist = spec.decode(block.hist)
+        full = hist.unsqueeze(1).repeat(1, a, 1, 1)
+        full[:, :, pos, :] = torch.arange(a).reshape(1, a, 1)
+        out = spec.apply_routing(m, full.reshape(n_nodes * a, len(block.kinds), spec.length))
+        table = out.reshape(n_nodes, a, spec.length).transpose(1, 2)  # (N, n, A): output symbol of z_i = s
+        lo = torch.zeros(n_nodes, spec.num_skills, dtype=torch.float64)
+        hi = lo.clone()
+        uniq, group = torch.unique(table.reshape(n_nodes, -1), dim=0, return_inverse=True)
+        for g in range(len(uniq)):
+            rows = (group == g).nonzero(as_tuple=True)[0]
+            tab = uniq[g].reshape(spec.length, a)
+            for k in range(spec.num_skills):
+                targets = lib.preimage(k, torch.tensor([y]))
+                if len(targets) == 0:
+                    continue
+                zs = self._routing_preimage(tab, targets)
+                if zs is None:  # too many values of D to enumerate: bound pointwise
+                    hi[rows, k] = 1.0
+                    continue
+                if len(zs) == 0:
+                    continue
+                plo, phi = self._prob_in(block.dq[pos][rows], block.dk[pos][rows], zs)
+                lo[rows, k], hi[rows, k] = plo[:, 0], phi[:, 0]
+        return lo, hi
+
+    def _routing_preimage(self, tab: Tensor, targets: Tensor) -> Tensor | None:
+        """Distinct codes ``z`` with ``tab[i, z_i] == t_i`` for all ``i``, for some target ``t``; None if too many."""
+        spec = self.spec
+        digits = spec.decode(targets)  # (T, n)
+        allowed = tab.unsqueeze(0) == digits.unsqueeze(-1)  # (T, n, A)
+        sizes = allowed.sum(-1).prod(-1)
+        if int(sizes.sum()) > self.budget:
+            return None
+        weights = spec.alphabet ** torch.arange(spec.length - 1, -1, -1)
+        out = []
+        for t in range(len(targets)):
+            if int(sizes[t]) == 0:
+                continue
+            choices = [allowed[t, i].nonzero(as_tuple=True)[0] * weights[i] for i in range(spec.length)]
+            grid = torch.cartesian_prod(*choices).reshape(-1, spec.length) if spec.length > 1 else choices[0][:, None]
+            out.append(grid.sum(-1))
+        return torch.unique(torch.cat(out)) if out else torch.zeros(0, dtype=torch.long)
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def interval(self, alpha: Tensor, beta: Tensor, epsilon: float | Tensor = 0.1) -> LogLikBounds:
+        """Certified ``lower <= log p(corpus) <= upper`` (0-dim tensors, differentiable)."""
+        lo, hi = self.per_trace(alpha, beta, epsilon)
+        bounds = LogLikBounds(lo.sum(), hi.sum())
+        self.max_width = max(self.max_width, bounds.width)
+        return bounds
+
+    def __call__(
+        self, alpha: Tensor, beta: Tensor, epsilon: float | Tensor = 0.1, tables: Tensor | None = None
+    ) -> Tensor:
+        """The 0-dim ``log p(corpus)`` when :attr:`exact`; else its certified lower bound.
+
+        Either way :attr:`max_width` records the largest ``upper - lower`` seen (0 when exact), so a
+        fit can report it. ``tables`` must be None: this class scores library skills only.
+        """
+        if tables is not None:
+            raise LikelihoodError("ScalableLikelihood scores library skills only; use CorpusLikelihood for tables")
+        return self.interval(alpha, beta, epsilon).lower
+
+    def per_trace(self, alpha: Tensor, beta: Tensor, epsilon: float | Tensor = 0.1) -> tuple[Tensor, Tensor]:
+        """``(N,)`` lower and upper bounds of each trace's log-likelihood, in corpus order."""
+        lo_out = self._task.to(alpha.dtype).clone()
+        hi_out = lo_out.clone()
+        if not self._groups:
+            return lo_out, hi_out
+        eps = torch.as_tensor(epsilon, dtype=alpha.dtype)
+        beta_x = torch.nn.functional.pad(beta, (0, 1, 0, 1))  # an extra row/column for atomic steps
+        atomic = torch.zeros_like(beta_x)
+        atomic[-1, -1] = 1.0
+        beta_x = beta_x + atomic
+        mass = beta_x.sum(-1).unsqueeze(-1) * alpha.sum(-1).unsqueeze(0)  # (R + 1, S): c per symbol pair
+        size = self.spec.num_states
+        for rows, levels, tau, sigma in self._groups:
+            lo, hi = self._group(levels, tau, sigma, alpha, beta_x, mass, eps, size)
+            lo_out[rows] = lo_out[rows] + lo.log()
+            hi_out[rows] = hi_out[rows] + hi.log()
+        return lo_out, hi_out
+
+    @staticmethod
+    def _group(
+        levels: list[_StackedLevel],
+        tau: Tensor,
+        sigma: Tensor,
+        alpha: Tensor,
+        beta_x: Tensor,
+        mass: Tensor,
+        eps: Tensor,
+        size: int,
+    ) -> tuple[Tensor, Tensor]:
+        """``(G,)`` bounds on ``P(shown states | program, x_0)`` for one group of equal step structure."""
+        g = tau.shape[0]
+        lo = torch.ones(g, dtype=alpha.dtype)
+        hi = lo
+        trace = torch.arange(g)  # node -> trace
+        for l, level in enumerate(levels):
+            t = tau[level.trace, l]
+            s = sigma[level.trace, l]
+            if level.hidden:
+                uni = level.route < 0
+                w = torch.where(
+                    uni,
+                    eps * mass[t, s],
+                    (1 - eps) * beta_x[t, level.route.clamp(min=0)] * alpha[s, level.skill.clamp(min=0)],
+                )
+                lo = torch.zeros(level.size, dtype=alpha.dtype).index_add(0, level.child, lo[level.parent] * w)
+                hi = torch.zeros(level.size, dtype=alpha.dtype).index_add(0, level.child, hi[level.parent] * w)
+                trace = level.node_trace
+            else:
+                w = (1 - eps) * beta_x[t, level.route] * alpha[s, level.skill]
+                base = eps * mass[tau[trace, l], sigma[trace, l]] / size
+                lo = lo * base.index_add(0, level.parent, w * level.lo)
+                hi = hi * base.index_add(0, level.parent, w * level.hi)
+        lo = torch.zeros(g, dtype=alpha.dtype).index_add(0, trace, lo)
+        hi = torch.zeros(g, dtype=alpha.dtype).index_add(0, trace, hi)
+        return lo, hi
+
+
+_EMPTY = torch.zeros(0)
+
+
+@dataclass
+class _StackedLevel:
+    """One level of a group: a :class:`_Level` of every trace, node indices offset, with owners."""
+
+    hidden: bool
+    size: int
+    parent: Tensor
+    child: Tensor
+    route: Tensor
+    skill: Tensor
+    lo: Tensor
+    hi: Tensor
+    trace: Tensor  # (E,) trace (row of the group) owning each entry
+    node_trace: Tensor  # (size,) trace owning each node after the level
+
+
+def _stack(structures: list[list[_Level]]) -> list[_StackedLevel]:
+    """Concatenate the equal-shaped level lists of a group's traces, offsetting node indices."""
+    depth = len(structures[0])
+    out: list[_StackedLevel] = []
+    sizes = [1] * len(structures)  # nodes per trace before the level
+    owner = torch.arange(len(structures))  # node -> trace before the level
+    for l in range(depth):
+        base = torch.tensor([0, *sizes]).cumsum(0)[:-1]  # offsets before the level
+        levels = [s[l] for s in structures]
+        hidden = levels[0].hidden
+        counts = torch.tensor([len(v.parent) for v in levels])
+        trace = torch.arange(len(levels)).repeat_interleave(counts)
+        parent = torch.cat([v.parent for v in levels]) + base[trace]
+        if hidden:
+            new_sizes = [v.size for v in levels]
+            new_base = torch.tensor([0, *new_sizes]).cumsum(0)[:-1]
+            child = torch.cat([v.child for v in levels]) + new_base[trace]
+            node_trace = torch.arange(len(levels)).repeat_interleave(torch.tensor(new_sizes))
+            sizes = new_sizes
+            owner = node_trace
+        else:
+            child = _EMPTY.long()
+            node_trace = owner
+        out.append(
+            _StackedLevel(
+                hidden,
+                sum(sizes),
+                parent,
+                child,
+                torch.cat([v.route for v in levels]),
+                torch.cat([v.skill for v in levels]),
+                torch.cat([v.lo for v in levels]).to(torch.float64),
+                torch.cat([v.hi for v in levels]).to(torch.float64),
+                trace,
+                node_trace,
+            )
+        )
+    return out
