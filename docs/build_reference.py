@@ -134,7 +134,7 @@ def _entry(qualname: str, obj: Any, doc: str = "") -> list[str]:
         lines = [f"### `{qualname}{_signature(obj)}`", ""]
         lines += _fenced(_docstring(obj))
     else:
-        value = repr(obj)
+        value = re.sub(r" at 0x[0-9a-f]+", "", repr(obj))  # no memory addresses: the page is the same every build
         value = value if len(value) <= 300 else value[:297] + "..."
         lines = [f"### `{qualname}`", "", f"`{type(obj).__name__}`, value:", ""]
         lines += _fenced(value)
