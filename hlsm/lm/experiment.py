@@ -146,7 +146,8 @@ def _result(arm: Arm, sft_run: Path, run: Path, evaluation: dict[str, Any]) -> d
 
 
 def run_arm(arm: Arm, scale: ExperimentScale, seed: int, cache: str | Path) -> dict[str, Any]:
-    """SFT, then RL if the arm has one, then the evaluation, in this process.
+    """SFT, then RL if the arm has one, then the evaluation, in this process (:func:`run_experiment`
+    of the one arm and seed).
 
     Returns :meth:`DesignEvaluation.to_dict` plus ``run`` (the final run folder), ``calibration``
     (the SFT run's :class:`hlsm.lm.records.Calibration` dict, or None without a gate) and ``curve``
@@ -158,17 +159,7 @@ def run_arm(arm: Arm, scale: ExperimentScale, seed: int, cache: str | Path) -> d
     CalibrationError
         When the SFT run has a gate and did not pass it (no RL is run, nothing is evaluated).
     """
-    with torch_threads(scale.sft.training.threads):
-        run = sft_run = run_sft(arm_sft_config(scale, arm, seed), cache)
-        refusal = _refusal(arm, seed, sft_run)
-        if refusal is not None:
-            raise CalibrationError(refusal)
-        rl = arm_rl_config(scale, arm, seed)
-        if rl is not None:
-            run = run_rl(rl, run, cache)
-        device = scale.sft.training.device
-        evaluation = evaluate_run(run, scale.eval_examples, seed, checker=scale.checker, device=device)
-        return _result(arm, sft_run, run, evaluation)
+    return run_experiment([arm], replace(scale, seeds=(seed,), workers=1), cache)[arm.name][seed]
 
 
 def _job(kind: str, args: tuple[Any, ...], threads: int | None) -> Any:

@@ -178,7 +178,7 @@ def read_curve(run: str | Path) -> list[CurvePoint]:
     for line in path.read_text().splitlines():
         record = json.loads(line)
         for fraction in record.get("curve", ()):
-            splits = {k: Accuracy(v["n"], v["accuracy"], v["se"]) for k, v in record["splits"].items()}
+            splits = {k: Accuracy.from_dict(v) for k, v in record["splits"].items()}
             points[fraction] = CurvePoint(fraction, record["traces"], splits)
     return [points[f] for f in sorted(points)]
 

@@ -116,23 +116,22 @@ def gate_sources(design: SupportDesign) -> list[Source]:
     return [resolve_source(design, seen), resolve_source(design, SourceConfig("atomic", programs="atomic"))]
 
 
-def _resolve(config: SFTConfig) -> tuple[SupportDesign, list[Source], list[Source], int, GPTConfig]:
-    """The run's design, training and evaluation sources (the gate's sets last), batch width and model sizes."""
+def _resolve(config: SFTConfig) -> tuple[list[Source], list[Source], list[Source], int, GPTConfig]:
+    """The run's training, evaluation and gate sources (none without a gate), batch width and model sizes."""
     spec = config.spec
     design = make_design(spec, config.design)
     sources = [resolve_source(design, s) for s in config.data]
     eval_sources = [resolve_source(design, s) for s in config.eval_sets]
-    if config.gate is not None:
-        eval_sources += gate_sources(design)
-    for s in [*sources, *eval_sources]:
+    gate_sets = gate_sources(design) if config.gate is not None else []
+    for s in [*sources, *eval_sources, *gate_sets]:
         for p in s.programs:
             config.format.check(p)
     width = max_sequence_length(spec, config.format, sources)
-    needed = max(width, max_sequence_length(spec, config.format, eval_sources))
+    needed = max(width, max_sequence_length(spec, config.format, [*eval_sources, *gate_sets]))
     max_len = config.model.max_len or needed
     if max_len < needed:
         raise TrainingError(f"[model] max_len={max_len} is shorter than the longest sequence ({needed} tokens)")
-    return design, sources, eval_sources, width, config.model.gpt(len(make_tokenizer(spec)), max_len)
+    return sources, eval_sources, gate_sets, width, config.model.gpt(len(make_tokenizer(spec)), max_len)
 
 
 def sft_gpt_config(config: SFTConfig) -> GPTConfig:
@@ -183,9 +182,8 @@ def _train(
     if cfg.batch_size % ctx.world_size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the {ctx.world_size} ranks")
     spec = config.spec
-    _, sources, eval_sources, width, gpt = _resolve(config)
-    gate, gate_sets = config.gate, eval_sources[len(config.eval_sets) :]
-    eval_sources = eval_sources[: len(config.eval_sets)]
+    sources, eval_sources, gate_sets, width, gpt = _resolve(config)
+    gate = config.gate
     tokenizer = make_tokenizer(spec)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -299,11 +297,9 @@ def _train(
 def _check(check_gate: Any, gate: GateConfig, step: int, cap: int, ctx: DistContext) -> Calibration:
     """One gate check (every rank calls it; rank 0 scores, the verdict is shared)."""
     splits = check_gate(step)
-    seen, atomic = (splits[name]["accuracy"] if name in splits else 0.0 for name in ("seen", "atomic"))
-    verdict = [bool(seen >= gate.seen and atomic >= gate.atomic)]
+    scores = [splits[name]["accuracy"] if name in splits else math.nan for name in ("seen", "atomic")]
     if ctx.distributed:
-        dist.broadcast_object_list(verdict, src=0)
-        values = [seen, atomic]
-        dist.broadcast_object_list(values, src=0)
-        seen, atomic = values
-    return Calibration(verdict[0], step, cap, seen, atomic, gate.seen, gate.atomic, gate.examples)
+        dist.broadcast_object_list(scores, src=0)  # off rank 0 the splits are empty (nan: never passes)
+    seen, atomic = scores
+    passed = seen >= gate.seen and atomic >= gate.atomic
+    return Calibration(passed, step, cap, seen, atomic, gate.seen, gate.atomic, gate.examples)

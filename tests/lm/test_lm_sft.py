@@ -168,16 +168,24 @@ def _ddp_worker(rank: int, world: int, port: int, raw: dict[str, Any], out: str,
     torch.set_num_threads(1)
     result = train_sft(SFTConfig.from_dict(raw), out, progress=False)
     torch.save(result.model.state_dict(), Path(results) / f"rank{rank}.pt")
+    (Path(results) / f"calibration{rank}.json").write_text(
+        json.dumps(result.calibration and result.calibration.to_dict())
+    )
 
 
 def test_ddp_on_cpu_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path) -> None:
+    """Two ranks and one process end with the same parameters; the gate (checked at step 4 of 6,
+    passable) stops every rank at the same step, with rank 0's scores shared to rank 1."""
     raw = load_toml(TINY)
     raw["training"] |= {"steps": 6, "checkpoint_every": 3, "eval_every": 0, "eval_examples": 8}
+    raw["gate"] = {"seen": 0.0, "atomic": 0.0, "every": 4, "examples": 8}
     mp.spawn(_ddp_worker, args=(2, _free_port(), raw, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    c0, c1 = (json.loads((tmp_path / f"calibration{r}.json").read_text()) for r in (0, 1))
+    assert c0 == c1 and c0["passed"] and c0["step"] == 4
     ckpt = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
-    assert ckpt.step == 6 and len(ckpt.rng) == 2 and all(torch.equal(ckpt.model[k], r0[k]) for k in r0)
+    assert ckpt.step == 4 and len(ckpt.rng) == 2 and all(torch.equal(ckpt.model[k], r0[k]) for k in r0)
     # each rank trained on half of the same global batch: the same update as one process on all of it
     single = train_sft(SFTConfig.from_dict(raw), tmp_path / "single", progress=False)
     for k, v in single.model.state_dict().items():
