@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -118,6 +119,7 @@ class _Level:
     skill: Tensor  # (E,) skill index (-1 for a uniform edge)
     lo: Tensor  # shown: (E,) lower bound of P(indicator); hidden: unused
     hi: Tensor  # shown: (E,) upper bound
+    depth: Tensor | None = None  # last step only: (E,) depth of the node each entry is attached to
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,16 @@ class _Library:
         counts = torch.stack([torch.bincount(row, minlength=spec.num_states) for row in self.image])
         self.counts = counts.to(torch.int32)  # (K, X) |f_k^{-1}(y)|
         self.start = torch.nn.functional.pad(counts.cumsum(-1), (1, 0)).to(torch.int64)  # (K, X + 1)
+
+    def preimages(self, ks: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Codes ``w`` with ``f_k(w)`` in ``targets``, for each ``k`` in ``ks``, and the position in ``ks`` owning each."""
+        lo = self.start[ks.unsqueeze(-1), targets.unsqueeze(0)].reshape(-1)
+        lengths = self.start[ks.unsqueeze(-1), targets.unsqueeze(0) + 1].reshape(-1) - lo
+        owner = torch.arange(len(ks)).repeat_interleave(len(targets))
+        total = int(lengths.sum())
+        offsets = torch.repeat_interleave(lo - (lengths.cumsum(0) - lengths), lengths)
+        rows = torch.repeat_interleave(ks.repeat_interleave(len(targets)), lengths)
+        return self.order[rows, offsets + torch.arange(total)].long(), torch.repeat_interleave(owner, lengths)
 
     def preimage(self, k: int, targets: Tensor) -> Tensor:
         """Codes ``w`` with ``f_k(w)`` in ``targets`` (a 1-d tensor of distinct codes)."""
@@ -199,7 +211,7 @@ class ScalableLikelihood:
         self.max_width = 0.0
         self.bounded_terms = 0
         self._task = torch.zeros(len(corpus), dtype=torch.float64)
-        self._groups: list[tuple[Tensor, list[_StackedLevel], Tensor, Tensor]] = []
+        self._groups: list[_Group] = []
         if len(corpus) == 0:
             self.exact = True
             return
@@ -226,7 +238,8 @@ class ScalableLikelihood:
             rows = torch.tensor([i for i, _ in members])
             routing, skill = table.routing[prog[rows], : len(shape)], table.skill[prog[rows], : len(shape)]
             tau = torch.full_like(routing, spec.num_routings) if atomic else routing
-            self._groups.append((rows, _stack([s for _, s in members]), tau, skill))
+            tail = _tail(shape)
+            self._groups.append(_Group(rows, _stack([s for _, s in members], tail), tau, skill, tail))
         self.exact = self.bounded_terms == 0
 
     def _lib_free(self) -> None:
@@ -236,7 +249,7 @@ class ScalableLikelihood:
     # -- building (data only) -------------------------------------------------------------------
 
     def _build(self, atomic: bool, x0: int, shown: tuple[int, ...]) -> list[_Level]:
-        """The levels of one trace: input ``x0``, ``shown[l]`` the code of ``x_{l+1}`` or -1 if hidden."""
+        """The levels of one trace (``x0`` its input, ``shown[l]`` the code of ``x_{l+1}`` or -1 if hidden), pruned."""
         blocks = [_Block((_CONCRETE,), torch.tensor([[x0]]), torch.tensor([0]))]
         levels: list[_Level] = []
         size = 1
@@ -258,7 +271,93 @@ class ScalableLikelihood:
                         f"{l + 1} (more than {MAX_NODES}); show more states of deep programs"
                     )
                 levels.append(level)
-        return levels
+        return self._prune(levels, _tail(tuple(y >= 0 for y in shown)))
+
+    def _prune(self, levels: list[_Level], tail: int) -> list[_Level]:
+        """Attach each last-step entry to the shallowest node it depends on, and keep only what is needed.
+
+        The last step (it is shown) multiplies each node by ``base + sum(w * Q)``; nodes of the hidden
+        steps just before it (depths ``tail, ...``) enter only through that sum, since the ``base``
+        part adds up to ``base * (weight at depth tail) * prod(c)`` (a hidden step gives every node
+        children of total weight ``c``). So:
+
+        - an entry whose routing reads items up to ``x_p`` only has the same ``Q`` on every node below
+          the depth-``max(p, tail)`` ancestor: it is attached there once, and the evaluation multiplies
+          it by the ``c`` of the skipped steps (exact);
+        - a bounded entry (``lower = 0``) on the deepest nodes is attached to the parent with the
+          largest upper bound of its children, times the parent's whole child weight ``c`` (an upper
+          bound only; the lower one is 0 either way);
+        - a node of the tail is kept only if an entry is attached to it or below it, and the deepest
+          nodes with equal entries are merged (their weights add, their factor is the same).
+        """
+        if not levels:
+            return levels
+        last, deep = levels[-1], len(levels) - 1  # last-step entries sit on nodes at depth `deep`
+        node, route, skill, lo, hi = last.parent.clone(), last.route, last.skill, last.lo, last.hi
+        up = {}  # depth d -> (size_d,) parent node at depth d - 1 (each child has one parent)
+        for l in range(tail, deep):
+            arr = torch.full((levels[l].size,), -1, dtype=torch.long)
+            arr[levels[l].child] = levels[l].parent
+            up[l + 1] = arr
+        reach = torch.tensor(
+            [
+                max(r) if (r := routing_reads(self.spec, m, deep + 1)) is not None else deep
+                for m in range(self.spec.num_routings)
+            ]
+            + [0]  # an atomic step reads x_0
+        )
+        depth = reach[route].clamp(min=tail)
+        coarse = (lo == 0) & (hi > 0) & (depth == deep) & (deep - 1 >= tail)
+        depth = torch.where(coarse, deep - 1, depth)
+        for d in range(deep, tail, -1):  # move every entry up to its depth
+            move = depth < d
+            node[move] = up[d][node[move]]
+        # one entry per (depth, node, route, skill): exact lifts are equal, coarse ones take the max
+        key = ((depth * (1 << 40) + node) * 64 + route + 1) * 4096 + skill + 1
+        key, inverse = torch.unique(key, return_inverse=True)
+        lo = torch.zeros(len(key), dtype=torch.float64).scatter_reduce(0, inverse, lo, "amin", include_self=False)
+        hi = torch.zeros(len(key), dtype=torch.float64).scatter_reduce(0, inverse, hi, "amax", include_self=False)
+        skill, key = key % 4096 - 1, key // 4096
+        route, key = key % 64 - 1, key // 64
+        depth, node = key // (1 << 40), key % (1 << 40)
+        # keep the needed nodes of the tail, renumbered depth by depth from the bottom
+        needed = {d: node[depth == d] for d in range(tail, deep + 1)}
+        for d in range(deep, tail, -1):
+            needed[d] = torch.unique(needed[d])
+            needed[d - 1] = torch.cat([needed[d - 1], up[d][needed[d]]])
+        new = {tail: None}
+        for d in range(tail + 1, deep + 1):
+            table = torch.full((levels[d - 1].size,), -1, dtype=torch.long)
+            table[needed[d]] = torch.arange(len(needed[d]))
+            new[d] = table
+        out = list(levels[:tail])
+        for l in range(tail, deep):
+            level, child_map, parent_map = levels[l], new[l + 1], new[l]
+            edge = child_map[level.child] >= 0
+            parent = level.parent[edge] if parent_map is None else parent_map[level.parent[edge]]
+            out.append(
+                _Level(
+                    True,
+                    len(needed[l + 1]),
+                    parent,
+                    child_map[level.child[edge]],
+                    level.route[edge],
+                    level.skill[edge],
+                    _EMPTY,
+                    _EMPTY,
+                )
+            )
+        for d in range(tail + 1, deep + 1):
+            at = depth == d
+            node[at] = new[d][node[at]]
+        size = last.size if deep == tail else len(needed[deep])
+        if deep > tail:  # deepest nodes enter only through their entries: equal entry sets merge into one node
+            size, node, keep = _merge_equal(node, depth == deep, route, skill, lo, hi)
+            out[-1].child = node[0][out[-1].child]
+            out[-1].size = size
+            node, route, skill, lo, hi, depth = node[1][keep], route[keep], skill[keep], lo[keep], hi[keep], depth[keep]
+        out.append(_Level(False, size, node, _EMPTY, route, skill, lo, hi, depth))
+        return out
 
     def _routed(self, block: _Block, m: int) -> Tensor:
         """``(N,)`` codes of ``rho_m`` on the block's histories (only valid on concrete reads)."""
@@ -458,30 +557,45 @@ class ScalableLikelihood:
         """
         lib, spec = self._lib, self.spec
         n_nodes = law.shape[0]
-        uniform = (law - 1.0 / spec.alphabet).abs().amax((1, 2)) < 1e-12
-        peak = law.amax(-1).prod(-1)  # (N,) largest point probability
-        ks = range(spec.num_skills) if skills is None else sorted(set(skills.tolist()))
-        lo = torch.zeros(n_nodes, spec.num_skills if skills is None else 1, dtype=torch.float64)
+        sizes = lib.counts[:, targets].sum(-1).to(torch.float64)  # (K,) |f_k^{-1}(targets)|
+        share = sizes / spec.num_states
+        lo = share.expand(n_nodes, -1).clone() if skills is None else share[skills].unsqueeze(-1)
         hi = lo.clone()
-        for k in ks:
-            rows = torch.arange(n_nodes) if skills is None else (skills == k).nonzero(as_tuple=True)[0]
-            col = k if skills is None else 0
-            pre = lib.preimage(k, targets)
-            if len(pre) == 0:
-                continue
-            share = len(pre) / spec.num_states
-            lo[rows, col] = hi[rows, col] = share
-            todo = rows[~uniform[rows]]
-            if len(todo) == 0:
-                continue
-            if len(todo) * len(pre) * spec.length <= self.budget:
-                digits = spec.decode(pre)  # (P, n)
-                q = law[todo]  # (T, n, A)
-                probs = q[:, torch.arange(spec.length).unsqueeze(0), digits].prod(-1).sum(-1)  # (T,)
-                lo[todo, col] = hi[todo, col] = probs
-            else:
-                lo[todo, col] = 0.0
-                hi[todo, col] = torch.clamp(len(pre) * peak[todo], max=1.0)
+        uniform = (law - 1.0 / spec.alphabet).abs().amax((1, 2)) < 1e-12
+        todo = (~uniform).nonzero(as_tuple=True)[0]
+        if len(todo) == 0:
+            return lo, hi
+        peak = law.amax(-1).prod(-1)  # (N,) largest point probability
+        if skills is not None:  # each row its own skill: one enumeration of every row's preimage
+            counts = lib.counts[skills[todo].unsqueeze(-1), targets.unsqueeze(0)].to(torch.int64)  # (T, |targets|)
+            per_row = counts.sum(-1)
+            if int(per_row.sum()) * spec.length <= self.budget:
+                starts = lib.start[skills[todo].unsqueeze(-1), targets.unsqueeze(0)]
+                lengths = counts.reshape(-1)
+                offsets = torch.repeat_interleave(starts.reshape(-1) - (lengths.cumsum(0) - lengths), lengths)
+                owner = torch.repeat_interleave(torch.arange(len(todo)), per_row)
+                codes = lib.order[skills[todo][owner], offsets + torch.arange(len(owner))].long()
+                probs = law[todo[owner].unsqueeze(-1), torch.arange(spec.length), spec.decode(codes)].prod(-1)
+                lo[todo, 0] = hi[todo, 0] = torch.zeros(len(todo), dtype=torch.float64).index_add_(0, owner, probs)
+                return lo, hi
+        groups = [(todo, None)] if skills is None else [(todo[skills[todo] == k], k) for k in skills[todo].unique()]
+        for rows, k in groups:
+            ks = (sizes > 0).nonzero(as_tuple=True)[0] if k is None else k.reshape(1)
+            for chunk in [ks] if len(rows) * int(sizes[ks].sum()) * spec.length <= self.budget else ks.split(1):
+                cols = chunk if skills is None else torch.zeros_like(chunk)
+                total = int(sizes[chunk].sum())
+                if total == 0:
+                    continue
+                if len(rows) * total * spec.length > self.budget:
+                    lo[rows.unsqueeze(-1), cols] = 0.0
+                    hi[rows.unsqueeze(-1), cols] = torch.clamp(peak[rows].unsqueeze(-1) * sizes[chunk], max=1.0)
+                    continue
+                codes, owner = lib.preimages(chunk, targets)
+                digits = spec.decode(codes)  # (E, n)
+                probs = law[rows][:, torch.arange(spec.length).unsqueeze(0), digits].prod(-1)  # (R, E)
+                per = torch.zeros(len(rows), len(chunk), dtype=torch.float64).index_add_(1, owner, probs)
+                lo[rows.unsqueeze(-1), cols] = per
+                hi[rows.unsqueeze(-1), cols] = per
         return lo, hi
 
     def _derived(self, block: _Block, m: int, pos: int, y: int) -> tuple[Tensor, Tensor]:
@@ -519,22 +633,34 @@ class ScalableLikelihood:
         return lo, hi
 
     def _routing_preimage(self, tab: Tensor, targets: Tensor) -> Tensor | None:
-        """Distinct codes ``z`` with ``tab[i, z_i] == t_i`` for all ``i``, for some target ``t``; None if too many."""
-        spec = self.spec
+        """Distinct codes ``z`` with ``tab[i, z_i] == t_i`` for all ``i``, for some target ``t``; None if too many.
+
+        Each target's solutions are a product of per-position symbol sets; they are listed together by
+        a mixed-radix count over every target at once.
+        """
+        spec, a, n = self.spec, self.spec.alphabet, self.spec.length
         digits = spec.decode(targets)  # (T, n)
-        allowed = tab.unsqueeze(0) == digits.unsqueeze(-1)  # (T, n, A)
-        sizes = allowed.sum(-1).prod(-1)
-        if int(sizes.sum()) > self.budget:
+        # inv[i, v, j]: the j-th symbol s with tab[i, s] == v (padded), cnt[i, v]: how many
+        order = torch.argsort(tab, dim=-1, stable=True)  # (n, A)
+        cnt = torch.stack([torch.bincount(tab[i], minlength=a) for i in range(n)])  # (n, A)
+        start = torch.nn.functional.pad(cnt.cumsum(-1), (1, 0))[:, :-1]  # (n, A)
+        pos = torch.arange(n)
+        per = cnt[pos, digits]  # (T, n) choices per position
+        sizes = per.prod(-1)
+        total = int(sizes.sum())
+        if total > self.budget:
             return None
-        weights = spec.alphabet ** torch.arange(spec.length - 1, -1, -1)
-        out = []
-        for t in range(len(targets)):
-            if int(sizes[t]) == 0:
-                continue
-            choices = [allowed[t, i].nonzero(as_tuple=True)[0] * weights[i] for i in range(spec.length)]
-            grid = torch.cartesian_prod(*choices).reshape(-1, spec.length) if spec.length > 1 else choices[0][:, None]
-            out.append(grid.sum(-1))
-        return torch.unique(torch.cat(out)) if out else torch.zeros(0, dtype=torch.long)
+        if total == 0:
+            return torch.zeros(0, dtype=torch.long)
+        owner = torch.repeat_interleave(torch.arange(len(targets)), sizes)
+        local = torch.arange(total) - (sizes.cumsum(0) - sizes)[owner]
+        radix = per[owner]  # (E, n)
+        place = torch.flip(torch.cumprod(torch.flip(radix, [1]), 1), [1])  # (E, n): prod of radix[i:]
+        place = torch.cat([place[:, 1:], torch.ones_like(place[:, :1])], 1)  # prod of radix[i + 1:]
+        digit = (local.unsqueeze(-1) // place) % radix  # (E, n)
+        sym = order[pos, start[pos, digits[owner]] + digit]  # (E, n)
+        weights = a ** torch.arange(n - 1, -1, -1)
+        return torch.unique((sym * weights).sum(-1))
 
     # -- evaluation -----------------------------------------------------------------------------
 
@@ -570,29 +696,34 @@ class ScalableLikelihood:
         beta_x = beta_x + atomic
         mass = beta_x.sum(-1).unsqueeze(-1) * alpha.sum(-1).unsqueeze(0)  # (R + 1, S): c per symbol pair
         size = self.spec.num_states
-        for rows, levels, tau, sigma in self._groups:
-            lo, hi = self._group(levels, tau, sigma, alpha, beta_x, mass, eps, size)
-            lo_out[rows] = lo_out[rows] + lo.log()
-            hi_out[rows] = hi_out[rows] + hi.log()
+        for group in self._groups:
+            lo, hi = self._group(group, alpha, beta_x, mass, eps, size)
+            lo_out[group.rows] = lo_out[group.rows] + lo.log()
+            hi_out[group.rows] = hi_out[group.rows] + hi.log()
         return lo_out, hi_out
 
     @staticmethod
     def _group(
-        levels: list[_StackedLevel],
-        tau: Tensor,
-        sigma: Tensor,
-        alpha: Tensor,
-        beta_x: Tensor,
-        mass: Tensor,
-        eps: Tensor,
-        size: int,
+        group: _Group, alpha: Tensor, beta_x: Tensor, mass: Tensor, eps: Tensor, size: int
     ) -> tuple[Tensor, Tensor]:
         """``(G,)`` bounds on ``P(shown states | program, x_0)`` for one group of equal step structure."""
+        tau, sigma, levels, tail = group.tau, group.sigma, group.levels, group.tail
         g = tau.shape[0]
         lo = torch.ones(g, dtype=alpha.dtype)
         hi = lo
+        if not levels:
+            return lo, hi
+        last = len(levels) - 1
         trace = torch.arange(g)  # node -> trace
+        kept_lo: list[Tensor] = []  # node values at depths tail, ..., last (the last step reads them all)
+        kept_hi: list[Tensor] = []
+        owner = trace
         for l, level in enumerate(levels):
+            if l == tail:
+                owner = trace  # node -> trace at depth tail
+            if l >= tail:
+                kept_lo.append(lo)
+                kept_hi.append(hi)
             t = tau[level.trace, l]
             s = sigma[level.trace, l]
             if level.hidden:
@@ -605,17 +736,87 @@ class ScalableLikelihood:
                 lo = torch.zeros(level.size, dtype=alpha.dtype).index_add(0, level.child, lo[level.parent] * w)
                 hi = torch.zeros(level.size, dtype=alpha.dtype).index_add(0, level.child, hi[level.parent] * w)
                 trace = level.node_trace
-            else:
-                w = (1 - eps) * beta_x[t, level.route] * alpha[s, level.skill]
+                continue
+            w = (1 - eps) * beta_x[t, level.route] * alpha[s, level.skill]
+            if l < last:
                 base = eps * mass[tau[trace, l], sigma[trace, l]] / size
                 lo = lo * base.index_add(0, level.parent, w * level.lo)
                 hi = hi * base.index_add(0, level.parent, w * level.hi)
-        lo = torch.zeros(g, dtype=alpha.dtype).index_add(0, trace, lo)
-        hi = torch.zeros(g, dtype=alpha.dtype).index_add(0, trace, hi)
+        # the last step: base * (total weight) + attached entries * (weight c of the steps they skip)
+        steps = mass[tau[:, tail:], sigma[:, tail:]]  # (G, last - tail + 1): c of levels tail..last
+        skipped = torch.flip(torch.cumprod(torch.flip(steps[:, :-1], [1]), 1), [1])  # prod of c from depth d on
+        skipped = torch.cat([skipped, torch.ones_like(steps[:, :1])], 1)  # (G, depths)
+        level = levels[last]
+        total_lo = torch.zeros(g, dtype=alpha.dtype).index_add(0, owner, kept_lo[0]) * skipped[:, 0]
+        total_hi = torch.zeros(g, dtype=alpha.dtype).index_add(0, owner, kept_hi[0]) * skipped[:, 0]
+        mult = skipped[level.trace, level.depth]
+        lo_all, hi_all = torch.cat(kept_lo), torch.cat(kept_hi)
+        lo_hits = torch.zeros(g, dtype=alpha.dtype).index_add(
+            0, level.trace, lo_all[level.parent] * w * level.lo * mult
+        )
+        hi_hits = torch.zeros(g, dtype=alpha.dtype).index_add(
+            0, level.trace, hi_all[level.parent] * w * level.hi * mult
+        )
+        step = steps[:, -1]
+        base = eps * step / size
+        lo = base * total_lo + lo_hits
+        hi = base * total_hi + hi_hits
         return lo, hi
 
 
 _EMPTY = torch.zeros(0)
+
+
+def _merge_equal(
+    node: Tensor, deepest: Tensor, route: Tensor, skill: Tensor, lo: Tensor, hi: Tensor
+) -> tuple[int, tuple[Tensor, Tensor], Tensor]:
+    """Merge the deepest nodes that carry the same entries (their weights add; the last factor is equal).
+
+    Returns the number of merged nodes, ``(old deepest node -> merged node, entry -> its node with
+    deepest nodes renumbered)``, and the entries to keep (one copy per merged node).
+    """
+    rows = deepest.nonzero(as_tuple=True)[0]
+    count = int(node[rows].max()) + 1 if len(rows) else 0
+    order = rows[np.lexsort((skill[rows].numpy(), route[rows].numpy(), node[rows].numpy()))]
+    table = np.stack(
+        [
+            route[order].numpy(),
+            skill[order].numpy(),
+            lo[order].numpy().view(np.int64),
+            hi[order].numpy().view(np.int64),
+        ],
+        1,
+    )
+    bounds = np.searchsorted(node[order].numpy(), np.arange(count + 1))
+    ids: dict[bytes, int] = {}
+    mapping = torch.tensor(
+        [ids.setdefault(table[a:b].tobytes(), len(ids)) for a, b in zip(bounds[:-1], bounds[1:])], dtype=torch.long
+    )
+    first = torch.full((len(ids),), count, dtype=torch.long).scatter_reduce(0, mapping, torch.arange(count), "amin")
+    keep = torch.ones(len(node), dtype=torch.bool)
+    keep[rows] = first[mapping[node[rows]]] == node[rows]
+    renumbered = node.clone()
+    renumbered[rows] = mapping[node[rows]]
+    return len(ids), (mapping, renumbered), keep
+
+
+def _tail(shown: tuple[bool, ...]) -> int:
+    """Index of the first of the hidden steps just before the last (shown) step (``len - 1`` if none)."""
+    tail = len(shown) - 1
+    while tail > 0 and not shown[tail - 1]:
+        tail -= 1
+    return max(tail, 0)
+
+
+@dataclass
+class _Group:
+    """Traces of one step structure: corpus rows, stacked levels, symbols, first step of the hidden tail."""
+
+    rows: Tensor
+    levels: list[_StackedLevel]
+    tau: Tensor
+    sigma: Tensor
+    tail: int
 
 
 @dataclass
@@ -632,35 +833,50 @@ class _StackedLevel:
     hi: Tensor
     trace: Tensor  # (E,) trace (row of the group) owning each entry
     node_trace: Tensor  # (size,) trace owning each node after the level
+    depth: Tensor | None = None  # last level: (E,) depth of each entry's node minus the tail
 
 
-def _stack(structures: list[list[_Level]]) -> list[_StackedLevel]:
-    """Concatenate the equal-shaped level lists of a group's traces, offsetting node indices."""
-    depth = len(structures[0])
+def _stack(structures: list[list[_Level]], tail: int) -> list[_StackedLevel]:
+    """Concatenate the equal-shaped level lists of a group's traces, offsetting node indices.
+
+    The last level's entries index the concatenation of every depth from ``tail`` down (depth by
+    depth, trace by trace), and ``depth`` holds ``depth - tail`` for each.
+    """
+    n = len(structures)
     out: list[_StackedLevel] = []
-    sizes = [1] * len(structures)  # nodes per trace before the level
-    owner = torch.arange(len(structures))  # node -> trace before the level
-    for l in range(depth):
-        base = torch.tensor([0, *sizes]).cumsum(0)[:-1]  # offsets before the level
+    at_depth = [[1] * n]  # nodes per trace at each depth
+    owner = torch.arange(n)  # node -> trace at the current depth
+    for l in range(len(structures[0])):
         levels = [s[l] for s in structures]
         hidden = levels[0].hidden
         counts = torch.tensor([len(v.parent) for v in levels])
-        trace = torch.arange(len(levels)).repeat_interleave(counts)
-        parent = torch.cat([v.parent for v in levels]) + base[trace]
+        trace = torch.arange(n).repeat_interleave(counts)
+        base = torch.tensor([0, *at_depth[-1]]).cumsum(0)[:-1]
+        depth_rel = None
         if hidden:
+            parent = torch.cat([v.parent for v in levels]) + base[trace]
             new_sizes = [v.size for v in levels]
-            new_base = torch.tensor([0, *new_sizes]).cumsum(0)[:-1]
-            child = torch.cat([v.child for v in levels]) + new_base[trace]
-            node_trace = torch.arange(len(levels)).repeat_interleave(torch.tensor(new_sizes))
-            sizes = new_sizes
-            owner = node_trace
-        else:
+            child = torch.cat([v.child for v in levels]) + torch.tensor([0, *new_sizes]).cumsum(0)[:-1][trace]
+            owner = torch.arange(n).repeat_interleave(torch.tensor(new_sizes))
+            at_depth.append(new_sizes)
+        elif l < len(structures[0]) - 1:
+            parent = torch.cat([v.parent for v in levels]) + base[trace]
             child = _EMPTY.long()
-            node_trace = owner
+            at_depth.append(at_depth[-1])
+        else:
+            depth = torch.cat([v.depth for v in levels])
+            offset, starts = 0, {}
+            for d in range(tail, l + 1):
+                starts[d] = offset + torch.tensor([0, *at_depth[d]]).cumsum(0)[:-1]
+                offset += sum(at_depth[d])
+            first = torch.stack([starts[d] for d in range(tail, l + 1)], -1)  # (n, depths)
+            parent = torch.cat([v.parent for v in levels]) + first[trace, depth - tail]
+            child = _EMPTY.long()
+            depth_rel = depth - tail
         out.append(
             _StackedLevel(
                 hidden,
-                sum(sizes),
+                sum(at_depth[-1]),
                 parent,
                 child,
                 torch.cat([v.route for v in levels]),
@@ -668,7 +884,8 @@ def _stack(structures: list[list[_Level]]) -> list[_StackedLevel]:
                 torch.cat([v.lo for v in levels]).to(torch.float64),
                 torch.cat([v.hi for v in levels]).to(torch.float64),
                 trace,
-                node_trace,
+                owner,
+                depth_rel,
             )
         )
     return out
