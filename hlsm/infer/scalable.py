@@ -151,7 +151,7 @@ class _Library:
         self.start = torch.nn.functional.pad(counts.cumsum(-1), (1, 0)).to(torch.int64)  # (K, X + 1)
 
     def preimages(self, ks: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """Codes ``w`` with ``f_k(w)`` in ``targets``, for each ``k`` in ``ks``, and the position in ``ks`` owning each."""
+        """Codes ``w`` with ``f_k(w)`` in ``targets`` for each ``k`` in ``ks``, and the index in ``ks`` of each."""
         lo = self.start[ks.unsqueeze(-1), targets.unsqueeze(0)].reshape(-1)
         lengths = self.start[ks.unsqueeze(-1), targets.unsqueeze(0) + 1].reshape(-1) - lo
         owner = torch.arange(len(ks)).repeat_interleave(len(targets))
@@ -790,7 +790,8 @@ def _merge_equal(
     bounds = np.searchsorted(node[order].numpy(), np.arange(count + 1))
     ids: dict[bytes, int] = {}
     mapping = torch.tensor(
-        [ids.setdefault(table[a:b].tobytes(), len(ids)) for a, b in zip(bounds[:-1], bounds[1:])], dtype=torch.long
+        [ids.setdefault(table[a:b].tobytes(), len(ids)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+        dtype=torch.long,
     )
     first = torch.full((len(ids),), count, dtype=torch.long).scatter_reduce(0, mapping, torch.arange(count), "amin")
     keep = torch.ones(len(node), dtype=torch.bool)
