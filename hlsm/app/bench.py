@@ -16,6 +16,7 @@ import inspect
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -422,8 +423,12 @@ def bench_identify(n: int = 20, seed: int = 0, progress: bool = True) -> dict[st
     }
 
 
-def bench_fit(n: int = 300, steps: int = 20, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+def bench_fit(
+    n: int | None = None, steps: int = 20, seed: int = 0, progress: bool = True, scale: str = "tiny"
+) -> dict[str, Any]:
     """Loss + backward of the fast exact likelihood against Pyro's ``TraceEnum_ELBO``, side by side.
+
+    ``scale="default"`` runs :func:`bench_fit_default` instead (the default library, ``|X| = 262,144``).
 
     A tiny instance (A = 3, n = 2: |X| = 9; 4 skills, 3 routings), 6 programs of depths 1-3 and a
     corpus of ``n`` traces, half full and half answer-only exposure, ``epsilon = 0.1`` in the
@@ -432,6 +437,11 @@ def bench_fit(n: int = 300, steps: int = 20, seed: int = 0, progress: bool = Tru
     (``equal``). Each path: 2 warm-up steps, then ``steps`` timed in 4 rounds alternating with the
     other path's; the best round's rate is reported. ``ratio`` = fast / pyro steps per second.
     """
+    if scale == "default":
+        return bench_fit_default(1024 if n is None else n, steps=steps, seed=seed, progress=progress)
+    if scale != "tiny":
+        raise HLSMError(f"bench fit has scales 'tiny' and 'default', got {scale!r}")
+    n = 300 if n is None else n
     from pyro.infer import TraceEnum_ELBO
 
     from hlsm.infer.likelihood import CorpusLikelihood
@@ -509,6 +519,120 @@ def bench_fit(n: int = 300, steps: int = 20, seed: int = 0, progress: bool = Tru
         "fast_steps_per_s": round(best["fast"], 2),
         "pyro_steps_per_s": round(best["pyro"], 2),
         "ratio": round(best["fast"] / best["pyro"], 2),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
+
+
+DEFAULT_DESIGN = Path(__file__).resolve().parents[2] / "sims" / "designs" / "default_library.toml"
+
+
+def _peak_fit(spec: Spec, corpus: Any, support: list[Any], steps: int) -> dict[str, float]:
+    """A one-restart scalable fit of ``steps`` steps in this (fresh) process: wall time and peak memory."""
+    import resource
+
+    from hlsm.infer.fitting import FitConfig, fit
+
+    start = time.perf_counter()
+    config = FitConfig(steps=steps, restarts=1, tables="library", objective="scalable", tol=0.0, progress=False)
+    result = fit(spec, corpus, support, config)
+    return {
+        "seconds": time.perf_counter() - start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "interval_width": float(result.restarts[0].interval_width or 0.0),
+    }
+
+
+def bench_fit_default(n: int = 1024, steps: int = 20, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """The scalable likelihood on the default library (``|X| = 262,144``) against the best feasible Pyro path.
+
+    Data from ``sims/designs/default_library.toml``: ``n`` golden SFT traces and ``n // 16``
+    answer-only RL traces, ``epsilon = 0.05``. Pyro's enumerated model cannot hide a state of this
+    ``|X|``, so the feasible Pyro path is ``TraceEnum_ELBO`` on the golden traces alone (library
+    tables, ``epsilon`` fixed): both are timed there side by side (loss + backward in alternating
+    rounds, best round; losses must agree to 1e-6 relative), and the scalable likelihood alone on
+    the whole corpus. ``peak_rss_mb`` is the peak memory of a separate process that builds the whole
+    corpus's likelihood and runs a ``steps``-step fit (``fit_seconds``), with nothing else in it.
+    """
+    import multiprocessing
+
+    from pyro.infer import TraceEnum_ELBO
+
+    from hlsm.app.designfile import load_design
+    from hlsm.infer.model import HLSMParams, hlsm
+    from hlsm.infer.scalable import ScalableLikelihood
+    from hlsm.simulate import concat
+
+    design = load_design(DEFAULT_DESIGN)
+    spec, support = design.spec, list(design.sft) + list(design.rl)
+    golden = simulate(spec, list(design.sft), n, seed, epsilon=0.05, exposure=design.sft_exposure, split="sft")
+    answers = simulate(spec, list(design.rl), max(1, n // 16), seed + 1, epsilon=0.05, exposure=design.rl_exposure)
+    corpus = concat([golden, answers])
+    gen = torch.Generator().manual_seed(seed)
+    k, m = spec.num_skills, spec.num_routings
+    logits = [torch.randn(*shape, generator=gen, dtype=torch.float64).requires_grad_() for shape in ((k, k), (m, m))]
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    ours = ScalableLikelihood(spec, support, golden)
+    timings["build_golden_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    whole = ScalableLikelihood(spec, support, corpus)
+    timings["build_all_s"] = time.perf_counter() - start
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+
+    def loss_ours() -> torch.Tensor:
+        return -ours(torch.softmax(logits[0], -1), torch.softmax(logits[1], -1), 0.05)
+
+    def loss_all() -> torch.Tensor:
+        return -whole(torch.softmax(logits[0], -1), torch.softmax(logits[1], -1), 0.05)
+
+    def loss_pyro() -> torch.Tensor:
+        params = HLSMParams(torch.softmax(logits[0], -1), torch.softmax(logits[1], -1), 0.05, None)
+        return elbo.differentiable_loss(lambda: hlsm(spec, params, support, data=golden), lambda: None)
+
+    def step(loss_fn: Callable[[], torch.Tensor]) -> float:
+        for v in logits:
+            v.grad = None
+        loss = loss_fn()
+        loss.backward()
+        return float(loss.detach())
+
+    values = {"scalable": step(loss_ours), "pyro": step(loss_pyro)}
+    step(loss_all)
+    best = {"scalable": 0.0, "pyro": 0.0, "scalable_all": 0.0}
+    per_round = max(1, steps // 4)
+    for _ in range(4):
+        for name, fn in (("scalable", loss_ours), ("pyro", loss_pyro), ("scalable_all", loss_all)):
+            start = time.perf_counter()
+            for _ in range(per_round):
+                step(fn)
+            best[name] = max(best[name], per_round / (time.perf_counter() - start))
+    if abs(values["scalable"] - values["pyro"]) > 1e-6 * abs(values["pyro"]):
+        raise HLSMError(
+            f"scalable and Pyro losses disagree ({values['scalable']} vs {values['pyro']}): please report this"
+        )
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        peak = pool.apply(_peak_fit, (spec, corpus, support, steps))
+    return {
+        "benchmark": "fit",
+        "scale": "default",
+        "num_states": spec.num_states,
+        "golden_traces": len(golden),
+        "answer_only_traces": len(answers),
+        "build_golden_s": round(timings["build_golden_s"], 2),
+        "build_all_s": round(timings["build_all_s"], 2),
+        "loss_scalable": values["scalable"],
+        "loss_pyro": values["pyro"],
+        "equal": True,
+        "scalable_steps_per_s": round(best["scalable"], 2),
+        "pyro_steps_per_s": round(best["pyro"], 2),
+        "ratio": round(best["scalable"] / best["pyro"], 2),
+        "scalable_all_steps_per_s": round(best["scalable_all"], 2),
+        "pyro_all": "infeasible: the enumerated model cannot hide a state of |X| = 262,144",
+        "fit_steps": steps,
+        "fit_seconds": round(peak["seconds"], 2),
+        "fit_interval_width": round(peak["interval_width"], 3),
+        "peak_rss_mb": round(peak["peak_rss_mb"], 1),
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
     }

@@ -181,7 +181,12 @@ def _cmd_identify(args: argparse.Namespace) -> None:
 def _cmd_fit(args: argparse.Namespace) -> None:
     from hlsm.app.fitrun import run_fit
 
-    metrics = run_fit(args.design, args.out, data=args.data, progress=not args.quiet, resume=args.resume)
+    metrics = run_fit(
+        args.design, args.out, data=args.data, progress=not args.quiet and not args.json, resume=args.resume
+    )
+    if args.json:
+        print(json.dumps(metrics.summary() | {"out": str(args.out)}, indent=2))
+        return
     rec, table = metrics.recovery, metrics.confusion
     print(f"fitted {metrics.traces:,} traces: best restart {metrics.best} of {len(metrics.restarts)}")
     print(
@@ -191,6 +196,9 @@ def _cmd_fit(args: argparse.Namespace) -> None:
     )
     free = [s for s, view in metrics.symbols.items() if not view.identified]
     print(f"  symbols not identified by the fit: {', '.join(free) or 'none'}")
+    width = metrics.restarts[metrics.best].interval_width
+    if width is not None:
+        print(f"  scalable likelihood: the log-likelihood is certified to within {width:.3g} nats at the estimate")
     if table is not None:
         print(f"  candidates: VI and the exact checker agree on {table['agreement']:.0%} of {table['total']}")
     print(f"results: {args.out}/metrics.json")
@@ -286,7 +294,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from hlsm.app.bench import run_benchmark
 
     kwargs: dict[str, Any] = {"progress": not args.json}
-    for key in ("n", "device", "peak_tflops"):
+    for key in ("n", "device", "peak_tflops", "scale"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     result = run_benchmark(args.name, **kwargs)
@@ -363,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (params.pt, metrics.json, figures)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true", help="continue a killed fit from OUT/fit_state.pt")
+    p.add_argument(
+        "--json", action="store_true", help="print the summary (binding_accuracy, checker_agreement) as JSON"
+    )
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("reproduce", help="run every experiment of sims/ and write docs/results.md (resumable)")
@@ -425,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="problem size (simulate: traces, default 100000; sample: prompts, train: batch, 64; rl: prompts, 32)",
     )
     p.add_argument("--device", help="sample, train, rl: cpu (default) or cuda")
+    p.add_argument("--scale", help="rl: the preset's model and task (cpu, gpu); fit: tiny (default) or default library")
     p.add_argument(
         "--peak-tflops", type=float, help="train: the device's peak TFLOP/s, to report model FLOPs utilisation"
     )

@@ -22,6 +22,8 @@ class RestartRecord:
     steps: int
     converged: bool
     epsilon: float | None
+    interval_width: float | None = None
+    """Width of the scalable likelihood's certified interval at the estimate (None: exact likelihood)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,32 @@ class FitMetrics:
     confusion: dict[str, Any] | None
     nuts: dict[str, Any] | None = None
 
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers (``hlsm fit --json``): recovery, agreement with the checker, interval width."""
+        rec = self.recovery
+        skills, routings = len(rec.matched_permutation), sum(v.kind == "routing" for v in self.symbols.values())
+        widths = [r.interval_width for r in self.restarts if r.interval_width is not None]
+        best = self.restarts[self.best]
+        return _finite(
+            {
+                "design": self.design,
+                "traces": self.traces,
+                "binding_accuracy": (rec.skill_binding_accuracy * skills + rec.routing_binding_accuracy * routings)
+                / (skills + routings),
+                "skill_binding_accuracy": rec.skill_binding_accuracy,
+                "routing_binding_accuracy": rec.routing_binding_accuracy,
+                "epsilon": rec.epsilon,
+                "checker_agreement": None if self.confusion is None else self.confusion["agreement"],
+                "confusion": self.confusion,
+                "candidates": len(self.candidates),
+                "restarts": len(self.restarts),
+                "best_log_likelihood": best.log_likelihood,
+                "interval_width": best.interval_width,
+                "max_interval_width": max(widths) if widths else None,
+                "symbols_not_identified": [s for s, v in self.symbols.items() if not v.identified],
+            }
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (NaN and infinities become None)."""
         out: dict[str, Any] = {
@@ -123,7 +151,7 @@ class FitMetrics:
             data=raw["data"],
             traces=raw["traces"],
             fit=raw["fit"],
-            restarts=[RestartRecord(**r) for r in raw["restarts"]],
+            restarts=[RestartRecord(**r) for r in raw["restarts"]],  # interval_width: absent in older files
             best=raw["best"],
             spread=raw["spread"],
             recovery=Recovery.from_dict(raw["recovery"]),

@@ -49,6 +49,8 @@ class FitSection:
 
     traces: int = 0
     """Traces simulated per support (SFT, RL); 0 = the population-limit corpus."""
+    rl_traces: int | None = None
+    """Traces simulated for the RL support, if not ``traces`` (answer-only traces cost more at scale)."""
     epsilon: float = 0.05
     """Corruption rate of simulated traces (and of the true tables recovery is measured against)."""
     seed: int = 0
@@ -61,6 +63,8 @@ class FitSection:
     objective: str = "fast"
     confident: float = DEFAULT_CONFIDENT
     near: float = DEFAULT_NEAR
+    view_inputs: int = 64
+    """Input states per candidate of the Bayesian view when the fit is at scale (no tables built)."""
 
 
 @dataclass(frozen=True)
@@ -84,15 +88,19 @@ def _data(design: IdentifyDesign, section: FitSection, data: str | None) -> tupl
     if section.traces == 0:
         return design.corpus(), support, None
     parts = []
-    for i, (programs, exposure, split) in enumerate(
-        ((design.sft, design.sft_exposure, "sft"), (design.rl, design.rl_exposure, "rl"))
+    rl_traces = section.traces if section.rl_traces is None else section.rl_traces
+    for i, (programs, exposure, split, count) in enumerate(
+        (
+            (design.sft, design.sft_exposure, "sft", section.traces),
+            (design.rl, design.rl_exposure, "rl", rl_traces),
+        )
     ):
-        if programs:
+        if programs and count > 0:
             parts.append(
                 simulate(
                     design.spec,
                     list(programs),
-                    section.traces,
+                    count,
                     section.seed + i,
                     epsilon=section.epsilon,
                     exposure=exposure,
@@ -110,8 +118,12 @@ def _symbol_views(
     best_run = result.restarts[result.best]
     # dense tables name skills arbitrarily: read every restart's skills as the best restart's, and
     # the best restart's as the library's, through Hungarian matching of the tables
-    to_best = [_relabel(result.restarts[i].tables, best_run.tables, section.tables) for i in band]
-    to_truth = _relabel(best_run.tables, library_tables(spec, section.epsilon), section.tables)
+    if section.tables == "library":  # library tables are the library's own: no relabelling
+        to_best = [torch.arange(spec.num_skills) for _ in band]
+        to_truth = torch.arange(spec.num_skills)
+    else:
+        to_best = [_relabel(result.restarts[i].tables, best_run.tables, section.tables) for i in band]
+        to_truth = _relabel(best_run.tables, library_tables(spec, section.epsilon), section.tables)
     out: dict[str, SymbolView] = {}
     for kind, names, symbols, attr in (
         ("skill", spec.skills, spec.skill_symbols, "alpha"),
@@ -152,6 +164,17 @@ def _relabel(tables: torch.Tensor, reference: torch.Tensor, kind: str) -> torch.
 def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, corpus: Corpus) -> Recovery:
     spec, params = design.spec, result.params()
     k, m = spec.num_skills, spec.num_routings
+    best = result.restarts[result.best]
+    if best.tables is None:  # library tables at scale: each row's TV to the truth is |eps - eps_hat| (1 - 1/|X|)
+        tv = abs(float(best.epsilon) - section.epsilon) * (1 - 1 / spec.num_states)
+        return Recovery(
+            skill_binding_accuracy=binding_accuracy(params.alpha, list(range(k))),
+            routing_binding_accuracy=binding_accuracy(params.beta, list(range(m))),
+            matched_tv=[tv] * k,
+            matched_tv_max=tv,
+            epsilon=best.epsilon,
+            matched_permutation=list(range(k)),
+        )
     true_tables = library_tables(spec, section.epsilon)
     matching = match_tables(result.restarts[result.best].tables, true_tables)
     # library tables are the library's own: bindings are read without relabelling
@@ -218,14 +241,22 @@ def run_fit(
             in_set: list[bool] | None = [v.identified for v in checker.verdicts]
         except ContradictionError:
             checker, in_set = None, None  # noisy data without a noiseless twin: no exact verdicts
-        views = bayesian_view(spec, result, design.candidates, confident=section.confident, near=section.near)
+        inputs = None
+        if result.restarts[result.best].tables is None:  # at scale: the view reads fixed random inputs
+            gen = torch.Generator().manual_seed(section.seed)
+            inputs = torch.randint(spec.alphabet, (section.view_inputs, spec.length), generator=gen)
+        views = bayesian_view(
+            spec, result, design.candidates, confident=section.confident, near=section.near, inputs=inputs
+        )
         metrics = FitMetrics(
             design=str(design_path),
             data=data,
             traces=len(corpus),
             fit=asdict(section),
             restarts=[
-                RestartRecord(r.seed, r.objective, r.log_likelihood, len(r.history), r.converged, r.epsilon)
+                RestartRecord(
+                    r.seed, r.objective, r.log_likelihood, len(r.history), r.converged, r.epsilon, r.interval_width
+                )
                 for r in result.restarts
             ],
             best=result.best,

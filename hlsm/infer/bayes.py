@@ -8,6 +8,11 @@ For every candidate program, the fitted restarts' posterior predictive answers
 - ``agreement``: the fraction of inputs on which every *near-best* restart (final objective within
   ``near`` nats of the best) gives the same modal answer.
 
+Library tables fitted at scale (no tables built, :func:`hlsm.infer.fitting.uses_scalable`) use
+:func:`hlsm.infer.predictive.answer_bounds` on given inputs instead: the modal answer of the
+heaviest corruption-free paths, and as ``confidence`` a certified lower bound on its probability
+(so a ``confident`` threshold above 0.5 makes it the predictive mode for certain).
+
 The verdict ``identified`` is "confident (``confidence >= confident``), correct on every input, and
 the near-best restarts agree". An answer left free by the data sits on a flat ridge of the
 likelihood: restarts land on different points of it, and a Dirichlet prior with concentration > 1
@@ -28,7 +33,7 @@ from torch import Tensor
 from hlsm.errors import HLSMError
 from hlsm.identify.checker import identify
 from hlsm.infer.fitting import FitConfig, FitResult, fit
-from hlsm.infer.predictive import answer_distribution, true_answers
+from hlsm.infer.predictive import answer_bounds, answer_distribution, true_answers
 from hlsm.programs import Program
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
@@ -84,15 +89,26 @@ def bayesian_view(
         raise ViewError(f"near must be >= 0 nats, got {near}")
     band = near_best(result, near)
     params = [result.params(i) for i in band]
+    bounded = params[0].tables is None and result.restarts[result.best].interval_width is not None
+    if bounded and inputs is None:
+        raise ViewError("a fit at scale (no tables built) is viewed on given inputs; pass inputs=(B, n) states")
+    if bounded and confident <= 0.5:
+        raise ViewError(f"at scale confidence is a lower bound, so confident must exceed 0.5, got {confident}")
     out = []
     for program in candidates:
         truth = true_answers(spec, program, inputs)
-        probs = [answer_distribution(spec, p, program, inputs) for p in params]
-        best = probs[band.index(result.best)]
-        modal = best.argmax(-1)
-        confidence = float(best.max(-1).values.min())
+        if bounded:
+            answers = [answer_bounds(spec, p, program, inputs) for p in params]
+            modal, lower = answers[band.index(result.best)]
+            confidence = float(lower.min())
+            modes = torch.stack([m for m, _ in answers])
+        else:
+            probs = [answer_distribution(spec, p, program, inputs) for p in params]
+            best = probs[band.index(result.best)]
+            modal = best.argmax(-1)
+            confidence = float(best.max(-1).values.min())
+            modes = torch.stack([p.argmax(-1) for p in probs])  # (R, B)
         accuracy = float((modal == truth).double().mean())
-        modes = torch.stack([p.argmax(-1) for p in probs])  # (R, B)
         agreement = float((modes == modes[0]).all(0).double().mean())
         identified = confidence >= confident and accuracy == 1.0 and agreement == 1.0
         out.append(ProgramView(program.names(spec), program.depth, confidence, accuracy, agreement, identified))

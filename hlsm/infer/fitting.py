@@ -19,6 +19,11 @@ compute it: ``objective="fast"`` uses
 ``TraceEnum_ELBO(max_plate_nesting=1)`` and an empty guide over the enumerated :func:`hlsm.infer.model.hlsm`
 (its loss is minus the same objective). Each of ``restarts`` random restarts is an Adam loop.
 
+Library tables over more than ``MAX_DENSE_STATES`` states (the default library has ``|X| = 262,144``)
+are fitted with :class:`hlsm.infer.scalable.ScalableLikelihood` instead (also ``objective="scalable"``
+at any size): no table is built, and where that likelihood bounds a term the fit maximises its
+certified lower bound and reports the interval's width at the estimate (``interval_width``).
+
 One module (about 480 lines): the config, both objectives and the restart loop share the
 parameterisation above, and the two objectives are tested equal.
 """
@@ -43,8 +48,9 @@ from tqdm.auto import tqdm
 
 from hlsm.infer import fitstate
 from hlsm.infer.fitstate import FitError
-from hlsm.infer.likelihood import CorpusLikelihood, library_tables
+from hlsm.infer.likelihood import MAX_DENSE_STATES, CorpusLikelihood, library_tables
 from hlsm.infer.model import HLSMParams, enumerated_log_likelihood, hlsm
+from hlsm.infer.scalable import ScalableLikelihood
 from hlsm.programs import Program
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
@@ -109,8 +115,10 @@ class FitConfig:
         Number of random restarts (>= 1).
     seed : int
         Seed from which each restart's seed is derived (``numpy.random.SeedSequence``).
-    objective : "fast" or "pyro"
-        The fast exact likelihood, or Pyro SVI with ``TraceEnum_ELBO`` and an empty guide.
+    objective : "fast", "scalable" or "pyro"
+        The fast exact likelihood (the scalable one for library tables over more than
+        ``MAX_DENSE_STATES`` states), the scalable one at any size (library tables only), or Pyro
+        SVI with ``TraceEnum_ELBO`` and an empty guide.
     tables : "dense" or "library"
         Learn dense skill tables (H-tab) or the library tables' corruption rate (H-lib).
     concentration : float
@@ -134,7 +142,7 @@ class FitConfig:
     lr: float = 0.05
     restarts: int = 4
     seed: int = 0
-    objective: Literal["fast", "pyro"] = "fast"
+    objective: Literal["fast", "scalable", "pyro"] = "fast"
     tables: TableClass = "dense"
     concentration: float = 1.0
     data_weight: float = 1.0
@@ -152,10 +160,12 @@ class FitConfig:
             raise FitError(f"steps, restarts and window must be >= 1, got {self.steps}, {self.restarts}, {self.window}")
         if self.seed < 0:
             raise FitError(f"seed must be non-negative, got {self.seed}")
-        if self.objective not in ("fast", "pyro"):
-            raise FitError(f"objective must be 'fast' or 'pyro', got {self.objective!r}")
+        if self.objective not in ("fast", "scalable", "pyro"):
+            raise FitError(f"objective must be 'fast', 'scalable' or 'pyro', got {self.objective!r}")
         if self.tables not in PARAM_NAMES:
             raise FitError(f"tables must be 'dense' or 'library', got {self.tables!r}")
+        if self.objective == "scalable" and self.tables != "library":
+            raise FitError("objective 'scalable' fits library tables only; set tables = 'library'")
         for name in ("lr", "concentration", "data_weight", "tol", "init_scale"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
@@ -177,7 +187,10 @@ class RestartResult:
     """One restart: final probabilities, loss history and final values.
 
     ``tables`` are the ``(K, |X|, |X|)`` skill tables in both classes (the library tables at the
-    learned ``epsilon`` for ``tables="library"``, where ``epsilon`` is set; None for dense tables).
+    learned ``epsilon`` for ``tables="library"``, where ``epsilon`` is set; None for dense tables),
+    or None for library tables fitted with the scalable likelihood (too large to build).
+    ``interval_width`` is that likelihood's certified interval width at the final parameters (0
+    when every term is exact; None for the other likelihoods, which are exact).
     ``history[t]`` is the loss (minus the objective) before step ``t``; ``objective`` and
     ``log_likelihood`` are evaluated at the final parameters
     (``objective = data_weight * log_likelihood + log prior``).
@@ -186,12 +199,13 @@ class RestartResult:
     seed: int
     alpha: Tensor
     beta: Tensor
-    tables: Tensor
+    tables: Tensor | None
     history: tuple[float, ...]
     converged: bool
     log_likelihood: float
     objective: float
     epsilon: float | None = None
+    interval_width: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -311,7 +325,7 @@ def fit(
     if checkpoint_every < 1:
         raise FitError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     support = list(support)
-    lik = CorpusLikelihood(spec, support, corpus) if config.objective == "fast" else None
+    lik = likelihood_for(spec, support, corpus, config)
     key = fitstate.state_key(config, corpus, support)
     state = fitstate.load_state(checkpoint, key) if checkpoint is not None else None
     results: list[RestartResult] = [RestartResult(**d) for d in state["done"]] if state else []
@@ -338,6 +352,22 @@ def fit(
     return FitResult(config, tuple(results), best)
 
 
+def uses_scalable(spec: Spec, config: FitConfig) -> bool:
+    """Whether :func:`fit` scores with :class:`~hlsm.infer.scalable.ScalableLikelihood` (see the module docstring)."""
+    if config.objective == "scalable":
+        return True
+    return config.objective == "fast" and config.tables == "library" and spec.num_states > MAX_DENSE_STATES
+
+
+def likelihood_for(
+    spec: Spec, support: Sequence[Program], corpus: Corpus, config: FitConfig
+) -> CorpusLikelihood | ScalableLikelihood | None:
+    """The likelihood object the fast objectives use (None for Pyro's)."""
+    if uses_scalable(spec, config):
+        return ScalableLikelihood(spec, list(support), corpus)
+    return CorpusLikelihood(spec, list(support), corpus) if config.objective == "fast" else None
+
+
 def _finish(
     spec: Spec,
     logits: list[Tensor],
@@ -347,16 +377,20 @@ def _finish(
     seed: int,
     objective: float,
     loglik: float,
+    width: float | None = None,
 ) -> RestartResult:
     with torch.no_grad():
-        a, b, t = _probs(spec, [v.detach() for v in logits], config.tables)
+        if width is None:
+            a, b, t = _probs(spec, [v.detach() for v in logits], config.tables)
+        else:  # the scalable likelihood: library tables too large to build
+            a, b, t = torch.softmax(logits[0].detach(), -1), torch.softmax(logits[1].detach(), -1), None
     eps = float(torch.sigmoid(logits[2].detach())) if config.tables == "library" else None
-    return RestartResult(seed, a, b, t, tuple(history), converged, loglik, objective, eps)
+    return RestartResult(seed, a, b, t, tuple(history), converged, loglik, objective, eps, width)
 
 
 def _fit_fast(
     spec: Spec,
-    lik: CorpusLikelihood,
+    lik: CorpusLikelihood | ScalableLikelihood,
     init: list[Tensor],
     config: FitConfig,
     restart: int,
@@ -372,7 +406,12 @@ def _fit_fast(
         opt.load_state_dict(resume["optimizer"])
         bar.update(len(resume["history"]))
 
+    scalable = isinstance(lik, ScalableLikelihood)
+
     def terms() -> tuple[Tensor, Tensor]:
+        if scalable:  # the certified lower bound (the value itself where every term is exact)
+            a, b = torch.softmax(logits[0], -1), torch.softmax(logits[1], -1)
+            return config.data_weight * lik(a, b, torch.sigmoid(logits[2])), _prior(logits, config)
         a, b, t = _probs(spec, logits, config.tables)
         return config.data_weight * lik(a, b, tables=t), _prior(logits, config)
 
@@ -397,10 +436,15 @@ def _fit_fast(
             save({"restart": restart, "logits": running, "optimizer": opt.state_dict(), "history": list(history)})
     with torch.no_grad():
         ll, prior = terms()
+        width = None
+        if scalable:
+            eps = torch.sigmoid(logits[2])
+            width = lik.interval(torch.softmax(logits[0], -1), torch.softmax(logits[1], -1), eps).width
     objective = float(ll + prior)
     if not math.isfinite(objective):
         raise _diverged(restart, len(history), -objective, logits, history, config.tables)
-    return _finish(spec, logits, config, history, converged, seed, objective, float(ll) / config.data_weight)
+    loglik = float(ll) / config.data_weight
+    return _finish(spec, logits, config, history, converged, seed, objective, loglik, width)
 
 
 def _pyro_model(
@@ -473,9 +517,12 @@ def objective_value(
 ) -> float:
     """The objective (log-likelihood + log-prior) at ``logits`` (in ``PARAM_NAMES[config.tables]`` order)."""
     logits = [v.detach().to(torch.float64) for v in logits]
-    if config.objective == "fast":
-        a, b, t = _probs(spec, logits, config.tables)
-        ll = CorpusLikelihood(spec, list(support), corpus)(a, b, tables=t)
+    lik = likelihood_for(spec, support, corpus, config)
+    if isinstance(lik, ScalableLikelihood):
+        ll = lik(torch.softmax(logits[0], -1), torch.softmax(logits[1], -1), torch.sigmoid(logits[2]))
         return float(config.data_weight * ll + _prior(logits, config))
+    if lik is not None:
+        a, b, t = _probs(spec, logits, config.tables)
+        return float(config.data_weight * lik(a, b, tables=t) + _prior(logits, config))
     pyro.clear_param_store()
     return enumerated_log_likelihood(_pyro_model(spec, corpus, list(support), logits, config))

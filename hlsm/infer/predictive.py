@@ -5,6 +5,9 @@ cascade. It is computed with the same tensor contraction as the likelihood
 (:class:`hlsm.infer.likelihood.CorpusLikelihood`): an answer-only trace ``(pi, x_0, a)`` has likelihood
 exactly ``p(a | pi, x_0)`` once the task terms are dropped, so the predictive table is the likelihood
 of the ``|X|`` answer-only traces per input. Tiny instances only (dense tables, ``|X| <= 4096``).
+
+At any size, :func:`answer_bounds` follows the heaviest corruption-free paths of library tables
+forward and returns each input's modal answer with a certified lower bound on its probability.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from torch import Tensor
 
 from hlsm.infer.likelihood import CorpusLikelihood
 from hlsm.infer.model import HLSMParams
-from hlsm.programs import Program, ProgramBatch, answer_codes, execute
+from hlsm.programs import NO_ROUTING, Program, ProgramBatch, answer_codes, execute
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
@@ -77,3 +80,65 @@ def answer_distributions(
 def true_answers(spec: Spec, program: Program, inputs: Tensor | None = None) -> Tensor:
     """``(B,)`` codes of the noiseless answers of ``program`` (the library's own execution)."""
     return answer_codes(spec, program, spec.all_states() if inputs is None else inputs)
+
+
+PATH_FLOOR = 1e-4
+"""Paths lighter than this are not followed by :func:`answer_bounds` (their weight is only lost)."""
+
+MAX_PATHS = 64
+"""Most paths :func:`answer_bounds` follows per input (the heaviest)."""
+
+
+def answer_bounds(
+    spec: Spec, params: HLSMParams, program: Program, inputs: Tensor, *, floor: float = PATH_FLOOR
+) -> tuple[Tensor, Tensor]:
+    """``(B,)`` modal answer codes and a certified lower bound on each one's predictive probability.
+
+    For library tables (``params.tables`` None) at any ``|X|``: the predictive answer is a mixture of
+    point masses, one per corruption-free (routing, skill) path with weight
+    ``prod (1 - eps) beta alpha``, plus corrupted paths. The heaviest paths (at least ``floor``, at
+    most :data:`MAX_PATHS` per input) are followed forward and their weights summed per answer; every
+    path left out only lowers the sum, so ``lower <= P(x_L = modal | program, x_0)``. When
+    ``lower > 0.5`` the modal answer is the predictive mode for certain.
+    """
+    if params.tables is not None:
+        raise ValueError("answer_bounds reads library tables (params.tables is None); use answer_distribution")
+    params.check(spec)
+    program.check(spec)
+    b = inputs.shape[0]
+    eps = float(params.epsilon)
+    hist = inputs.unsqueeze(1)  # (P, 1, n) histories of the followed paths
+    weight = torch.ones(b, dtype=params.alpha.dtype)
+    owner = torch.arange(b)
+    for m_sym, k_sym in program.steps:
+        route = torch.ones(1, dtype=weight.dtype) if m_sym == NO_ROUTING else params.beta[m_sym]
+        table = (1 - eps) * route.unsqueeze(-1) * params.alpha[k_sym].unsqueeze(0)  # (M or 1, K)
+        parts = []
+        for m, k in (table >= floor).nonzero().tolist():
+            u = hist[:, 0] if m_sym == NO_ROUTING else spec.apply_routing(m, hist)
+            parts.append((spec.apply_skill(k, u), weight * table[m, k]))
+        if not parts:
+            return torch.full((b,), -1, dtype=torch.long), torch.zeros(b, dtype=weight.dtype)
+        n_parts = len(parts)
+        states = torch.cat([x for x, _ in parts])
+        weight = torch.cat([w for _, w in parts])
+        hist = torch.cat([hist.repeat(n_parts, 1, 1), states.unsqueeze(1)], 1)
+        owner = owner.repeat(n_parts)
+        keep = weight >= floor
+        hist, weight, owner = hist[keep], weight[keep], owner[keep]
+        order = torch.argsort(weight, descending=True, stable=True)
+        order = order[torch.argsort(owner[order], stable=True)]  # by input, heaviest first
+        grouped = owner[order]
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order)) - torch.searchsorted(grouped, grouped)
+        keep = rank < MAX_PATHS
+        hist, weight, owner = hist[keep], weight[keep], owner[keep]
+    codes = spec.encode(hist[:, -1])
+    key, inverse = torch.unique(owner * spec.num_states + codes, return_inverse=True)
+    mass = torch.zeros(len(key), dtype=weight.dtype).index_add(0, inverse, weight)
+    lower = torch.zeros(b, dtype=weight.dtype)
+    modal = torch.full((b,), -1, dtype=torch.long)
+    for i in torch.argsort(mass).tolist():  # increasing: the last write per input is its largest mass
+        lower[key[i] // spec.num_states] = mass[i]
+        modal[key[i] // spec.num_states] = key[i] % spec.num_states
+    return modal, lower

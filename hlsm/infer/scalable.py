@@ -676,19 +676,23 @@ class ScalableLikelihood:
     ) -> Tensor:
         """The 0-dim ``log p(corpus)`` when :attr:`exact`; else its certified lower bound.
 
-        Either way :attr:`max_width` records the largest ``upper - lower`` seen (0 when exact), so a
-        fit can report it. ``tables`` must be None: this class scores library skills only.
+        Only the lower bound is computed (half the work of :meth:`interval`, which also updates
+        :attr:`max_width`). ``tables`` must be None: this class scores library skills only.
         """
         if tables is not None:
             raise LikelihoodError("ScalableLikelihood scores library skills only; use CorpusLikelihood for tables")
-        return self.interval(alpha, beta, epsilon).lower
+        return self._bound(alpha, beta, epsilon, upper=False).sum()
 
     def per_trace(self, alpha: Tensor, beta: Tensor, epsilon: float | Tensor = 0.1) -> tuple[Tensor, Tensor]:
         """``(N,)`` lower and upper bounds of each trace's log-likelihood, in corpus order."""
-        lo_out = self._task.to(alpha.dtype).clone()
-        hi_out = lo_out.clone()
+        lower = self._bound(alpha, beta, epsilon, upper=False)
+        return lower, lower if self.exact else self._bound(alpha, beta, epsilon, upper=True)
+
+    def _bound(self, alpha: Tensor, beta: Tensor, epsilon: float | Tensor, *, upper: bool) -> Tensor:
+        """``(N,)`` the lower (or upper) bound of each trace's log-likelihood."""
+        out = self._task.to(alpha.dtype).clone()
         if not self._groups:
-            return lo_out, hi_out
+            return out
         eps = torch.as_tensor(epsilon, dtype=alpha.dtype)
         beta_x = torch.nn.functional.pad(beta, (0, 1, 0, 1))  # an extra row/column for atomic steps
         atomic = torch.zeros_like(beta_x)
@@ -697,33 +701,29 @@ class ScalableLikelihood:
         mass = beta_x.sum(-1).unsqueeze(-1) * alpha.sum(-1).unsqueeze(0)  # (R + 1, S): c per symbol pair
         size = self.spec.num_states
         for group in self._groups:
-            lo, hi = self._group(group, alpha, beta_x, mass, eps, size)
-            lo_out[group.rows] = lo_out[group.rows] + lo.log()
-            hi_out[group.rows] = hi_out[group.rows] + hi.log()
-        return lo_out, hi_out
+            p = self._group(group, alpha, beta_x, mass, eps, size, upper)
+            out[group.rows] = out[group.rows] + p.log()
+        return out
 
     @staticmethod
     def _group(
-        group: _Group, alpha: Tensor, beta_x: Tensor, mass: Tensor, eps: Tensor, size: int
-    ) -> tuple[Tensor, Tensor]:
-        """``(G,)`` bounds on ``P(shown states | program, x_0)`` for one group of equal step structure."""
+        group: _Group, alpha: Tensor, beta_x: Tensor, mass: Tensor, eps: Tensor, size: int, upper: bool
+    ) -> Tensor:
+        """``(G,)`` lower (or upper) bound on ``P(shown states | program, x_0)`` for one group of traces."""
         tau, sigma, levels, tail = group.tau, group.sigma, group.levels, group.tail
         g = tau.shape[0]
-        lo = torch.ones(g, dtype=alpha.dtype)
-        hi = lo
+        val = torch.ones(g, dtype=alpha.dtype)
         if not levels:
-            return lo, hi
+            return val
         last = len(levels) - 1
         trace = torch.arange(g)  # node -> trace
-        kept_lo: list[Tensor] = []  # node values at depths tail, ..., last (the last step reads them all)
-        kept_hi: list[Tensor] = []
+        kept: list[Tensor] = []  # node values at depths tail, ..., last (the last step reads them all)
         owner = trace
         for l, level in enumerate(levels):
             if l == tail:
                 owner = trace  # node -> trace at depth tail
             if l >= tail:
-                kept_lo.append(lo)
-                kept_hi.append(hi)
+                kept.append(val)
             t = tau[level.trace, l]
             s = sigma[level.trace, l]
             if level.hidden:
@@ -733,35 +733,22 @@ class ScalableLikelihood:
                     eps * mass[t, s],
                     (1 - eps) * beta_x[t, level.route.clamp(min=0)] * alpha[s, level.skill.clamp(min=0)],
                 )
-                lo = torch.zeros(level.size, dtype=alpha.dtype).index_add(0, level.child, lo[level.parent] * w)
-                hi = torch.zeros(level.size, dtype=alpha.dtype).index_add(0, level.child, hi[level.parent] * w)
+                val = torch.zeros(level.size, dtype=alpha.dtype).index_add(0, level.child, val[level.parent] * w)
                 trace = level.node_trace
                 continue
             w = (1 - eps) * beta_x[t, level.route] * alpha[s, level.skill]
             if l < last:
                 base = eps * mass[tau[trace, l], sigma[trace, l]] / size
-                lo = lo * base.index_add(0, level.parent, w * level.lo)
-                hi = hi * base.index_add(0, level.parent, w * level.hi)
+                val = val * base.index_add(0, level.parent, w * (level.hi if upper else level.lo))
         # the last step: base * (total weight) + attached entries * (weight c of the steps they skip)
         steps = mass[tau[:, tail:], sigma[:, tail:]]  # (G, last - tail + 1): c of levels tail..last
         skipped = torch.flip(torch.cumprod(torch.flip(steps[:, :-1], [1]), 1), [1])  # prod of c from depth d on
         skipped = torch.cat([skipped, torch.ones_like(steps[:, :1])], 1)  # (G, depths)
         level = levels[last]
-        total_lo = torch.zeros(g, dtype=alpha.dtype).index_add(0, owner, kept_lo[0]) * skipped[:, 0]
-        total_hi = torch.zeros(g, dtype=alpha.dtype).index_add(0, owner, kept_hi[0]) * skipped[:, 0]
-        mult = skipped[level.trace, level.depth]
-        lo_all, hi_all = torch.cat(kept_lo), torch.cat(kept_hi)
-        lo_hits = torch.zeros(g, dtype=alpha.dtype).index_add(
-            0, level.trace, lo_all[level.parent] * w * level.lo * mult
-        )
-        hi_hits = torch.zeros(g, dtype=alpha.dtype).index_add(
-            0, level.trace, hi_all[level.parent] * w * level.hi * mult
-        )
-        step = steps[:, -1]
-        base = eps * step / size
-        lo = base * total_lo + lo_hits
-        hi = base * total_hi + hi_hits
-        return lo, hi
+        total = torch.zeros(g, dtype=alpha.dtype).index_add(0, owner, kept[0]) * skipped[:, 0]
+        mult = skipped[level.trace, level.depth] * (level.hi if upper else level.lo)
+        hits = torch.zeros(g, dtype=alpha.dtype).index_add(0, level.trace, torch.cat(kept)[level.parent] * w * mult)
+        return eps * steps[:, -1] / size * total + hits
 
 
 _EMPTY = torch.zeros(0)

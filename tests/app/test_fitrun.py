@@ -175,3 +175,39 @@ def test_killed_fit_resumes_to_the_same_result(tmp_path: Path) -> None:
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((killed / "metrics.json").read_text())
     assert a["restarts"] == b["restarts"] and a["candidates"] == b["candidates"] and a["symbols"] == b["symbols"]
+
+
+def test_scalable_fit_prints_the_json_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The at-scale path (no tables built, the view on random inputs) on a design small enough to check."""
+    design = _design(
+        tmp_path,
+        """
+[sft]
+atomic = true
+programs = ["chain:reverse > restart:shift_up", "restart:shift_down > chain:reverse"]
+[rl]
+programs = ["chain:shift_up > chain:shift_down"]
+exposure = "answer"
+[candidates]
+programs = ["restart:shift_up > chain:shift_down", "chain:shift_down > restart:reverse"]
+[fit]
+traces = 200
+rl_traces = 40
+objective = "scalable"
+tables = "library"
+steps = 300
+restarts = 2
+confident = 0.75
+view_inputs = 9
+""",
+    )
+    out = tmp_path / "run"
+    assert main(["fit", "--design", str(design), "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["binding_accuracy"] == 1.0
+    assert summary["checker_agreement"] == 1.0 and summary["candidates"] == 2
+    assert summary["interval_width"] == 0.0  # |X| = 9: every term is exact
+    assert abs(summary["epsilon"] - 0.05) < 0.05
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["traces"] == 240 and all(r["interval_width"] == 0.0 for r in metrics["restarts"])
+    assert (out / "tables.png").stat().st_size > 0

@@ -206,3 +206,49 @@ def test_default_library_scores_answer_only_depth_three_traces() -> None:
     bounds = ours.interval(p.alpha, p.beta, 0.1)
     assert torch.isfinite(bounds.lower) and torch.isfinite(bounds.upper)
     assert float(bounds.lower.detach()) <= float(bounds.upper.detach())
+
+
+def test_fit_with_the_scalable_likelihood_equals_the_dense_library_fit() -> None:
+    """Where the scalable likelihood is exact the two fits take the same steps (library tables)."""
+    from hlsm.infer.fitting import FitConfig, fit, uses_scalable
+
+    spec, support = SPEC_SMALL, SUPPORT_SMALL
+    corpus = _corpus(spec, support, ("full", "answer", "steps:1"), n=30)
+    base = dict(steps=30, restarts=2, tables="library", tol=0.0, progress=False)
+    dense = fit(spec, corpus, support, FitConfig(**base))
+    ours = fit(spec, corpus, support, FitConfig(**base, objective="scalable"))
+    assert uses_scalable(spec, FitConfig(**base, objective="scalable"))
+    assert not uses_scalable(spec, FitConfig(**base))  # |X| = 9: the dense tables are built
+    for a, b in zip(dense.restarts, ours.restarts, strict=True):
+        assert max(abs(x - y) for x, y in zip(a.history, b.history, strict=True)) < 1e-8
+        assert torch.allclose(a.alpha, b.alpha, atol=1e-8) and torch.allclose(a.beta, b.beta, atol=1e-8)
+        assert b.tables is None and a.tables is not None
+        assert b.interval_width == 0.0 and a.interval_width is None
+
+
+def test_scalable_objective_refuses_dense_tables() -> None:
+    from hlsm.infer.fitstate import FitError
+    from hlsm.infer.fitting import FitConfig
+
+    with pytest.raises(FitError, match="library tables only"):
+        FitConfig(objective="scalable", tables="dense")
+
+
+def test_answer_bounds_is_a_lower_bound_of_the_exact_predictive() -> None:
+    from hlsm.infer.predictive import answer_bounds, answer_distribution, true_answers
+
+    spec = SPEC_SMALL
+    for program in SUPPORT_SMALL[2:]:
+        for seed in range(3):
+            p = _random_params(spec, seed=seed, dense=False)
+            exact_table = answer_distribution(spec, p, program)
+            modal, lower = answer_bounds(spec, p, program, spec.all_states(), floor=0.0)
+            assert bool((lower <= exact_table.gather(1, modal.unsqueeze(1)).squeeze(1) + 1e-12).all())
+            sure = lower > 0.5  # then the modal answer is the mode for certain
+            assert torch.equal(modal[sure], exact_table.argmax(-1)[sure])
+        truth = HLSMParams.truth(spec, 0.05)
+        modal, lower = answer_bounds(spec, truth, program, spec.all_states())
+        assert torch.equal(modal, true_answers(spec, program))
+        assert torch.allclose(lower, torch.full_like(lower, 0.95**program.depth))
+    with pytest.raises(ValueError, match="library tables"):
+        answer_bounds(spec, _random_params(spec, seed=0, dense=True), SUPPORT_SMALL[0], spec.all_states())

@@ -1,0 +1,163 @@
+"""Variational recovery at the default library's scale (|X| = 262,144): does the Bayesian view still match?
+
+Question: on the default library (A = 8, n = 6, 24 skills, 10 routings), with the drawn design of
+``sims/designs/default_library.toml`` (golden SFT traces of every atom and 200 depth-3 programs,
+answer-only RL traces of 100 programs outside SFT, corruption 0.05), does a MAP fit with restarts,
+scored by the scalable likelihood (``hlsm.infer.scalable``: no |X|-sized table, certified bounds
+where it cannot be exact), recover every binding and call the same candidates identified as the
+exact H-lib checker?
+
+Claim tested (issue "variational recovery at scale"): every binding recovered (100%) and agreement
+with the checker on at least 95% of the design's 200 candidates, in at most 10 minutes on 2 cores;
+the report gives the certified interval width at the estimate and the peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hlsm.app.fitrun import run_fit
+from hlsm.app.report import markdown_table, percent
+from hlsm.io import write_json, write_text
+
+DESIGN = Path(__file__).resolve().parent / "designs" / "default_library.toml"
+
+
+@dataclass(frozen=True)
+class Config:
+    traces: int = 2048
+    rl_traces: int = 256
+    restarts: int = 4
+    steps: int = 400
+    candidates: int = 100  # per kind (unseen depth 3, deeper depth 4), as in the design file
+    out: str = "runs/vi_at_scale"
+
+    @classmethod
+    def preset(cls, scale: str) -> Config:
+        if scale == "tiny":
+            return cls(traces=256, rl_traces=8, restarts=2, steps=40, candidates=5)
+        if scale in ("cpu", "gpu"):
+            return cls()
+        raise ValueError(f"unknown scale {scale!r}; use tiny, cpu or gpu")
+
+
+def main(cfg: Config) -> dict[str, Any]:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", asdict(cfg))
+    raw = tomllib.loads(DESIGN.read_text())
+    raw["design"] |= {"n_unseen": cfg.candidates, "n_deeper": cfg.candidates}
+    raw["fit"] |= {"traces": cfg.traces, "rl_traces": cfg.rl_traces, "restarts": cfg.restarts, "steps": cfg.steps}
+    start = time.perf_counter()
+    metrics = run_fit(raw, out / "fit", progress=False)
+    wall = time.perf_counter() - start
+    summary = metrics.summary()
+    rows = metrics.candidates
+    results = {
+        "config": asdict(cfg),
+        "summary": summary,
+        "fit": metrics.fit,
+        "restarts": [asdict(r) for r in metrics.restarts],
+        "by_depth": {
+            depth: {
+                "candidates": sum(r["depth"] == depth for r in rows),
+                "agree": sum(r["depth"] == depth and r["identified"] == r["checker"] for r in rows),
+                "min_confidence": min((r["confidence"] for r in rows if r["depth"] == depth), default=None),
+            }
+            for depth in sorted({r["depth"] for r in rows})
+        },
+        "disagreements": [r for r in rows if r["identified"] != r["checker"]],
+        "wall_s": wall,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    write_json(out / "results.json", results)
+    for name in ("tables.png", "predictive.png"):
+        shutil.copy2(out / "fit" / name, out / name)
+    write_text(out / "report.md", report(results))
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    """The markdown section of ``docs/results.md`` (from the saved results only)."""
+    s, cfg = results["summary"], results["config"]
+    agreement = s["checker_agreement"]
+    held = (
+        "held"
+        if s["binding_accuracy"] == 1.0 and agreement is not None and agreement >= 0.95 and results["wall_s"] <= 600
+        else "did NOT hold"
+    )
+    fit = results["fit"]
+    lines = [
+        "## Variational recovery at the default library's scale (`sims/vi_at_scale.py`)\n",
+        "Claim: on the default library (|X| = 262,144) the fit recovers every binding and agrees with the",
+        "exact H-lib checker on at least 95% of the candidates, within 10 minutes on 2 cores: "
+        f"**{held}** (bindings {percent(s['binding_accuracy'])}, agreement {percent(agreement or 0.0)} of "
+        f"{s['candidates']} candidates, {results['wall_s'] / 60:.1f} min, peak memory "
+        f"{results['peak_rss_mb']:,.0f} MB).\n",
+        f"Data: {cfg['traces']:,} golden SFT traces (every atom and 200 depth-3 programs) and "
+        f"{cfg['rl_traces']:,} answer-only RL traces (100 programs outside SFT), corruption "
+        f"{fit['epsilon']}; {cfg['restarts']} restarts of at most {cfg['steps']} Adam steps, maximum",
+        "likelihood, scored by the scalable likelihood (`theory/scalable_likelihood.md`). Its interval",
+        f"width at the estimate is {s['interval_width']:.1f} nats on a log-likelihood of "
+        f"{s['best_log_likelihood']:,.0f}: the fit maximises a certified lower bound that is at most that far",
+        "below the truth there; the bounded terms are answers read by `sub_skip` / `min_skip` after a",
+        "corrupted first state, so the width sits on the few traces whose answer was itself corrupted.",
+        f"Fitted corruption rate {s['epsilon']:.4f} (simulated {fit['epsilon']}).\n",
+        markdown_table(
+            ("restart", "log-likelihood (lower bound)", "interval width", "epsilon", "steps"),
+            [
+                (i, f"{r['log_likelihood']:,.1f}", f"{r['interval_width']:.1f}", f"{r['epsilon']:.4f}", r["steps"])
+                for i, r in enumerate(results["restarts"])
+            ],
+        ),
+        "",
+        markdown_table(
+            ("candidates", "count", "VI = checker", "lowest certified confidence"),
+            [
+                (f"depth {d}", v["candidates"], v["agree"], f"{v['min_confidence']:.3f}")
+                for d, v in results["by_depth"].items()
+            ],
+        ),
+        f"\nThe view reads {fit['view_inputs']} random inputs per candidate; a candidate is identified when the",
+        f"certified lower bound on its modal answer's probability is at least {fit['confident']} on every input,",
+        "the answer is right and the restarts agree (`hlsm.infer.predictive.answer_bounds`).",
+    ]
+    if results["disagreements"]:
+        lines += [
+            "\nDisagreements:\n",
+            markdown_table(
+                ("program", "checker", "VI confidence", "accuracy", "VI verdict"),
+                [
+                    (
+                        f"`{d['program']}`",
+                        "in G" if d["checker"] else "not in G",
+                        f"{d['confidence']:.3f}",
+                        percent(d["accuracy"]),
+                        "identified" if d["identified"] else "not",
+                    )
+                    for d in results["disagreements"]
+                ],
+            ),
+        ]
+    lines.append("\n![recovered bindings](tables.png)\n")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="cpu", choices=("tiny", "cpu", "gpu"))
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    config = Config.preset(args.scale)
+    if args.out:
+        config = Config(**{**asdict(config), "out": args.out})
+    res = main(config)
+    print(json.dumps({"summary": res["summary"], "wall_s": res["wall_s"], "peak_rss_mb": res["peak_rss_mb"]}, indent=2))
