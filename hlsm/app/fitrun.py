@@ -65,6 +65,8 @@ class FitSection:
     near: float = DEFAULT_NEAR
     view_inputs: int = 64
     """Input states per candidate of the Bayesian view when the fit is at scale (no tables built)."""
+    workers: int = 1
+    """Processes that build the scalable likelihood (at scale; the result does not depend on it)."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, co
 
 
 def run_fit(
-    design_path: str | Path | dict[str, Any],
+    design_path: str | Path | dict[str, Any] | IdentifyDesign,
     out: str | Path,
     data: str | None = None,
     progress: bool = True,
@@ -203,18 +205,20 @@ def run_fit(
 ) -> FitMetrics:
     """Run ``hlsm fit`` (see the module docstring); returns the metrics written to ``metrics.json``.
 
-    ``design_path`` is a design file or an already-read design mapping (as :func:`load_design` reads
-    it). The fit checkpoints to ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a
-    fresh run deletes it first).
+    ``design_path`` is a design file, an already-read design mapping (as :func:`load_design` reads
+    it) or a parsed design (its ``sections`` hold ``[fit]`` and ``[nuts]``). The fit checkpoints to
+    ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a fresh run deletes it first).
     """
     if isinstance(design_path, dict):
         design = parse_design(design_path, "the design mapping")
         design_path = "<mapping>"
+    elif isinstance(design_path, IdentifyDesign):
+        design, design_path = design_path, "<design>"
     else:
         design = load_design(design_path)
     section = build_dataclass(FitSection, design.sections.get("fit", {}), "fit")
     nuts = build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
-    fit_keys = ("steps", "lr", "restarts", "seed", "objective", "tables", "concentration", "data_weight")
+    fit_keys = ("steps", "lr", "restarts", "seed", "objective", "tables", "concentration", "data_weight", "workers")
     settings: dict[str, Any] = {k: getattr(section, k) for k in fit_keys}
     config = FitConfig(**settings, progress=progress)
     out = Path(out)

@@ -32,6 +32,7 @@ SCALES = ("tiny", "cpu", "gpu")
 EXPERIMENTS = (
     "trace_distributions",
     "vi_vs_checker",
+    "vi_at_scale",
     "three_views",
     "verify_claims",
     "finding1_rl_data",

@@ -29,12 +29,12 @@ class FitError(HLSMError):
 
 
 def state_key(config: FitConfig, corpus: Corpus, support: Sequence[Program]) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: the config (not ``progress``) and the data."""
+    """What a checkpoint must match to be resumed: the config (not ``progress``, ``workers``) and the data."""
     digest = hashlib.blake2b(digest_size=16)
     for t in (corpus.states, corpus.mask, corpus.programs.routing, corpus.programs.skill, corpus.programs.depth):
         digest.update(t.contiguous().numpy().tobytes())
     digest.update(repr([p.steps for p in support]).encode())
-    settings = {k: v for k, v in asdict(config).items() if k != "progress"}
+    settings = {k: v for k, v in asdict(config).items() if k not in ("progress", "workers")}
     return {"config": settings, "data": digest.hexdigest()}
 
 

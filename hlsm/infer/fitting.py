@@ -136,6 +136,8 @@ class FitConfig:
         Standard deviation of the normal initial logits (>= 0).
     progress : bool
         Show a tqdm progress bar.
+    workers : int
+        Processes that build the scalable likelihood (>= 1; it does not change the result).
     """
 
     steps: int = 2000
@@ -150,14 +152,18 @@ class FitConfig:
     window: int = 50
     init_scale: float = 1.0
     progress: bool = True
+    workers: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("steps", "restarts", "seed", "window"):
+        for name in ("steps", "restarts", "seed", "window", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise FitError(f"{name} must be an integer, got {value!r}")
-        if self.steps < 1 or self.restarts < 1 or self.window < 1:
-            raise FitError(f"steps, restarts and window must be >= 1, got {self.steps}, {self.restarts}, {self.window}")
+        if self.steps < 1 or self.restarts < 1 or self.window < 1 or self.workers < 1:
+            raise FitError(
+                f"steps, restarts, window and workers must be >= 1, got {self.steps}, {self.restarts}, "
+                f"{self.window}, {self.workers}"
+            )
         if self.seed < 0:
             raise FitError(f"seed must be non-negative, got {self.seed}")
         if self.objective not in ("fast", "scalable", "pyro"):
@@ -364,7 +370,7 @@ def likelihood_for(
 ) -> CorpusLikelihood | ScalableLikelihood | None:
     """The likelihood object the fast objectives use (None for Pyro's)."""
     if uses_scalable(spec, config):
-        return ScalableLikelihood(spec, list(support), corpus)
+        return ScalableLikelihood(spec, list(support), corpus, workers=config.workers)
     return CorpusLikelihood(spec, list(support), corpus) if config.objective == "fast" else None
 
 

@@ -25,6 +25,7 @@ TINY: dict[str, dict[str, Any]] = {
     "learning_curves": {"scale": "tiny"},
     "three_views": {"scale": "tiny", "fit_steps": 60, "fit_restarts": 2},
     "vi_vs_checker": {"designs": 2, "steps": 60, "restarts": 2},
+    "vi_at_scale": {"traces": 256, "rl_traces": 8, "restarts": 2, "steps": 40, "candidates": 5},
     "trace_distributions": {"n_sft": 12, "n_rl": 6, "n_unseen": 6, "n_deeper": 4, "traces_per_split": 400},
 }
 

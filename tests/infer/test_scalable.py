@@ -252,3 +252,15 @@ def test_answer_bounds_is_a_lower_bound_of_the_exact_predictive() -> None:
         assert torch.allclose(lower, torch.full_like(lower, 0.95**program.depth))
     with pytest.raises(ValueError, match="library tables"):
         answer_bounds(spec, _random_params(spec, seed=0, dense=True), SUPPORT_SMALL[0], spec.all_states())
+
+
+def test_workers_build_the_same_likelihood() -> None:
+    spec, support = SPEC_MID, SUPPORT_MID
+    corpus = _corpus(spec, support, ("answer", "steps:2"), n=16)
+    one = ScalableLikelihood(spec, support, corpus)
+    two = ScalableLikelihood(spec, support, corpus, workers=2)
+    alpha, beta, eps = _params(spec, 3)
+    assert torch.equal(one(alpha, beta, eps), two(alpha, beta, eps))
+    assert one.bounded_terms == two.bounded_terms and one.exact == two.exact
+    with pytest.raises(LikelihoodError, match="workers"):
+        ScalableLikelihood(spec, support, corpus, workers=0)
