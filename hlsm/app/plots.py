@@ -368,19 +368,23 @@ def plot_fit_tables(spec: Any, params: dict[str, Any], recovery: Any, path: str 
     perm = list(recovery.matched_permutation)
     if dense:
         alpha = alpha[:, perm]
-    fig, axes = plt.subplots(1, 2 + (2 if dense else 0), figsize=(4.2 * (2 + (2 if dense else 0)), 4.2), squeeze=False)
+    side = 4.2 if spec.num_skills <= 12 else 6.5  # a large library needs room for its labels
+    panels_n = 2 + (2 if dense else 0)
+    fig, axes = plt.subplots(1, panels_n, figsize=(side * panels_n, side + (0.8 if side > 4.2 else 0)), squeeze=False)
     panels = [
         (alpha, spec.skill_symbols, spec.skills, "skill bindings alpha"),
         (beta, spec.routing_symbols, spec.routings, "routing bindings beta"),
     ]
     for ax, (mat, symbols, names, title) in zip(axes[0], panels, strict=False):
         ax.imshow(mat, vmin=0, vmax=1, cmap="Greens")
-        ax.set_yticks(range(len(symbols)), [f"{s} ({n})" for s, n in zip(symbols, names, strict=True)], fontsize=8)
-        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=8)
-        ax.set_title(f"{title}\n(truth: the diagonal)", fontsize=10)
+        small = 8 if len(names) <= 12 else 6
+        ax.set_yticks(range(len(symbols)), [f"{s} ({n})" for s, n in zip(symbols, names, strict=True)], fontsize=small)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=small)
+        annotated = mat.shape[1] <= 12  # cells of a larger matrix are too small for numbers
+        ax.set_title(f"{title}\n(truth: the diagonal{'' if annotated else '; colour = probability'})", fontsize=10)
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
-                if mat[i, j] >= 0.05:
+                if annotated and mat[i, j] >= 0.05:
                     tone = "white" if mat[i, j] > 0.5 else "black"
                     ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color=tone)
     if dense:
@@ -436,6 +440,8 @@ def plot_fit_predictive(candidates: list[dict[str, Any]], path: str | Path, conf
     ``accuracy``, ``identified``, ``checker``).
     """
     colour = {True: "tab:green", False: "tab:red", None: "tab:grey"}
+    if len(candidates) > 40:
+        return _plot_many_predictive(candidates, path, confident, colour)
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(candidates) + 1.5))
     ys = range(len(candidates))
     ax.barh(ys, [c["confidence"] for c in candidates], color=[colour[c["checker"]] for c in candidates])
@@ -455,6 +461,31 @@ def plot_fit_predictive(candidates: list[dict[str, Any]], path: str | Path, conf
     handles = [plt.Rectangle((0, 0), 1, 1, color=colour[v]) for v in (True, False, None)]
     ax.legend(handles, ["checker: in G", "checker: not in G", "no checker verdict"], fontsize=7, loc="lower right")
     ax.set_title("Posterior predictive on candidate programs")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _plot_many_predictive(
+    candidates: list[dict[str, Any]], path: str | Path, confident: float, colour: dict[Any, str]
+) -> Path:
+    """Too many candidates to name: their confidences sorted, coloured by the checker, marked by the fit."""
+    order = sorted(range(len(candidates)), key=lambda i: candidates[i]["confidence"])
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for rank, i in enumerate(order):
+        c = candidates[i]
+        face = colour[c["checker"]] if c["identified"] else "none"
+        ax.scatter(rank, c["confidence"], s=14, edgecolors=colour[c["checker"]], facecolors=face, linewidths=0.8)
+    ax.axhline(confident, color="black", linestyle="--", linewidth=1)
+    ax.text(0, confident + 0.01, f"confident = {confident}", fontsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(f"{len(candidates)} candidate programs, sorted by confidence")
+    ax.set_ylabel("min over inputs of the modal answer's\npredictive probability (lower bound at scale)")
+    wrong = sum(c["accuracy"] < 1.0 for c in candidates)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colour[v]) for v in (True, False)]
+    handles.append(plt.Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="black"))
+    labels = ["checker: in G", "checker: not in G", "hollow: the fit says not identified"]
+    ax.legend(handles, labels, fontsize=8, loc="lower right")
+    ax.set_title(f"Posterior predictive on candidates ({wrong} with a wrong modal answer on some input)")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -9,6 +9,7 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 
 from hlsm.app.bench import BENCHMARKS, bench_fit
+from hlsm.errors import HLSMError
 from hlsm.infer import exact, model
 from hlsm.infer.likelihood import MAX_DENSE_STATES, MAX_JOINT_STATES, CorpusLikelihood, LikelihoodError, log_likelihood
 from hlsm.infer.model import HLSMParams, ModelError
@@ -152,3 +153,15 @@ def test_bench_fit_reports_equal_losses() -> None:
     assert result["equal"] is True and result["traces"] == 20
     assert result["loss_fast"] == pytest.approx(result["loss_pyro"], rel=1e-6)
     assert result["fast_steps_per_s"] > 0 and result["pyro_steps_per_s"] > 0
+
+
+def test_bench_fit_default_scale_checks_pyro_on_the_golden_traces() -> None:
+    """|X| = 262,144: the scalable likelihood and Pyro agree on golden traces; a fit's peak memory is measured."""
+    result = bench_fit(n=16, steps=4, scale="default", progress=False)
+    assert result["num_states"] == 262_144 and result["golden_traces"] == 16 and result["answer_only_traces"] == 1
+    assert result["equal"] is True
+    assert result["loss_scalable"] == pytest.approx(result["loss_pyro"], rel=1e-6)
+    assert result["scalable_steps_per_s"] > 0 and result["pyro_steps_per_s"] > 0 and result["peak_rss_mb"] > 0
+    assert result["fit_interval_width"] >= 0.0
+    with pytest.raises(HLSMError, match="scales 'tiny' and 'default'"):
+        bench_fit(scale="huge")
