@@ -127,6 +127,25 @@ def _control(raw: dict[str, Any], cfg: Config, out: Path) -> dict[str, Any]:
     }
 
 
+def _disagreements(rows: list[dict[str, Any]]) -> str:
+    from hlsm.app.report import markdown_table
+
+    return markdown_table(
+        ("program", "checker", "VI confidence", "accuracy", "restarts agree", "VI verdict"),
+        [
+            (
+                f"`{d['program']}`",
+                "in G" if d["checker"] else "not in G",
+                f"{d['confidence']:.3f}",
+                percent(d["accuracy"]),
+                percent(d["agreement"]),
+                "identified" if d["identified"] else "not",
+            )
+            for d in rows
+        ],
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     """The markdown section of ``docs/results.md`` (from the saved results only)."""
     s = results["summary"]
@@ -184,6 +203,8 @@ def report(results: dict[str, Any]) -> str:
         f" held-out symbols the fit calls identified: {', '.join(c['free_symbols_identified_by_fit']) or 'none'}"
         f" ({c['wall_s'] / 60:.1f} min).",
     ]
+    if c["disagreements"]:
+        lines += ["\nThe control's disagreements:\n", _disagreements(c["disagreements"])]
     if results["disagreements"]:
         lines += [
             "\nDisagreements:\n",

@@ -264,23 +264,28 @@ def _cmd_train_rl(args: argparse.Namespace) -> None:
             print(f"  {name:<12} accuracy {acc['accuracy']:.3f} +- {acc['se']:.3f}  (n={acc['n']})")
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from hlsm.design import DesignConfig, SupportDesign, make_design
-    from hlsm.lm.policy import evaluate_checkpoint, load_policy
-    from hlsm.lm.records import format_evaluation
+def _evaluation_design(path: str, policy: Any) -> Any:
+    """The support design of a ``[spec]`` / ``[design]`` TOML for a checkpoint's own library."""
+    from hlsm.design import DesignConfig, make_design
     from hlsm.spec import Spec
 
+    raw = load_toml(path)
+    check_sections(raw, ("spec", "design"), f"'{path}'")
+    if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != policy.spec:
+        raise ConfigError(
+            f"the [spec] of '{path}' differs from the checkpoint's {policy.spec.to_dict()}; the model only "
+            "reads its own library: drop [spec] or make it equal"
+        )
+    return make_design(policy.spec, DesignConfig.from_dict(raw.get("design", {})))
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from hlsm.design import SupportDesign
+    from hlsm.lm.policy import evaluate_checkpoint, load_policy
+    from hlsm.lm.records import format_evaluation
+
     policy = load_policy(args.ckpt, what="--ckpt checkpoint")
-    design: SupportDesign | None = None
-    if args.design:
-        raw = load_toml(args.design)
-        check_sections(raw, ("spec", "design"), f"'{args.design}'")
-        if "spec" in raw and Spec.from_dict(dict(raw["spec"])) != policy.spec:
-            raise ConfigError(
-                f"the [spec] of '{args.design}' differs from the checkpoint's {policy.spec.to_dict()}; the model only "
-                "reads its own library: drop [spec] or make it equal"
-            )
-        design = make_design(policy.spec, DesignConfig.from_dict(raw.get("design", {})))
+    design: SupportDesign | None = _evaluation_design(args.design, policy) if args.design else None
     results = evaluate_checkpoint(policy, design, examples=args.examples, seed=args.seed, checker=not args.no_checker)
     if args.out:
         results.save(args.out)
@@ -288,6 +293,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_evaluation(results.to_dict()))
     if args.out:
         print(f"results: {args.out}")
+
+
+def _cmd_probe(args: argparse.Namespace) -> None:
+    from hlsm.app.probe import run_probe
+    from hlsm.lm.policy import load_policy
+
+    policy = load_policy(args.ckpt, what="--ckpt checkpoint")
+    design = _evaluation_design(args.design, policy) if args.design else None
+    out = args.out or str(Path(args.ckpt).parent / "probe" if Path(args.ckpt).is_file() else Path(args.ckpt) / "probe")
+    result = run_probe(policy, out, design=design, examples=args.examples, seed=args.seed, replicates=args.replicates)
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("checkpoint", "traces", "records", "groups")} | {"out": out}))
+        return
+    counts = f"{result['records']:,} steps of {result['traces']:,} traces"
+    print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}): {counts}")
+    for group, v in result["groups"].items():
+        print(
+            f"  {group:<6} {v['records']:>6} steps  entanglement {v['entanglement']:.3f} ± {v['entanglement_se']:.3f}"
+            f"  unexplained {v['unexplained']:.3f} ± {v['unexplained_se']:.3f}"
+        )
+    subs = [b for b in result["bindings"] if b["substitution"]]
+    print(f"  substitutions: {len(subs)} (symbol, context) pairs bound to another skill")
+    print(f"results: {out}/probe.json, probe.md, bindings.png")
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -426,6 +454,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-checker", action="store_true", help="skip the identified / not identified split")
     p.add_argument("--out", help="write the results (per-example outcomes included) to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("probe", help="which library skill each symbol of a transformer executes, per context")
+    p.add_argument("--ckpt", required=True, help="checkpoint.pt (or run folder) of `hlsm train sft` or `train rl`")
+    p.add_argument("--design", help="TOML with [spec] and [design] (default: the checkpoint's own design)")
+    p.add_argument("--examples", type=_positive, default=256, help="traces per split and mode (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts and samples (default 0)")
+    p.add_argument("--replicates", type=_positive, default=30, help="bootstrap replicates (default 30)")
+    p.add_argument("--out", help="output folder (default: probe/ beside the checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the entanglement summary as JSON")
+    p.set_defaults(func=_cmd_probe)
 
     p = sub.add_parser("bench", help="run a benchmark: simulate, identify, sample, train, rl, fit")
     p.add_argument("name", help="benchmark name (simulate, identify, sample, train, rl, fit)")

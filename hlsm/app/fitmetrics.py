@@ -7,9 +7,10 @@ consumer expects and no producer writes is a type error, not a silent ``KeyError
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from hlsm.io import json_safe
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class FitMetrics:
         skills, routings = len(rec.matched_permutation), sum(v.kind == "routing" for v in self.symbols.values())
         widths = [r.interval_width for r in self.restarts if r.interval_width is not None]
         best = self.restarts[self.best]
-        return _finite(
+        return json_safe(
             {
                 "design": self.design,
                 "traces": self.traces,
@@ -141,7 +142,7 @@ class FitMetrics:
         }
         if self.nuts is not None:
             out["nuts"] = self.nuts
-        return _finite(out)
+        return json_safe(out)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FitMetrics:
@@ -160,14 +161,3 @@ class FitMetrics:
             confusion=raw["confusion"],
             nuts=raw.get("nuts"),
         )
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become None (strict JSON has no such numbers)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -588,3 +588,48 @@ def plot_learning_curves(
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_probe_bindings(spec: Any, result: dict[str, Any], path: str | Path) -> Path:
+    """Per symbol (rows) and context (columns): binding mass on the symbol's own skill, and the unexplained share.
+
+    ``result`` is ``hlsm probe``'s ``probe.json``. Each observed cell is marked with its context group
+    (``f`` first step, ``s`` SFT pair, ``r`` pair practised by RL only, ``n`` never trained); blank
+    cells were never observed, or (left) fewer than 3 of their steps are explained by any module.
+    """
+    import numpy as np
+
+    symbols = list(spec.skill_symbols)
+    contexts = ["start", *symbols]
+    own = np.full((len(symbols), len(contexts)), np.nan)
+    unexplained = np.full_like(own, np.nan)
+    marks: dict[tuple[int, int], str] = {}
+    for b in result["bindings"]:
+        i, j = symbols.index(b["symbol"]), contexts.index(b["context"])
+        own[i, j] = np.nan if b["own"] is None else b["own"]
+        unexplained[i, j] = b["unexplained"]
+        marks[(i, j)] = b["group"][0]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
+    labels = [f"{s} ({n})" for s, n in zip(symbols, spec.skills, strict=True)]
+    for ax, mat, title, cmap in (
+        (axes[0], own, "binding mass on the symbol's context-free skill\n(blank: < 3 explained steps)", "RdYlGn"),
+        (axes[1], unexplained, "outputs no library module explains", "Greys"),
+    ):
+        image = ax.imshow(mat, vmin=0, vmax=1, cmap=cmap)
+        ax.set_yticks(range(len(symbols)), labels, fontsize=7)
+        ax.set_xticks(range(len(contexts)), contexts, rotation=90, fontsize=7)
+        ax.set_xlabel("context: the previous step's skill symbol")
+        ax.set_title(title, fontsize=10)
+        for (i, j), m in marks.items():
+            tone = "white" if (cmap == "Greys" and mat[i, j] > 0.5) else "black"
+            ax.text(j, i, m, ha="center", va="center", fontsize=6, color=tone)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    groups = result["groups"]
+    summary = ", ".join(f"{g} {v['entanglement']:.2f}" for g, v in groups.items())
+    fig.suptitle(
+        f"Probe of a {result['checkpoint']['kind']} checkpoint: entanglement by context ({summary}); "
+        "cells: f first, s SFT pair, r RL pair, n never trained",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return _save(fig, path)

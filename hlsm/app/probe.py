@@ -1,0 +1,220 @@
+"""``hlsm probe``: which library skill does each symbol of a trained transformer execute, in which context?
+
+A run samples the checkpoint's own traces (:func:`hlsm.lm.probe.sample_traces`: greedy and at
+temperature 1, on the seen, unseen, deeper and atomic splits), turns every written step into a record
+(:class:`hlsm.infer.context.StepRecords`: the step reads the model's own previous state), fits
+context-dependent bindings (context = the previous skill symbol) and a context-free reference by
+EM, and writes to the output folder:
+
+- ``probe.json``: the entanglement index and unexplained share per context group (``first`` step,
+  ``seen`` SFT pair, ``rl`` pair practised by RL only, ``never``-trained pair) with bootstrap standard
+  errors over traces; per symbol and context the records, the top skill and its probability, the
+  unexplained share; the substitutions (a symbol bound off its own skill in a context); traces
+  drawn and how many were readable to the end;
+- ``bindings.png``: per symbol (rows) and context (columns), the binding mass on the symbol's
+  context-free skill, contexts coloured by group;
+- ``probe.md``: the same as tables.
+
+What it can and cannot see is in ``theory/identifiability.md`` (C3): a record on which two skills
+agree cannot say which ran (counted in ``ambiguous``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hlsm.design import SupportDesign
+from hlsm.errors import HLSMError
+from hlsm.infer.context import (
+    ContextFit,
+    StepRecords,
+    bootstrap_context,
+    entanglement,
+    fit_context,
+)
+from hlsm.io import json_safe, write_json, write_text
+from hlsm.lm.policy import Policy
+from hlsm.lm.probe import ProbeTraces, sample_traces
+from hlsm.spec import Spec
+
+GROUPS = ("first", "seen", "rl", "never")
+"""Context groups of a step: step 1, an SFT pair, a pair practised by RL only, a never-trained pair."""
+
+SUBSTITUTION_MASS = 0.5
+"""A (symbol, context) counts as a substitution when at least this much binding mass is on another skill..."""
+
+EXPLAINED_STEPS = 3.0
+"""... and at least this many of its steps are explained by a library module (else its row is the prior's)."""
+
+
+class ProbeError(HLSMError):
+    """A probe that cannot run; the message names the fix."""
+
+
+def context_name(spec: Spec, context: int) -> str:
+    return "start" if context == spec.num_skills else spec.skill_symbols[context]
+
+
+def probe_records(traces: ProbeTraces, spec: Spec) -> tuple[StepRecords, list[str]]:
+    """The step records of ``traces`` and each record's context group."""
+    records = StepRecords.from_states(spec, traces.programs, traces.states)
+    groups = [
+        traces.pair_group(traces.programs[t], s)
+        for t, s in zip(records.trace.tolist(), records.step.tolist(), strict=True)
+    ]
+    return records, groups
+
+
+def analyse(
+    spec: Spec, traces: ProbeTraces, *, replicates: int = 30, seed: int = 0, routing: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """The probe's numbers for ``traces`` (the content of ``probe.json`` without the run's settings)."""
+    records, groups = probe_records(traces, spec)
+    if len(records) == 0:
+        raise ProbeError("no readable step in any trace: the checkpoint writes no state the probe can read")
+    fit = fit_context(spec, records, beta=routing)
+    free = fit_context(spec, records, contexts=False, beta=routing)
+    ent = entanglement(fit, free, records, groups)
+    errors = bootstrap_context(spec, records, groups, replicates=replicates, seed=seed, beta=routing)
+    group_of: dict[tuple[int, int], str] = {}
+    for s, c, g in zip(records.symbol.tolist(), records.context.tolist(), groups, strict=True):
+        group_of[(s, c)] = g
+    return {
+        "traces": len(traces),
+        "readable_to_the_end": sum(traces.complete),
+        "records": len(records),
+        "ambiguous_records": fit.ambiguous,
+        "reference": {spec.skill_symbols[s]: spec.skills[k] for s, k in enumerate(ent.reference)},
+        "groups": {
+            g: {
+                "records": ent.records[g],
+                "entanglement": ent.index[g],
+                "entanglement_se": errors.get(g, {}).get("index_se", math.nan),
+                "unexplained": ent.unexplained[g],
+                "unexplained_se": errors.get(g, {}).get("unexplained_se", math.nan),
+            }
+            for g in GROUPS
+            if g in ent.index
+        },
+        "bindings": _bindings(spec, fit, ent.reference, group_of),
+        "per_symbol": {
+            spec.skill_symbols[s]: {g: v for g, v in by_group.items()} for s, by_group in sorted(ent.per_symbol.items())
+        },
+        "log_likelihood": fit.log_likelihood,
+        "bootstrap_replicates": replicates,
+    }
+
+
+def _bindings(
+    spec: Spec, fit: ContextFit, reference: list[int], group_of: dict[tuple[int, int], str]
+) -> list[dict[str, Any]]:
+    rows = []
+    for (s, c), group in sorted(group_of.items()):
+        alpha = fit.alpha[s, c]
+        top = int(alpha.argmax())
+        explained = float(fit.counts[s, c]) * (1 - float(fit.epsilon[s, c]))
+        informed = explained >= EXPLAINED_STEPS
+        top_beats_own = float(alpha[top]) > float(alpha[reference[s]])
+        rows.append(
+            {
+                "symbol": spec.skill_symbols[s],
+                "context": context_name(spec, c),
+                "group": group,
+                "records": int(fit.counts[s, c]),
+                "skill": spec.skills[top],
+                "probability": float(alpha[top]),
+                "own": float(alpha[reference[s]]) if informed else None,
+                "explained_steps": explained,
+                "unexplained": float(fit.epsilon[s, c]),
+                "substitution": bool(informed and float(alpha[top]) >= SUBSTITUTION_MASS and top_beats_own),
+            }
+        )
+    return rows
+
+
+def run_probe(
+    policy: Policy,
+    out: str | Path | None = None,
+    *,
+    design: SupportDesign | None = None,
+    examples: int = 256,
+    seed: int = 0,
+    replicates: int = 30,
+) -> dict[str, Any]:
+    """Probe a loaded checkpoint (module docstring); writes ``probe.json``, ``probe.md``, ``bindings.png``."""
+    if examples < 1 or replicates < 2:
+        raise ProbeError(f"examples must be >= 1 and replicates >= 2, got {examples} and {replicates}")
+    traces = sample_traces(policy, design, examples=examples, seed=seed)
+    spec = policy.spec
+    # the task's routing symbols denote its routings (the transformer never chooses a routing)
+    routing = torch.eye(spec.num_routings, dtype=torch.float64)
+    result = {
+        "checkpoint": {"kind": policy.kind, "step": policy.step},
+        "examples_per_split_and_mode": examples,
+        "seed": seed,
+        "splits": sorted(set(traces.split)),
+        **analyse(spec, traces, replicates=replicates, seed=seed, routing=routing),
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "probe.json", json_safe(result))
+        write_text(out / "probe.md", report(result))
+        from hlsm.app.plots import plot_probe_bindings
+
+        plot_probe_bindings(spec, result, out / "bindings.png")
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    """Markdown tables of a probe's result."""
+    from hlsm.app.report import markdown_table
+
+    groups = result["groups"]
+    lines = [
+        f"# Probe of a {result['checkpoint']['kind']} checkpoint (step {result['checkpoint']['step']})\n",
+        f"{result['traces']:,} traces ({result['readable_to_the_end']:,} readable to the end), "
+        f"{result['records']:,} steps, {result['ambiguous_records']:,} explained by more than one module.\n",
+        markdown_table(
+            ("context", "steps", "entanglement", "unexplained"),
+            [
+                (
+                    g,
+                    v["records"],
+                    f"{v['entanglement']:.3f} ± {v['entanglement_se']:.3f}",
+                    f"{v['unexplained']:.3f} ± {v['unexplained_se']:.3f}",
+                )
+                for g, v in groups.items()
+            ],
+        ),
+        "\nEntanglement: the binding mass off the symbol's context-free skill, over the steps a library module",
+        "explains; unexplained: the share of outputs no library module gives from the model's own previous state",
+        "(± bootstrap SE over traces). A substitution: a (symbol, context) with at least 3 explained steps whose",
+        "most probable skill (at least 0.5, above its own: ties are C3 masking) is another.\n",
+    ]
+    subs = sorted((b for b in result["bindings"] if b["substitution"]), key=lambda b: -b["records"])
+    if subs:
+        lines += [
+            "Substitutions (a symbol bound to another skill in a context):\n",
+            markdown_table(
+                ("after", "symbol", "acts as", "probability", "unexplained", "steps", "context"),
+                [
+                    (
+                        b["context"],
+                        b["symbol"],
+                        b["skill"],
+                        f"{b['probability']:.2f}",
+                        f"{b['unexplained']:.2f}",
+                        b["records"],
+                        b["group"],
+                    )
+                    for b in subs[:20]
+                ],
+            ),
+        ]
+    lines.append("\n![bindings](bindings.png)\n")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""Context-dependent bindings (the probe's instrument) on corpora with a known answer, both directions."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from hlsm.infer.context import (
+    ContextError,
+    StepRecords,
+    bootstrap_context,
+    entanglement,
+    fit_context,
+    simulate_planted,
+)
+from hlsm.programs import Program
+from hlsm.spec import Spec
+
+# the transformer task's kind of library: chain routing, bijective and many-to-one skills
+SPEC = Spec(
+    alphabet=8,
+    length=6,
+    skills=("reverse", "rotate_left", "shift_up", "complement", "swap_pairs", "sort"),
+    routings=("chain",),
+)
+RNG = random.Random(0)
+PROGRAMS = [Program(tuple((0, RNG.randrange(6)) for _ in range(3))) for _ in range(40)]
+PROGRAMS += [Program.atomic(k) for k in range(6)]
+START = SPEC.num_skills
+# after reverse, shift_up acts as complement; after start, swap_pairs as rotate_left; sort after shift_up as reverse
+PLANTED = {(2, 0): 3, (4, START): 1, (5, 2): 0}
+
+
+def _records(planted: dict[tuple[int, int], int], epsilon: float, n: int = 3000, seed: int = 0) -> StepRecords:
+    programs, states = simulate_planted(SPEC, PROGRAMS, n, seed, planted=planted, epsilon=epsilon)
+    return StepRecords.from_states(SPEC, programs, states)
+
+
+def test_planted_bindings_and_corruption_are_recovered() -> None:
+    records = _records(PLANTED, epsilon=0.1)
+    fit = fit_context(SPEC, records)
+    observed = [(s, c) for s in range(6) for c in range(7) if fit.counts[s, c] > 0]
+    right = sum(fit.binding(s, c) == PLANTED.get((s, c), s) for s, c in observed)
+    assert right / len(observed) >= 0.95 and set(PLANTED) <= set(observed)
+    assert all(fit.binding(s, c) == k for (s, c), k in PLANTED.items())
+    # the unexplained share: eps = 0.1 of outputs are uniform (a few land on a module's output by chance)
+    pooled = float((fit.epsilon * fit.counts).sum() / fit.counts.sum())
+    se = math.sqrt(0.1 * 0.9 / len(records))
+    assert abs(pooled - 0.1) <= 4 * se + 0.005
+    assert torch.equal(fit.beta[:1, :1], torch.ones(1, 1, dtype=torch.float64))
+
+
+def test_entanglement_is_zero_on_a_clean_corpus_and_not_on_a_planted_one() -> None:
+    clean = _records({}, epsilon=0.1, seed=1)
+    groups = ["all"] * len(clean)
+    fit, free = fit_context(SPEC, clean), fit_context(SPEC, clean, contexts=False)
+    index = entanglement(fit, free, clean, groups).index["all"]
+    se = bootstrap_context(SPEC, clean, groups, replicates=20)["all"]["index_se"]
+    assert index <= 3 * se + 1e-3  # near 0 within the bootstrap's standard error
+    planted = _records(PLANTED, epsilon=0.1, seed=1)
+    groups = ["all"] * len(planted)
+    ent = entanglement(fit_context(SPEC, planted), fit_context(SPEC, planted, contexts=False), planted, groups)
+    assert ent.index["all"] > 0.05 and ent.index["all"] > 10 * (index + se)
+    assert ent.reference == list(range(6))  # context-free bindings are still the symbols' own skills
+    assert ent.per_symbol[2]["all"] > 0.1 and ent.per_symbol[3]["all"] < 0.01
+
+
+def test_records_read_the_writers_own_states_and_stop_at_unreadable_ones() -> None:
+    program = Program(((0, 0), (0, 2)))
+    x0 = [1, 2, 3, 4, 5, 6]
+    wrong = [7, 7, 7, 7, 7, 7]
+    rec = StepRecords.from_states(SPEC, [program, program], [[x0, wrong, [0] * 6], [x0]])
+    assert len(rec) == 2 and rec.trace.tolist() == [0, 0] and rec.step.tolist() == [1, 2]
+    assert not bool(rec.hits[0].any())  # nothing in the library writes 7777777 from x0
+    shifted = SPEC.apply_skill(2, torch.tensor([wrong]))[0].tolist()
+    assert shifted == [0] * 6 and bool(rec.hits[1, 0, 2])  # step 2 read the written (wrong) state
+    assert rec.context.tolist() == [START, 0]
+
+
+def test_bad_inputs() -> None:
+    rec = _records({}, epsilon=0.0, n=10)
+    with pytest.raises(ContextError, match="concentration"):
+        fit_context(SPEC, rec, concentration=0.5)
+    with pytest.raises(ContextError, match="no step records"):
+        fit_context(SPEC, StepRecords.from_states(SPEC, [PROGRAMS[0]], [[[0] * 6]]))
+    with pytest.raises(ContextError, match="one per trace"):
+        StepRecords.from_states(SPEC, PROGRAMS[:2], [[[0] * 6]])
