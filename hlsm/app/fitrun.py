@@ -123,8 +123,10 @@ def _symbol_views(
     if section.tables == "library":  # library tables are the library's own: no relabelling
         to_best = [torch.arange(spec.num_skills) for _ in band]
         to_truth = torch.arange(spec.num_skills)
-    else:
-        to_best = [_relabel(result.restarts[i].tables, best_run.tables, section.tables) for i in band]
+    else:  # dense tables are always built
+        tables = [result.restarts[i].tables for i in band]
+        assert best_run.tables is not None and all(t is not None for t in tables)
+        to_best = [_relabel(t, best_run.tables, section.tables) for t in tables]  # type: ignore[arg-type]
         to_truth = _relabel(best_run.tables, library_tables(spec, section.epsilon), section.tables)
     out: dict[str, SymbolView] = {}
     for kind, names, symbols, attr in (
@@ -168,7 +170,7 @@ def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, co
     k, m = spec.num_skills, spec.num_routings
     best = result.restarts[result.best]
     if best.tables is None:  # library tables at scale: each row's TV to the truth is |eps - eps_hat| (1 - 1/|X|)
-        tv = abs(float(best.epsilon) - section.epsilon) * (1 - 1 / spec.num_states)
+        tv = abs(float(best.epsilon or 0.0) - section.epsilon) * (1 - 1 / spec.num_states)
         return Recovery(
             skill_binding_accuracy=binding_accuracy(params.alpha, list(range(k))),
             routing_binding_accuracy=binding_accuracy(params.beta, list(range(m))),

@@ -625,11 +625,49 @@ def plot_probe_bindings(spec: Any, result: dict[str, Any], path: str | Path) -> 
             ax.text(j, i, m, ha="center", va="center", fontsize=6, color=tone)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     groups = result["groups"]
-    summary = ", ".join(f"{g} {v['entanglement']:.2f}" for g, v in groups.items())
+    summary = ", ".join(
+        f"{g} {v['entanglement']:.2f}" if v["entanglement"] == v["entanglement"] else f"{g} -"
+        for g, v in groups.items()
+    )
     fig.suptitle(
-        f"Probe of a {result['checkpoint']['kind']} checkpoint: entanglement by context ({summary}); "
+        f"Probe of a {result.get('checkpoint', {}).get('kind', '')} checkpoint: entanglement by context ({summary}); "
         "cells: f first, s SFT pair, r RL pair, n never trained",
         fontsize=9,
     )
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_probe_arms(results: dict[str, Any], path: str | Path) -> Path:
+    """Entanglement and unexplained share by context group for each arm, mean over seeds with 95% t intervals.
+
+    ``results`` is ``sims/probe_transformer.py``'s ``results.json`` (key ``summary``).
+    """
+    import numpy as np
+
+    groups = ("first", "seen", "rl", "never", "depth 4")
+    arms = list(results["summary"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    width = 0.8 / max(1, len(arms))
+    for ax, measure in zip(axes, ("entanglement", "unexplained"), strict=True):
+        for i, arm in enumerate(arms):
+            rows = [results["summary"][arm][measure][g] for g in groups]
+            means = np.array([np.nan if r["mean"] is None else r["mean"] for r in rows])
+            low = np.array([np.nan if r["low"] is None else r["mean"] - r["low"] for r in rows])
+            high = np.array([np.nan if r["high"] is None else r["high"] - r["mean"] for r in rows])
+            xs = np.arange(len(groups)) + (i - (len(arms) - 1) / 2) * width
+            ax.bar(xs, means, width, label=arm, yerr=np.nan_to_num(np.vstack([low, high])), capsize=3)
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set_xlabel("context of the step")
+        ax.set_title(
+            "binding mass off the symbol's own skill"
+            if measure == "entanglement"
+            else "steps no library module explains",
+            fontsize=10,
+        )
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("share (mean over seeds, 95% t interval)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Probe of the transformer: first step, SFT pairs, RL-practised pairs, never-trained pairs, depth 4")
     fig.tight_layout()
     return _save(fig, path)

@@ -40,9 +40,11 @@ EXPERIMENTS = (
     "finding3_rl_support",
     "finding4_sft_coverage",
     "learning_curves",
+    "probe_transformer",
 )
 """Every experiment, in the order they run (theory first; ``learning_curves`` reads the saved results
-of ``verify_claims``, ``finding1_rl_data`` and ``finding3_rl_support``, so it runs last)."""
+of ``verify_claims``, ``finding1_rl_data`` and ``finding3_rl_support``, and ``probe_transformer`` the
+checkpoints of ``finding1_rl_data``, so they run last)."""
 
 PREDICTION_ROW = r"^\| (.+?) \| (.+?) \| (.+?) \| (.+?) \| (.+?) \| \*\*(.+?)\*\* \|$"
 """A row of an experiment report's predictions table (:func:`hlsm.app.report.arm_report`)."""

@@ -97,7 +97,7 @@ def bayesian_view(
     out = []
     for program in candidates:
         truth = true_answers(spec, program, inputs)
-        if bounded:
+        if bounded and inputs is not None:
             answers = [answer_bounds(spec, p, program, inputs) for p in params]
             modal, lower = answers[band.index(result.best)]
             confidence = float(lower.min())

@@ -206,7 +206,7 @@ def fit_context(
     b = torch.full((m_all + 1, m_all + 1), 1.0 / m_all, dtype=torch.float64)
     b[:, -1], b[-1] = 0.0, 0.0
     b[-1, -1] = 1.0
-    if fixed:
+    if beta is not None:
         b[: beta.shape[0], : beta.shape[1]] = beta.to(torch.float64)
     prior = concentration - 1.0
     last = -math.inf

@@ -443,7 +443,7 @@ def _fit_fast(
     with torch.no_grad():
         ll, prior = terms()
         width = None
-        if scalable:
+        if isinstance(lik, ScalableLikelihood):
             eps = torch.sigmoid(logits[2])
             width = lik.interval(torch.softmax(logits[0], -1), torch.softmax(logits[1], -1), eps).width
     objective = float(ll + prior)

@@ -242,13 +242,13 @@ class ScalableLikelihood:
         cache = self._build_all(list(dict.fromkeys(keys)), workers)
         self._lib_free()
         by_shape: dict[tuple[bool, tuple[bool, ...]], list[tuple[int, list[_Level]]]] = {}
-        for i, (key, shape) in enumerate(zip(keys, shapes, strict=True)):
-            by_shape.setdefault(shape, []).append((i, cache[key]))
-        for (atomic, shape), members in sorted(by_shape.items()):
+        for i, (key, kind) in enumerate(zip(keys, shapes, strict=True)):
+            by_shape.setdefault(kind, []).append((i, cache[key]))
+        for (atomic, mask), members in sorted(by_shape.items()):
             rows = torch.tensor([i for i, _ in members])
-            routing, skill = table.routing[prog[rows], : len(shape)], table.skill[prog[rows], : len(shape)]
+            routing, skill = table.routing[prog[rows], : len(mask)], table.skill[prog[rows], : len(mask)]
             tau = torch.full_like(routing, spec.num_routings) if atomic else routing
-            tail = _tail(shape)
+            tail = _tail(mask)
             self._groups.append(_Group(rows, _stack([s for _, s in members], tail), tau, skill, tail))
         self.exact = self.bounded_terms == 0
 
@@ -353,7 +353,7 @@ class ScalableLikelihood:
         for d in range(deep, tail, -1):
             needed[d] = torch.unique(needed[d])
             needed[d - 1] = torch.cat([needed[d - 1], up[d][needed[d]]])
-        new = {tail: None}
+        new: dict[int, Tensor | None] = {tail: None}
         for d in range(tail + 1, deep + 1):
             table = torch.full((levels[d - 1].size,), -1, dtype=torch.long)
             table[needed[d]] = torch.arange(len(needed[d]))
@@ -361,6 +361,7 @@ class ScalableLikelihood:
         out = list(levels[:tail])
         for l in range(tail, deep):
             level, child_map, parent_map = levels[l], new[l + 1], new[l]
+            assert child_map is not None  # depths below the tail are renumbered
             edge = child_map[level.child] >= 0
             parent = level.parent[edge] if parent_map is None else parent_map[level.parent[edge]]
             out.append(
@@ -376,14 +377,22 @@ class ScalableLikelihood:
                 )
             )
         for d in range(tail + 1, deep + 1):
-            at = depth == d
-            node[at] = new[d][node[at]]
+            at, table_d = depth == d, new[d]
+            assert table_d is not None
+            node[at] = table_d[node[at]]
         size = last.size if deep == tail else len(needed[deep])
         if deep > tail:  # deepest nodes enter only through their entries: equal entry sets merge into one node
-            size, node, keep = _merge_equal(node, depth == deep, route, skill, lo, hi)
-            out[-1].child = node[0][out[-1].child]
+            size, (mapping, renumbered), keep = _merge_equal(node, depth == deep, route, skill, lo, hi)
+            out[-1].child = mapping[out[-1].child]
             out[-1].size = size
-            node, route, skill, lo, hi, depth = node[1][keep], route[keep], skill[keep], lo[keep], hi[keep], depth[keep]
+            node, route, skill, lo, hi, depth = (
+                renumbered[keep],
+                route[keep],
+                skill[keep],
+                lo[keep],
+                hi[keep],
+                depth[keep],
+            )
         out.append(_Level(False, size, node, _EMPTY, route, skill, lo, hi, depth))
         return out
 
@@ -889,7 +898,7 @@ def _stack(structures: list[list[_Level]], tail: int) -> list[_StackedLevel]:
             child = _EMPTY.long()
             at_depth.append(at_depth[-1])
         else:
-            depth = torch.cat([v.depth for v in levels])
+            depth = torch.cat([v.depth for v in levels if v.depth is not None])
             offset, starts = 0, {}
             for d in range(tail, l + 1):
                 starts[d] = offset + torch.tensor([0, *at_depth[d]]).cumsum(0)[:-1]

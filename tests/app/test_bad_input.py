@@ -68,6 +68,7 @@ SUBCOMMANDS = (
     "train sft",
     "train rl",
     "evaluate",
+    "probe",
     "reproduce",
     "sweep",
     "bench",
@@ -352,6 +353,12 @@ CASES: list[Case] = [
     Case("evaluate-truncated-ckpt", lambda t: ["evaluate", "--ckpt", truncated_pt(t)], "{tmp}/truncated.pt"),
     Case("evaluate-foreign-ckpt", lambda t: ["evaluate", "--ckpt", foreign_pt(t)], "{tmp}/foreign.pt"),
     Case("evaluate-zero-examples", lambda t: ["evaluate", "--ckpt", "x", "--examples", "0"], "positive number"),
+    # -- probe
+    Case("probe-missing-ckpt", lambda t: ["probe", "--ckpt", str(t / "run")], "{tmp}/run"),
+    Case("probe-text-ckpt", lambda t: ["probe", "--ckpt", write(t, "c.pt", "hello\n")], "{tmp}/c.pt"),
+    Case("probe-truncated-ckpt", lambda t: ["probe", "--ckpt", truncated_pt(t)], "{tmp}/truncated.pt"),
+    Case("probe-foreign-ckpt", lambda t: ["probe", "--ckpt", foreign_pt(t)], "{tmp}/foreign.pt"),
+    Case("probe-zero-examples", lambda t: ["probe", "--ckpt", "x", "--examples", "0"], "positive number"),
     # -- reproduce
     Case("reproduce-outside-checkout", lambda t: ["reproduce", "--runs", str(t)], "run hlsm reproduce from a checkout"),
     Case(

@@ -23,6 +23,7 @@ TINY: dict[str, dict[str, Any]] = {
     "finding3_rl_support": {"scale": "tiny"},
     "finding4_sft_coverage": {"scale": "tiny"},
     "learning_curves": {"scale": "tiny"},
+    "probe_transformer": {"scale": "tiny", "examples": 8, "replicates": 3},
     "three_views": {"scale": "tiny", "fit_steps": 60, "fit_restarts": 2},
     "vi_vs_checker": {"designs": 2, "steps": 60, "restarts": 2},
     "vi_at_scale": {"traces": 256, "rl_traces": 8, "restarts": 2, "steps": 40, "candidates": 5},

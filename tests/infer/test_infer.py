@@ -140,8 +140,8 @@ def test_pyro_rejects_unenumerated_latent(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"steps": 0}, "steps, restarts and window"),
-        ({"restarts": 0}, "steps, restarts and window"),
+        ({"steps": 0}, "steps, restarts, window and workers"),
+        ({"restarts": 0}, "steps, restarts, window and workers"),
         ({"steps": 2.0}, "steps must be an integer"),
         ({"seed": -1}, "seed must be non-negative"),
         ({"objective": "svi"}, "objective must be"),
