@@ -45,6 +45,13 @@ CHECKS = (
     ("sft - sft+rl compound", "unexplained", "rl", "compound RL explains more of the steps on those pairs"),
     ("sft+rl atomic - sft+rl compound", "entanglement", "rl", "compound RL below atomic RL on practised pairs"),
     ("sft - sft+rl compound", "entanglement", "never", "compound RL on never-trained pairs (C2 expects no effect)"),
+    (
+        "sft - sft+rl compound",
+        "unexplained",
+        "never",
+        "compound RL explains more on never-trained pairs (C2: no effect)",
+    ),
+    ("sft - sft+rl atomic", "unexplained", "rl", "atomic RL explains more on those pairs (C2: no effect)"),
     ("sft - sft+rl compound", "entanglement", "depth 4", "compound RL lowers entanglement at depth 4"),
 )
 """(a - b, measure, context group, prediction): ``a - b > 0`` is the predicted direction."""
@@ -111,6 +118,11 @@ def main(cfg: Config) -> dict[str, Any]:
                 "depth 4": None if depth4 is None else {m: _unseen(depth4, m) for m in ("entanglement", "unexplained")},
                 "records": result["records"],
                 "ambiguous": result["ambiguous_records"],
+                "letters": {
+                    "hamming": result["letters"]["hamming"],
+                    "near_misses": len(result["letters"]["near_misses"]),
+                    "examples": sorted(result["letters"]["near_misses"], key=lambda m: -m["steps"])[:5],
+                },
             }
             if seed == min(runs[arm.name]):
                 name = arm.name.replace("+", "_").replace(" ", "_")
@@ -162,6 +174,23 @@ def _check(
     }
 
 
+def _letter_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for arm, by_seed in results["measures"].items():
+        cells = []
+        for key in ("within_1", "within_2"):
+            values = []
+            for m in by_seed.values():
+                h = m["letters"]["hamming"]
+                steps = sum(h[g]["steps"] for g in ("rl", "never") if g in h)
+                if steps:
+                    values.append(sum(h[g][key] * h[g]["steps"] for g in ("rl", "never") if g in h) / steps)
+            cells.append(f"{100 * sum(values) / len(values):.0f}%" if values else "-")
+        named = [m["letters"]["near_misses"] for m in by_seed.values()]
+        rows.append((arm, *cells, " / ".join(str(n) for n in named)))
+    return rows
+
+
 def report(results: dict[str, Any]) -> str:
     """The markdown section of ``docs/results.md`` (from the saved results only)."""
 
@@ -206,8 +235,12 @@ def report(results: dict[str, Any]) -> str:
         "t interval over seeds, ±3-point equivalence margin):\n",
         markdown_table(("contrast", "prediction", "per seed", "mean [95% CI]", "detectable", "verdict"), check_rows),
         "\nWhat the probe cannot see (theory C3): a step on which two library skills agree (a many-to-one",
-        "skill, or an input both fix) does not say which ran; its mass is split. Unexplained outputs are",
-        "counted, not yet named letter by letter.\n",
+        "skill, or an input both fix) does not say which ran; its mass is split.\n",
+        "One level down (`hlsm.infer.letters`): the unexplained steps of unseen pairs (`rl` and `never`) against",
+        "the symbol's own skill on the model's own input, letters that differ (share within 1 and 2 of 6,",
+        "mean over seeds), and how many (symbol, context, position) near misses the per-letter fit names:\n",
+        markdown_table(("arm", "within 1 letter", "within 2 letters", "near misses named"), _letter_rows(results)),
+        "",
         "![entanglement by arm](entanglement.png)\n",
         "![bindings, SFT](bindings_sft.png)\n",
         "![bindings, RL atomic](bindings_sft_rl_atomic.png)\n",

@@ -35,7 +35,9 @@ from hlsm.infer.context import (
     bootstrap_context,
     entanglement,
     fit_context,
+    unexplained_posterior,
 )
+from hlsm.infer.letters import LetterRecords, fit_letters, hamming_to, near_misses
 from hlsm.io import json_safe, write_json, write_text
 from hlsm.lm.policy import Policy
 from hlsm.lm.probe import ProbeTraces, sample_traces
@@ -46,6 +48,9 @@ GROUPS = ("first", "seen", "rl", "never")
 
 SUBSTITUTION_MASS = 0.5
 """A (symbol, context) counts as a substitution when at least this much binding mass is on another skill..."""
+
+LETTER_STEPS = 5
+"""Unexplained steps a (symbol, context) needs before its letters are read (``near_misses``)."""
 
 EXPLAINED_STEPS = 3.0
 """... and at least this many of its steps are explained by a library module (else its row is the prior's)."""
@@ -83,6 +88,7 @@ def analyse(
     group_of: dict[tuple[int, int], str] = {}
     for s, c, g in zip(records.symbol.tolist(), records.context.tolist(), groups, strict=True):
         group_of[(s, c)] = g
+    letters = _letters(spec, traces, records, groups, fit, ent.reference)
     return {
         "traces": len(traces),
         "readable_to_the_end": sum(traces.complete),
@@ -104,9 +110,47 @@ def analyse(
         "per_symbol": {
             spec.skill_symbols[s]: {g: v for g, v in by_group.items()} for s, by_group in sorted(ent.per_symbol.items())
         },
+        "letters": letters,
         "log_likelihood": fit.log_likelihood,
         "bootstrap_replicates": replicates,
     }
+
+
+def _letters(
+    spec: Spec, traces: ProbeTraces, records: StepRecords, groups: list[str], fit: ContextFit, reference: list[int]
+) -> dict[str, Any]:
+    """One level down, on the steps no module explains: how far they are from the symbol's own skill, letter
+    by letter, and which output positions read another source or map than that skill does."""
+    letters = LetterRecords.from_states(spec, traces.programs, traces.states)
+    unexplained = (unexplained_posterior(spec, fit, records) > 0.5).nonzero(as_tuple=True)[0]
+    if len(unexplained) == 0:
+        return {"steps": 0, "hamming": {}, "near_misses": []}
+    chosen = letters.index(unexplained)
+    own = torch.tensor(reference)[chosen.symbol]
+    distance = hamming_to(spec, chosen, own)
+    by_group: dict[str, list[int]] = {}
+    for r, d in zip(unexplained.tolist(), distance.tolist(), strict=True):
+        by_group.setdefault(groups[r], []).append(d)
+    hamming = {
+        g: {"steps": len(v), "within_1": sum(x <= 1 for x in v) / len(v), "within_2": sum(x <= 2 for x in v) / len(v)}
+        for g, v in sorted(by_group.items())
+    }
+    letter_fit = fit_letters(spec, chosen)
+    named = []
+    for s, c in sorted({(int(a), int(b)) for a, b in zip(chosen.symbol, chosen.context, strict=True)}):
+        if int(letter_fit.counts[s, c]) < LETTER_STEPS:
+            continue
+        for row in near_misses(spec, letter_fit, s, c, reference[s]):
+            named.append(
+                {
+                    "symbol": spec.skill_symbols[s],
+                    "context": context_name(spec, c),
+                    "skill": spec.skills[reference[s]],
+                    "steps": int(letter_fit.counts[s, c]),
+                    **row,
+                }
+            )
+    return {"steps": len(unexplained), "hamming": hamming, "near_misses": named}
 
 
 def _bindings(
@@ -213,6 +257,39 @@ def report(result: dict[str, Any]) -> str:
                         b["group"],
                     )
                     for b in subs[:20]
+                ],
+            ),
+        ]
+    letters = result.get("letters", {})
+    if letters.get("hamming"):
+        lines += [
+            "\nOne level down, the unexplained steps against the symbol's own skill on the model's own input"
+            " (letters that differ):\n",
+            markdown_table(
+                ("context", "unexplained steps", "within 1 letter", "within 2 letters"),
+                [
+                    (g, v["steps"], f"{v['within_1']:.0%}", f"{v['within_2']:.0%}")
+                    for g, v in letters["hamming"].items()
+                ],
+            ),
+        ]
+    if letters.get("near_misses"):
+        lines += [
+            "\nNear misses named letter by letter (per-letter selections of the unexplained steps, where they"
+            " differ from the own skill's):\n",
+            markdown_table(
+                ("after", "symbol (skill)", "position", "reads", "probability", "the skill reads", "steps"),
+                [
+                    (
+                        m["context"],
+                        f"{m['symbol']} ({m['skill']})",
+                        m["position"],
+                        f"position {m['source']} ({m['map']})",
+                        f"{m['probability']:.2f}",
+                        f"position {m['expected_source']} ({m['expected_map']})",
+                        m["steps"],
+                    )
+                    for m in sorted(letters["near_misses"], key=lambda m: -m["steps"])[:20]
                 ],
             ),
         ]

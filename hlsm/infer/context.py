@@ -363,3 +363,12 @@ def simulate_planted(
         out_programs.append(program)
         out_states.append([x.tolist() for x in states])
     return out_programs, out_states
+
+
+def unexplained_posterior(spec: Spec, fit: ContextFit, records: StepRecords) -> Tensor:
+    """``(R,)`` posterior probability that each record's output is unexplained (no library module gave it)."""
+    a = fit.alpha[records.symbol, records.context]
+    e = fit.epsilon[records.symbol, records.context]
+    explained = (1 - e) * (fit.beta[records.routing][:, :, None] * a[:, None, :] * records.hits.to(a.dtype)).sum((1, 2))
+    noise = e / spec.num_states
+    return noise / (explained + noise)
