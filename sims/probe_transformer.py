@@ -23,14 +23,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hlsm.app.plots import plot_probe_arms, plot_probe_bindings
-from hlsm.app.probe import analyse
+from hlsm.app.plots import plot_probe_arms, plot_probe_bindings, plot_probe_curve
+from hlsm.app.probe import ProbeError, analyse
 from hlsm.app.report import markdown_table
 from hlsm.io import json_safe, write_json, write_text
 from hlsm.lm.experiment import Arm, run_experiment
 from hlsm.lm.policy import load_policy
 from hlsm.lm.presets import scale_preset
 from hlsm.lm.probe import ProbeTraces, sample_traces
+from hlsm.lm.records import curve_checkpoints
 from hlsm.stats import PairedDifference, seed_verdict, t_interval
 
 ARMS = (
@@ -63,13 +64,14 @@ class Config:
     seeds: tuple[int, ...] | None = None  # None: the scale's seeds
     examples: int = 128  # traces per split and mode
     replicates: int = 20  # bootstrap replicates per checkpoint
+    curve_examples: int = 128  # traces per mode on the unseen split at each learning-curve checkpoint
     out: str = "runs/probe_transformer"
     cache: str | None = None  # None: <out>/../cache, shared with the finding sims
 
     @classmethod
     def preset(cls, scale: str) -> Config:
         if scale == "tiny":
-            return cls(scale="tiny", examples=8, replicates=3)
+            return cls(scale="tiny", examples=8, replicates=3, curve_examples=8)
         return cls(scale=scale)
 
 
@@ -130,11 +132,39 @@ def main(cfg: Config) -> dict[str, Any]:
                 plot_probe_bindings(policy.spec, shown, out / f"bindings_{name}.png")
     summary = _summary(measures)
     checks = [_check(measures, *c) for c in CHECKS]
-    results = json_safe({"config": asdict(cfg), "measures": measures, "summary": summary, "checks": checks})
+    curve = _curve(runs, cfg)
+    results = json_safe(
+        {"config": asdict(cfg), "measures": measures, "summary": summary, "checks": checks, "curve": curve}
+    )
     write_json(out / "results.json", results)
     plot_probe_arms(results, out / "entanglement.png")
+    if curve:
+        plot_probe_curve(results, out / "entanglement_curve.png")
     write_text(out / "report.md", report(results))
     return results
+
+
+def _curve(runs: dict[str, dict[int, dict[str, Any]]], cfg: Config) -> dict[str, Any]:
+    """Per RL arm, seed and learning-curve checkpoint: the probe on the unseen split (empty when the
+    runs kept no curve checkpoints, i.e. they predate them)."""
+    out: dict[str, Any] = {}
+    for arm in ARMS:
+        if arm.rl is None:
+            continue
+        for seed, evaluation in runs[arm.name].items():
+            for traces, path in curve_checkpoints(evaluation["run"]):
+                policy = load_policy(path)
+                traces_drawn = sample_traces(policy, splits=["unseen"], examples=cfg.curve_examples, seed=seed)
+                try:
+                    result = analyse(policy.spec, traces_drawn, replicates=2, seed=seed)
+                except ProbeError:  # nothing readable at this point of the run (tiny models early on)
+                    result = {"groups": {}}
+                point = {
+                    g: {m: v[m] for m in ("entanglement", "unexplained", "records")}
+                    for g, v in result["groups"].items()
+                }
+                out.setdefault(arm.name, {}).setdefault(str(seed), []).append({"traces": traces, "groups": point})
+    return out
 
 
 def _value(m: dict[str, Any], measure: str, group: str) -> float | None:
@@ -242,6 +272,17 @@ def report(results: dict[str, Any]) -> str:
         markdown_table(("arm", "within 1 letter", "within 2 letters", "near misses named"), _letter_rows(results)),
         "",
         "![entanglement by arm](entanglement.png)\n",
+        *(
+            [
+                "Along the RL budget (the runs' learning-curve checkpoints, unseen depth-3 programs; mean over seeds,"
+                " 95% t interval):\n",
+                "![entanglement along the budget](entanglement_curve.png)\n",
+            ]
+            if results.get("curve")
+            else [
+                "(No learning-curve checkpoints in these runs: they predate them; rerun the RL runs for the curve.)\n"
+            ]
+        ),
         "![bindings, SFT](bindings_sft.png)\n",
         "![bindings, RL atomic](bindings_sft_rl_atomic.png)\n",
         "![bindings, RL compound](bindings_sft_rl_compound.png)\n",

@@ -671,3 +671,45 @@ def plot_probe_arms(results: dict[str, Any], path: str | Path) -> Path:
     fig.suptitle("Probe of the transformer: first step, SFT pairs, RL-practised pairs, never-trained pairs, depth 4")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_probe_curve(results: dict[str, Any], path: str | Path) -> Path:
+    """The probe along the RL budget: entanglement and unexplained share on RL-practised and never-trained
+    pairs against sampled traces, per RL arm, mean over seeds with 95% t intervals.
+
+    ``results`` is ``sims/probe_transformer.py``'s ``results.json`` (key ``curve``).
+    """
+    from hlsm.stats import t_interval
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    styles = {"rl": "-", "never": "--"}
+    for ax, measure in zip(axes, ("entanglement", "unexplained"), strict=True):
+        for i, (arm, by_seed) in enumerate(results["curve"].items()):
+            colour = f"C{i + 1}"
+            for group, style in styles.items():
+                traces = sorted({p["traces"] for pts in by_seed.values() for p in pts})
+                means, lows, highs = [], [], []
+                for t in traces:
+                    values = [
+                        p["groups"][group][measure]
+                        for pts in by_seed.values()
+                        for p in pts
+                        if p["traces"] == t and group in p["groups"]
+                    ]
+                    iv = t_interval(values)
+                    means.append(float("nan") if iv.mean is None else iv.mean)
+                    lows.append(float("nan") if iv.low is None else iv.low)
+                    highs.append(float("nan") if iv.high is None else iv.high)
+                xs = [t / 1000 for t in traces]
+                ax.plot(xs, means, style, color=colour, marker="o", markersize=3, label=f"{arm}, {group} pairs")
+                ax.fill_between(xs, lows, highs, color=colour, alpha=0.12)
+        ax.set_xlabel("RL traces sampled (thousands)")
+        ax.set_title(
+            "binding mass off the own skill" if measure == "entanglement" else "unexplained steps", fontsize=10
+        )
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("share (mean over seeds)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Probe along the RL budget: unseen depth-3 programs, pairs practised by RL vs never trained")
+    fig.tight_layout()
+    return _save(fig, path)

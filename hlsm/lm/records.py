@@ -183,6 +183,24 @@ def read_curve(run: str | Path) -> list[CurvePoint]:
     return [points[f] for f in sorted(points)]
 
 
+CURVE_DIR = "curve"
+"""Folder of an RL run holding a checkpoint at every learning-curve point (``curve/<traces>/checkpoint.pt``)."""
+
+
+def curve_checkpoint(run: str | Path, traces: int) -> Path:
+    """Where an RL run keeps its model at the learning-curve point reached after ``traces`` sampled traces."""
+    return Path(run) / CURVE_DIR / f"{traces:010d}" / "checkpoint.pt"
+
+
+def curve_checkpoints(run: str | Path) -> list[tuple[int, Path]]:
+    """``(traces, checkpoint path)`` of every learning-curve point an RL run kept, by traces (empty for runs
+    that predate them or have no ``[rl] curve``)."""
+    folder = Path(run) / CURVE_DIR
+    if not folder.is_dir():
+        return []
+    return sorted((int(p.parent.name), p) for p in folder.glob("*/checkpoint.pt") if p.parent.name.isdigit())
+
+
 def paired_examples(a: Sequence[ExampleRecord], b: Sequence[ExampleRecord], split: str) -> PairedDifference:
     """:func:`hlsm.stats.paired_difference` of two models' outcomes on the same examples of ``split``,
     rounded to 6 digits as saved.

@@ -61,7 +61,7 @@ from hlsm.lm.distributed import (
 from hlsm.lm.model import GPT
 from hlsm.lm.pg import loo_advantages, reinforce_loss
 from hlsm.lm.policy import Policy, load_policy, widen_policy
-from hlsm.lm.records import read_calibration
+from hlsm.lm.records import curve_checkpoint, read_calibration
 from hlsm.lm.rl_config import RLConfig, RLSettings, Task, resolve_task
 from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups
 from hlsm.lm.rundir import (
@@ -198,11 +198,11 @@ def _train(
     clock = t0 = time.perf_counter()
     window_traces = 0
 
-    def save() -> None:
+    def save(path: Path = ckpt_path) -> None:
         states = gather_objects(ctx, capture_rng_state())
         if ctx.is_main:
             save_checkpoint(
-                ckpt_path,
+                path,
                 model=model,
                 optimizer=optimizer,
                 scheduler=scheduler,
@@ -223,8 +223,15 @@ def _train(
         del curve[: len(points)]
         return {"traces": traces} | ({"curve": points} if points else {})
 
+    def score(at: int, fields: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Evaluate; at a learning-curve point also keep the model as it is (``curve/<traces>/``)."""
+        scored = evaluate(at, **fields)
+        if "curve" in fields:
+            save(curve_checkpoint(out, traces))
+        return scored
+
     if curve and curve[0] == 0 and update == 0:
-        evaluate(0, **due())
+        score(0, due())
     while not exhausted and (stop_at is None or update < stop_at):
         ran = True
         buffer = GroupBuffer(rl.group_size, tokenizer.pad)
@@ -279,14 +286,14 @@ def _train(
         paused = time.perf_counter()
         fields = due()
         if exhausted or "curve" in fields or (cfg.eval_every and update % cfg.eval_every == 0):
-            last_eval, evaluated = evaluate(update, **fields), exhausted
+            last_eval, evaluated = score(update, fields), exhausted
         if update % cfg.checkpoint_every == 0 or last:
             save()
         clock += time.perf_counter() - paused
     bar.close()
     if exhausted and ran:
         if not evaluated:  # the budget ran out without a last update
-            last_eval = evaluate(update, **due())
+            last_eval = score(update, due())
             save()
         if ctx.is_main:
             summary = {"updates": update, "traces": traces, "num_params": model.num_params(), "evaluation": last_eval}

@@ -25,7 +25,7 @@ from hlsm.lm.checkpoint import load_checkpoint
 from hlsm.lm.dataset import Source
 from hlsm.lm.model import GPT, GPTConfig
 from hlsm.lm.pg import kl_k3, loo_advantages, reinforce_loss
-from hlsm.lm.records import read_curve
+from hlsm.lm.records import curve_checkpoints, read_curve
 from hlsm.lm.reinforce import train_rl
 from hlsm.lm.rl_config import RLConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, curriculum_programs, mixed_groups, round_sources
@@ -335,6 +335,11 @@ def test_the_learning_curve_scores_the_budget_points_and_survives_a_resume(sft_c
         p.traces for p in curve
     )
     assert curve[-1].splits == {k: Accuracy(v["n"], v["accuracy"], v["se"]) for k, v in result.evaluation.items()}
+    kept = curve_checkpoints(out)  # the model at every curve point, loadable as a policy
+    assert [t for t, _ in kept] == sorted({p.traces for p in curve})  # points at one traces count share it
+    assert load_checkpoint(kept[0][1]).step == 0 and load_checkpoint(kept[-1][1]).extra["traces"] == 256
+    final = load_checkpoint(kept[-1][1]).model
+    assert all(torch.equal(v, final[k]) for k, v in result.model.state_dict().items())
     other = train_rl(rl_tiny(curve=[0], lr=0.1, budget_traces=32), sft_ckpt, tmp_path / "other", progress=False)
     assert other.traces == 32 and read_curve(tmp_path / "other")[0] == curve[0]  # point 0 is the SFT policy
     killed = tmp_path / "killed"
