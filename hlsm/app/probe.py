@@ -99,14 +99,14 @@ def analyse(
             g: {
                 "records": ent.records[g],
                 "entanglement": ent.index[g],
-                "entanglement_se": errors.get(g, {}).get("index_se", math.nan),
+                "entanglement_se": errors.groups.get(g, {}).get("index_se", math.nan),
                 "unexplained": ent.unexplained[g],
-                "unexplained_se": errors.get(g, {}).get("unexplained_se", math.nan),
+                "unexplained_se": errors.groups.get(g, {}).get("unexplained_se", math.nan),
             }
             for g in GROUPS
             if g in ent.index
         },
-        "bindings": _bindings(spec, fit, ent.reference, group_of),
+        "bindings": _bindings(spec, fit, ent.reference, group_of, errors.cells),
         "per_symbol": {
             spec.skill_symbols[s]: {g: v for g, v in by_group.items()} for s, by_group in sorted(ent.per_symbol.items())
         },
@@ -154,7 +154,11 @@ def _letters(
 
 
 def _bindings(
-    spec: Spec, fit: ContextFit, reference: list[int], group_of: dict[tuple[int, int], str]
+    spec: Spec,
+    fit: ContextFit,
+    reference: list[int],
+    group_of: dict[tuple[int, int], str],
+    errors: dict[tuple[int, int], dict[str, float]],
 ) -> list[dict[str, Any]]:
     rows = []
     for (s, c), group in sorted(group_of.items()):
@@ -172,6 +176,8 @@ def _bindings(
                 "skill": spec.skills[top],
                 "probability": float(alpha[top]),
                 "own": float(alpha[reference[s]]) if informed else None,
+                "own_se": errors.get((s, c), {}).get("own_se", math.nan),
+                "unexplained_se": errors.get((s, c), {}).get("unexplained_se", math.nan),
                 "explained_steps": explained,
                 "unexplained": float(fit.epsilon[s, c]),
                 "substitution": bool(informed and float(alpha[top]) >= SUBSTITUTION_MASS and top_beats_own),

@@ -295,6 +295,21 @@ def entanglement(fit: ContextFit, free: ContextFit, records: StepRecords, groups
     return Entanglement(reference, index, unexplained, count, per_symbol)
 
 
+@dataclass(frozen=True)
+class BootstrapErrors:
+    """Standard errors over trace resamples: per context group (``index_se``, ``unexplained_se``) and per
+    observed ``(symbol, context)`` cell (``own_se``: binding mass on the symbol's own skill;
+    ``unexplained_se``). Replicates where a quantity is undefined are skipped."""
+
+    groups: dict[str, dict[str, float]]
+    cells: dict[tuple[int, int], dict[str, float]]
+
+
+def _sd(values: list[float]) -> float:
+    kept = [v for v in values if math.isfinite(v)]
+    return float(torch.tensor(kept, dtype=torch.float64).std()) if len(kept) >= 2 else math.nan
+
+
 def bootstrap_context(
     spec: Spec,
     records: StepRecords,
@@ -304,14 +319,15 @@ def bootstrap_context(
     seed: int = 0,
     concentration: float = 1.0,
     beta: Tensor | None = None,
-) -> dict[str, dict[str, float]]:
-    """Standard errors of the entanglement index and unexplained share per group, resampling traces."""
+) -> BootstrapErrors:
+    """Standard errors of the entanglement index, the unexplained share and every cell's binding, resampling traces."""
     if replicates < 2:
         raise ContextError(f"replicates must be >= 2, got {replicates}")
     gen = torch.Generator().manual_seed(seed)
     traces = records.trace.unique()
     by_trace = {int(t): (records.trace == t).nonzero(as_tuple=True)[0] for t in traces}
     draws: dict[str, dict[str, list[float]]] = {}
+    cells: dict[tuple[int, int], dict[str, list[float]]] = {}
     for _ in range(replicates):
         pick = traces[torch.randint(len(traces), (len(traces),), generator=gen)]
         rows = torch.cat([by_trace[int(t)] for t in pick])
@@ -324,10 +340,14 @@ def bootstrap_context(
             d = draws.setdefault(g, {"index": [], "unexplained": []})
             d["index"].append(ent.index[g])
             d["unexplained"].append(ent.unexplained[g])
-    return {
-        g: {f"{k}_se": float(torch.tensor(v, dtype=torch.float64).std()) for k, v in d.items()}
-        for g, d in draws.items()
-    }
+        for s_, c_ in (fit.counts > 0).nonzero().tolist():
+            cell = cells.setdefault((s_, c_), {"own": [], "unexplained": []})
+            cell["own"].append(float(fit.alpha[s_, c_, ent.reference[s_]]))
+            cell["unexplained"].append(float(fit.epsilon[s_, c_]))
+    return BootstrapErrors(
+        {g: {f"{k}_se": _sd(v) for k, v in d.items()} for g, d in draws.items()},
+        {key: {f"{k}_se": _sd(v) for k, v in d.items()} for key, d in cells.items()},
+    )
 
 
 def simulate_planted(

@@ -58,7 +58,9 @@ def test_entanglement_is_zero_on_a_clean_corpus_and_not_on_a_planted_one() -> No
     groups = ["all"] * len(clean)
     fit, free = fit_context(SPEC, clean), fit_context(SPEC, clean, contexts=False)
     index = entanglement(fit, free, clean, groups).index["all"]
-    se = bootstrap_context(SPEC, clean, groups, replicates=20)["all"]["index_se"]
+    errors = bootstrap_context(SPEC, clean, groups, replicates=20)
+    se = errors.groups["all"]["index_se"]
+    assert all(cell["own_se"] < 0.05 for cell in errors.cells.values())  # every cell's binding is stable
     assert index <= 3 * se + 1e-3  # near 0 within the bootstrap's standard error
     planted = _records(PLANTED, epsilon=0.1, seed=1)
     groups = ["all"] * len(planted)
