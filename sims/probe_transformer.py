@@ -31,7 +31,7 @@ from hlsm.lm.experiment import Arm, run_experiment
 from hlsm.lm.policy import load_policy
 from hlsm.lm.presets import scale_preset
 from hlsm.lm.probe import ProbeTraces, sample_traces
-from hlsm.lm.records import curve_checkpoints
+from hlsm.lm.records import curve_checkpoints, read_curve
 from hlsm.stats import PairedDifference, seed_verdict, t_interval
 
 ARMS = (
@@ -64,7 +64,7 @@ class Config:
     seeds: tuple[int, ...] | None = None  # None: the scale's seeds
     examples: int = 128  # traces per split and mode
     replicates: int = 20  # bootstrap replicates per checkpoint
-    curve_examples: int = 128  # traces per mode on the unseen split at each learning-curve checkpoint
+    curve_examples: int = 256  # traces per mode on the unseen split at each learning-curve checkpoint
     out: str = "runs/probe_transformer"
     cache: str | None = None  # None: <out>/../cache, shared with the finding sims
 
@@ -152,6 +152,7 @@ def _curve(runs: dict[str, dict[int, dict[str, Any]]], cfg: Config) -> dict[str,
         if arm.rl is None:
             continue
         for seed, evaluation in runs[arm.name].items():
+            fraction = {p.traces: p.fraction for p in read_curve(evaluation["run"])}
             for traces, path in curve_checkpoints(evaluation["run"]):
                 policy = load_policy(path)
                 traces_drawn = sample_traces(policy, splits=["unseen"], examples=cfg.curve_examples, seed=seed)
@@ -163,7 +164,8 @@ def _curve(runs: dict[str, dict[int, dict[str, Any]]], cfg: Config) -> dict[str,
                     g: {m: v[m] for m in ("entanglement", "unexplained", "records")}
                     for g, v in result["groups"].items()
                 }
-                out.setdefault(arm.name, {}).setdefault(str(seed), []).append({"traces": traces, "groups": point})
+                entry = {"traces": traces, "fraction": fraction.get(traces), "groups": point}
+                out.setdefault(arm.name, {}).setdefault(str(seed), []).append(entry)
     return out
 
 

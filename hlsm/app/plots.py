@@ -687,16 +687,15 @@ def plot_probe_curve(results: dict[str, Any], path: str | Path) -> Path:
         for i, (arm, by_seed) in enumerate(results["curve"].items()):
             colour = f"C{i + 1}"
             for group, style in styles.items():
-                traces = sorted({p["traces"] for pts in by_seed.values() for p in pts})
-                means, lows, highs = [], [], []
-                for t in traces:
-                    values = [
-                        p["groups"][group][measure]
-                        for pts in by_seed.values()
-                        for p in pts
-                        if p["traces"] == t and group in p["groups"]
-                    ]
-                    iv = t_interval(values)
+                # seeds reach a budget fraction after slightly different trace counts: align on the fraction
+                fractions = sorted(
+                    {p["fraction"] for pts in by_seed.values() for p in pts if p["fraction"] is not None}
+                )
+                traces, means, lows, highs = [], [], [], []
+                for f in fractions:
+                    at = [p for pts in by_seed.values() for p in pts if p["fraction"] == f]
+                    iv = t_interval([p["groups"][group][measure] for p in at if group in p["groups"]])
+                    traces.append(sum(p["traces"] for p in at) / len(at))
                     means.append(float("nan") if iv.mean is None else iv.mean)
                     lows.append(float("nan") if iv.low is None else iv.low)
                     highs.append(float("nan") if iv.high is None else iv.high)
