@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hlsm.runtime import torch_threads
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +21,18 @@ def _one_thread_for_lm_tests(request: pytest.FixtureRequest) -> Iterator[None]:
             yield
     else:
         yield
+
+
+@pytest.fixture(scope="session")
+def sft_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SFT run (150 steps, about a second): the --init of RL tests and the checkpoint the probe reads."""
+    from hlsm.config import load_toml
+    from hlsm.lm.sft import train_sft
+    from hlsm.lm.sft_config import SFTConfig
+
+    raw = load_toml(CONFIGS / "sft_tiny.toml")
+    raw["training"] |= {"steps": 150, "eval_every": 0, "checkpoint_every": 150, "threads": 1}
+    out = tmp_path_factory.mktemp("sft") / "run"
+    with torch_threads(1):
+        train_sft(SFTConfig.from_dict(raw), out, progress=False)
+    return out

@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +423,30 @@ def bench_identify(n: int = 20, seed: int = 0, progress: bool = True) -> dict[st
     }
 
 
+def _loss_step(logits: Sequence[torch.Tensor], loss_fn: Callable[[], torch.Tensor]) -> float:
+    """One loss + backward at the leaf ``logits`` (gradients reset first); the loss value."""
+    for v in logits:
+        v.grad = None
+    loss = loss_fn()
+    loss.backward()
+    return float(loss.detach())
+
+
+def _best_rates(
+    logits: Sequence[torch.Tensor], paths: dict[str, Callable[[], torch.Tensor]], steps: int
+) -> tuple[dict[str, float], int]:
+    """Steps/s of each loss path: 4 rounds of ``steps // 4`` steps, alternating paths; the best round each."""
+    best = dict.fromkeys(paths, 0.0)
+    per_round = max(1, steps // 4)
+    for _ in range(4):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                _loss_step(logits, fn)
+            best[name] = max(best[name], per_round / (time.perf_counter() - start))
+    return best, 4 * per_round
+
+
 def bench_fit(
     n: int | None = None, steps: int = 20, seed: int = 0, progress: bool = True, scale: str = "tiny"
 ) -> dict[str, Any]:
@@ -487,23 +511,9 @@ def bench_fit(
         params = HLSMParams(a, b, 0.1, t)
         return elbo.differentiable_loss(lambda: hlsm(spec, params, support, data=corpus), lambda: None)
 
-    def step(loss_fn: Callable[[], torch.Tensor]) -> float:
-        for v in logits:
-            v.grad = None
-        loss = loss_fn()
-        loss.backward()
-        return float(loss.detach())
-
-    values = {"fast": step(loss_fast), "pyro": step(loss_pyro)}
-    step(loss_fast), step(loss_pyro)
-    best = {"fast": 0.0, "pyro": 0.0}
-    per_round = max(1, steps // 4)
-    for _ in range(4):
-        for name, fn in (("fast", loss_fast), ("pyro", loss_pyro)):
-            start = time.perf_counter()
-            for _ in range(per_round):
-                step(fn)
-            best[name] = max(best[name], per_round / (time.perf_counter() - start))
+    values = {"fast": _loss_step(logits, loss_fast), "pyro": _loss_step(logits, loss_pyro)}
+    _loss_step(logits, loss_fast), _loss_step(logits, loss_pyro)
+    best, timed = _best_rates(logits, {"fast": loss_fast, "pyro": loss_pyro}, steps)
     equal = abs(values["fast"] - values["pyro"]) <= 1e-6 * abs(values["pyro"])
     if not equal:
         raise HLSMError(f"fast and Pyro losses disagree ({values['fast']} vs {values['pyro']}): please report this")
@@ -512,7 +522,7 @@ def bench_fit(
         "traces": len(corpus),
         "programs": len(support),
         "num_states": x,
-        "steps": 4 * per_round,
+        "steps": timed,
         "loss_fast": values["fast"],
         "loss_pyro": values["pyro"],
         "equal": equal,
@@ -590,23 +600,10 @@ def bench_fit_default(n: int = 1024, steps: int = 20, seed: int = 0, progress: b
         params = HLSMParams(torch.softmax(logits[0], -1), torch.softmax(logits[1], -1), 0.05, None)
         return elbo.differentiable_loss(lambda: hlsm(spec, params, support, data=golden), lambda: None)
 
-    def step(loss_fn: Callable[[], torch.Tensor]) -> float:
-        for v in logits:
-            v.grad = None
-        loss = loss_fn()
-        loss.backward()
-        return float(loss.detach())
-
-    values = {"scalable": step(loss_ours), "pyro": step(loss_pyro)}
-    step(loss_all)
-    best = {"scalable": 0.0, "pyro": 0.0, "scalable_all": 0.0}
-    per_round = max(1, steps // 4)
-    for _ in range(4):
-        for name, fn in (("scalable", loss_ours), ("pyro", loss_pyro), ("scalable_all", loss_all)):
-            start = time.perf_counter()
-            for _ in range(per_round):
-                step(fn)
-            best[name] = max(best[name], per_round / (time.perf_counter() - start))
+    values = {"scalable": _loss_step(logits, loss_ours), "pyro": _loss_step(logits, loss_pyro)}
+    _loss_step(logits, loss_all)
+    paths = {"scalable": loss_ours, "pyro": loss_pyro, "scalable_all": loss_all}
+    best, _ = _best_rates(logits, paths, steps)
     if abs(values["scalable"] - values["pyro"]) > 1e-6 * abs(values["pyro"]):
         raise HLSMError(
             f"scalable and Pyro losses disagree ({values['scalable']} vs {values['pyro']}): please report this"

@@ -9,24 +9,15 @@ import pytest
 
 from hlsm.app.cli import main
 from hlsm.app.probe import GROUPS, analyse
-from hlsm.config import load_toml
 from hlsm.infer.context import simulate_planted
 from hlsm.lm.policy import load_policy
 from hlsm.lm.probe import ProbeTraces, sample_traces
-from hlsm.lm.sft import train_sft
-from hlsm.lm.sft_config import SFTConfig
 from hlsm.programs import Program
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
-
-@pytest.fixture(scope="module")
-def sft_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = load_toml(CONFIGS / "sft_tiny.toml")
-    raw["training"] |= {"steps": 150, "eval_every": 0, "checkpoint_every": 150, "threads": 1}
-    out = tmp_path_factory.mktemp("sft") / "run"
-    train_sft(SFTConfig.from_dict(raw), out, progress=False)
-    return out
+@pytest.fixture
+def sft_run(sft_ckpt: Path) -> Path:
+    return sft_ckpt  # the shared tiny SFT run (tests/conftest.py)
 
 
 def test_probe_writes_its_outputs(sft_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

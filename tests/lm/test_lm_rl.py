@@ -31,7 +31,6 @@ from hlsm.lm.rl_config import RLConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, curriculum_programs, mixed_groups, round_sources
 from hlsm.lm.rundir import TrainingError
 from hlsm.lm.sampling import generate
-from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.programs import Program
 from hlsm.runtime import torch_threads
@@ -40,16 +39,6 @@ from hlsm.stats import Accuracy
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RL_TINY = CONFIGS / "rl_tiny.toml"
-
-
-@pytest.fixture(scope="module")
-def sft_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SFT run (150 steps, about a second): the --init of every RL test."""
-    raw = load_toml(CONFIGS / "sft_tiny.toml")
-    raw["training"] |= {"steps": 150, "eval_every": 0, "checkpoint_every": 150, "threads": 1}
-    out = tmp_path_factory.mktemp("sft") / "run"
-    train_sft(SFTConfig.from_dict(raw), out, progress=False)
-    return out
 
 
 def rl_tiny(**rl: Any) -> RLConfig:
