@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hlsm.errors import HLSMError
+from hlsm.errors import HLSMError, InputError
+from hlsm.io import read_text
 
 T = TypeVar("T")
 
@@ -23,11 +24,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML file; a missing file or a syntax error names the file and the fix."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist; check the path") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read config file '{path}': {err.strerror}") from None
+        text = read_text(path, "config file")
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

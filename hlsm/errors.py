@@ -7,3 +7,19 @@ bug and keeps its traceback.
 
 class HLSMError(ValueError):
     """Bad input: the message names the input and the fix."""
+
+
+class InputError(HLSMError):
+    """An input file that cannot be read as text: missing, a folder, unreadable, or not UTF-8."""
+
+
+MESSAGE_LIMIT = 600
+"""Longest error message the command line prints: an echoed input is cut in the middle beyond it."""
+
+
+def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` itself, or its start and end with the number of characters cut between them."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]} [... {len(text) - 2 * keep:,} characters cut ...] {text[-keep:]}"

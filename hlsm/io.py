@@ -18,6 +18,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hlsm.errors import InputError
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -25,12 +34,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     For writers that want a file name (``to_netcdf``). The parent folder is created. On any error the
     temporary file is removed; an :class:`OSError` is re-raised naming ``path``, not the temporary file.
+    The file gets the mode a plain ``open(path, "w")`` would give (``0666`` less the umask).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
     try:
         yield tmp
         os.replace(tmp, path)
@@ -53,6 +64,30 @@ def atomic_write(path: str | Path, write: Callable[[Any], object], mode: str = "
         if durable:
             f.flush()
             os.fsync(f.fileno())
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of an input file, decoded as UTF-8; every failure is an :class:`InputError` naming the file.
+
+    ``what`` says what the file is for ("config file", "corpus", ...). Every text input hlsm reads
+    from the user (TOML configs and designs, JSONL corpora and records) goes through here.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} '{path}' does not exist; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} '{path}' is a folder, not a file") from None
+    except OSError as err:
+        raise InputError(f"cannot read {what} '{path}': {err.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{what} '{path}' is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "give a text file saved as UTF-8"
+        ) from None
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -20,11 +20,12 @@ from torch import Tensor
 from tqdm import tqdm
 
 from hlsm._lazy import callable_module as _callable_module
-from hlsm.errors import HLSMError
-from hlsm.io import atomic_write
+from hlsm.errors import HLSMError, InputError
+from hlsm.io import atomic_write, read_text
+from hlsm.limits import check_memory
 from hlsm.programs import NO_ROUTING, PAD, Program, ProgramBatch, ProgramError, execute, run_step
 from hlsm.spec import Spec
-from hlsm.traces import TraceFormatError, exposure_mask, parse, render
+from hlsm.traces import TraceFormatError, check_exposure, exposure_mask, parse, render
 
 
 class CorpusError(HLSMError):
@@ -129,6 +130,9 @@ def simulate(
         raise CorpusError(f"the number of traces must be non-negative, got {n}")
     for p in programs:
         p.check(spec)
+    depth = max((p.depth for p in programs), default=1)
+    check_exposure(exposure, depth)
+    check_memory(f"{n:,} traces", n * (depth + 1) * spec.length * 8 * 2, "simulate fewer traces (n)")
     gen = torch.Generator().manual_seed(seed)
     choice = _draw_programs(programs, weights, n, gen)
     support = ProgramBatch.from_programs(programs)
@@ -214,9 +218,9 @@ def read_jsonl(spec: Spec, path: str | Path) -> Corpus:
     """
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise CorpusError(f"cannot read corpus '{path}': {err.strerror}") from None
+        lines = read_text(path, "corpus").splitlines()
+    except InputError as err:
+        raise CorpusError(str(err)) from None
     programs, all_states, masks, splits = [], [], [], []
     for lineno, line in enumerate(lines, start=1):
         where = f"{path}, line {lineno}"
@@ -345,6 +349,14 @@ def population_corpus(
         raise CorpusError("the regime has no programs: give at least one")
     for p in programs:
         p.check(spec)
+    depth = max(p.depth for p in programs)
+    check_exposure(exposure, depth)
+    b = spec.num_states if inputs is None else int(inputs.shape[0])
+    check_memory(
+        f"the population-limit corpus ({len(programs):,} programs x {b:,} inputs)",
+        len(programs) * b * (depth + 1) * spec.length * 8 * 2,
+        "use fewer programs or random inputs ([data] inputs = N)",
+    )
     x0 = spec.all_states() if inputs is None else inputs
     b = x0.shape[0]
     support = ProgramBatch.from_programs(programs)

@@ -65,9 +65,21 @@ def exposure_mask(exposure: str, depth: int) -> tuple[bool, ...]:
     raise TraceFormatError(f"unknown exposure '{exposure}'; use 'full', 'answer' or 'steps:1,3'")
 
 
-def check_exposure(exposure: str) -> str:
-    """Validate an exposure string (raises :class:`TraceFormatError` with the fix); return it."""
+def check_exposure(exposure: str, depth: int | None = None) -> str:
+    """Validate an exposure string (raises :class:`TraceFormatError` with the fix); return it.
+
+    With ``depth`` (the deepest program it will be applied to), a ``steps:`` exposure that lists a
+    step past it is refused: it would hide states silently (``steps:9`` on depth-3 programs shows none).
+    """
     exposure_mask(exposure, 1)
+    if depth is not None and exposure.startswith("steps:"):
+        steps = [int(s) for s in exposure[len("steps:") :].split(",") if s.strip()]
+        beyond = sorted(s for s in steps if s > depth)
+        if beyond:
+            raise TraceFormatError(
+                f"exposure '{exposure}' lists step(s) {beyond} but the deepest program has {depth} step(s); "
+                f"list steps between 1 and {depth}"
+            )
     return exposure
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
-from hlsm.errors import HLSMError
+from hlsm.errors import HLSMError, shorten
 from hlsm.io import write_json
 
 EXIT_BAD_INPUT = 2
@@ -228,6 +228,8 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
         if r["status"] == "failed":
             print(f"  cell {r['cell']} failed: {r['error']}")
     print(f"results: {path}")
+    if counts["failed"]:
+        raise HLSMError(f"{counts['failed']} of {len(rows)} cells failed (errors above and in {path}); fix and rerun")
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
@@ -490,14 +492,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PATH_OPTIONS = ("out", "design", "config", "ckpt", "data", "init", "grid", "figure", "runs", "docs")
+"""Options that name a file or folder: an empty or blank value is refused before any work."""
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise HLSMError(f"--{name} is empty; give a file or folder name")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hlsm`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_paths(args)
         args.func(args)
     except HLSMError as err:
-        print(f"hlsm {args.command}: error: {err}", file=sys.stderr)
+        print(f"hlsm {args.command}: error: {shorten(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()

@@ -47,6 +47,7 @@ import torch
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, section
 from hlsm.design import DesignConfig, make_design
+from hlsm.limits import MAX_CANDIDATES, check_count
 from hlsm.programs import Program, all_programs
 from hlsm.simulate import Corpus, concat, population_corpus, read_jsonl
 from hlsm.spec import Spec
@@ -142,6 +143,14 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
             if bad:
                 raise ConfigError(f"[candidates] routings {bad} are not in the library {list(spec.routings)}")
         ms = None if cand.routings is None else [spec.routings.index(r) for r in cand.routings]
+        per_step = (spec.num_routings if ms is None else len(ms)) * spec.num_skills
+        check_count(
+            f"{source}: [candidates] depth = {cand.depth} enumerates every program of that depth",
+            per_step**cand.depth,
+            MAX_CANDIDATES,
+            "list programs under [candidates] instead, restrict [candidates] routings, or draw unseen and "
+            "deeper programs with a [design] section",
+        )
         seen = set(sft) | set(rl)
         candidates += [p for p in all_programs(spec, cand.depth, ms) if p not in seen]
     if not sft and not rl and data.corpus is None:

@@ -45,7 +45,7 @@ from hlsm.app.rewards import completion_text, judge
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.design import DesignConfig, SupportDesign, make_design
 from hlsm.errors import HLSMError
-from hlsm.io import atomic_write, write_text
+from hlsm.io import atomic_write, read_text, write_text
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import derive_seed
 from hlsm.lm.evaluate import design_splits
@@ -246,7 +246,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
         except (pa.ArrowException, OSError) as err:
             raise ExportError(f"'{path}' is not a readable parquet file: {err}") from None
     records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path, "records file").splitlines(), start=1):
         if not line.strip():
             continue
         try:

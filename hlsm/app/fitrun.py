@@ -32,6 +32,7 @@ from hlsm.config import build_dataclass
 from hlsm.identify.checker import identify
 from hlsm.identify.hlib import ContradictionError
 from hlsm.infer.bayes import DEFAULT_CONFIDENT, DEFAULT_NEAR, bayesian_view, confusion, near_best
+from hlsm.infer.fitstate import FitError
 from hlsm.infer.fitting import FitConfig, FitDivergedError, FitResult, fit
 from hlsm.infer.likelihood import library_tables
 from hlsm.infer.metrics import binding_accuracy, match_tables
@@ -198,6 +199,12 @@ def _recovery(design: IdentifyDesign, result: FitResult, section: FitSection, co
     )
 
 
+def fit_config(section: FitSection, progress: bool = True) -> FitConfig:
+    """The :class:`FitConfig` of a ``[fit]`` section (validated: a bad value raises here)."""
+    keys = ("steps", "lr", "restarts", "seed", "objective", "tables", "concentration", "data_weight", "workers")
+    return FitConfig(**{k: getattr(section, k) for k in keys}, progress=progress)
+
+
 def run_fit(
     design_path: str | Path | dict[str, Any] | IdentifyDesign,
     out: str | Path,
@@ -220,10 +227,10 @@ def run_fit(
         design = load_design(design_path)
     section = build_dataclass(FitSection, design.sections.get("fit", {}), "fit")
     nuts = build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
-    fit_keys = ("steps", "lr", "restarts", "seed", "objective", "tables", "concentration", "data_weight", "workers")
-    settings: dict[str, Any] = {k: getattr(section, k) for k in fit_keys}
-    config = FitConfig(**settings, progress=progress)
+    config = fit_config(section, progress)
     out = Path(out)
+    if resume and not (out / "fit_state.pt").exists():  # as `hlsm train --resume`: an error, not a fresh start
+        raise FitError(f"--resume given but '{out}' holds no fit_state.pt; start without --resume")
     out.mkdir(parents=True, exist_ok=True)
     spec = design.spec
     with torch_threads(1):
@@ -231,6 +238,7 @@ def run_fit(
         state = out / "fit_state.pt"
         if not resume:
             state.unlink(missing_ok=True)
+
         try:
             result = fit(spec, corpus, support, config, checkpoint=state)
         except FitDivergedError as err:

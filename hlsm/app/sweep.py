@@ -156,6 +156,28 @@ def _run_sft(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"step": result.step, **_scalars({"evaluation": result.evaluation})}
 
 
+def _check_design(raw: dict[str, Any]) -> None:
+    from hlsm.app.designfile import parse_design
+    from hlsm.app.fitrun import FitSection, NutsSection, fit_config
+
+    design = parse_design(raw, "the cell's design")
+    fit_config(build_dataclass(FitSection, design.sections.get("fit", {}), "fit"))
+    build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
+
+
+def _check_sft(raw: dict[str, Any]) -> None:
+    from hlsm.lm.sft_config import SFTConfig
+
+    SFTConfig.from_dict(raw)
+
+
+CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "fit": _check_design,
+    "identify": _check_design,
+    "sft": _check_sft,
+}
+"""Every cell's config is validated by these before any cell runs (a misspelt grid key stops the sweep)."""
+
 RUNNERS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "fit": _run_fit,
     "identify": _run_identify,
@@ -170,7 +192,7 @@ def run_cell(kind: str, base: dict[str, Any], overrides: dict[str, Any], folder:
     row: dict[str, Any] = {"cell": out.name, **overrides}
     try:
         result = RUNNERS[kind](apply_overrides(base, overrides), out)
-    except Exception as err:  # a failing cell is reported, the sweep goes on
+    except HLSMError as err:  # bad input in a cell is reported and the sweep goes on; anything else is a bug
         error = {"error": f"{type(err).__name__}: {err}"}
         write_json(out / "error.json", error)
         return {**row, "status": "failed", **error}
@@ -194,7 +216,11 @@ def _ray(jobs: list[tuple[str, dict[str, Any], dict[str, Any], str]], address: s
         raise SweepError("backend 'ray' needs Ray: pip install 'hlsm[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+        except Exception as err:  # noqa: BLE001 (Ray raises many kinds for a bad address or a missing client)
+            hint = " (a ray:// address needs pip install 'ray[client]')" if address.startswith("ray://") else ""
+            raise SweepError(f"cannot start or reach Ray at {address or 'a local instance'!r}: {err}{hint}") from None
     try:
         task = ray.remote(run_cell)
         return list(ray.get([task.remote(*job) for job in jobs]))
@@ -211,7 +237,10 @@ def run_sweep(section: SweepSection) -> tuple[Path, list[dict[str, Any]]]:
     jobs = []
     for overrides in cells(section.grid):
         folder = out / "cells" / cell_id(overrides)
-        apply_overrides(base, overrides)  # a key that cannot be set fails the sweep before it starts
+        try:  # a key that cannot be set, or a value the config refuses, stops the sweep before it starts
+            CHECKS[section.kind](apply_overrides(base, overrides))
+        except HLSMError as err:
+            raise SweepError(f"grid cell {overrides}: {err}") from None
         done = folder / "result.json"
         if done.exists():
             rows[folder.name] = {"cell": folder.name, **overrides, "status": "cached", **json.loads(done.read_text())}

@@ -102,6 +102,13 @@ def blocked(tmp: Path) -> str:
     return str(tmp / "file" / "out")
 
 
+def binary(tmp: Path, name: str = "g.bin") -> str:
+    """A file of random bytes (not UTF-8 text)."""
+    path = tmp / name
+    path.write_bytes(bytes([0xBB, 0xFF, 0x00, 0xC3]) * 1024)
+    return str(path)
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -114,6 +121,54 @@ CASES: list[Case] = [
     # -- modules
     Case("modules-alphabet-zero", lambda t: ["modules", "--alphabet", "0"], "expected a positive number"),
     Case("modules-length-text", lambda t: ["modules", "--length", "six"], "expected a whole number, got 'six'"),
+    # -- inputs nobody listed (kinds: undecodable text, unallocatable sizes, silent hiding, unbounded
+    # enumeration, empty paths, an empty resume, echoed megabytes)
+    Case("simulate-binary-config", lambda t: ["simulate", "--config", binary(t)], "is not UTF-8 text (byte 0xbb"),
+    Case("identify-binary-design", lambda t: ["identify", "--design", binary(t)], "is not UTF-8 text"),
+    Case(
+        "fit-binary-data",
+        lambda t: ["fit", "--design", write(t, "d.toml", SPEC + DESIGN), "--data", binary(t), "--out", str(t / "o")],
+        "corpus '{tmp}/g.bin' is not UTF-8 text",
+    ),
+    Case(
+        "simulate-huge-n",
+        lambda t: ["simulate", "--config", write(t, "c.toml", "[simulate]\nn = 9223372036854775807\n")],
+        "would take about",
+    ),
+    Case("simulate-steps-beyond-depth", lambda t: ["simulate", "--exposure", "steps:9"], "lists step(s) [9]"),
+    Case(
+        "identify-enumeration-too-large",
+        lambda t: ["identify", "--design", write(t, "d.toml", "[sft]\natomic = true\n[candidates]\ndepth = 3\n")],
+        "13,824,000 of them",
+    ),
+    Case(
+        "fit-empty-out", lambda t: ["fit", "--design", write(t, "d.toml", SPEC + DESIGN), "--out", ""], "--out is empty"
+    ),
+    Case(
+        "fit-resume-nothing",
+        lambda t: ["fit", "--design", write(t, "d.toml", SPEC + DESIGN), "--out", str(t / "o"), "--resume"],
+        "holds no fit_state.pt",
+    ),
+    Case("evaluate-empty-ckpt", lambda t: ["evaluate", "--ckpt", " "], "--ckpt is empty"),
+    Case(
+        "sweep-ray-address-without-client",  # without Ray installed: the install hint; with it: the client hint
+        lambda t: [
+            "sweep",
+            "--grid",
+            write(
+                t,
+                "g.toml",
+                f'[sweep]\nkind = "identify"\nbase = "{write(t, "d.toml", SPEC + DESIGN)}"\nout = "{t}/o"\n'
+                'backend = "ray"\naddress = "ray://127.0.0.1:1"\n[grid]\n"candidates.depth" = [1]\n',
+            ),
+        ],
+        "Ray",
+    ),
+    Case(
+        "identify-megabyte-input",
+        lambda t: ["identify", "--design", write(t, "d.toml", '[sft]\nprograms = ["' + "x" * 1_000_000 + '"]\n')],
+        "characters cut",
+    ),
     # -- simulate
     Case("simulate-unknown-skill", lambda t: ["simulate", "--skills", "reverse,nosuch"], "nosuch"),
     Case("simulate-unknown-routing", lambda t: ["simulate", "--routings", "teleport"], "teleport"),

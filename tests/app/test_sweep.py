@@ -19,8 +19,7 @@ def _grid(tmp_path: Path, backend: str = "local", workers: int = 1, extra: str =
     path = tmp_path / "grid.toml"
     path.write_text(
         f'[sweep]\nkind = "fit"\nbase = "{DESIGN}"\nout = "{tmp_path / "out"}"\nbackend = "{backend}"\n'
-        f'workers = {workers}\n[grid]\n"fit.seed" = [0, 1]\n"fit.concentration" = [1.5, 0.5]\n"fit.steps" = [40]\n'
-        + extra
+        f'workers = {workers}\n[grid]\n"fit.seed" = [0, 1]\n"fit.lr" = [0.05, inf]\n"fit.steps" = [40]\n' + extra
     )
     return path
 
@@ -38,20 +37,34 @@ def test_cells_and_overrides() -> None:
 
 def test_local_sweep_reports_failures_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     grid = _grid(tmp_path)
-    assert main(["sweep", "--grid", str(grid)]) == 0
-    out = capsys.readouterr().out
-    assert "4 cells: 2 ran, 0 already done, 2 failed" in out and "concentration must be" in out
+    assert main(["sweep", "--grid", str(grid)]) == 2  # a failed cell fails the sweep
+    captured = capsys.readouterr()
+    assert "4 cells: 2 ran, 0 already done, 2 failed" in captured.out and "diverged" in captured.out
+    assert "2 of 4 cells failed" in captured.err
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     done = [r for r in rows if r["status"] == "done"]
-    assert {r["fit.seed"] for r in done} == {0, 1} and all(r["fit.concentration"] == 1.5 for r in done)
+    assert {r["fit.seed"] for r in done} == {0, 1} and all(r["fit.lr"] == 0.05 for r in done)
     assert all(r["free_symbols"] == 2 for r in done)  # the control design leaves two symbols free
     header = (tmp_path / "out" / "results.csv").read_text().splitlines()[0]
-    assert header.startswith("cell,fit.concentration,fit.seed,fit.steps,status")
+    assert header.startswith("cell,fit.lr,fit.seed,fit.steps,status")
     # a rerun skips the finished cells and retries the failed ones
-    assert main(["sweep", "--grid", str(grid)]) == 0
+    assert main(["sweep", "--grid", str(grid)]) == 2
     assert "0 ran, 2 already done, 2 failed" in capsys.readouterr().out
     again = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["objective"] for r in again if r["status"] == "cached"] == [r["objective"] for r in done]
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [('"fit.concentration" = [0.5]\n', "concentration must be"), ('"fit.stepz" = [3]\n', "stepz")],
+)
+def test_a_bad_cell_stops_the_sweep_before_any_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, match: str
+) -> None:
+    """A value the config refuses, or a misspelt key, in any cell: nothing runs and nothing is written."""
+    assert main(["sweep", "--grid", str(_grid(tmp_path, extra=extra))]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_local_pool_of_two_workers(tmp_path: Path) -> None:
@@ -63,12 +76,10 @@ def test_local_pool_of_two_workers(tmp_path: Path) -> None:
 def test_ray_backend(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     # one good and one failing cell: Ray starts locally, runs both as tasks, and is shut down
-    section = replace(
-        load_grid(_grid(tmp_path, backend="ray")), grid={"fit.seed": [0], "fit.concentration": [1.5, 0.5]}
-    )
+    section = replace(load_grid(_grid(tmp_path, backend="ray")), grid={"fit.seed": [0], "fit.lr": [0.05, float("inf")]})
     section = replace(section, grid={**section.grid, "fit.steps": [40]})
     _, rows = run_sweep(section)
-    assert [r["status"] for r in rows] == ["done", "failed"] and "concentration must be" in rows[1]["error"]
+    assert [r["status"] for r in rows] == ["done", "failed"] and "diverged" in rows[1]["error"]
     (tmp_path / "serial").mkdir()
     serial = replace(load_grid(_grid(tmp_path / "serial")), grid=section.grid)
     _, local = run_sweep(serial)
