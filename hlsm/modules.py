@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hlsm.errors import HLSMError
+from hlsm.errors import HLSMError, shorten
 
 SkillFn = Callable[[Tensor, int], Tensor]
 """``fn(x, alphabet) -> y`` with ``x, y`` of shape ``(batch, n)`` and values in ``[0, alphabet)``."""
@@ -120,12 +120,15 @@ def register_skill(
     """Add a skill to the registry and return it.
 
     ``fn(x, alphabet)`` must map a ``(batch, n)`` integer tensor with values in ``[0, alphabet)``
-    to a tensor of the same shape and range, row by row (no mixing across the batch). The
-    function is checked on random inputs at registration. The symbol defaults to ``S<index>``.
+    to a tensor of the same shape and range, row by row (no mixing across the batch),
+    deterministically. The function is checked at registration (:func:`check_module`). The symbol
+    defaults to ``S`` and the name in CamelCase (``double_first`` -> ``SDoubleFirst``): it depends on
+    the name only, so processes that register the same modules in another order agree on symbols.
     """
+    _check_arguments(name, fn, description, min_alphabet, min_length, symbol, bijective)
     _check_name(name, _SKILLS, "skill")
-    sym = symbol if symbol is not None else _free_symbol("S", len(_SKILLS))
-    _check_symbol(sym)
+    sym = symbol if symbol is not None else _default_symbol("S", name)
+    _check_symbol(sym, "S", "skill")
     skill = Skill(name, sym, fn, description, bijective, min_alphabet, min_length)
     _probe(skill)
     _SKILLS[name] = skill
@@ -145,11 +148,13 @@ def register_routing(
 
     ``fn(history, alphabet)`` takes a ``(batch, l, n)`` tensor (``l >= 1`` earlier results, oldest
     first) and returns the ``(batch, n)`` input of the next step. Use :func:`history_item` to read
-    positions that may not exist yet. The symbol defaults to ``R<index>``.
+    positions that may not exist yet. Checked at registration like a skill (:func:`check_module`);
+    the symbol defaults to ``R`` and the name in CamelCase.
     """
+    _check_arguments(name, fn, description, min_alphabet, min_length, symbol)
     _check_name(name, _ROUTINGS, "routing")
-    sym = symbol if symbol is not None else _free_symbol("R", len(_ROUTINGS))
-    _check_symbol(sym)
+    sym = symbol if symbol is not None else _default_symbol("R", name)
+    _check_symbol(sym, "R", "routing")
     routing = Routing(name, sym, fn, description, min_alphabet, min_length)
     _probe(routing)
     _ROUTINGS[name] = routing
@@ -203,43 +208,95 @@ def _check_name(name: str, table: dict[str, Skill] | dict[str, Routing], kind: s
         raise ModuleError(f"a module named '{name}' is already registered; pick another name")
 
 
-def _free_symbol(prefix: str, start: int) -> str:
-    """The first unused ``<prefix><i>`` with ``i >= start`` (a removed module may leave a gap)."""
-    used = {m.symbol for m in _SKILLS.values()} | {m.symbol for m in _ROUTINGS.values()}
-    i = start
-    while f"{prefix}{i}" in used:
-        i += 1
-    return f"{prefix}{i}"
+def _default_symbol(prefix: str, name: str) -> str:
+    """``prefix`` and the name in CamelCase: ``("S", "double_first") -> "SDoubleFirst"`` (order-free)."""
+    return prefix + "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
 
 
-def _check_symbol(symbol: str) -> None:
+RESERVED_SYMBOLS = frozenset({"NOP"})
+"""Tokens of the trace format that no module symbol may take (``NOP`` pads the program slots)."""
+
+
+def _check_symbol(symbol: str, prefix: str, kind: str) -> None:
     used = {m.symbol for m in _SKILLS.values()} | {m.symbol for m in _ROUTINGS.values()}
-    if not re.match(r"^[A-Z][A-Za-z0-9]*$", symbol):
-        raise ModuleError(f"symbol '{symbol}' must start with an upper-case letter (e.g. 'S30')")
+    if not isinstance(symbol, str) or not re.match(rf"^{prefix}[A-Za-z0-9]+$", symbol):
+        raise ModuleError(
+            f"{kind} symbol {symbol!r} must be '{prefix}' followed by letters or digits (e.g. '{prefix}30'): "
+            f"skill symbols start with S, routing symbols with R"
+        )
+    if symbol in RESERVED_SYMBOLS:
+        raise ModuleError(f"symbol '{symbol}' is reserved by the trace format; pick another")
     if symbol in used:
         raise ModuleError(f"symbol '{symbol}' is already used by another module")
 
 
+def _check_arguments(
+    name: object,
+    fn: object,
+    description: object,
+    min_alphabet: object,
+    min_length: object,
+    symbol: object,
+    bijective: object = False,
+) -> None:
+    """The types of a registration's arguments, named in the message."""
+    checks = [
+        ("name", name, isinstance(name, str), "a string"),
+        ("fn", fn, callable(fn), "a function"),
+        ("description", description, isinstance(description, str), "a string"),
+        ("bijective", bijective, isinstance(bijective, bool), "True or False"),
+        ("symbol", symbol, symbol is None or isinstance(symbol, str), "a string or None"),
+    ]
+    for arg, value in (("min_alphabet", min_alphabet), ("min_length", min_length)):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= (2 if arg == "min_alphabet" else 1)
+        checks.append((arg, value, ok, "an integer >= 2" if arg == "min_alphabet" else "an integer >= 1"))
+    for arg, value, ok, want in checks:
+        if not ok:
+            raise ModuleError(f"{arg} must be {want}, got {type(value).__name__} {shorten(repr(value), 80)}")
+
+
+PROBE_SIZES = ((3, 4), (8, 6), (5, 7))
+"""``(alphabet, length)`` pairs a new module is checked at (raised to its minimums); a spec checks its own."""
+
+
 def _probe(module: Skill | Routing) -> None:
-    """Run a new module on random inputs and check shape, dtype and range (closure in X)."""
+    """Check a new module at a few sizes (:data:`PROBE_SIZES`), with :func:`check_module`."""
+    for alphabet, length in dict.fromkeys(
+        (max(a, module.min_alphabet), max(n, module.min_length)) for a, n in PROBE_SIZES
+    ):
+        check_module(module, alphabet, length)
+
+
+def check_module(module: Skill | Routing, alphabet: int, length: int) -> None:
+    """What can be checked cheaply of a module at one size, on random inputs: it runs; it returns an int64
+    tensor of shape ``(batch, n)`` (the dtype and shape named otherwise); its values stay in
+    ``[0, alphabet)``; two calls agree (deterministic); and a permuted batch gives the permuted output
+    (rows do not mix). Raises :class:`ModuleError` naming the module, the size and what failed."""
     gen = torch.Generator().manual_seed(0)
-    alphabet, length = max(3, module.min_alphabet), max(4, module.min_length)
-    if isinstance(module, Skill):
-        x = torch.randint(alphabet, (16, length), generator=gen)
-    else:
-        x = torch.randint(alphabet, (16, 3, length), generator=gen)
-    try:
-        y = module.fn(x, alphabet)
-    except Exception as err:  # a user function may raise anything
-        raise ModuleError(f"{module.kind} '{module.name}' failed on a (16, ...) test batch: {err}") from err
-    if not isinstance(y, Tensor) or tuple(y.shape) != (16, length) or y.dtype != x.dtype:
-        shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+    batch = 16
+    shape = (batch, length) if isinstance(module, Skill) else (batch, 3, length)
+    x = torch.randint(alphabet, shape, generator=gen)
+    where = f"{module.kind} '{module.name}' at alphabet {alphabet}, length {length}"
+
+    def run(inputs: Tensor) -> Tensor:
+        try:
+            return module.fn(inputs.clone(), alphabet)
+        except Exception as err:  # a user function may raise anything
+            raise ModuleError(f"{where} failed on a ({batch}, ...) test batch: {err}") from err
+
+    y = run(x)
+    if not isinstance(y, Tensor) or tuple(y.shape) != (batch, length) or y.dtype != torch.int64:
+        got = f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
         raise ModuleError(
-            f"{module.kind} '{module.name}' must return an int64 tensor of shape (batch, n) = "
-            f"(16, {length}); it returned {shape}"
+            f"{where} must return an int64 tensor of shape (batch, n) = ({batch}, {length}); it returned {got}"
         )
     if int(y.min()) < 0 or int(y.max()) >= alphabet:
-        raise ModuleError(f"{module.kind} '{module.name}' left the alphabet: values must be in [0, A)")
+        raise ModuleError(f"{where} left the alphabet: values must be in [0, {alphabet})")
+    if not torch.equal(run(x), y):
+        raise ModuleError(f"{where} is not deterministic: two calls on the same batch differ")
+    perm = torch.randperm(batch, generator=gen)
+    if not torch.equal(run(x[perm]), y[perm]):
+        raise ModuleError(f"{where} mixes rows of the batch: a permuted batch did not give the permuted output")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,10 +516,11 @@ _DEFAULT_ROUTING_TABLE: tuple[tuple[str, RoutingFn, str, int], ...] = (
     ("min_skip", _min_skip, "min(x_{l-1}, x_{l-2}), element-wise", 1),
 )
 
-for _name, _fn, _desc, _bij, _minlen in _DEFAULT_SKILL_TABLE:
-    register_skill(_name, _fn, _desc, bijective=_bij, min_length=_minlen)
-for _rname, _rfn, _rdesc, _rminlen in _DEFAULT_ROUTING_TABLE:
-    register_routing(_rname, _rfn, _rdesc, min_length=_rminlen)
+# the default library's symbols are fixed by this table's order: S0..S23, R0..R9
+for _i, (_name, _fn, _desc, _bij, _minlen) in enumerate(_DEFAULT_SKILL_TABLE):
+    register_skill(_name, _fn, _desc, bijective=_bij, min_length=_minlen, symbol=f"S{_i}")
+for _i, (_rname, _rfn, _rdesc, _rminlen) in enumerate(_DEFAULT_ROUTING_TABLE):
+    register_routing(_rname, _rfn, _rdesc, min_length=_rminlen, symbol=f"R{_i}")
 
 DEFAULT_SKILLS: tuple[str, ...] = tuple(row[0] for row in _DEFAULT_SKILL_TABLE)
 """The 24 default skills: 13 bijections, 11 many-to-one maps."""

@@ -17,6 +17,7 @@ from hlsm.modules import (
     ModuleError,
     Routing,
     Skill,
+    check_module,
     get_routing,
     get_skill,
 )
@@ -86,6 +87,11 @@ class Spec:
                     f"n >= {module.min_length}, but the spec has A={self.alphabet}, n={self.length}; "
                     f"raise A or n, or drop '{module.name}' from the library"
                 )
+            if module.name not in DEFAULT_SKILLS and module.name not in DEFAULT_ROUTINGS:
+                try:  # a custom module is checked at the size it is used at (it may hold only elsewhere)
+                    check_module(module, self.alphabet, self.length)
+                except ModuleError as err:
+                    raise SpecError(str(err)) from None
         object.__setattr__(self, "_modules", (skill_objs, routing_objs))
 
     @classmethod

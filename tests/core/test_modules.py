@@ -304,11 +304,91 @@ def test_bad_or_duplicate_names_are_refused(name: str) -> None:
 
 
 def test_bad_or_taken_symbols_are_refused() -> None:
-    with pytest.raises(ModuleError, match="upper-case"):
+    with pytest.raises(ModuleError, match="must be 'S' followed by letters or digits"):
         register_skill("lower_symbol", _shift_by_two, "shift", bijective=True, symbol="s99")
+    with pytest.raises(ModuleError, match="skill symbols start with S, routing symbols with R"):
+        register_skill("routing_symbol", _shift_by_two, "shift", bijective=True, symbol="R99")
+    with pytest.raises(ModuleError, match="must be 'R'"):
+        register_routing("skill_symbol", _last_plus_first_plus_one, "merge", symbol="S99")
     with pytest.raises(ModuleError, match="already used"):
         register_skill("taken_symbol", _shift_by_two, "shift", bijective=True, symbol=get_skill("sort").symbol)
-    assert not {"lower_symbol", "taken_symbol"} & {s.name for s in skills()}
+    assert not {"lower_symbol", "taken_symbol", "routing_symbol"} & {s.name for s in skills()}
+
+
+def test_default_symbols_depend_on_the_name_not_on_the_registration_order() -> None:
+    names = ("order_one", "order_two")
+    for order in (names, names[::-1]):
+        try:
+            symbols = {n: register_skill(n, _shift_by_two, "shift", bijective=True).symbol for n in order}
+            assert symbols == {"order_one": "SOrderOne", "order_two": "SOrderTwo"}
+        finally:
+            for n in order:
+                unregister(n)
+    assert get_skill("reverse").symbol == "S0" and get_routing("min_skip").symbol == "R9"  # the fixed library
+
+
+def _mixes_rows(x: Tensor, a: int) -> Tensor:
+    return x.flip(0)
+
+
+def _random(x: Tensor, a: int) -> Tensor:
+    return torch.randint(a, x.shape)
+
+
+def _out_of_range_at_large_alphabets(x: Tensor, a: int) -> Tensor:
+    return torch.where(torch.tensor(a >= 8), x + a, x)
+
+
+def _fails_at_odd_lengths(x: Tensor, a: int) -> Tensor:
+    if x.shape[-1] % 2:
+        raise ValueError("odd length")
+    return x
+
+
+def _float_output(x: Tensor, a: int) -> Tensor:
+    return x.to(torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("fn", "message"),
+    [
+        (_mixes_rows, "mixes rows of the batch"),
+        (_random, "not deterministic"),
+        (_out_of_range_at_large_alphabets, "at alphabet 8, length 6 left the alphabet"),
+        (_fails_at_odd_lengths, "length 7 failed"),
+        (_float_output, "it returned torch.float32"),
+    ],
+)
+def test_modules_that_lie_are_refused_at_registration(fn: object, message: str) -> None:
+    with pytest.raises(ModuleError, match=message):
+        register_skill("liar", fn, "lies", bijective=False)  # type: ignore[arg-type]
+    assert "liar" not in {s.name for s in skills()}
+
+
+def test_a_custom_module_is_checked_at_the_spec_that_uses_it() -> None:
+    def big_alphabets_only(x: Tensor, a: int) -> Tensor:
+        return x if a <= 8 else x + a  # fine at every registration size, out of range at A = 12
+
+    register_skill("big_only", big_alphabets_only, "breaks at A = 12", bijective=True)
+    try:
+        Spec(alphabet=8, length=6, skills=("big_only",), routings=("chain",))
+        with pytest.raises(SpecError, match="at alphabet 12, length 6 left the alphabet"):
+            Spec(alphabet=12, length=6, skills=("big_only",), routings=("chain",))
+    finally:
+        unregister("big_only")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bijective": "yes"}, "bijective must be True or False, got str"),
+        ({"bijective": True, "min_length": 0}, "min_length must be an integer >= 1"),
+        ({"bijective": True, "symbol": 5}, "symbol must be a string or None, got int"),
+    ],
+)
+def test_registration_argument_types(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ModuleError, match=message):
+        register_skill("typed", _shift_by_two, "shift", **kwargs)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
