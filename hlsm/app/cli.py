@@ -73,10 +73,12 @@ def _cmd_modules(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"alphabet": spec.alphabet, "length": spec.length, "modules": rows}, indent=2))
         return
-    print(f"{'symbol':<7}{'kind':<9}{'name':<14}{'bij.':<6}description")
+    sym_w = max(7, *(len(r["symbol"]) + 1 for r in rows))
+    name_w = max(14, *(len(r["name"]) + 1 for r in rows))
+    print(f"{'symbol':<{sym_w}}{'kind':<9}{'name':<{name_w}}{'bij.':<6}description")
     for row in rows:
         bij = "" if row["bijective"] is None else ("yes" if row["bijective"] else "no")
-        print(f"{row['symbol']:<7}{row['kind']:<9}{row['name']:<14}{bij:<6}{row['description']}")
+        print(f"{row['symbol']:<{sym_w}}{row['kind']:<9}{row['name']:<{name_w}}{bij:<6}{row['description']}")
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -489,7 +491,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=_positive, default=1, help="random inputs x0 per program (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
     p.set_defaults(func=_cmd_export)
+    _add_plugin_option(parser)
     return parser
+
+
+def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    """Give every (sub)command ``--plugin FILE`` (repeatable): Python files that register custom modules."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if any(isinstance(a, argparse._SubParsersAction) for a in child._actions):
+                    _add_plugin_option(child)
+                else:
+                    child.add_argument(
+                        "--plugin",
+                        action="append",
+                        default=[],
+                        metavar="FILE",
+                        help="a Python file that registers custom skills or routings (repeatable)",
+                    )
 
 
 PATH_OPTIONS = ("out", "design", "config", "ckpt", "data", "init", "grid", "figure", "runs", "docs")
@@ -509,6 +529,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_paths(args)
+        from hlsm.plugins import load_plugins
+
+        load_plugins(getattr(args, "plugin", []))
         args.func(args)
     except HLSMError as err:
         print(f"hlsm {args.command}: error: {shorten(str(err))}", file=sys.stderr)

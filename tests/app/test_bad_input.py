@@ -151,6 +151,17 @@ CASES: list[Case] = [
     ),
     Case("evaluate-empty-ckpt", lambda t: ["evaluate", "--ckpt", " "], "--ckpt is empty"),
     Case(
+        "modules-plugin-missing",
+        lambda t: ["modules", "--plugin", str(t / "nope.py")],
+        "plugin file '{tmp}/nope.py' does not exist",
+    ),
+    Case(
+        "modules-plugin-not-python",
+        lambda t: ["modules", "--plugin", write(t, "p.txt", "x\n")],
+        "must be a Python file",
+    ),
+    Case("modules-plugin-binary", lambda t: ["modules", "--plugin", binary(t, "p.py")], "is not UTF-8 text"),
+    Case(
         "sweep-ray-address-without-client",  # without Ray installed: the install hint; with it: the client hint
         lambda t: [
             "sweep",

@@ -1,0 +1,72 @@
+"""Custom modules from the command line: ``--plugin FILE`` and the ``hlsm.modules`` entry-point group."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PLUGIN = """
+import torch
+import hlsm
+
+def double_first(x, alphabet):
+    return torch.cat([(2 * x[:, :1]) % alphabet, x[:, 1:]], 1)
+
+hlsm.register_skill("double_first", double_first, "double the first symbol", bijective=False)
+"""
+
+
+def _hlsm(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hlsm", *args], capture_output=True, text=True, cwd=cwd, timeout=120, env=env
+    )
+
+
+def test_a_plugin_file_registers_modules_for_the_command(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text(PLUGIN)
+    listed = _hlsm("modules", "--json", "--plugin", "mine.py", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    names = {m["name"]: m for m in json.loads(listed.stdout)["modules"]}
+    assert names["double_first"]["symbol"] == "SDoubleFirst"
+    out = tmp_path / "c.jsonl"
+    run = _hlsm(
+        "simulate",
+        "--plugin",
+        "mine.py",
+        "--skills",
+        "reverse,double_first",
+        "--n",
+        "4",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "SDoubleFirst" in out.read_text()
+    without = _hlsm("simulate", "--skills", "reverse,double_first", "--n", "4", "--out", str(out), cwd=tmp_path)
+    assert without.returncode == 2 and "unknown skill 'double_first'" in without.stderr
+
+
+def test_an_entry_point_registers_modules_for_every_command(tmp_path: Path) -> None:
+    """A distribution on the path that declares an ``hlsm.modules`` entry point (no install needed to test)."""
+    (tmp_path / "my_modules.py").write_text(PLUGIN)
+    dist = tmp_path / "my_modules-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-modules\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[hlsm.modules]\nmine = my_modules\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    listed = _hlsm("modules", "--json", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "double_first" in {m["name"] for m in json.loads(listed.stdout)["modules"]}
+
+
+def test_a_broken_plugin_is_one_message(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    (tmp_path / "liar.py").write_text(
+        "import hlsm\nhlsm.register_skill('liar', lambda x, a: x.flip(0), 'mixes rows', bijective=False)\n"
+    )
+    for name, expected in (("broken.py", "failed: RuntimeError: boom"), ("liar.py", "mixes rows of the batch")):
+        run = _hlsm("modules", "--plugin", name, cwd=tmp_path)
+        assert run.returncode == 2 and expected in run.stderr and "Traceback" not in run.stderr
