@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, section
-from hlsm.design import DesignConfig, make_design
+from hlsm.design import DesignConfig, SupportDesign, make_design
 from hlsm.limits import MAX_CANDIDATES, check_count
 from hlsm.programs import Program, all_programs
 from hlsm.simulate import Corpus, concat, population_corpus, read_jsonl
@@ -112,12 +112,32 @@ class IdentifyDesign:
         return concat(parts)
 
 
+DESIGN_SECTIONS = ("spec", "data", "sft", "rl", "candidates", "design", "fit", "nuts", "format")
+"""The one design schema of ``hlsm identify``, ``fit`` and ``export``: each command reads the sections it
+uses (``[fit]``, ``[nuts]``: fit; ``[format]``: export's trace format) and accepts the others."""
+
+
+def support_design(design: IdentifyDesign) -> SupportDesign:
+    """The design as named splits (``sft``, ``rl``, ``unseen``, ``deeper``) for the transformer side and
+    export: candidates no deeper than the deepest compound SFT program are ``unseen``, deeper ones
+    ``deeper``."""
+    compound = [p.depth for p in design.sft if not p.is_atomic]
+    depth = max(compound) if compound else max((p.depth for p in design.candidates), default=1)
+    splits = {
+        "sft": design.sft,
+        "rl": design.rl,
+        "unseen": tuple(p for p in design.candidates if p.depth <= depth),
+        "deeper": tuple(p for p in design.candidates if p.depth > depth),
+    }
+    return SupportDesign(design.spec, {k: tuple(dict.fromkeys(v)) for k, v in splits.items() if v})
+
+
 def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(".")) -> IdentifyDesign:
     """Validate a design mapping (see the module docstring); errors name the section and key.
 
     A relative ``[data] corpus`` path is read relative to ``base`` (the design file's folder).
     """
-    check_sections(raw, ("spec", "data", "sft", "rl", "candidates", "design", "fit", "nuts"), source)
+    check_sections(raw, DESIGN_SECTIONS, source)
     spec = Spec.from_dict(section(raw, "spec"))
     data = build_dataclass(DataSection, section(raw, "data"), "data")
     if data.inputs != "all" and (not isinstance(data.inputs, int) or data.inputs < 1):

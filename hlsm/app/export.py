@@ -66,18 +66,30 @@ class ExportError(HLSMError):
 
 
 def load_export_design(path: str | Path) -> tuple[Spec, SupportDesign, TaskFormat]:
-    """Read a TOML with ``[spec]``, ``[design]`` and an optional ``[format]`` (default: :data:`PLAIN`).
+    """Read a design file of the one schema ``identify``, ``fit`` and ``export`` share
+    (:data:`hlsm.app.designfile.DESIGN_SECTIONS`), with an optional ``[format]`` (default: :data:`PLAIN`).
 
-    Errors name the file and the key (``[design]`` holds the keys of :class:`hlsm.DesignConfig`).
+    A file with ``[design]`` alone is drawn as the transformer experiments draw it (its splits and
+    training depth); a file that lists ``[sft]``, ``[rl]`` or ``[candidates]`` is read as ``identify``
+    reads it, its candidates split into ``unseen`` and ``deeper``
+    (:func:`hlsm.app.designfile.support_design`). Errors name the file and the key.
     """
+    from hlsm.app.designfile import DESIGN_SECTIONS, parse_design, support_design
+
     raw = load_toml(path)
     try:
-        check_sections(raw, ("spec", "design", "format"))
-        spec = Spec.from_dict(dict(raw.get("spec", {})))
-        design = make_design(spec, DesignConfig.from_dict(raw.get("design", {})))
+        check_sections(raw, DESIGN_SECTIONS)
         fmt = build_dataclass(TaskFormat, {"slots": None, **raw.get("format", {})}, "format")
+        listed = any(k in raw for k in ("sft", "rl", "candidates"))
+        if listed:
+            parsed = parse_design(raw, f"design file '{path}'", Path(path).parent)
+            spec, design = parsed.spec, support_design(parsed)
+        else:
+            spec = Spec.from_dict(dict(raw.get("spec", {})))
+            design = make_design(spec, DesignConfig.from_dict(raw.get("design", {})))
     except HLSMError as err:
-        raise ConfigError(f"design file '{path}': {err}") from None
+        message = str(err)
+        raise ConfigError(message if str(path) in message else f"design file '{path}': {message}") from None
     return spec, design, fmt
 
 
@@ -209,13 +221,16 @@ def export_design(
         raise ExportError(f"unknown export format '{trainer}'; use one of {list(FORMATS)}")
     rl = design.splits.get("rl", ())
     if not rl:
-        raise ExportError("the design has no RL programs to train on; set n_rl > 0 in [design]")
+        raise ExportError(
+            "the design has no RL programs to train on; list programs under [rl] or set n_rl > 0 in [design]"
+        )
     train = prompt_rows(spec, fmt, {"rl": rl}, inputs=inputs, seed=derive_seed(seed, "train"))
     test = prompt_rows(spec, fmt, design_splits(design), inputs=inputs, seed=derive_seed(seed, "test"))
     summary = {
         "format": trainer,
         "spec": spec.to_dict(),
-        "design": None if design.config is None else design.config.to_dict(),
+        # a drawn design by its config; a listed one (identify's schema) by its splits' programs
+        "design": design.config.to_dict() if design.config is not None else {"splits": design.to_dict()["splits"]},
         "task_format": fmt.to_dict(),
         "inputs": inputs,
         "seed": seed,

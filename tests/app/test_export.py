@@ -182,3 +182,24 @@ def test_score_generations_per_split(exported: Path, tmp_path: Path) -> None:
     assert scores["unseen"]["n"] == 2 * 4 and scores["unseen"]["accuracy"] == 0.5
     assert scores["unseen"]["malformed"] == 0.5
     assert scores["atomic"]["accuracy"] == 0.0 and scores["atomic"]["malformed"] == 0.0
+
+
+def test_one_design_schema_for_identify_fit_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped fit_tiny design (explicit [sft], [rl], [candidates], a [fit] section) runs through all three."""
+    design = Path(__file__).resolve().parents[2] / "sims" / "designs" / "fit_tiny.toml"
+    assert main(["identify", "--design", str(design), "--json"]) == 0
+    identified = json.loads(capsys.readouterr().out)
+    out = tmp_path / "export"
+    assert main(["export", "--design", str(design), "--format", "trl", "--out", str(out)]) == 0
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["train"] == {"rl": 2} and meta["test"]["unseen"] == identified["unseen_total"]
+    assert meta["design"]["splits"]["rl"] == [
+        "chain:shift_down > chain:shift_down",
+        "restart:reverse > chain:shift_up > restart:shift_up",
+    ]
+    text = design.read_text().replace("steps = 1500", "steps = 5").replace("restarts = 4", "restarts = 1")
+    quick = tmp_path / "fit_tiny.toml"
+    quick.write_text(text + "\n[format]\nslots = 4\n")  # [format] is export's; identify and fit accept it
+    assert main(["fit", "--design", str(quick), "--out", str(tmp_path / "fit"), "--quiet"]) == 0
+    assert main(["identify", "--design", str(quick)]) == 0
+    assert main(["export", "--design", str(quick), "--format", "verl", "--out", str(tmp_path / "v")]) == 0
