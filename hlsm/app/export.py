@@ -19,7 +19,8 @@ execution (:func:`hlsm.programs.execute`), as letters.
 Column layouts
 --------------
 verl (``data.train_files``/``data.val_files`` of ``verl.trainer.main_ppo``)
-    ``data_source`` ("hlsm"), ``prompt`` (chat messages ``[{"role": "user", "content": ...}]``),
+    ``data_source`` ("hlsm/<split>": verl's validation metrics are per data source), ``prompt`` (chat
+    messages ``[{"role": "user", "content": ...}]``),
     ``ability`` ("reasoning"), ``reward_model`` (``{"style": "rule", "ground_truth": x_L}``),
     ``extra_info`` (``{"split", "program", "depth", "index", "hlsm"}``).
 trl (``GRPOTrainer``)
@@ -177,7 +178,7 @@ def layout(rows: Sequence[Mapping[str, Any]], trainer: str) -> list[dict[str, An
             extra = {k: row[k] for k in ("split", "program", "depth", "index", "hlsm")}
             out.append(
                 {
-                    "data_source": DATA_SOURCE,
+                    "data_source": f"{DATA_SOURCE}/{row['split']}",  # verl's validation reports per data_source
                     "prompt": messages,
                     "ability": ABILITY,
                     "reward_model": {"style": "rule", "ground_truth": row["ground_truth"]},

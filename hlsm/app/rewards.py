@@ -98,14 +98,19 @@ def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
 
 
 def compute_score(
-    data_source: str, solution_str: str, ground_truth: str, extra_info: Mapping[str, Any] | None = None
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> float:
     """verl's custom reward: 1.0 if the completion's trace ends in ``ground_truth``, else 0.0.
 
     ``extra_info["hlsm"]`` (written by ``hlsm export --format verl``) enables the strict parse;
-    ``data_source`` is not used.
+    ``data_source`` is not used. Other keywords (verl passes ``reward_router_address`` and the reward
+    model's tokenizer when a reward model is enabled, and ``[reward] reward_kwargs``) are ignored.
     """
-    del data_source
+    del data_source, kwargs
     task = None if extra_info is None else extra_info.get("hlsm")
     return float(judge(solution_str, ground_truth, task) == "correct")
 

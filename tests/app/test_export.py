@@ -66,7 +66,7 @@ def test_schema_and_split_counts(exported: Path, design_file: Path) -> None:
     if trainer == "verl":
         assert columns == {"data_source", "prompt", "ability", "reward_model", "extra_info"}
         row = test[0]
-        assert row["data_source"] == "hlsm" and isinstance(row["ability"], str)
+        assert row["data_source"] == f"hlsm/{row['extra_info']['split']}" and isinstance(row["ability"], str)
         assert row["reward_model"]["style"] == "rule"
         assert set(row["extra_info"]) == {"split", "program", "depth", "index", "hlsm"}
     else:
@@ -154,6 +154,18 @@ def test_reward_verdicts_and_message_completions() -> None:
     # without the task JSON: the last entry of the last line only
     assert compute_score("hlsm", "> zzzz > abcd", "abcd") == 1.0
     assert compute_score("hlsm", "abcd", "abcd") == 0.0
+    # verl passes more keywords when a reward model is on: accepted and ignored
+    assert (
+        compute_score(
+            data_source="hlsm/unseen",
+            solution_str="> zzzz > abcd",
+            ground_truth="abcd",
+            extra_info=None,
+            reward_router_address=None,
+            reward_model_tokenizer=None,
+        )
+        == 1.0
+    )
 
 
 def test_score_generations_per_split(exported: Path, tmp_path: Path) -> None:
