@@ -150,6 +150,17 @@ CASES: list[Case] = [
         "holds no fit_state.pt",
     ),
     Case("evaluate-empty-ckpt", lambda t: ["evaluate", "--ckpt", " "], "--ckpt is empty"),
+    Case("bench-unknown-fit-scale", lambda t: ["bench", "fit", "--scale", "huge"], "scales 'tiny' and 'default'"),
+    Case(
+        "export-binary-design",
+        lambda t: ["export", "--design", binary(t), "--format", "trl", "--out", str(t / "x")],
+        "is not UTF-8 text",
+    ),
+    Case(
+        "export-empty-out", lambda t: ["export", "--design", "d.toml", "--format", "trl", "--out", ""], "--out is empty"
+    ),
+    Case("sft-binary-config", lambda t: ["train", "sft", "--config", binary(t)], "is not UTF-8 text"),
+    Case("probe-empty-out", lambda t: ["probe", "--ckpt", "x", "--out", ""], "--out is empty"),
     Case(
         "modules-plugin-missing",
         lambda t: ["modules", "--plugin", str(t / "nope.py")],
