@@ -252,7 +252,7 @@ def test_read_jsonl_rejects_empty_and_missing_files(tmp_path: Path) -> None:
     empty.write_text("\n\n")
     with pytest.raises(CorpusError, match="holds no traces"):
         read_jsonl(TINY, empty)
-    with pytest.raises(CorpusError, match="cannot read corpus"):
+    with pytest.raises(CorpusError, match=r"corpus .*missing.jsonl. does not exist; check the path"):
         read_jsonl(TINY, tmp_path / "missing.jsonl")
 
 
