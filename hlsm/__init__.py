@@ -104,5 +104,5 @@ _SUBMODULES = (
 )
 __getattr__, __dir__ = _lazy_exports(__name__, _NAMES, _SUBMODULES)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = sorted(_NAMES) + ["identify", "simulate"]

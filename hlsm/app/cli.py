@@ -361,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hlsm", description="Hierarchical latent selection models of reasoning traces."
     )
+    from hlsm import __version__
+
+    parser.add_argument("--version", action="version", version=f"hlsm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("modules", help="list the module library")
