@@ -351,6 +351,13 @@ CASES: list[Case] = [
         "{tmp}/file",
     ),
     Case("quickstart-zero-traces", lambda t: ["quickstart", "--traces-per-split", "0"], "expected a positive number"),
+    Case("quickstart-empty-out", lambda t: ["quickstart", "--out", " "], "--out is empty"),
+    Case("reproduce-empty-runs", lambda t: ["reproduce", "--runs", ""], "--runs is empty"),
+    Case(
+        "rl-binary-config",
+        lambda t: ["train", "rl", "--config", binary(t), "--init", str(t / "run")],
+        "is not UTF-8 text",
+    ),
     # -- train sft
     Case("sft-missing-config", lambda t: ["train", "sft", "--config", str(t / "sft.toml")], "{tmp}/sft.toml"),
     Case(
