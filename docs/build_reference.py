@@ -6,8 +6,8 @@ numpydoc docstring verbatim; a class also lists its public methods and propertie
 the package's public surface: every name re-exported by ``hlsm/__init__.py``, linked to the page of
 the module that defines it.
 
-Usage: ``python docs/build_reference.py [--out docs/reference]``. Only ``hlsm`` is imported (never
-``sims/``).
+Usage: ``python docs/build_reference.py [--out docs/reference]``. Only ``hlsm`` is imported, never
+the experiments (``hlsm.sims.*``: scripts run by ``hlsm reproduce``, documented in the README).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def module_names(package: str = PACKAGE) -> list[str]:
     root = importlib.import_module(package)
     names = [package]
     for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
+        private = any(part.startswith("_") for part in info.name.split("."))
+        if not private and not info.name.startswith(f"{package}.sims"):
             names.append(info.name)
     return sorted(names)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hlsm.errors import InputError
+from hlsm.examples import resolve
 
 
 def _umask() -> int:
@@ -70,9 +71,10 @@ def read_text(path: str | Path, what: str = "file") -> str:
     """The text of an input file, decoded as UTF-8; every failure is an :class:`InputError` naming the file.
 
     ``what`` says what the file is for ("config file", "corpus", ...). Every text input hlsm reads
-    from the user (TOML configs and designs, JSONL corpora and records) goes through here.
+    from the user (TOML configs and designs, JSONL corpora and records) goes through here; so
+    ``example:NAME`` reads the packaged example of that name (:mod:`hlsm.examples`).
     """
-    path = Path(path)
+    path = resolve(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from hlsm.examples import CONFIGS
 from hlsm.runtime import torch_threads
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture(autouse=True)

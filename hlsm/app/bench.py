@@ -16,13 +16,13 @@ import inspect
 import platform
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from hlsm.design import DesignConfig, make_design
 from hlsm.errors import HLSMError
+from hlsm.examples import example_path
 from hlsm.simulate import simulate, simulate_naive
 from hlsm.spec import Spec
 
@@ -157,7 +157,7 @@ def bench_train(
     """Training tokens/s of the SFT step, against the same step without the project's optimisations.
 
     The step of :func:`hlsm.lm.sft.train_sft` (sample a batch of ``n`` golden traces of the
-    ``configs/sft_cpu.toml`` task, masked cross-entropy, AdamW, clipping) on a GPT of the given
+    ``example:sft_cpu`` task, masked cross-entropy, AdamW, clipping) on a GPT of the given
     size (default: the 0.6M-parameter model of DESIGN section 6).
     Optimised: fused ``scaled_dot_product_attention``, multi-tensor AdamW (fused kernel on CUDA)
     and bf16 autocast on CUDA. Reference: explicit softmax attention, per-parameter AdamW, float32.
@@ -534,7 +534,7 @@ def bench_fit(
     }
 
 
-DEFAULT_DESIGN = Path(__file__).resolve().parents[2] / "sims" / "designs" / "default_library.toml"
+DEFAULT_DESIGN = example_path("default_library")
 
 
 def _peak_fit(spec: Spec, corpus: Any, support: list[Any], steps: int) -> dict[str, float]:
@@ -556,7 +556,7 @@ def _peak_fit(spec: Spec, corpus: Any, support: list[Any], steps: int) -> dict[s
 def bench_fit_default(n: int = 1024, steps: int = 20, seed: int = 0, progress: bool = True) -> dict[str, Any]:
     """The scalable likelihood on the default library (``|X| = 262,144``) against the best feasible Pyro path.
 
-    Data from ``sims/designs/default_library.toml``: ``n`` golden SFT traces and ``n // 16``
+    Data from ``example:default_library``: ``n`` golden SFT traces and ``n // 16``
     answer-only RL traces, ``epsilon = 0.05``. Pyro's enumerated model cannot hide a state of this
     ``|X|``, so the feasible Pyro path is ``TraceEnum_ELBO`` on the golden traces alone (library
     tables, ``epsilon`` fixed): both are timed there side by side (loss + backward in alternating

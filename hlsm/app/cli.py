@@ -1,7 +1,9 @@
 """The ``hlsm`` command.
 
-Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``train sft``,
-``train rl``, ``evaluate``, ``reproduce``, ``sweep``, ``export``, ``bench``. Bad
+Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``examples``,
+``train sft``, ``train rl``, ``evaluate``, ``probe``, ``reproduce``, ``sweep``, ``export``,
+``bench``. Every file option accepts ``example:NAME`` for a packaged example
+(:mod:`hlsm.examples`). Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -244,6 +247,35 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _cmd_examples_list(args: argparse.Namespace) -> None:
+    from hlsm.examples import examples
+
+    found = examples().values()
+    if args.json:
+        print(json.dumps([{**asdict(e), "path": str(e.path), "usage": e.usage} for e in found], indent=2))
+        return
+    width = max(len(e.name) for e in found)
+    for kind, title in (("design", "designs"), ("config", "training configs"), ("grid", "sweep grids")):
+        print(f"{title}:")
+        for e in (e for e in found if e.kind == kind):
+            print(f"  {e.name:<{width}}  {textwrap.shorten(e.summary, 100 - width, placeholder=' ...')}")
+    print("use one as example:NAME wherever a file is expected, e.g. `hlsm identify --design example:c2_interfaces`;")
+    print("`hlsm examples show NAME` prints it, `hlsm examples copy NAME --to DIR` copies it to edit")
+
+
+def _cmd_examples_show(args: argparse.Namespace) -> None:
+    from hlsm.examples import example_path
+
+    sys.stdout.write(example_path(args.name).read_text(encoding="utf-8"))
+
+
+def _cmd_examples_copy(args: argparse.Namespace) -> None:
+    from hlsm.examples import copy_examples
+
+    for path in copy_examples(args.names, args.to, overwrite=args.overwrite):
+        print(path)
+
+
 def _cmd_train_sft(args: argparse.Namespace) -> None:
     from hlsm.lm.sft import train_sft
     from hlsm.lm.sft_config import SFTConfig
@@ -388,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("identify", help="which modules and unseen programs a design identifies")
-    p.add_argument("--design", required=True, help="design TOML file (see hlsm/app/designfile.py, sims/designs/)")
+    p.add_argument("--design", required=True, help="design TOML file, or example:NAME (see `hlsm examples list`)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument(
         "--class",
@@ -411,16 +443,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_fit)
 
-    p = sub.add_parser("reproduce", help="run every experiment of sims/ and write docs/results.md (resumable)")
+    p = sub.add_parser("reproduce", help="run every experiment (hlsm.sims) and write docs/results.md (resumable)")
     p.add_argument("--scale", choices=("tiny", "cpu", "gpu"), default="cpu", help="experiment scale (default cpu)")
-    p.add_argument("--only", nargs="+", help="run only these experiments (names of sims/*.py)")
+    p.add_argument("--only", nargs="+", help="run only these experiments (module names of hlsm.sims)")
     p.add_argument("--force", action="store_true", help="rerun experiments that already finished")
     p.add_argument("--runs", help="folder of the experiments' outputs (default runs/reproduce-SCALE)")
     p.add_argument("--docs", help="folder for results.md and its figures (default docs)")
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("sweep", help="run a grid of designs or training configs; one results table (resumable)")
-    p.add_argument("--grid", required=True, help="grid TOML file ([sweep] and [grid]; see configs/sweep_fit.toml)")
+    p.add_argument("--grid", required=True, help="grid TOML file ([sweep] and [grid]; see example:sweep_fit)")
     p.add_argument("--backend", choices=("local", "ray"), help="override [sweep] backend")
     p.add_argument("--workers", type=_positive, help="override [sweep] workers (local backend)")
     p.add_argument("--address", help="override [sweep] address (ray backend; '' starts Ray locally)")
@@ -439,15 +471,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-transformer", action="store_true", help="skip the SFT / RL / evaluate step")
     p.set_defaults(func=_cmd_quickstart)
 
+    p = sub.add_parser("examples", help="the example designs and configs that ship with hlsm: list, show, copy")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = actions.add_parser("list", help="name and describe every example (use as example:NAME)")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=_cmd_examples_list)
+    q = actions.add_parser("show", help="print an example's TOML")
+    q.add_argument("name", help="example name (example:NAME also accepted)")
+    q.set_defaults(func=_cmd_examples_show)
+    q = actions.add_parser("copy", help="copy examples into a folder, to read and edit")
+    q.add_argument("names", nargs="*", help="example names (default: all of them)")
+    q.add_argument("--to", required=True, help="destination folder (made if missing)")
+    q.add_argument("--overwrite", action="store_true", help="replace files of the same name")
+    q.set_defaults(func=_cmd_examples_copy)
+
     p = sub.add_parser("train", help="train the transformer: sft, rl")
     stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
     q = stages.add_parser("sft", help="supervised training on golden traces; resumable, torchrun-ready")
-    q.add_argument("--config", required=True, help="TOML file (see configs/sft_cpu.toml and hlsm.lm.sft_config)")
+    q.add_argument("--config", required=True, help="TOML file (see example:sft_cpu and hlsm.lm.sft_config)")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
     q.set_defaults(func=_cmd_train_sft)
     q = stages.add_parser("rl", help="REINFORCE from an SFT checkpoint; resumable, torchrun-ready")
-    q.add_argument("--config", required=True, help="TOML file (see configs/rl_cpu.toml and hlsm.lm.rl_config)")
+    q.add_argument("--config", required=True, help="TOML file (see example:rl_cpu and hlsm.lm.rl_config)")
     q.add_argument("--init", required=True, help="the SFT checkpoint.pt (or its run folder) to start from")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
@@ -515,7 +561,7 @@ def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
                     )
 
 
-PATH_OPTIONS = ("out", "design", "config", "ckpt", "data", "init", "grid", "figure", "runs", "docs")
+PATH_OPTIONS = ("out", "design", "config", "ckpt", "data", "init", "grid", "figure", "runs", "docs", "to")
 """Options that name a file or folder: an empty or blank value is refused before any work."""
 
 

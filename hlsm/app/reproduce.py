@@ -1,11 +1,14 @@
-"""``hlsm reproduce --scale cpu|gpu``: run every experiment of ``sims/`` and write ``docs/results.md``.
+"""``hlsm reproduce --scale cpu|gpu``: run every experiment of :mod:`hlsm.sims` and write ``docs/results.md``.
 
-Each experiment runs as its own process (``python sims/<name>.py --scale S --out DIR``; the library
-never imports ``sims/``), writes ``DIR/results.json``, its figures and ``DIR/report.md``. A finished
+Each experiment is one module of ``hlsm/sims/`` and runs as its own process
+(``python -m hlsm.sims.<name> --scale S --out DIR``; the library never imports them), so a
+reproduction works from an installed package as from a checkout. It writes ``DIR/results.json``,
+its figures and ``DIR/report.md``. A finished
 experiment leaves ``DIR/.done-<scale>.json`` (its wall time) and is skipped on the next call, so a
 killed reproduction resumes where it stopped; ``force`` reruns everything. A failing experiment is
 reported with the tail of its log and does not stop the others. The reports are then assembled into
-``docs/results.md`` with the figures copied to ``docs/figures/results/<name>/``.
+``docs/results.md`` with the figures copied to ``docs/figures/results/<name>/`` (both relative to
+the working directory unless ``runs`` / ``docs`` say otherwise).
 """
 
 from __future__ import annotations
@@ -71,8 +74,12 @@ def _done_marker(out: Path, scale: str) -> Path:
     return out / f".done-{scale}.json"
 
 
-def run_experiment(name: str, scale: str, sims: Path, out: Path, *, force: bool = False) -> Outcome:
-    """Run ``sims/<name>.py`` at ``scale`` into ``out`` unless a finished run is there."""
+PACKAGE = "hlsm.sims"
+"""The package whose modules are the experiments."""
+
+
+def run_experiment(name: str, scale: str, out: Path, *, force: bool = False, package: str = PACKAGE) -> Outcome:
+    """Run ``python -m <package>.<name>`` at ``scale`` into ``out`` unless a finished run is there."""
     marker = _done_marker(out, scale)
     if marker.exists() and not force:
         return Outcome(name, "cached", float(json.loads(marker.read_text())["wall_s"]))
@@ -81,7 +88,7 @@ def run_experiment(name: str, scale: str, sims: Path, out: Path, *, force: bool 
     start = time.perf_counter()
     with open(out / "log.txt", "w") as log:
         proc = subprocess.run(
-            [sys.executable, str(sims / f"{name}.py"), "--scale", scale, "--out", str(out)],
+            [sys.executable, "-m", f"{package}.{name}", "--scale", scale, "--out", str(out)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -155,31 +162,35 @@ def write_results(scale: str, outcomes: Sequence[Outcome], runs: Path, docs: Pat
 def reproduce(
     scale: str,
     *,
-    root: str | Path = ".",
     runs: str | Path | None = None,
     docs: str | Path | None = None,
     only: Sequence[str] | None = None,
     force: bool = False,
     echo: bool = True,
+    package: str = PACKAGE,
 ) -> tuple[Path, list[Outcome]]:
-    """Run the experiments (all, or ``only``) at ``scale`` and write ``docs/results.md``."""
+    """Run the experiments (all, or ``only``) at ``scale`` and write ``docs/results.md``.
+
+    ``runs`` defaults to ``runs/reproduce-<scale>`` and ``docs`` to ``docs``, under the working
+    directory: from a checkout that regenerates the repository's ``docs/results.md``; elsewhere it
+    makes those two folders where it is run.
+    """
     if scale not in SCALES:
         raise ReproduceError(f"unknown scale {scale!r}; use one of {SCALES}")
-    root = Path(root)
-    sims = root / "sims"
-    if not sims.is_dir():
-        raise ReproduceError(f"no sims/ folder under '{root}': run hlsm reproduce from a checkout of the repository")
     names = list(only or EXPERIMENTS)
-    unknown = [n for n in names if n not in EXPERIMENTS or not (sims / f"{n}.py").exists()]
+    unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise ReproduceError(f"unknown experiment(s) {unknown}; choose from {list(EXPERIMENTS)}")
-    runs_dir = Path(runs) if runs is not None else root / "runs" / f"reproduce-{scale}"
-    docs_dir = Path(docs) if docs is not None else root / "docs"
+    runs_dir = Path(runs) if runs is not None else Path("runs") / f"reproduce-{scale}"
+    docs_dir = Path(docs) if docs is not None else Path("docs")
+    for option, folder in (("--runs", runs_dir), ("--docs", docs_dir)):
+        if folder.exists() and not folder.is_dir():
+            raise ReproduceError(f"{option} '{folder}' is a file; give a folder (it is made if missing)")
     outcomes = []
     for name in names:
         if echo:
             print(f"[reproduce] {name} ({scale}) ...", flush=True)
-        outcome = run_experiment(name, scale, sims, runs_dir / name, force=force)
+        outcome = run_experiment(name, scale, runs_dir / name, force=force, package=package)
         if echo:
             print(f"[reproduce] {name}: {outcome.status} in {outcome.wall_s / 60:.1f} min", flush=True)
         outcomes.append(outcome)

@@ -4,7 +4,7 @@ A grid file is TOML::
 
     [sweep]
     kind = "fit"                             # fit (hlsm fit) | identify | sft (hlsm train sft)
-    base = "sims/designs/fit_control.toml"   # the design or config every cell starts from
+    base = "example:fit_control"             # the design or config every cell starts from
     out = "runs/sweep"
     backend = "local"                        # local: a process pool; ray: Ray tasks
     workers = 2                              # local: processes

@@ -10,6 +10,7 @@ and where the case allows it the fix), no ``Traceback``, and no new file left be
 
 from __future__ import annotations
 
+import argparse
 import io
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import pytest
 import torch
 
 from hlsm.app.cli import build_parser, main
+from hlsm.examples import CONFIGS
 
 SPEC = """
 [spec]
@@ -56,8 +58,8 @@ CORPUS_LINE = (
     'restart:reverse", "routing": [0, 1], "skill": [2, 0], "states": ["ba", "cb", "ab"], "mask": [true, true]}'
 )
 
-SFT = (Path(__file__).resolve().parents[2] / "configs" / "sft_tiny.toml").read_text()
-RL = (Path(__file__).resolve().parents[2] / "configs" / "rl_tiny.toml").read_text()
+SFT = (CONFIGS / "sft_tiny.toml").read_text()
+RL = (CONFIGS / "rl_tiny.toml").read_text()
 
 SUBCOMMANDS = (
     "modules",
@@ -65,6 +67,9 @@ SUBCOMMANDS = (
     "identify",
     "fit",
     "quickstart",
+    "examples list",
+    "examples show",
+    "examples copy",
     "train sft",
     "train rl",
     "evaluate",
@@ -437,6 +442,18 @@ CASES: list[Case] = [
     Case("evaluate-truncated-ckpt", lambda t: ["evaluate", "--ckpt", truncated_pt(t)], "{tmp}/truncated.pt"),
     Case("evaluate-foreign-ckpt", lambda t: ["evaluate", "--ckpt", foreign_pt(t)], "{tmp}/foreign.pt"),
     Case("evaluate-zero-examples", lambda t: ["evaluate", "--ckpt", "x", "--examples", "0"], "positive number"),
+    # -- examples (and example:NAME wherever a file is expected)
+    Case("examples_list-extra-argument", lambda t: ["examples", "list", "c2"], "unrecognized arguments: c2"),
+    Case("examples_show-unknown", lambda t: ["examples", "show", "c9"], "no example named 'c9'; the examples are"),
+    Case(
+        "examples_copy-would-overwrite",
+        lambda t: ["examples", "copy", "fit_tiny", "--to", str(Path(write(t, "fit_tiny.toml", "mine\n")).parent)],
+        "fit_tiny.toml already exist(s); choose another folder or pass --overwrite",
+    ),
+    Case("examples_copy-empty-to", lambda t: ["examples", "copy", "--to", " "], "--to is empty"),
+    Case("examples_copy-to-a-file", lambda t: ["examples", "copy", "--to", write(t, "f", "")], "{tmp}/f"),
+    Case("identify-unknown-example", lambda t: ["identify", "--design", "example:c9"], "no example named 'c9'"),
+    Case("sft-unknown-example", lambda t: ["train", "sft", "--config", "example:sft_huge"], "'sft_huge'"),
     # -- probe
     Case("probe-missing-ckpt", lambda t: ["probe", "--ckpt", str(t / "run")], "{tmp}/run"),
     Case("probe-text-ckpt", lambda t: ["probe", "--ckpt", write(t, "c.pt", "hello\n")], "{tmp}/c.pt"),
@@ -444,10 +461,14 @@ CASES: list[Case] = [
     Case("probe-foreign-ckpt", lambda t: ["probe", "--ckpt", foreign_pt(t)], "{tmp}/foreign.pt"),
     Case("probe-zero-examples", lambda t: ["probe", "--ckpt", "x", "--examples", "0"], "positive number"),
     # -- reproduce
-    Case("reproduce-outside-checkout", lambda t: ["reproduce", "--runs", str(t)], "run hlsm reproduce from a checkout"),
+    Case(
+        "reproduce-runs-is-a-file",
+        lambda t: ["reproduce", "--runs", write(t, "f", ""), "--docs", str(t)],
+        "is a file; give a folder",
+    ),
     Case(
         "reproduce-unknown-experiment",
-        lambda t: ["reproduce", "--only", "no_such_sim", "--runs", str(t)] + [str((t / "sims").mkdir())][:0],
+        lambda t: ["reproduce", "--only", "no_such_sim", "--runs", str(t)],
         "unknown experiment(s) ['no_such_sim']",
     ),
     Case("reproduce-bad-scale", lambda t: ["reproduce", "--scale", "huge"], "invalid choice: 'huge'"),
@@ -615,12 +636,12 @@ def test_every_subcommand_has_a_case() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     commands = set()
     for name, p in sub.choices.items():  # type: ignore[union-attr]
-        nested = [a for a in p._actions if a.dest == "stage"]
+        nested = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
         commands |= {f"{name} {s}" for s in nested[0].choices} if nested else {name}  # type: ignore[union-attr]
     assert commands == set(SUBCOMMANDS)
     covered = {c.id.split("-")[0] for c in CASES}
-    prefix = {"train sft": "sft", "train rl": "rl"}
-    assert not [c for c in SUBCOMMANDS if prefix.get(c, c) not in covered]
+    prefix = {"train sft": "sft", "train rl": "rl"}  # the others: "examples show" -> "examples_show"
+    assert not [c for c in SUBCOMMANDS if prefix.get(c, c.replace(" ", "_")) not in covered]
 
 
 @pytest.mark.parametrize(

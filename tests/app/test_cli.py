@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hlsm.app.cli import main
+from hlsm.examples import DESIGNS
 from hlsm.simulate import read_jsonl
 from hlsm.spec import Spec
 
@@ -226,7 +227,6 @@ def test_custom_skill_flows_through_the_cli_simulator(tmp_path: Path) -> None:
         unregister("double_first")
 
 
-DESIGNS = Path(__file__).resolve().parents[2] / "sims" / "designs"
 
 
 def test_identify_json_on_example_design(capsys: pytest.CaptureFixture[str]) -> None:
@@ -310,3 +310,15 @@ def test_identify_contradictory_corpus_exits_2(tmp_path: Path, capsys: pytest.Ca
     )
     assert main(["identify", "--design", str(design), "--class", "lib"]) == 2
     assert "no library module fits" in capsys.readouterr().err
+
+
+def test_examples_list_names_every_example_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    from hlsm.examples import examples
+
+    assert main(["examples", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("designs:") < out.index("training configs:") < out.index("sweep grids:")
+    assert all(f"  {name} " in out for name in examples())
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert main(["identify", "--design", "example:c5_rl_outside", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["generalisation_set_size"] > 0

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from hlsm.app.cli import main
+from hlsm.examples import CONFIGS, DESIGNS
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"tokens_per_s", "elapsed_s", "wall_s", "seconds", "time_s"}
@@ -32,7 +33,7 @@ def test_simulate_is_byte_identical(tmp_path: Path) -> None:
 
 
 def test_fit_metrics_are_identical(tmp_path: Path) -> None:
-    design = str(ROOT / "sims" / "designs" / "fit_control.toml")
+    design = str(DESIGNS / "fit_control.toml")
     for name in ("a", "b"):
         assert main(["fit", "--design", design, "--out", str(tmp_path / name), "--quiet"]) == 0
     a, b = ((tmp_path / n / "metrics.json").read_text() for n in ("a", "b"))
@@ -47,7 +48,7 @@ def _train(out: Path) -> list[str]:
         "train",
         "sft",
         "--config",
-        str(ROOT / "configs" / "sft_tiny.toml"),
+        str(CONFIGS / "sft_tiny.toml"),
         "--out",
         str(out),
     ]

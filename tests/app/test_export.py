@@ -12,6 +12,7 @@ from hlsm.app.cli import main
 from hlsm.app.export import export_design, load_export_design, score_generations
 from hlsm.app.rewards import compute_score, hlsm_reward, judge
 from hlsm.design import DesignConfig, make_design
+from hlsm.examples import DESIGNS
 from hlsm.lm.evaluate import design_splits
 from hlsm.programs import Program, execute_one
 from hlsm.spec import Spec
@@ -198,7 +199,7 @@ def test_score_generations_per_split(exported: Path, tmp_path: Path) -> None:
 
 def test_one_design_schema_for_identify_fit_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped fit_tiny design (explicit [sft], [rl], [candidates], a [fit] section) runs through all three."""
-    design = Path(__file__).resolve().parents[2] / "sims" / "designs" / "fit_tiny.toml"
+    design = DESIGNS / "fit_tiny.toml"
     assert main(["identify", "--design", str(design), "--json"]) == 0
     identified = json.loads(capsys.readouterr().out)
     out = tmp_path / "export"

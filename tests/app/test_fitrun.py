@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from hlsm.app.cli import main
+from hlsm.examples import DESIGNS
 from hlsm.programs import Program
 from hlsm.simulate import simulate, write_jsonl
 from hlsm.spec import Spec
 
-DESIGNS = Path(__file__).resolve().parents[2] / "sims" / "designs"
 SPEC_TEXT = """
 [spec]
 alphabet = 3

@@ -1,20 +1,20 @@
-"""Every script in sims/ runs with a tiny config; a sim missing from this list fails the test."""
+"""Every experiment of hlsm.sims runs with a tiny config; an experiment missing from this list fails the test."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+import hlsm.sims
 from hlsm.app.reproduce import EXPERIMENTS
 from hlsm.lm.presets import scale_preset
 
-SIMS = Path(__file__).resolve().parents[2] / "sims"
+SIMS = Path(hlsm.sims.__file__).parent
 
 TINY: dict[str, dict[str, Any]] = {
     "verify_claims": {"designs": 2, "stress_designs": 1, "budget_designs": 1, "budgets": (0, 1), "finite_designs": 1},
@@ -32,12 +32,7 @@ TINY: dict[str, dict[str, Any]] = {
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"sims_{name}", SIMS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"hlsm.sims.{name}")
 
 
 def test_every_sim_is_listed() -> None:

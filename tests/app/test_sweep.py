@@ -11,8 +11,9 @@ import pytest
 from hlsm.app.cli import main
 from hlsm.app.sweep import SweepError, apply_overrides, cell_id, cells, load_grid, run_sweep
 from hlsm.config import ConfigError
+from hlsm.examples import DESIGNS
 
-DESIGN = Path(__file__).resolve().parents[2] / "sims" / "designs" / "fit_control.toml"
+DESIGN = DESIGNS / "fit_control.toml"
 
 
 def _grid(tmp_path: Path, backend: str = "local", workers: int = 1, extra: str = "") -> Path:

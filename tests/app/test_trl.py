@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hlsm.app.cli import main
+from hlsm.examples import DESIGNS
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,7 +24,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),
 ]
 
-DESIGN = Path(__file__).resolve().parents[2] / "sims" / "designs" / "fit_tiny.toml"
+DESIGN = DESIGNS / "fit_tiny.toml"
 
 
 def _char_tokenizer(texts: list[str]):  # type: ignore[no-untyped-def]

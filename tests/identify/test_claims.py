@@ -1,17 +1,17 @@
 """Propositions C1–C5 (theory/identifiability.md) checked against the brute-force oracle.
 
 Every row whose claim does not start with ``rate:`` is a theorem: it must agree on every design.
-``sims/verify_claims.py`` runs the same checks on hundreds of designs.
+``hlsm/sims/verify_claims.py`` runs the same checks on hundreds of designs.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from hlsm.app.designfile import load_design
+from hlsm.examples import DESIGNS
 from hlsm.identify.claims import (
     TinyDesign,
     check_c1,
@@ -43,7 +43,6 @@ def test_propositions_hold_on_random_designs(seed: int) -> None:
     assert [r for r in theorems if not r.agrees] == []
 
 
-DESIGNS = Path(__file__).resolve().parents[2] / "sims" / "designs"
 
 
 def test_c3b_depth_one_data_cannot_separate_equal_restrictions() -> None:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from hlsm.app.designfile import load_design
+from hlsm.examples import DESIGNS
 from hlsm.identify.checker import identify
 from hlsm.identify.claims import random_design
 from hlsm.identify.hlib import ContradictionError
 from hlsm.programs import Program
 from hlsm.simulate import concat, population_corpus
 from hlsm.spec import Spec
-
-DESIGNS = Path(__file__).resolve().parents[2] / "sims" / "designs"
 
 
 @pytest.mark.parametrize("seed", range(8))

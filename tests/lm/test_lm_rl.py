@@ -21,6 +21,7 @@ from hlsm.app.cli import main
 from hlsm.config import ConfigError, load_toml
 from hlsm.design import DesignConfig, make_design
 from hlsm.errors import HLSMError
+from hlsm.examples import CONFIGS
 from hlsm.lm.checkpoint import load_checkpoint
 from hlsm.lm.dataset import Source
 from hlsm.lm.model import GPT, GPTConfig
@@ -37,7 +38,6 @@ from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
 from hlsm.stats import Accuracy
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RL_TINY = CONFIGS / "rl_tiny.toml"
 
 

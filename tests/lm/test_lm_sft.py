@@ -22,6 +22,7 @@ from hlsm.app.cli import main
 from hlsm.config import load_toml
 from hlsm.design import DesignConfig, make_design
 from hlsm.errors import HLSMError
+from hlsm.examples import CONFIGS
 from hlsm.lm.checkpoint import CheckpointError, load_checkpoint
 from hlsm.lm.data import TaskFormat, make_tokenizer
 from hlsm.lm.dataset import SourceConfig, resolve_source, sample_examples
@@ -33,7 +34,6 @@ from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
 from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY = CONFIGS / "sft_tiny.toml"
 
 

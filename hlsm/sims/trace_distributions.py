@@ -32,7 +32,7 @@ show the compound arm's splits plus the atomic arm's RL split; ``results.json`` 
 Writes ``runs/trace_distributions/`` (or ``--out``): ``config.json``, ``results.json``, and the figures
 ``module_usage.png`` and ``answer_statistics.png``, drawn from ``results.json`` only.
 
-Usage: ``python sims/trace_distributions.py [--scale tiny|cpu|gpu] [--out DIR]``
+Usage: ``python -m hlsm.sims.trace_distributions [--scale tiny|cpu|gpu] [--out DIR]``
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def report(results: dict[str, Any]) -> str:
             )
     return "\n".join(
         [
-            "## Trace distributions of the default supports (`sims/trace_distributions.py`)\n",
+            "## Trace distributions of the default supports (`hlsm/sims/trace_distributions.py`)\n",
             "What the simulator produces for the default library (A = 8, n = 6, 24 skills, 10 routings): the",
             "supports' depth, the share of programs with a many-to-one skill, and the answer entropy given the",
             f"program (bits, cap {results['entropy_cap_bits']:.0f}) without and with corruption eps = {eps[-1]}.",

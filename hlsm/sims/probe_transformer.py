@@ -201,8 +201,7 @@ def _check(
     diffs = []
     for seed in sorted(set(measures[a]) & set(measures[b])):
         va, vb = _value(measures[a][seed], measure, group), _value(measures[b][seed], measure, group)
-        ok = va is not None and vb is not None
-        diffs.append(PairedDifference(0, va - vb if ok else None, None))
+        diffs.append(PairedDifference(0, va - vb if va is not None and vb is not None else None, None))
     verdict = seed_verdict(diffs)
     return {
         "contrast": contrast,
@@ -244,7 +243,7 @@ def report(results: dict[str, Any]) -> str:
     groups = ("first", "seen", "rl", "never", "depth 4")
     gate = results.get("calibration") or {}
     lines = [
-        f"## {(__doc__ or '').splitlines()[0]} (`sims/{Path(__file__).name}`)\n",
+        f"## {(__doc__ or '').splitlines()[0]} (`hlsm/sims/{Path(__file__).name}`)\n",
         (__doc__ or "\n\n").split("\n\n")[2].replace("\n", " ") + "\n",
         "The checkpoints are `finding1_rl_data`'s (seeds "
         + ", ".join(gate)

@@ -198,7 +198,7 @@ def report(results: dict[str, Any]) -> str:
     vi_ok = all((s["vi_checker_agreement"] or 0) >= 0.9 for s in results["summary"].values())
     return "\n".join(
         [
-            "## Three views of identifiability (`sims/three_views.py`)\n",
+            "## Three views of identifiability (`hlsm/sims/three_views.py`)\n",
             (__doc__ or "").split("\n\n")[1],
             f"\nScale `{results['config']['scale']}`, seeds {results['config']['seeds']}; held-out skill "
             f"{', '.join(HELD_OUT)}; a program is solved by the transformer at greedy accuracy >= {SOLVED:.0%}. SFT "

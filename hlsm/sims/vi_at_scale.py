@@ -1,7 +1,7 @@
 """Variational recovery at the default library's scale (|X| = 262,144): does the Bayesian view still match?
 
 Question: on the default library (A = 8, n = 6, 24 skills, 10 routings), with the drawn design of
-``sims/designs/default_library.toml`` (golden SFT traces of every atom and 200 depth-3 programs,
+``example:default_library`` (golden SFT traces of every atom and 200 depth-3 programs,
 answer-only RL traces of 100 programs outside SFT, corruption 0.05), does a MAP fit with restarts,
 scored by the scalable likelihood (``hlsm.infer.scalable``: no |X|-sized table, certified bounds
 where it cannot be exact), recover every binding and call the same candidates identified as the
@@ -31,9 +31,10 @@ from typing import Any
 from hlsm.app.designfile import parse_design
 from hlsm.app.fitrun import run_fit
 from hlsm.app.report import markdown_table, percent
+from hlsm.examples import example_path
 from hlsm.io import write_json, write_text
 
-DESIGN = Path(__file__).resolve().parent / "designs" / "default_library.toml"
+DESIGN = example_path("default_library")
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def report(results: dict[str, Any]) -> str:
     )
     fit = results["fit"]
     lines = [
-        "## Variational recovery at the default library's scale (`sims/vi_at_scale.py`)\n",
+        "## Variational recovery at the default library's scale (`hlsm/sims/vi_at_scale.py`)\n",
         "Claim: on the default library (|X| = 262,144) the fit recovers every binding and agrees with the",
         "exact H-lib checker on at least 95% of the candidates, within 10 minutes on 2 cores: "
         f"**{held}** (bindings {percent(s['binding_accuracy'])}, agreement {percent(agreement or 0.0)} of "

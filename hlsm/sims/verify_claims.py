@@ -12,7 +12,7 @@ comparison of compound against atomic RL in H-tab.
 Writes ``runs/verify_claims/``: ``config.json``, ``results.json``, ``agreement.md``,
 ``budget.png`` and ``report.md``.
 
-Usage: ``python sims/verify_claims.py [--scale tiny|cpu|gpu] [--designs 200] [--budget-designs 30]
+Usage: ``python -m hlsm.sims.verify_claims [--scale tiny|cpu|gpu] [--designs 200] [--budget-designs 30]
 [--out runs/verify_claims]``. The scales size the run for ``hlsm reproduce`` (tiny: seconds; cpu: a
 few minutes on 2 cores; gpu: the full 200 random + 60 per stress family); explicit counts override.
 """
@@ -154,7 +154,7 @@ def budget_curves(cfg: Config) -> dict[str, Any]:
     for i in tqdm(range(cfg.budget_designs), desc="budget"):
         rng = random.Random(10_000 + i)
         spec = random_spec(rng)
-        compound = set()
+        compound: set[Program] = set()
         while len(compound) < 4:
             compound.add(random_program(rng, spec, 2))
         for sft_kind in ("all atoms", "missing atoms"):
@@ -234,7 +234,11 @@ def _finite_corpus(design: TinyDesign, inputs: int, seed: int) -> Any:
 def main(cfg: Config) -> dict[str, Any]:
     out = Path(cfg.out)
     start = time.perf_counter()
-    results = {"verify": verify(cfg), "budget": budget_curves(cfg), "finite_sample_tab": finite_sample(cfg)}
+    results: dict[str, Any] = {
+        "verify": verify(cfg),
+        "budget": budget_curves(cfg),
+        "finite_sample_tab": finite_sample(cfg),
+    }
     results["wall_s"] = round(time.perf_counter() - start, 1)
     write_json(out / "config.json", asdict(cfg))
     write_json(out / "results.json", results)
@@ -249,7 +253,7 @@ def main(cfg: Config) -> dict[str, Any]:
     return results
 
 
-SCALES = {
+SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"designs": 4, "stress_designs": 2, "budget_designs": 2, "finite_designs": 4},
     "cpu": {"designs": 24, "stress_designs": 6, "budget_designs": 10, "finite_designs": 20},
     "gpu": {"designs": 200, "stress_designs": 60, "budget_designs": 30, "finite_designs": 100},
@@ -271,7 +275,7 @@ def write_report(results: dict[str, Any], cfg: Config, out: Path) -> Path:
     finite = results["finite_sample_tab"]
     total = finite["total_G"]
     lines = [
-        f"## {__doc__.splitlines()[0]} (`sims/{Path(__file__).name}`)\n",
+        f"## {__doc__.splitlines()[0]} (`hlsm/sims/{Path(__file__).name}`)\n",
         __doc__.split("\n\n")[1],
         f"\n{cfg.designs} random designs and {cfg.stress_designs} per stress family ({', '.join(STRESS_FAMILIES)}); "
         f"designs over the oracle's budget skipped: {skipped}. Lowest agreement over all checks: {lowest}.\n",

@@ -14,7 +14,7 @@ change the seen pairs), so their comparison is unpaired: mean with a 95% t inter
 RL - SFT differences are paired within each design.
 
 Writes ``runs/finding4_sft_coverage/``: ``config.json``, ``results.json``, ``accuracy.png``.
-Usage: ``python sims/finding4_sft_coverage.py --scale cpu [--missing swap_pairs complement]``.
+Usage: ``python -m hlsm.sims.finding4_sft_coverage --scale cpu [--missing swap_pairs complement]``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ DEFAULT_MISSING = {"tiny": ("rotate_right",), "cpu": ("swap_pairs", "complement"
 OUTSIDE = {"rl_kind": "compound", "rl_inside": False}
 
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     ("full sft + rl outside - full sft", "unseen", "RL outside helps after full-coverage SFT"),

@@ -14,7 +14,7 @@ atomic programs. Per seed: accuracy +- binomial SE; across seeds: mean with a 95
 paired compound - atomic and RL - SFT differences on the same examples.
 
 Writes ``runs/finding1_rl_data/``: ``config.json``, ``results.json`` (with the published figure
-beside ours), ``accuracy.png``. Usage: ``python sims/finding1_rl_data.py --scale cpu``.
+beside ours), ``accuracy.png``. Usage: ``python -m hlsm.sims.finding1_rl_data --scale cpu``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ ARMS = (
 SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "atomic")}
 
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     ("sft+rl compound - sft+rl atomic", "unseen", "compound RL > atomic RL on unseen depth-3 compositions"),

@@ -16,7 +16,7 @@ program. Per seed: accuracy +- binomial SE; across seeds: mean with a 95% t inte
 composed - atom differences on the same examples.
 
 Writes ``runs/finding2_interfaces/``: ``config.json``, ``results.json``, ``accuracy.png``.
-Usage: ``python sims/finding2_interfaces.py --scale cpu [--held-out swap_pairs]``.
+Usage: ``python -m hlsm.sims.finding2_interfaces --scale cpu [--held-out swap_pairs]``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hlsm.lm.summary import ExperimentSummary, uses_skills
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
 
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     (

@@ -12,7 +12,7 @@ cached run as finding 1's compound arm). Per seed: accuracy +- binomial SE; acro
 a 95% t interval; paired outside - inside differences on the same examples.
 
 Writes ``runs/finding3_rl_support/``: ``config.json``, ``results.json``, ``accuracy.png``.
-Usage: ``python sims/finding3_rl_support.py --scale cpu``.
+Usage: ``python -m hlsm.sims.finding3_rl_support --scale cpu``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ARMS = (
 SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "atomic")}
 
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     ("sft+rl outside - sft+rl inside", "unseen", "RL outside > RL inside on unseen compositions"),

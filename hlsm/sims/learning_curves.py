@@ -13,7 +13,7 @@ on the same examples; at each point the per-seed differences compound - atomic a
 theory panel is the G-against-budget curve saved by `verify_claims` in the same runs folder.
 
 Writes ``runs/learning_curves/``: ``config.json``, ``results.json``, ``learning_curves.png``,
-``report.md``. Usage: ``python sims/learning_curves.py --scale cpu``.
+``report.md``. Usage: ``python -m hlsm.sims.learning_curves --scale cpu``.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def main(cfg: Config) -> dict[str, Any]:
     write_json(out / "results.json", results)
     figure = plot_learning_curves(curves, budget, out / "learning_curves.png", splits)
     lines = [
-        f"## {(__doc__ or '').splitlines()[0]} (`sims/{Path(__file__).name}`)\n",
+        f"## {(__doc__ or '').splitlines()[0]} (`hlsm/sims/{Path(__file__).name}`)\n",
         (__doc__ or "\n\n").split("\n\n")[1],
         "",
         f"![learning curves]({figure.name})",
@@ -146,7 +146,8 @@ def main(cfg: Config) -> dict[str, Any]:
         ]
     if budget is None:
         lines.append(
-            f"The theory panel is missing: no `{theory}` (run `sims/verify_claims.py` into the same runs folder)."
+            f"The theory panel is missing: no `{theory}` "
+            "(run `hlsm reproduce --only verify_claims` with the same `--runs`)."
         )
     write_text(out / "report.md", "\n".join(lines))
     return results
