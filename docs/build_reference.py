@@ -23,6 +23,8 @@ from types import ModuleType
 from typing import Any
 
 PACKAGE = "hlsm"
+INSTALLED = Path(importlib.import_module(PACKAGE).__file__ or "").resolve().parents[1]
+"""The folder that holds the package: a path under it is shown as ``<site-packages>/hlsm/...``."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "reference"
 
 
@@ -136,6 +138,7 @@ def _entry(qualname: str, obj: Any, doc: str = "") -> list[str]:
         lines += _fenced(_docstring(obj))
     else:
         value = re.sub(r" at 0x[0-9a-f]+", "", repr(obj))  # no memory addresses: the page is the same every build
+        value = value.replace(f"'{INSTALLED}/", "'<site-packages>/")  # nor this machine's paths
         value = value if len(value) <= 300 else value[:297] + "..."
         lines = [f"### `{qualname}`", "", f"`{type(obj).__name__}`, value:", ""]
         lines += _fenced(value)

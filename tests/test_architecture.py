@@ -1,11 +1,12 @@
 """The layer contract (DESIGN section 4), read from the source: imports point down only.
 
 ``core`` (``hlsm/*.py``, ``hlsm/examples``) <- ``identify``, ``infer``, ``lm`` <- ``app`` <- ``sims``
-(the experiments, run as processes by ``hlsm reproduce``; nothing imports them). ``infer`` and ``lm`` may use
-``identify`` (the checker's verdicts); ``identify`` and ``lm`` never use ``infer`` (no Pyro on the
-transformer side); nothing but the entry point ``hlsm/__main__.py`` imports ``app``. Imports inside
-functions count; imports under ``if TYPE_CHECKING:`` do not (they never run). Third-party packages
-are held to their layer too: Pyro and ArviZ in ``infer`` only, networkx out of the core.
+(the experiments, run as processes by ``hlsm reproduce``; nothing imports them). ``infer`` and
+``lm`` may use ``identify`` (the checker's verdicts); ``identify`` and ``lm`` never use ``infer``
+(no Pyro on the transformer side); nothing but the entry point ``hlsm/__main__.py`` and the
+experiments imports ``app``. Imports inside functions count; imports under ``if TYPE_CHECKING:`` do
+not (they never run). Third-party packages are held to their layers too (:data:`THIRD_PARTY`):
+Pyro and ArviZ in ``infer`` and above, networkx out of the core.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Subcommands: ``modules``, ``simulate``, ``identify``, ``fit``, ``quickstart``, ``examples``,
 ``train sft``, ``train rl``, ``evaluate``, ``probe``, ``reproduce``, ``sweep``, ``export``,
-``bench``. Every file option accepts ``example:NAME`` for a packaged example
-(:mod:`hlsm.examples`). Bad
+``bench``. The design, config and grid options read ``example:NAME`` as the packaged example of
+that name (:mod:`hlsm.examples`; ``hlsm examples list``). Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 
@@ -433,7 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_identify)
 
     p = sub.add_parser("fit", help="fit bindings and tables by MAP with restarts; compare with the checker")
-    p.add_argument("--design", required=True, help="design TOML file with optional [fit] and [nuts] sections")
+    p.add_argument(
+        "--design", required=True, help="design TOML file with optional [fit] and [nuts] sections, or example:NAME"
+    )
     p.add_argument("--data", help="a JSONL corpus (hlsm simulate output) to fit instead of the design's own data")
     p.add_argument("--out", required=True, help="output folder (params.pt, metrics.json, figures)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -534,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("export", help="write a design's RL and evaluation prompts as parquet for verl or TRL")
-    p.add_argument("--design", required=True, help="TOML with [spec], [design] and optional [format]")
+    p.add_argument("--design", required=True, help="TOML with [spec], [design] and optional [format], or example:NAME")
     p.add_argument("--format", required=True, choices=("verl", "trl"), help="column layout of the trainer")
     p.add_argument("--out", required=True, help="output folder (train.parquet, test.parquet, export.json)")
     p.add_argument("--inputs", type=_positive, default=1, help="random inputs x0 per program (default 1)")

@@ -47,6 +47,7 @@ import torch
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, section
 from hlsm.design import DesignConfig, SupportDesign, make_design
+from hlsm.examples import resolve
 from hlsm.limits import MAX_CANDIDATES, check_count
 from hlsm.programs import Program, all_programs
 from hlsm.simulate import Corpus, concat, population_corpus, read_jsonl
@@ -195,4 +196,4 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
 def load_design(path: str | Path) -> IdentifyDesign:
     """Read and validate a design file."""
     path = Path(path)
-    return parse_design(load_toml(path), f"design file '{path}'", path.parent)
+    return parse_design(load_toml(path), f"design file '{path}'", resolve(path).parent)

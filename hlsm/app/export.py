@@ -46,6 +46,7 @@ from hlsm.app.rewards import completion_text, judge
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.design import DesignConfig, SupportDesign, make_design
 from hlsm.errors import HLSMError
+from hlsm.examples import resolve
 from hlsm.io import atomic_write, read_text, write_text
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import derive_seed
@@ -83,7 +84,7 @@ def load_export_design(path: str | Path) -> tuple[Spec, SupportDesign, TaskForma
         fmt = build_dataclass(TaskFormat, {"slots": None, **raw.get("format", {})}, "format")
         listed = any(k in raw for k in ("sft", "rl", "candidates"))
         if listed:
-            parsed = parse_design(raw, f"design file '{path}'", Path(path).parent)
+            parsed = parse_design(raw, f"design file '{path}'", resolve(path).parent)
             spec, design = parsed.spec, support_design(parsed)
         else:
             spec = Spec.from_dict(dict(raw.get("spec", {})))

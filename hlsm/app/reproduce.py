@@ -88,7 +88,9 @@ def run_experiment(name: str, scale: str, out: Path, *, force: bool = False, pac
     start = time.perf_counter()
     with open(out / "log.txt", "w") as log:
         proc = subprocess.run(
-            [sys.executable, "-m", f"{package}.{name}", "--scale", scale, "--out", str(out)],
+            # -P: the working directory is not put on sys.path, so a folder that holds another
+            # hlsm/ (an old checkout, say) cannot shadow the installed package
+            [sys.executable, "-P", "-m", f"{package}.{name}", "--scale", scale, "--out", str(out)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

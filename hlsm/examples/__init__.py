@@ -65,10 +65,12 @@ def _summary(path: Path) -> str:
 
 
 def examples() -> dict[str, Example]:
-    """Every packaged example by name, designs first, each group sorted."""
+    """Every packaged example by name, designs first, each group sorted; names are unique across folders."""
     found: dict[str, Example] = {}
     for kind, folder in FOLDERS.items():
         for path in sorted(folder.glob("*.toml")):
+            if path.stem in found:
+                raise ExampleError(f"two examples are named '{path.stem}': {found[path.stem].path} and {path}")
             text = path.read_text(encoding="utf-8")
             actual = "grid" if kind == "config" and "\n[sweep]" in f"\n{text}" else kind
             found[path.stem] = Example(path.stem, actual, path, _summary(path))

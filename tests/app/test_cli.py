@@ -227,8 +227,6 @@ def test_custom_skill_flows_through_the_cli_simulator(tmp_path: Path) -> None:
         unregister("double_first")
 
 
-
-
 def test_identify_json_on_example_design(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["identify", "--design", str(DESIGNS / "c1_dead_step.toml"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

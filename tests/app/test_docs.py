@@ -51,3 +51,13 @@ def test_relative_links_resolve(page: Path) -> None:
         if not path.exists():
             broken.append(target)
     assert not broken, f"{page.name}: broken relative link(s) {broken}"
+
+
+def test_committed_reference_is_up_to_date(tmp_path: Path) -> None:
+    """docs/reference/ is what the builder writes now: a changed docstring needs `python docs/build_reference.py`."""
+    load_builder().build(tmp_path)
+    built = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
+    committed = {p.name: p.read_text() for p in (DOCS / "reference").glob("*.md")}
+    assert sorted(built) == sorted(committed), "run `python docs/build_reference.py` (pages added or removed)"
+    stale = [name for name in built if built[name] != committed[name]]
+    assert not stale, f"run `python docs/build_reference.py`: stale pages {stale}"

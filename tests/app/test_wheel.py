@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +64,7 @@ def _run(command: list[str], cwd: Path, timeout: float = 600) -> None:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     base = tmp_path_factory.mktemp("wheel")
     dist = base / "dist"
     _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)], cwd=base)
@@ -74,7 +76,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     _run([*pip, "-c", str(ROOT / "constraints.txt"), str(wheel)], cwd=base, timeout=900)
     work = base / "empty"
     work.mkdir()
-    return Installed(venv, work, wheel, sdist)
+    yield Installed(venv, work, wheel, sdist)
+    shutil.rmtree(venv, ignore_errors=True)  # about 1.5 GB; pytest keeps its last three temp folders
 
 
 def test_wheel_and_sdist_carry_the_examples_and_the_experiments(installed: Installed) -> None:
@@ -85,7 +88,8 @@ def test_wheel_and_sdist_carry_the_examples_and_the_experiments(installed: Insta
     with tarfile.open(installed.sdist) as tar:
         prefix = f"hlsm-{__version__}/"
         in_sdist = {n.removeprefix(prefix) for n in tar.getnames()}
-    assert shipped | sims | {"LICENSE", "README.md", "pyproject.toml"} <= in_sdist
+    extras = {"LICENSE", "README.md", "CHANGELOG.md", "CITATION.cff", "pyproject.toml", "constraints.txt", "Makefile"}
+    assert shipped | sims | extras | {"tests/app/test_wheel.py", "theory/README.md", "docs/index.md"} <= in_sdist
     assert installed.wheel.name == f"hlsm-{__version__}-py3-none-any.whl"
 
 

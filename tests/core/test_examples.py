@@ -46,3 +46,14 @@ def test_copy_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
     assert mine.read_text() == example_path("fit_tiny").read_text()
     everything = copy_examples([], tmp_path / "all")
     assert sorted(p.name for p in everything) == sorted(e.path.name for e in examples().values())
+
+
+def test_a_name_in_both_folders_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hlsm.examples
+
+    for kind in ("designs", "configs"):
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "same.toml").write_text("# one\n")
+    monkeypatch.setattr(hlsm.examples, "FOLDERS", {"design": tmp_path / "designs", "config": tmp_path / "configs"})
+    with pytest.raises(ExampleError, match="two examples are named 'same'"):
+        examples()

@@ -43,8 +43,6 @@ def test_propositions_hold_on_random_designs(seed: int) -> None:
     assert [r for r in theorems if not r.agrees] == []
 
 
-
-
 def test_c3b_depth_one_data_cannot_separate_equal_restrictions() -> None:
     """chain and restart agree on one-element histories; add_first (x0 + x0) does not."""
     spec = Spec(alphabet=3, length=2, skills=("reverse", "shift_up"), routings=("chain", "restart", "add_first"))
