@@ -19,14 +19,13 @@ beside ours), ``accuracy.png``. Usage: ``python -m hlsm.sims.finding1_rl_data --
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
-from hlsm.lm.presets import SCALES, scale_preset
 from hlsm.lm.summary import ExperimentSummary
+from hlsm.sims._common import ArmConfig, run_from_command_line
 
 PUBLISHED = {"sft": {"deeper_4": 0.048}, "sft+rl atomic": {"deeper_4": 0.148}, "sft+rl compound": {"deeper_4": 0.426}}
 """Kong et al. (ICML 2026), depth 4 after training at depth 3 (DESIGN section 1, claim 4)."""
@@ -51,22 +50,12 @@ CHECKS = (
 
 
 @dataclass(frozen=True)
-class Config:
-    scale: str = "cpu"
-    seeds: tuple[int, ...] | None = None  # None: the scale's seeds
+class Config(ArmConfig):
     out: str = "runs/finding1_rl_data"
-    cache: str | None = None  # None: <out>/../cache, shared with the other finding sims
-
-    @classmethod
-    def preset(cls, scale: str) -> Config:
-        return cls(scale=scale)
 
 
 def main(cfg: Config) -> ExperimentSummary:
-    scale = scale_preset(cfg.scale)
-    scale = replace(scale, seeds=cfg.seeds or scale.seeds)
-    out = Path(cfg.out)
-    cache = cfg.cache or str(out.parent / "cache")
+    scale, out, cache = cfg.setup()
     contrasts = [("sft+rl compound", "sft+rl atomic"), ("sft+rl compound", "sft"), ("sft+rl atomic", "sft")]
     results = replace(run_and_summarise(ARMS, scale, cache, SPLITS, contrasts), published=PUBLISHED)
     return write_arm_outputs(
@@ -82,11 +71,4 @@ def main(cfg: Config) -> ExperimentSummary:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="cpu")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--out", default=Config.out)
-    parser.add_argument("--cache", default=None)
-    args = parser.parse_args()
-    seeds = tuple(args.seeds) if args.seeds else None
-    main(Config(scale=args.scale, seeds=seeds, out=args.out, cache=args.cache))
+    run_from_command_line(Config, main, __doc__)

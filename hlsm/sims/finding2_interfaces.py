@@ -21,14 +21,14 @@ Usage: ``python -m hlsm.sims.finding2_interfaces --scale cpu [--held-out swap_pa
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
-from hlsm.lm.presets import SCALES, held_out_design, scale_preset
+from hlsm.lm.presets import held_out_design
 from hlsm.lm.summary import ExperimentSummary, uses_skills
+from hlsm.sims._common import ArmConfig, run_from_command_line
 
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
 
@@ -51,24 +51,14 @@ CHECKS = (
 
 
 @dataclass(frozen=True)
-class Config:
-    scale: str = "cpu"
-    held_out: tuple[str, ...] | None = None  # None: DEFAULT_HELD_OUT[scale]
-    seeds: tuple[int, ...] | None = None  # None: the scale's seeds
+class Config(ArmConfig):
     out: str = "runs/finding2_interfaces"
-    cache: str | None = None  # None: <out>/../cache, shared with the other finding sims
-
-    @classmethod
-    def preset(cls, scale: str) -> Config:
-        return cls(scale=scale)
+    held_out: tuple[str, ...] | None = None  # None: DEFAULT_HELD_OUT[scale]
 
 
 def main(cfg: Config) -> ExperimentSummary:
-    scale = scale_preset(cfg.scale)
-    scale = replace(scale, seeds=cfg.seeds or scale.seeds)
+    scale, out, cache = cfg.setup()
     held = list(cfg.held_out or DEFAULT_HELD_OUT[cfg.scale])
-    out = Path(cfg.out)
-    cache = cfg.cache or str(out.parent / "cache")
     design = held_out_design(scale, held, rl_skills=held)
     arms = (
         Arm("sft (full)"),
@@ -103,13 +93,4 @@ def main(cfg: Config) -> ExperimentSummary:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="cpu")
-    parser.add_argument("--held-out", nargs="+", default=None, help="skill names held out of SFT")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--out", default=Config.out)
-    parser.add_argument("--cache", default=None)
-    args = parser.parse_args()
-    seeds = tuple(args.seeds) if args.seeds else None
-    held = tuple(args.held_out) if args.held_out else None
-    main(Config(scale=args.scale, held_out=held, seeds=seeds, out=args.out, cache=args.cache))
+    run_from_command_line(Config, main, __doc__, ("held_out", "skill names held out of SFT"))

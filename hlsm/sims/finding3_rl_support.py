@@ -17,14 +17,13 @@ Usage: ``python -m hlsm.sims.finding3_rl_support --scale cpu``.
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
-from hlsm.lm.presets import SCALES, scale_preset
 from hlsm.lm.summary import ExperimentSummary
+from hlsm.sims._common import ArmConfig, run_from_command_line
 
 ARMS = (
     Arm("sft"),
@@ -44,22 +43,12 @@ CHECKS = (
 
 
 @dataclass(frozen=True)
-class Config:
-    scale: str = "cpu"
-    seeds: tuple[int, ...] | None = None  # None: the scale's seeds
+class Config(ArmConfig):
     out: str = "runs/finding3_rl_support"
-    cache: str | None = None  # None: <out>/../cache, shared with the other finding sims
-
-    @classmethod
-    def preset(cls, scale: str) -> Config:
-        return cls(scale=scale)
 
 
 def main(cfg: Config) -> ExperimentSummary:
-    scale = scale_preset(cfg.scale)
-    scale = replace(scale, seeds=cfg.seeds or scale.seeds)
-    out = Path(cfg.out)
-    cache = cfg.cache or str(out.parent / "cache")
+    scale, out, cache = cfg.setup()
     contrasts = [("sft+rl outside", "sft+rl inside"), ("sft+rl outside", "sft"), ("sft+rl inside", "sft")]
     results = run_and_summarise(ARMS, scale, cache, SPLITS, contrasts)
     return write_arm_outputs(
@@ -74,11 +63,4 @@ def main(cfg: Config) -> ExperimentSummary:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="cpu")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--out", default=Config.out)
-    parser.add_argument("--cache", default=None)
-    args = parser.parse_args()
-    seeds = tuple(args.seeds) if args.seeds else None
-    main(Config(scale=args.scale, seeds=seeds, out=args.out, cache=args.cache))
+    run_from_command_line(Config, main, __doc__)

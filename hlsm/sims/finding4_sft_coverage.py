@@ -19,14 +19,14 @@ Usage: ``python -m hlsm.sims.finding4_sft_coverage --scale cpu [--missing swap_p
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
-from hlsm.lm.presets import SCALES, held_out_design, scale_preset
+from hlsm.lm.presets import held_out_design
 from hlsm.lm.summary import ExperimentSummary, uses_skills
+from hlsm.sims._common import ArmConfig, run_from_command_line
 
 DEFAULT_MISSING = {"tiny": ("rotate_right",), "cpu": ("swap_pairs", "complement"), "gpu": ("swap_pairs", "complement")}
 OUTSIDE = {"rl_kind": "compound", "rl_inside": False}
@@ -46,24 +46,14 @@ CHECKS = (
 
 
 @dataclass(frozen=True)
-class Config:
-    scale: str = "cpu"
-    missing: tuple[str, ...] | None = None  # None: DEFAULT_MISSING[scale]
-    seeds: tuple[int, ...] | None = None  # None: the scale's seeds
+class Config(ArmConfig):
     out: str = "runs/finding4_sft_coverage"
-    cache: str | None = None  # None: <out>/../cache, shared with the other finding sims
-
-    @classmethod
-    def preset(cls, scale: str) -> Config:
-        return cls(scale=scale)
+    missing: tuple[str, ...] | None = None  # None: DEFAULT_MISSING[scale]
 
 
 def main(cfg: Config) -> ExperimentSummary:
-    scale = scale_preset(cfg.scale)
-    scale = replace(scale, seeds=cfg.seeds or scale.seeds)
+    scale, out, cache = cfg.setup()
     missing = list(cfg.missing or DEFAULT_MISSING[cfg.scale])
-    out = Path(cfg.out)
-    cache = cfg.cache or str(out.parent / "cache")
     partial = held_out_design(scale, missing)
     arms = (
         Arm("full sft"),
@@ -94,13 +84,4 @@ def main(cfg: Config) -> ExperimentSummary:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="cpu")
-    parser.add_argument("--missing", nargs="+", default=None, help="skill names missing from SFT")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--out", default=Config.out)
-    parser.add_argument("--cache", default=None)
-    args = parser.parse_args()
-    seeds = tuple(args.seeds) if args.seeds else None
-    missing = tuple(args.missing) if args.missing else None
-    main(Config(scale=args.scale, missing=missing, seeds=seeds, out=args.out, cache=args.cache))
+    run_from_command_line(Config, main, __doc__, ("missing", "skill names missing from SFT"))

@@ -18,9 +18,8 @@ Writes ``runs/learning_curves/``: ``config.json``, ``results.json``, ``learning_
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from hlsm.app.plots import plot_learning_curves
 from hlsm.app.report import markdown_table
 from hlsm.io import write_json, write_text
 from hlsm.lm.experiment import Arm, run_and_summarise
-from hlsm.lm.presets import SCALES, scale_preset
+from hlsm.sims._common import ArmConfig, run_from_command_line
 from hlsm.stats import t_interval
 
 ARMS = (
@@ -40,16 +39,9 @@ SPLITS = ("unseen", "deeper_4")
 
 
 @dataclass(frozen=True)
-class Config:
-    scale: str = "cpu"
-    seeds: tuple[int, ...] | None = None  # None: the scale's seeds
+class Config(ArmConfig):
     out: str = "runs/learning_curves"
-    cache: str | None = None  # None: <out>/../cache, shared with the finding sims
     theory: str | None = None  # verify_claims' results.json; None: <out>/../verify_claims/results.json
-
-    @classmethod
-    def preset(cls, scale: str) -> Config:
-        return cls(scale=scale)
 
 
 CAPTION = (
@@ -92,10 +84,7 @@ def _contrast(
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    scale = scale_preset(cfg.scale)
-    scale = replace(scale, seeds=cfg.seeds or scale.seeds)
-    out = Path(cfg.out)
-    cache = cfg.cache or str(out.parent / "cache")
+    scale, out, cache = cfg.setup()
     summary = run_and_summarise(ARMS, scale, cache, {s: (s, None) for s in SPLITS})
     curves = {arm: {s: [p.to_dict() for p in pts] for s, pts in by.items()} for arm, by in summary.curves.items()}
     theory = Path(cfg.theory) if cfg.theory else out.parent / "verify_claims" / "results.json"
@@ -154,10 +143,4 @@ def main(cfg: Config) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="cpu")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--out", default=Config.out)
-    parser.add_argument("--cache", default=None)
-    args = parser.parse_args()
-    main(Config(scale=args.scale, seeds=tuple(args.seeds) if args.seeds else None, out=args.out, cache=args.cache))
+    run_from_command_line(Config, main, __doc__)

@@ -17,7 +17,6 @@ Every verdict is over seeds (per-seed differences, t interval).
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from hlsm.lm.policy import load_policy
 from hlsm.lm.presets import scale_preset
 from hlsm.lm.probe import ProbeTraces, sample_traces
 from hlsm.lm.records import curve_checkpoints, read_curve
+from hlsm.sims._common import preset_from_command_line
 from hlsm.stats import PairedDifference, seed_verdict, t_interval
 
 ARMS = (
@@ -331,12 +331,5 @@ def report(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="cpu", choices=("tiny", "cpu", "gpu"))
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    config = Config.preset(args.scale)
-    if args.out:
-        config = Config(**{**asdict(config), "out": args.out})
-    res = main(config)
+    res = main(preset_from_command_line(Config, __doc__))
     print(json.dumps(res["checks"], indent=2))

@@ -19,7 +19,6 @@ Writes ``runs/three_views/``: ``config.json``, ``results.json`` (per program: th
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from hlsm.lm.presets import GATE, SCALES, ExperimentScale, held_out_design, scal
 from hlsm.lm.records import EvaluationRecord
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.runtime import torch_threads
+from hlsm.sims._common import preset_from_command_line
 from hlsm.simulate import concat, population_corpus
 
 HELD_OUT = ("shift_down",)
@@ -241,9 +241,5 @@ def main(cfg: Config) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="cpu")
-    parser.add_argument("--out", default=Config.out)
-    args = parser.parse_args()
-    result = main(replace(Config.preset(args.scale), out=args.out))
+    result = main(preset_from_command_line(Config, __doc__))
     print(json.dumps(result["summary"], indent=2))

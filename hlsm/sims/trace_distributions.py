@@ -37,12 +37,11 @@ Usage: ``python -m hlsm.sims.trace_distributions [--scale tiny|cpu|gpu] [--out D
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ from hlsm.design import SPLITS, DesignConfig, make_design
 from hlsm.io import write_json, write_text
 from hlsm.programs import Program
 from hlsm.runtime import torch_threads
+from hlsm.sims._common import preset_from_command_line
 from hlsm.simulate import simulate, summarize
 from hlsm.spec import Spec
 
@@ -292,16 +292,8 @@ def report(results: dict[str, Any]) -> str:
     )
 
 
-def _parse() -> Config:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--scale", default="cpu", choices=("tiny", "cpu", "gpu"))
-    parser.add_argument("--out", default=Config.out)
-    args = parser.parse_args()
-    return replace(Config.preset(args.scale), out=args.out)
-
-
 if __name__ == "__main__":
-    res = main(_parse())
+    res = main(preset_from_command_line(Config, __doc__))
     for arm, data in res["arms"].items():
         print(f"== rl_kind = {arm}")
         for split, row in data["splits"].items():

@@ -18,7 +18,6 @@ candidate using them out of G, and the fit must not call them identified either.
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import shutil
@@ -33,6 +32,7 @@ from hlsm.app.fitrun import run_fit
 from hlsm.app.report import markdown_table, percent
 from hlsm.examples import example_path
 from hlsm.io import write_json, write_text
+from hlsm.sims._common import preset_from_command_line
 
 DESIGN = example_path("default_library")
 
@@ -228,12 +228,5 @@ def report(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="cpu", choices=("tiny", "cpu", "gpu"))
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    config = Config.preset(args.scale)
-    if args.out:
-        config = Config(**{**asdict(config), "out": args.out})
-    res = main(config)
+    res = main(preset_from_command_line(Config, __doc__))
     print(json.dumps({"summary": res["summary"], "wall_s": res["wall_s"], "peak_rss_mb": res["peak_rss_mb"]}, indent=2))

@@ -13,7 +13,6 @@ programs; every disagreement is listed in ``results.json`` with both views' numb
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from hlsm.infer.bayes import add_confusions, compare_with_checker
 from hlsm.infer.fitting import FitConfig
 from hlsm.io import write_json, write_text
 from hlsm.runtime import torch_threads
+from hlsm.sims._common import preset_from_command_line
 
 REGIMES: dict[str, dict[str, Any]] = {
     "sft+rl": {},
@@ -147,12 +147,5 @@ def report(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="cpu", choices=("tiny", "cpu", "gpu"))
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    config = Config.preset(args.scale)
-    if args.out:
-        config = Config(**{**asdict(config), "out": args.out})
-    res = main(config)
+    res = main(preset_from_command_line(Config, __doc__))
     print(json.dumps({"total": res["total"], "by_regime": res["by_regime"], "wall_s": res["wall_s"]}, indent=2))

@@ -12,7 +12,7 @@ from hlsm.app.reproduce import EXPERIMENTS, ReproduceError, reproduce
 
 
 def test_every_sim_is_an_experiment() -> None:
-    scripts = {p.stem for p in Path(hlsm.sims.__file__).parent.glob("*.py")} - {"__init__"}
+    scripts = {p.stem for p in Path(hlsm.sims.__file__).parent.glob("*.py") if not p.stem.startswith("_")}
     assert scripts == set(EXPERIMENTS), "list new sims in hlsm.app.reproduce.EXPERIMENTS"
 
 

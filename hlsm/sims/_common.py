@@ -1,0 +1,61 @@
+"""What the experiments share. The four finding experiments: their config's common fields, the scale
+and cache they run with, and their command line (``--scale``, ``--seeds``, ``--out``, ``--cache``,
+plus one optional list of skill names). The others: a ``--scale`` preset with an optional ``--out``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hlsm.lm.presets import SCALES, ExperimentScale, scale_preset
+
+C = TypeVar("C", bound="ArmConfig")
+
+
+@dataclass(frozen=True)
+class ArmConfig:
+    """The fields every finding experiment's ``Config`` has; each subclass sets ``out``'s default."""
+
+    scale: str = "cpu"
+    seeds: tuple[int, ...] | None = None  # None: the scale's seeds
+    out: str = "runs/finding"
+    cache: str | None = None  # None: <out>/../cache, shared with the other finding experiments
+
+    @classmethod
+    def preset(cls: type[C], scale: str) -> C:
+        return cls(scale=scale)
+
+    def setup(self) -> tuple[ExperimentScale, Path, str]:
+        """The scale preset (with ``seeds`` when given), the output folder and the SFT/RL cache folder."""
+        scale = scale_preset(self.scale)
+        out = Path(self.out)
+        return replace(scale, seeds=self.seeds or scale.seeds), out, self.cache or str(out.parent / "cache")
+
+
+def run_from_command_line(
+    config: type[C], main: Callable[[C], Any], doc: str | None, skills: tuple[str, str] | None = None
+) -> None:
+    """Parse an :class:`ArmConfig` experiment's options and run ``main``; ``skills`` is ``(field, help)``
+    of a list-of-names option."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--scale", choices=SCALES, default="cpu")
+    if skills is not None:
+        parser.add_argument(f"--{skills[0].replace('_', '-')}", nargs="+", default=None, help=skills[1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--out", default=config.out)
+    parser.add_argument("--cache", default=None)
+    args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args()).items()}
+    main(config(**args))
+
+
+def preset_from_command_line(config: Any, doc: str | None) -> Any:
+    """``config.preset(--scale)`` (a dataclass with an ``out`` field), ``--out`` replacing its folder when given."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--scale", default="cpu", choices=SCALES)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    preset = config.preset(args.scale)
+    return replace(preset, out=args.out) if args.out else preset
