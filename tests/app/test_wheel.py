@@ -115,6 +115,31 @@ def test_examples_list_show_copy(installed: Installed) -> None:
     installed.hlsm("identify", "--design", "mine/fit_tiny.toml")
 
 
+def test_every_shipped_config_loads(installed: Installed) -> None:
+    """The training configs and the sweep grid parse and validate in the installed package (the cpu
+    configs train for minutes; sft_tiny and rl_tiny are trained below, the grid runs in a slow test)."""
+    script = (
+        "from hlsm.examples import examples\n"
+        "from hlsm.lm.sft_config import SFTConfig\nfrom hlsm.lm.rl_config import RLConfig\n"
+        "from hlsm.app.sweep import load_grid\n"
+        "for e in examples().values():\n"
+        "    if e.kind == 'grid':\n        load_grid(f'example:{e.name}')\n"
+        "    elif e.kind == 'config':\n"
+        "        (RLConfig if e.name.startswith('rl_') else SFTConfig).from_toml(f'example:{e.name}')\n"
+        "    print(e.name)\n"
+    )
+    proc = subprocess.run(
+        [str(installed.venv / "bin" / "python"), "-c", script],
+        cwd=installed.work,
+        env=installed.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == list(examples())
+
+
 def test_identify_on_every_shipped_design(installed: Installed) -> None:
     designs = [e.name for e in examples().values() if e.kind == "design"]
     assert len(designs) == 8
