@@ -94,6 +94,11 @@ class Spec:
                     raise SpecError(str(err)) from None
         object.__setattr__(self, "_modules", (skill_objs, routing_objs))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by module names: the receiving process resolves them in its own registry (a worker
+        that loaded the same plugins knows their modules; their functions need not be picklable)."""
+        return (type(self), (self.alphabet, self.length, self.skills, self.routings))
+
     @classmethod
     def tiny(cls, **overrides: Any) -> Spec:
         """The tiny instance ``A = 3, n = 3`` (``|X| = 27``) used for exact checks."""

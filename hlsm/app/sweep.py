@@ -22,6 +22,8 @@ cell records its error in ``error.json`` and does not stop the others. The table
 With ``backend = "ray"`` (``pip install 'hlsm[ray]'``) each cell is a Ray task: ``address = ""``
 starts a local Ray instance; give ``"auto"`` or ``"ray://head:10001"`` to use a running cluster,
 whose workers must have ``hlsm`` installed and see ``base`` and ``out`` at the same paths.
+Plugins (``--plugin FILE``, ``hlsm.modules`` entry points) are loaded in every worker process
+before its first cell; on a cluster the plugin files, too, must be at the same paths.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import Any
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
+from hlsm.plugins import load_plugins, plugin_files
 
 KINDS = ("fit", "identify", "sft")
 BACKENDS = ("local", "ray")
@@ -201,11 +204,17 @@ def run_cell(kind: str, base: dict[str, Any], overrides: dict[str, Any], folder:
     return {**row, "status": "done", **result}
 
 
+def _run_cell_with_plugins(plugins: tuple[str, ...], *job: Any) -> dict[str, Any]:
+    """:func:`run_cell` in a Ray worker, after loading the driver's plugin files (once per process)."""
+    load_plugins(plugins)
+    return run_cell(*job)
+
+
 def _local(jobs: list[tuple[str, dict[str, Any], dict[str, Any], str]], workers: int) -> list[dict[str, Any]]:
     if workers == 1:
         return [run_cell(*job) for job in jobs]
     spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=load_plugins, initargs=(plugin_files(),)) as pool:
         return list(pool.map(run_cell, *zip(*jobs, strict=True)))
 
 
@@ -222,8 +231,8 @@ def _ray(jobs: list[tuple[str, dict[str, Any], dict[str, Any], str]], address: s
             hint = " (a ray:// address needs pip install 'ray[client]')" if address.startswith("ray://") else ""
             raise SweepError(f"cannot start or reach Ray at {address or 'a local instance'!r}: {err}{hint}") from None
     try:
-        task = ray.remote(run_cell)
-        return list(ray.get([task.remote(*job) for job in jobs]))
+        task = ray.remote(_run_cell_with_plugins)
+        return list(ray.get([task.remote(plugin_files(), *job) for job in jobs]))
     finally:
         if started:
             ray.shutdown()

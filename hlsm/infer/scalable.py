@@ -39,6 +39,7 @@ from torch import Tensor
 from hlsm.infer.likelihood import LikelihoodError
 from hlsm.infer.model import _observed_programs, _support
 from hlsm.modules import DEFAULT_ROUTINGS, DEFAULT_SKILLS
+from hlsm.plugins import load_plugins, plugin_files, plugin_modules
 from hlsm.programs import Program, ProgramBatch
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
@@ -189,7 +190,8 @@ class ScalableLikelihood:
         Largest enumeration one exact query may do before it is bounded instead.
     workers
         Processes that build the structures of traces with hidden states (0.2-0.4 s each at the
-        default library); 1 builds them here, as does a spec with registered custom modules.
+        default library); 1 builds them here, as does a spec with custom modules that no plugin
+        registered (:mod:`hlsm.plugins`: workers load the plugins, not modules registered by hand).
 
     Attributes
     ----------
@@ -255,13 +257,15 @@ class ScalableLikelihood:
     def _build_all(self, keys: list[tuple[bool, int, tuple[int, ...]]], workers: int) -> dict[Any, list[_Level]]:
         """The structure of every distinct ``(atomic, x0, shown)``; those with hidden states over ``workers``."""
         hard = [k for k in keys if -1 in k[2]]  # golden traces build in microseconds; hidden states do not
-        builtin = set(self.spec.skills) <= set(DEFAULT_SKILLS) and set(self.spec.routings) <= set(DEFAULT_ROUTINGS)
-        if workers == 1 or len(hard) < 2 * workers or not builtin:  # a fresh process knows the built-in modules only
+        # a fresh process knows the built-in modules and, once it has loaded them, the plugins' modules
+        known = set(DEFAULT_SKILLS) | set(DEFAULT_ROUTINGS) | plugin_modules()
+        if workers == 1 or len(hard) < 2 * workers or not set(self.spec.skills) | set(self.spec.routings) <= known:
             return {k: self._build(*k) for k in keys}
         import multiprocessing
 
         chunks = [hard[i::workers] for i in range(workers)]
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        spawn = multiprocessing.get_context("spawn")
+        with spawn.Pool(workers, initializer=load_plugins, initargs=(plugin_files(),)) as pool:
             parts = pool.starmap(_build_chunk, [(self.spec, self.budget, chunk) for chunk in chunks])
         out: dict[Any, list[_Level]] = {}
         for chunk, (structures, bounded) in zip(chunks, parts, strict=True):

@@ -43,6 +43,7 @@ from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import train_sft
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.lm.summary import ExperimentSummary, Keep, summarise
+from hlsm.plugins import load_plugins, plugin_files
 from hlsm.runtime import torch_threads
 
 
@@ -216,7 +217,9 @@ def run_experiment(
     pool = None
     if scale.workers > 1:
         spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-        pool = ProcessPoolExecutor(scale.workers, mp_context=spawn)
+        pool = ProcessPoolExecutor(
+            scale.workers, mp_context=spawn, initializer=load_plugins, initargs=(plugin_files(),)
+        )
     try:
         _stage(pool, "sft", sft_jobs, scale)
         sft_runs = [sft_run_path(c, cache) for _, _, c, _ in plans]

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PLUGIN = """
 import torch
 import hlsm
@@ -70,3 +72,48 @@ def test_a_broken_plugin_is_one_message(tmp_path: Path) -> None:
     for name, expected in (("broken.py", "failed: RuntimeError: boom"), ("liar.py", "mixes rows of the batch")):
         run = _hlsm("modules", "--plugin", name, cwd=tmp_path)
         assert run.returncode == 2 and expected in run.stderr and "Traceback" not in run.stderr
+
+
+def test_loading_is_once_per_process_and_remembered_for_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hlsm.plugins as plugins
+    from hlsm.modules import unregister
+
+    monkeypatch.setattr(plugins, "_LOADED_FILES", [])
+    monkeypatch.setattr(plugins, "_PLUGIN_MODULES", set())
+    plugin = tmp_path / "once.py"
+    plugin.write_text(PLUGIN.replace("double_first", "once_first"))
+    try:
+        assert plugins.load_plugins([plugin, tmp_path / "." / "once.py"], entry_points=False) == [str(plugin)]
+        assert plugins.load_plugins([plugin], entry_points=False) == []  # a second load would re-register
+        assert plugins.plugin_files() == (str(plugin.resolve()),)
+        assert plugins.plugin_modules() == {"once_first"}
+    finally:
+        unregister("once_first")
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+def test_sweep_workers_load_the_plugins(tmp_path: Path, backend: str) -> None:
+    """Cells on a pool of two processes (or Ray tasks) use a plugin's skill: each worker loads the file
+    (a marker per process) before its first cell."""
+    if backend == "ray":
+        pytest.importorskip("ray")
+    (tmp_path / "mine.py").write_text(
+        PLUGIN + "import os, pathlib\npathlib.Path(__file__).with_name(f'loaded-{os.getpid()}').touch()\n"
+    )
+    (tmp_path / "design.toml").write_text(
+        '[spec]\nalphabet = 3\nlength = 2\nskills = ["reverse", "double_first"]\nroutings = ["chain", "restart"]\n'
+        '[sft]\natomic = true\nprograms = ["chain:reverse > restart:double_first"]\n[candidates]\ndepth = 2\n'
+    )
+    (tmp_path / "grid.toml").write_text(
+        f'[sweep]\nkind = "identify"\nbase = "design.toml"\nout = "out"\nworkers = 2\nbackend = "{backend}"\n'
+        '[grid]\n"data.inputs" = [2, 3, 4, 5]\n'
+    )
+    run = _hlsm("sweep", "--plugin", "mine.py", "--grid", "grid.toml", cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "4 cells: 4 ran" in run.stdout
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["status"] for r in rows] == ["done"] * 4 and all(r["unseen_total"] > 0 for r in rows)
+    markers = len(list(tmp_path.glob("loaded-*")))  # the command and each worker process once
+    assert markers == 3 if backend == "local" else markers >= 2

@@ -217,6 +217,19 @@ def test_custom_modules_are_usable_in_a_spec(custom_modules: tuple[str, str]) ->
     assert spec.apply_routing(1, history).tolist() == expected
 
 
+def test_a_spec_pickles_by_module_names(custom_modules: tuple[str, str]) -> None:
+    """A worker process rebuilds the spec from its own registry: a custom module's function (a plugin's
+    lambda cannot be pickled) never travels."""
+    import pickle
+
+    skill_name, routing_name = custom_modules
+    spec = Spec(alphabet=5, length=3, skills=("reverse", skill_name), routings=("chain", routing_name))
+    data = pickle.dumps(spec)
+    assert skill_name.encode() in data and b"_shift_by_two" not in data
+    again = pickle.loads(data)
+    assert again == spec and again.skill_modules[1] is get_skill(skill_name)
+
+
 def test_unregister_removes_a_custom_module() -> None:
     register_skill("temporary_skill", _shift_by_two, "shift up by two", bijective=True)
     try:

@@ -7,6 +7,7 @@ must contain the exact value.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -264,3 +265,32 @@ def test_workers_build_the_same_likelihood() -> None:
     assert one.bounded_terms == two.bounded_terms and one.exact == two.exact
     with pytest.raises(LikelihoodError, match="workers"):
         ScalableLikelihood(spec, support, corpus, workers=0)
+
+
+def test_workers_load_the_plugins_of_this_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin's skill in the spec: the spawned builders load the plugin file (each leaves a marker) and
+    build the same likelihood as one process."""
+    import hlsm.plugins as plugins
+    from hlsm.modules import unregister
+
+    monkeypatch.setattr(plugins, "_LOADED_FILES", [])
+    monkeypatch.setattr(plugins, "_PLUGIN_MODULES", set())
+    plugin = tmp_path / "zero_first_plugin.py"
+    plugin.write_text(
+        "import os, pathlib, torch, hlsm\n"
+        "pathlib.Path(__file__).with_name(f'loaded-{os.getpid()}').touch()\n"
+        "hlsm.register_skill('zero_first_probe', lambda x, a: torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:]], 1),\n"
+        "                    'zero the first symbol', bijective=False)\n"
+    )
+    plugins.load_plugins([plugin], entry_points=False)
+    try:
+        skills = (*SPEC_MID.skills[:4], "zero_first_probe")
+        spec = Spec(alphabet=SPEC_MID.alphabet, length=SPEC_MID.length, skills=skills, routings=SPEC_MID.routings)
+        corpus = _corpus(spec, SUPPORT_MID, ("answer", "steps:2"), n=16)
+        one = ScalableLikelihood(spec, SUPPORT_MID, corpus)
+        two = ScalableLikelihood(spec, SUPPORT_MID, corpus, workers=2)
+        alpha, beta, eps = _params(spec, 3)
+        assert torch.equal(one(alpha, beta, eps), two(alpha, beta, eps))
+        assert len(list(tmp_path.glob("loaded-*"))) == 3  # this process and the two builders
+    finally:
+        unregister("zero_first_probe")
