@@ -252,7 +252,7 @@ def _cmd_examples_list(args: argparse.Namespace) -> None:
 
     found = examples().values()
     if args.json:
-        print(json.dumps([{**asdict(e), "path": str(e.path), "usage": e.usage} for e in found], indent=2))
+        print(json.dumps([{**asdict(e), "path": str(e.path)} for e in found], indent=2))
         return
     width = max(len(e.name) for e in found)
     for kind, title in (("design", "designs"), ("config", "training configs"), ("grid", "sweep grids")):

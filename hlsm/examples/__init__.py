@@ -1,9 +1,9 @@
 """The example designs and configs that ship with hlsm, addressable as ``example:NAME``.
 
-``designs/*.toml`` are support designs (``hlsm identify``, ``fit``, ``export``, ``evaluate``
+``hlsm/examples/designs/*.toml`` are support designs (``hlsm identify``, ``fit``, ``export``
 ``--design``): the five propositions C1–C5 on small instances, the identifiable and the
-non-identifiable fit examples, and the default library's design. ``hlsm/examples/configs/*.toml`` are training
-configs (``hlsm train sft|rl --config``) and a sweep grid (``hlsm sweep --grid``).
+non-identifiable fit examples, and the default library's design. ``hlsm/examples/configs/*.toml``
+are training configs (``hlsm train sft|rl --config``) and a sweep grid (``hlsm sweep --grid``).
 
 Every file option of the command line, and every TOML file hlsm reads (:func:`hlsm.io.read_text`),
 accepts ``example:NAME`` for the packaged file, so the examples work from an installed wheel as
@@ -35,22 +35,14 @@ class ExampleError(InputError):
 
 @dataclass(frozen=True)
 class Example:
-    """One packaged example: its ``name``, ``kind`` (design, config, grid), file and first comment line."""
+    """One packaged example: its ``name``, ``kind`` (design, config, grid), file, first comment line
+    and the command that reads it (``usage``)."""
 
     name: str
     kind: str
     path: Path
     summary: str
-
-    @property
-    def usage(self) -> str:
-        """The command that reads it."""
-        if self.kind == "design":
-            return f"hlsm identify --design {PREFIX}{self.name}"
-        if self.kind == "grid":
-            return f"hlsm sweep --grid {PREFIX}{self.name}"
-        stage = "rl" if self.name.startswith("rl_") else "sft"
-        return f"hlsm train {stage} --config {PREFIX}{self.name}"
+    usage: str
 
 
 def _summary(path: Path) -> str:
@@ -71,9 +63,14 @@ def examples() -> dict[str, Example]:
         for path in sorted(folder.glob("*.toml")):
             if path.stem in found:
                 raise ExampleError(f"two examples are named '{path.stem}': {found[path.stem].path} and {path}")
-            text = path.read_text(encoding="utf-8")
-            actual = "grid" if kind == "config" and "\n[sweep]" in f"\n{text}" else kind
-            found[path.stem] = Example(path.stem, actual, path, _summary(path))
+            sections = {line.strip() for line in path.read_text(encoding="utf-8").splitlines()}
+            if kind == "design":
+                actual, usage = kind, "hlsm identify --design"
+            elif "[sweep]" in sections:
+                actual, usage = "grid", "hlsm sweep --grid"
+            else:
+                actual, usage = kind, f"hlsm train {'rl' if '[rl]' in sections else 'sft'} --config"
+            found[path.stem] = Example(path.stem, actual, path, _summary(path), f"{usage} {PREFIX}{path.stem}")
     return found
 
 
