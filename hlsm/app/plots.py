@@ -686,11 +686,9 @@ def plot_probe_curve(results: dict[str, Any], path: str | Path) -> Path:
     for ax, measure in zip(axes, ("entanglement", "unexplained"), strict=True):
         for i, (arm, by_seed) in enumerate(results["curve"].items()):
             colour = f"C{i + 1}"
+            # seeds reach a budget fraction after slightly different trace counts: align on the fraction
+            fractions = sorted({p["fraction"] for pts in by_seed.values() for p in pts if p["fraction"] is not None})
             for group, style in styles.items():
-                # seeds reach a budget fraction after slightly different trace counts: align on the fraction
-                fractions = sorted(
-                    {p["fraction"] for pts in by_seed.values() for p in pts if p["fraction"] is not None}
-                )
                 traces, means, lows, highs = [], [], [], []
                 for f in fractions:
                     at = [p for pts in by_seed.values() for p in pts if p["fraction"] == f]
