@@ -72,9 +72,9 @@ class Checkpoint:
 def save_checkpoint(
     path: str | Path,
     *,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    model: nn.Module | dict[str, Any],
+    optimizer: torch.optim.Optimizer | dict[str, Any],
+    scheduler: torch.optim.lr_scheduler.LRScheduler | dict[str, Any],
     step: int,
     rng: list[dict[str, Any]],
     config: dict[str, Any],
@@ -84,6 +84,8 @@ def save_checkpoint(
 
     Parameters
     ----------
+    model, optimizer, scheduler
+        The objects, or their ``state_dict()`` (a member of a stack: :mod:`hlsm.lm.engine`).
     step
         Number of completed optimisation steps.
     rng
@@ -98,9 +100,9 @@ def save_checkpoint(
     payload = {
         "version": FORMAT_VERSION,
         "step": step,
-        "model": unwrap(model).state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "model": model if isinstance(model, dict) else unwrap(model).state_dict(),
+        "optimizer": optimizer if isinstance(optimizer, dict) else optimizer.state_dict(),
+        "scheduler": scheduler if isinstance(scheduler, dict) else scheduler.state_dict(),
         "rng": rng,
         "config": config,
         "extra": {} if extra is None else extra,

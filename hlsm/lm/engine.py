@@ -105,7 +105,11 @@ class StackedAdamW:
         """Member ``k``'s state in :meth:`torch.optim.AdamW.state_dict`'s layout (``lr``: its current rate)."""
         step = torch.tensor(float(self.steps))
         state = {
-            i: {"step": step.clone(), "exp_avg": self.exp_avg[n][k].clone(), "exp_avg_sq": self.exp_avg_sq[n][k].clone()}
+            i: {
+                "step": step.clone(),
+                "exp_avg": self.exp_avg[n][k].clone(),
+                "exp_avg_sq": self.exp_avg_sq[n][k].clone(),
+            }
             for i, n in enumerate(self.names)
         }
         n_decay = len(self.groups["decay"])
@@ -151,8 +155,9 @@ def clip_grad_norms(stack: StackedGPT, max_norms: Sequence[float]) -> Tensor:
     grads = [p.grad for p in stack.parameters() if p.grad is not None]
     if not grads:
         return torch.zeros(stack.models)
-    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads])  # (P, K)
-    total = torch.linalg.vector_norm(norms, dim=0)
+    # each slice's norm on its own (the single model's reduction order), then the norm of those
+    norms = [torch.stack([torch.linalg.vector_norm(g[k]) for g in grads]) for k in range(stack.models)]
+    total = torch.stack([torch.linalg.vector_norm(n) for n in norms])
     bound = torch.as_tensor([m if m > 0 else math.inf for m in max_norms], dtype=total.dtype, device=total.device)
     coef = torch.clamp(bound / (total + 1e-6), max=1.0)
     for g in grads:

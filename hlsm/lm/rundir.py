@@ -86,9 +86,9 @@ def start_or_resume(
     ctx: DistContext,
     resume: bool,
     record: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    model: nn.Module | None,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     *,
     config_json: dict[str, Any] | None = None,
     ignore: Sequence[tuple[str, str]] = (("training", "out"),),
@@ -107,6 +107,9 @@ def start_or_resume(
     ----------
     record
         The run's JSON-ready config record, as saved in its checkpoints.
+    model, optimizer, scheduler
+        Restored from the checkpoint; None: the caller restores them from the returned checkpoint
+        (a member of a stack, :mod:`hlsm.lm.engine`).
     differs
         What a mismatched record is called in the error (``"config"``, ``"config or --init"``).
 
@@ -131,9 +134,12 @@ def start_or_resume(
             )
         if len(ckpt.rng) != ctx.world_size:
             raise TrainingError(f"the checkpoint was written by {len(ckpt.rng)} rank(s); resume with as many")
-        model.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
-        scheduler.load_state_dict(ckpt.scheduler)
+        if model is not None:
+            model.load_state_dict(ckpt.model)
+        if optimizer is not None:
+            optimizer.load_state_dict(ckpt.optimizer)
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt.scheduler)
         restore_rng_state(ckpt.rng[ctx.rank])
         if ctx.is_main:
             truncate_metrics(metrics_path, ckpt.step)
@@ -147,7 +153,7 @@ def start_or_resume(
 
 def make_evaluator(
     ctx: DistContext,
-    model: GPT,
+    model: GPT | None,
     spec: Spec,
     fmt: TaskFormat,
     tokenizer: Tokenizer,
@@ -159,6 +165,9 @@ def make_evaluator(
     examples: int | None = None,
 ) -> Callable[..., dict[str, dict[str, Any]]]:
     """The run's evaluation: ``evaluate(step, **fields)`` scores ``model`` on fixed held-out sets and logs it.
+
+    ``evaluate(step, model=other, **fields)`` scores ``other`` instead (a member taken out of a
+    stack, :meth:`hlsm.lm.stacked.StackedGPT.member`); ``model`` may then be None.
 
     Rank 0 draws ``examples`` (default ``cfg.eval_examples``) examples from each source once, from
     ``(cfg.seed, kind, name)``, so every evaluation of a run (resumed or not) sees the same
@@ -173,9 +182,11 @@ def make_evaluator(
             seed = derive_seed(cfg.seed, kind, s.name)
             sets[s.name] = sample_examples(spec, fmt, tokenizer, [s], examples or cfg.eval_examples, seed)
 
-    def evaluate(step: int, **fields: Any) -> dict[str, dict[str, Any]]:
+    def evaluate(step: int, model: GPT | None = model, **fields: Any) -> dict[str, dict[str, Any]]:
         results = {}
         if ctx.is_main:
+            if model is None:
+                raise ValueError("make_evaluator was given no model: pass evaluate(step, model=...)")
             for name, examples in sets.items():
                 autocast = autocast_for(ctx.device, cfg.bf16)
                 acc = greedy_exact_match(

@@ -30,7 +30,8 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoi
 from hlsm.lm.data import make_tokenizer
 from hlsm.lm.dataset import Source, SourceConfig, derive_seed, max_sequence_length, resolve_source, sample_examples
 from hlsm.lm.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown, wrap_model
+from hlsm.lm.engine import StackedAdamW, sft_step
 from hlsm.lm.model import GPT, GPTConfig
 from hlsm.lm.records import Calibration
 from hlsm.lm.rundir import (
@@ -59,7 +61,9 @@ from hlsm.lm.rundir import (
     start_or_resume,
 )
 from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
+from hlsm.lm.stacked import StackedGPT
 from hlsm.runtime import torch_threads
+from hlsm.traces import Tokenizer
 
 
 @dataclass
@@ -149,6 +153,8 @@ def train_sft(
 ) -> SFTResult:
     """Run (or resume) SFT as configured; see the module docstring.
 
+    A run alone is a stack of one model (:func:`train_sft_many`).
+
     Parameters
     ----------
     out
@@ -163,140 +169,308 @@ def train_sft(
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) every rank calls this; see :mod:`hlsm.lm.distributed`.
     """
-    cfg = config.training
-    out = Path(cfg.out if out is None else out)
-    config = config.with_out(out)
-    check_out(out, resume)
+    return train_sft_many([config], [out], resume=resume, progress=progress, stop_at=stop_at)[0]
+
+
+STACK_KEYS = ("device", "bf16", "threads", "batch_size", "betas")
+"""The ``[training]`` keys that every model of one stack must share (with the model's sizes)."""
+
+
+def stack_key(config: SFTConfig) -> str:
+    """What runs must share to be trained as one stack: model sizes and :data:`STACK_KEYS`.
+
+    Seeds, designs, data mixtures, learning rates and schedules, step caps, clipping, weight
+    decay, gates and evaluation sets may differ between the members.
+    """
+    training = config.training
+    record = {"gpt": sft_gpt_config(config).to_dict()} | {k: getattr(training, k) for k in STACK_KEYS}
+    record["betas"] = list(record["betas"])
+    return json.dumps(record, sort_keys=True)
+
+
+def train_sft_many(
+    configs: Sequence[SFTConfig],
+    outs: Sequence[str | Path | None] | None = None,
+    *,
+    resume: bool | Sequence[bool] = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> list[SFTResult]:
+    """Train ``K`` SFT runs as one stacked computation (:mod:`hlsm.lm.engine`); one result per run.
+
+    Each run keeps its own folder, data stream (batches from its ``(seed, step)``), initial weights
+    (from its seed), optimiser state, clipping, learning-rate schedule, gate and evaluations, and
+    its files are those of the run alone (:func:`train_sft`): a member that passes its gate is
+    saved and leaves the stack at that step while the others go on; a member whose step cap is
+    reached leaves likewise. Members resumed from checkpoints at different steps are trained as
+    one stack per step, one after the other.
+
+    Parameters
+    ----------
+    configs
+        The runs; they must agree on :func:`stack_key`.
+    outs
+        Their output folders (default: each config's ``training.out``); distinct.
+    resume
+        For all runs, or one flag per run.
+
+    Raises
+    ------
+    TrainingError
+        When the runs cannot share a stack, or two share an output folder.
+    """
+    if not configs:
+        return []
+    outs = [None] * len(configs) if outs is None else list(outs)
+    if len(outs) != len(configs):
+        raise TrainingError(f"{len(outs)} output folders for {len(configs)} runs")
+    paths = [Path(c.training.out if o is None else o) for c, o in zip(configs, outs, strict=True)]
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise TrainingError("two runs of one stack write the same output folder; give each its own")
+    resumes = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
+    keys = [stack_key(c) for c in configs]
+    if len(set(keys)) != 1:
+        raise TrainingError(
+            "these runs cannot be trained as one stack: they differ in the model sizes or in "
+            f"[training] {list(STACK_KEYS)}; train them separately or group them by hlsm.lm.sft.stack_key"
+        )
+    configs = [c.with_out(p) for c, p in zip(configs, paths, strict=True)]
+    for p, r in zip(paths, resumes, strict=True):
+        check_out(p, r)
+    cfg = configs[0].training
     ctx = init_distributed(cfg.device)
     try:
         with torch_threads(cfg.threads):
-            return _train(config, out, ctx, resume, progress, stop_at)
+            return _train(configs, paths, resumes, ctx, progress, stop_at)
     finally:
         shutdown(ctx)
 
 
-def _train(
-    config: SFTConfig, out: Path, ctx: DistContext, resume: bool, progress: bool, stop_at: int | None
-) -> SFTResult:
+@dataclass
+class _Run:
+    """One member's configuration, files and loop state."""
+
+    config: SFTConfig
+    out: Path
+    sources: list[Source]
+    width: int
+    record: dict[str, Any]
+    evaluate: Any
+    check_gate: Any
+    tokenizer: Tokenizer
+    state: dict[str, Tensor]
+    optimizer: dict[str, Any] | None
+    start: int
+    window: list[float]
+    end: int = 0
+    tokens: int = 0
+    clock: float = 0.0
+    t0: float = 0.0
+    last_eval: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    stopped: bool = False
+    model: GPT | None = None
+
+
+def _member(config: SFTConfig, out: Path, resume: bool, ctx: DistContext, stop_at: int | None) -> _Run:
+    """Resolve one run, build its initial model (from its seed) and start or resume its folder."""
     cfg = config.training
     if cfg.batch_size % ctx.world_size:
         raise TrainingError(f"batch_size={cfg.batch_size} must be divisible by the {ctx.world_size} ranks")
     spec = config.spec
     sources, eval_sources, gate_sets, width, gpt = _resolve(config)
-    gate = config.gate
     tokenizer = make_tokenizer(spec)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = GPT(gpt).to(ctx.device)
-    optimizer = make_optimizer(model, cfg, ctx.device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     record = json.loads(json.dumps(config.to_dict()))
-    metrics_path, ckpt_path = out / METRICS_NAME, out / CHECKPOINT_NAME
+    metrics_path = out / METRICS_NAME
     ckpt = start_or_resume(
-        out, ctx, resume, record, model, optimizer, scheduler, config_json={**record, "num_params": model.num_params()}
+        out, ctx, resume, record, None, None, None, config_json={**record, "num_params": model.num_params()}
     )
-    start, resumed_window = 0, [0.0, 0.0]
+    start, window, optimizer = 0, [0.0, 0.0], None
     if ckpt is not None:
-        start, resumed_window = ckpt.step, ckpt.extra["loss_window"][ctx.rank]
-    net = wrap_model(model, ctx)
-    autocast = autocast_for(ctx.device, cfg.bf16)
-    evaluate = make_evaluator(ctx, model, spec, config.format, tokenizer, eval_sources, cfg, metrics_path)
+        model.load_state_dict(ckpt.model)
+        start, window, optimizer = ckpt.step, ckpt.extra["loss_window"][ctx.rank], ckpt.optimizer
+    evaluate = make_evaluator(ctx, None, spec, config.format, tokenizer, eval_sources, cfg, metrics_path)
     check_gate = None
-    if gate is not None:
+    if config.gate is not None:
         check_gate = make_evaluator(
-            ctx,
-            model,
-            spec,
-            config.format,
-            tokenizer,
-            gate_sets,
-            cfg,
-            metrics_path,
-            kind="gate",
-            examples=gate.examples,
-        )
-    calibration: Calibration | None = None
-    stopped = False
-
-    last_eval: dict[str, dict[str, Any]] = {}
+            ctx, None, spec, config.format, tokenizer, gate_sets, cfg, metrics_path, kind="gate",
+            examples=config.gate.examples,
+        )  # fmt: skip
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
-    bar = tqdm(total=cfg.steps, initial=start, desc="sft", disable=not (progress and ctx.is_main), dynamic_ncols=True)
-    # summed loss and target tokens since the last log (checkpointed: a resumed run logs the same values)
-    window = torch.tensor(resumed_window, dtype=torch.float64, device=ctx.device)
-    tokens, clock, t0 = 0, time.perf_counter(), time.perf_counter()
-    model.train()
-    for step in range(start, end):
-        seed = derive_seed(cfg.seed, "train", step)
-        batch = sample_examples(spec, config.format, tokenizer, sources, cfg.batch_size, seed, width=width)
-        rows = slice(ctx.rank, None, ctx.world_size)
-        ids, mask = batch.ids[rows].to(ctx.device), batch.loss_mask[rows].to(ctx.device)
-        share = float(batch.loss_mask[:, 1:].sum()) / ctx.world_size  # this rank's share of the denominator
-        with autocast:
-            loss = lm_loss(net, ids, mask, share)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-        optimizer.step()
-        scheduler.step()
-        done = step + 1
-        window[0] += loss.detach().double() * share
-        window[1] += share
-        tokens += batch.ids.shape[0] * (batch.ids.shape[1] - 1)
-        bar.update(1)
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            if ctx.distributed:
-                dist.all_reduce(window)
-            now = time.perf_counter()
-            mean = float(window[0] / window[1])
-            if ctx.is_main:
-                entry = {"kind": "train", "step": done, "loss": round(mean, 6), "lr": cfg.lr * lr_factor(step, cfg)}
-                entry |= {"grad_norm": round(float(grad_norm), 6), "tokens_per_s": round(tokens / (now - clock))}
-                append_jsonl(metrics_path, entry | {"elapsed_s": round(now - t0, 3)})
-            bar.set_postfix(loss=f"{mean:.4f}")
-            window.zero_()
-            tokens, clock = 0, now
-        paused = time.perf_counter()
-        if (
-            gate is not None
-            and check_gate is not None
-            and (done == cfg.steps or (gate.every and done % gate.every == 0))
-        ):
-            calibration = _check(check_gate, gate, done, cfg.steps, ctx)
-            stopped = calibration.passed  # calibrated: stop here
-        if done == cfg.steps or stopped or (cfg.eval_every and done % cfg.eval_every == 0):
-            last_eval = evaluate(done)
-            if ctx.is_main:
-                bar.set_postfix(acc=" ".join(f"{k}={v['accuracy']:.2f}" for k, v in last_eval.items()))
-        if done % cfg.checkpoint_every == 0 or done == end or stopped:
-            states = gather_objects(ctx, (capture_rng_state(), window.tolist()))
-            if ctx.is_main:
-                save_checkpoint(
-                    ckpt_path,
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    step=done,
-                    rng=[s[0] for s in states],
-                    config=record,
-                    extra={"loss_window": [s[1] for s in states]},
-                )
-            barrier(ctx)
-        clock += time.perf_counter() - paused  # throughput excludes evaluation and checkpoints
-        if stopped:
-            end = done
-            break
+    state = model.state_dict()
+    return _Run(
+        config, out, sources, width, record, evaluate, check_gate, tokenizer, state, optimizer, start, window, end
+    )
+
+
+def _train(
+    configs: list[SFTConfig],
+    outs: list[Path],
+    resumes: list[bool],
+    ctx: DistContext,
+    progress: bool,
+    stop_at: int | None,
+) -> list[SFTResult]:
+    runs = [_member(c, o, r, ctx, stop_at) for c, o, r in zip(configs, outs, resumes, strict=True)]
+    bar = tqdm(
+        total=sum(r.config.training.steps for r in runs),
+        initial=sum(r.start for r in runs),
+        desc="sft" if len(runs) == 1 else f"sft x{len(runs)}",
+        disable=not (progress and ctx.is_main),
+        dynamic_ncols=True,
+    )
+    for start in sorted({r.start for r in runs}):
+        _train_stack([r for r in runs if r.start == start and r.start < r.end], ctx, bar)
     bar.close()
-    if ctx.is_main and (end == cfg.steps or stopped):
-        summary = {"step": end, "num_params": model.num_params(), "evaluation": last_eval}
-        if calibration is not None:
-            summary["calibration"] = calibration.to_dict()
-        write_json(out / "summary.json", summary)
-    return SFTResult(model, max(end, start), out, last_eval, ctx.rank, calibration)
+    results = []
+    for r in runs:
+        model = r.model if r.model is not None else _model(r.config, r.state, ctx)
+        results.append(SFTResult(model, max(r.end, r.start), r.out, r.last_eval, ctx.rank, r.calibration))
+    return results
 
 
-def _check(check_gate: Any, gate: GateConfig, step: int, cap: int, ctx: DistContext) -> Calibration:
-    """One gate check (every rank calls it; rank 0 scores, the verdict is shared)."""
-    splits = check_gate(step)
+def _model(config: SFTConfig, state: dict[str, Tensor], ctx: DistContext) -> GPT:
+    model = GPT(sft_gpt_config(config)).to(ctx.device)
+    model.load_state_dict(state)
+    return model
+
+
+def _train_stack(runs: list[_Run], ctx: DistContext, bar: Any) -> None:
+    """Train ``runs`` (all at one start step) as one stack until each has reached its end."""
+    if not runs:
+        return
+    first = runs[0].config
+    gpt = sft_gpt_config(first)
+    stack = StackedGPT.from_states(gpt, [r.state for r in runs]).to(ctx.device)
+    optimizer = StackedAdamW(stack, [r.config.training.weight_decay for r in runs], first.training.betas)
+    if runs[0].optimizer is not None:
+        optimizer.load_member_states([r.optimizer for r in runs if r.optimizer is not None])
+    net = wrap_model(stack, ctx)
+    autocast = autocast_for(ctx.device, first.training.bf16)
+    width = max(r.width for r in runs)
+    rows = slice(ctx.rank, None, ctx.world_size)
+    step, t0 = runs[0].start, time.perf_counter()
+    windows = [torch.tensor(r.window, dtype=torch.float64, device=ctx.device) for r in runs]
+    for r in runs:
+        r.clock = r.t0 = t0
+    stack.train()
+    while runs:
+        ids, masks, shares = [], [], []
+        for r in runs:
+            c = r.config
+            seed = derive_seed(c.training.seed, "train", step)
+            batch = sample_examples(c.spec, c.format, r.tokenizer, r.sources, c.training.batch_size, seed, width=width)
+            ids.append(batch.ids[rows])
+            masks.append(batch.loss_mask[rows])
+            shares.append(float(batch.loss_mask[:, 1:].sum()) / ctx.world_size)  # this rank's share
+            r.tokens += batch.ids.shape[0] * (batch.ids.shape[1] - 1)
+        lrs = [r.config.training.lr * lr_factor(step, r.config.training) for r in runs]
+        clips = [r.config.training.grad_clip for r in runs]
+        losses, norms = sft_step(
+            net,
+            stack,
+            optimizer,
+            torch.stack(ids).to(ctx.device),
+            torch.stack(masks).to(ctx.device),
+            torch.tensor(shares, dtype=torch.float64, device=ctx.device),
+            lrs,
+            clips,
+            autocast,
+        )
+        done = step + 1
+        bar.update(len(runs))
+        paused = time.perf_counter()
+        leaving = []
+        for k, (r, window) in enumerate(zip(runs, windows, strict=True)):
+            window[0] += losses[k].double() * shares[k]
+            window[1] += shares[k]
+            if _after_step(r, k, done, window, float(norms[k]), lrs[k], stack, optimizer, ctx, paused, bar):
+                leaving.append(k)
+        if leaving:
+            keep = [k for k in range(len(runs)) if k not in leaving]
+            for k in leaving:
+                runs[k].state = stack.member_state(k)
+            runs, windows = [runs[k] for k in keep], [windows[k] for k in keep]
+            if runs:
+                smaller = stack.select(keep)
+                optimizer, stack = optimizer.select(smaller, keep), smaller
+                net = wrap_model(stack, ctx)
+                stack.train()
+        step = done
+        spent = time.perf_counter() - paused  # throughput excludes evaluation and checkpoints
+        for r in runs:
+            r.clock += spent
+
+
+def _after_step(
+    r: _Run,
+    k: int,
+    done: int,
+    window: Tensor,
+    grad_norm: float,
+    lr: float,
+    stack: StackedGPT,
+    optimizer: StackedAdamW,
+    ctx: DistContext,
+    now: float,
+    bar: Any,
+) -> bool:
+    """Member ``k``'s log, gate, evaluation and checkpoint after step ``done``; True when it leaves the stack."""
+    c = r.config
+    cfg, gate = c.training, c.gate
+    if done % cfg.log_every == 0 or done == cfg.steps:
+        if ctx.distributed:
+            dist.all_reduce(window)
+        mean = float(window[0] / window[1])
+        if ctx.is_main:
+            entry = {"kind": "train", "step": done, "loss": round(mean, 6), "lr": lr}
+            entry |= {"grad_norm": round(grad_norm, 6), "tokens_per_s": round(r.tokens / (now - r.clock))}
+            append_jsonl(r.out / METRICS_NAME, entry | {"elapsed_s": round(now - r.t0, 3)})
+        bar.set_postfix(loss=f"{mean:.4f}")
+        window.zero_()
+        r.tokens, r.clock = 0, now
+    member: GPT | None = None
+    if gate is not None and r.check_gate is not None and (done == cfg.steps or (gate.every and done % gate.every == 0)):
+        member = stack.member(k).eval()
+        r.calibration = _check(r.check_gate, gate, done, cfg.steps, ctx, member)
+        r.stopped = r.calibration.passed  # calibrated: stop here
+    if done == cfg.steps or r.stopped or (cfg.eval_every and done % cfg.eval_every == 0):
+        member = member or stack.member(k).eval()
+        r.last_eval = r.evaluate(done, model=member)
+        if ctx.is_main:
+            bar.set_postfix(acc=" ".join(f"{n}={v['accuracy']:.2f}" for n, v in r.last_eval.items()))
+    leaves = done == r.end or r.stopped
+    if done % cfg.checkpoint_every == 0 or leaves:
+        states = gather_objects(ctx, (capture_rng_state(), window.tolist()))
+        if ctx.is_main:
+            save_checkpoint(
+                r.out / CHECKPOINT_NAME,
+                model=stack.member_state(k),
+                optimizer=optimizer.member_state(k, lr),
+                scheduler={"last_epoch": done},
+                step=done,
+                rng=[s[0] for s in states],
+                config=r.record,
+                extra={"loss_window": [s[1] for s in states]},
+            )
+        barrier(ctx)
+    if leaves:
+        r.end = done
+        if ctx.is_main and (done == cfg.steps or r.stopped):
+            summary = {"step": done, "num_params": stack.num_params(), "evaluation": r.last_eval}
+            if r.calibration is not None:
+                summary["calibration"] = r.calibration.to_dict()
+            write_json(r.out / "summary.json", summary)
+        r.model = member.train() if member is not None else None
+    return leaves
+
+
+def _check(check_gate: Any, gate: GateConfig, step: int, cap: int, ctx: DistContext, model: GPT) -> Calibration:
+    """One gate check of ``model`` (every rank calls it; rank 0 scores, the verdict is shared)."""
+    splits = check_gate(step, model=model)
     scores = [splits[name]["accuracy"] if name in splits else math.nan for name in ("seen", "atomic")]
     if ctx.distributed:
         dist.broadcast_object_list(scores, src=0)  # off rank 0 the splits are empty (nan: never passes)

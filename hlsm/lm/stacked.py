@@ -104,11 +104,14 @@ def _linear(x: Tensor, weight: Tensor) -> Tensor:
 
 
 def _layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """Each model's LayerNorm: ``x`` is ``(K, ..., d)``, ``weight`` and ``bias`` ``(K, d)``."""
-    if x.shape[0] == 1:  # the single model's fused kernel
+    """Each model's LayerNorm: ``x`` is ``(K, ..., d)``, ``weight`` and ``bias`` ``(K, d)``.
+
+    One fused ``F.layer_norm`` per model: the single model's kernel, whose backward sums the scale
+    and shift gradients in its own order (a broadcast ``(K, ..., d)`` form changes that order).
+    """
+    if x.shape[0] == 1:
         return F.layer_norm(x[0], x.shape[-1:], weight[0], bias[0]).unsqueeze(0)
-    shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-    return F.layer_norm(x, x.shape[-1:]) * weight.view(shape) + bias.view(shape)
+    return torch.stack([F.layer_norm(x[k], x.shape[-1:], weight[k], bias[k]) for k in range(x.shape[0])])
 
 
 class StackedGPT(nn.Module):
@@ -266,4 +269,3 @@ def stacked_param_groups(stack: StackedGPT) -> dict[str, list[str]]:
     names = state_names(stack.config)
     decay = [n for n in names if stack.stacked(n).dim() >= 3]
     return {"decay": decay, "no_decay": [n for n in names if n not in decay]}
-

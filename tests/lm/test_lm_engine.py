@@ -1,0 +1,214 @@
+"""The batched engine: K stacked models equal K models alone, bit for bit on CPU.
+
+Why bitwise: the stack computes each member with the single model's kernels — every batched
+matmul slice is the same product as ``F.linear`` (checked here, not assumed), LayerNorm runs the
+fused kernel per member, attention is one call over independent rows, gradient norms are reduced
+per member in the single model's order, and AdamW's update is written in ``torch.optim.AdamW``'s
+arithmetic order. No reduction runs across members, so no summation order differs and the
+tolerance is zero. (On CUDA, batched GEMM may tile differently from the single product; the GPU
+check measures that bound instead of assuming it.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from hlsm.config import load_toml
+from hlsm.examples import CONFIGS
+from hlsm.lm.checkpoint import load_checkpoint
+from hlsm.lm.data import make_tokenizer
+from hlsm.lm.dataset import derive_seed, sample_examples
+from hlsm.lm.engine import StackedAdamW, sft_step
+from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.records import read_calibration
+from hlsm.lm.rundir import comparable, make_adamw
+from hlsm.lm.sft import TrainingError, _resolve, lm_loss, lr_factor, train_sft, train_sft_many
+from hlsm.lm.sft_config import SFTConfig
+from hlsm.lm.stacked import StackedGPT
+
+TINY = CONFIGS / "sft_tiny.toml"
+
+
+def tiny(seed: int = 0, gate: dict[str, Any] | None = None, **training: Any) -> SFTConfig:
+    raw = load_toml(TINY)
+    raw["training"] |= {"seed": seed, "eval_examples": 8} | training
+    raw["design"] = raw.get("design", {}) | {"seed": seed}
+    if gate is not None:
+        raw["gate"] = gate
+    return SFTConfig.from_dict(raw)
+
+
+def _equal_states(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _metrics(run: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")} for r in rows]
+
+
+def test_stacked_forward_and_gradients_equal_each_model_bitwise() -> None:
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=30, max_len=40, n_layer=2, n_head=4, d_model=32)
+    models = [GPT(cfg) for _ in range(3)]
+    stack = StackedGPT.from_models(models)
+    idx = torch.randint(30, (3, 8, 20))
+    logits = stack(idx)
+    logits.square().sum().backward()
+    for k, model in enumerate(models):
+        alone = model(idx[k])
+        assert torch.equal(logits[k], alone)
+        alone.square().sum().backward()
+        for name, p in model.named_parameters():
+            assert p.grad is not None and torch.equal(stack.stacked(name).grad[k], p.grad), name  # type: ignore[index]
+    assert _equal_states(stack.member_state(1), models[1].state_dict())
+    assert _equal_states(stack.member(2).state_dict(), models[2].state_dict())
+    assert _equal_states(stack.select([2, 0]).member_state(0), models[2].state_dict())
+    # the stacked KV cache decodes what the full forward computes
+    with torch.no_grad():
+        cache = stack.new_cache()
+        head = stack(idx[:, :, :12], cache)
+        nxt = stack(idx[:, :, 12:13], cache)
+    torch.testing.assert_close(head, logits[:, :, :12].detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(nxt[:, :, 0], logits[:, :, 12].detach(), rtol=0, atol=1e-5)
+
+
+def test_the_engine_step_is_torch_adamw_and_clipping_per_model_bitwise() -> None:
+    """Oracle: each model alone with ``torch.optim.AdamW`` and ``clip_grad_norm_``, with its own
+    learning rate, clip bound and weight decay, for 10 steps."""
+    torch.manual_seed(1)
+    cfg = GPTConfig(vocab_size=30, max_len=40, n_layer=2, n_head=4, d_model=32)
+    models = [GPT(cfg) for _ in range(3)]
+    stack = StackedGPT.from_models(models)
+    decays, clips = [0.1, 0.0, 0.3], [1.0, 0.5, 0.0]
+    optimizer = StackedAdamW(stack, decays, (0.9, 0.95))
+    alone = [make_adamw(m, 1e-2, wd, (0.9, 0.95), torch.device("cpu")) for m, wd in zip(models, decays, strict=True)]
+    for t in range(10):
+        ids, mask = torch.randint(30, (3, 8, 12)), torch.rand(3, 8, 12) < 0.7
+        lrs = [1e-2 * (1 + k) / (t + 1) for k in range(3)]
+        denominators = mask[:, :, 1:].sum((1, 2)).double()
+        losses, norms = sft_step(stack, stack, optimizer, ids, mask, denominators, lrs, clips, contextlib.nullcontext())
+        for k, (model, opt) in enumerate(zip(models, alone, strict=True)):
+            for group in opt.param_groups:
+                group["lr"] = lrs[k]
+            loss = lm_loss(model, ids[k], mask[k])
+            opt.zero_grad()
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clips[k] or math.inf)
+            opt.step()
+            assert torch.equal(losses[k], loss.detach()) and torch.equal(norms[k], norm)
+    for k, model in enumerate(models):
+        assert _equal_states(stack.member_state(k), model.state_dict())
+        saved, torch_state = optimizer.member_state(k, 0.0), alone[k].state_dict()
+        for i, state in torch_state["state"].items():
+            assert torch.equal(saved["state"][i]["exp_avg"], state["exp_avg"])
+            assert torch.equal(saved["state"][i]["exp_avg_sq"], state["exp_avg_sq"])
+        assert [g["params"] for g in saved["param_groups"]] == [g["params"] for g in torch_state["param_groups"]]
+
+
+def test_a_run_alone_is_the_plain_single_model_loop(tmp_path: Path) -> None:
+    """K = 1: :func:`train_sft` against SFT written out with a GPT, torch's AdamW, LambdaLR and
+    ``clip_grad_norm_`` (the single-model path before the engine)."""
+    config = tiny(seed=3, steps=12, checkpoint_every=12, lr=5e-3, grad_clip=0.5)
+    result = train_sft(config, tmp_path / "run", progress=False)
+    cfg = config.training
+    _, _, _, width, gpt = _resolve(config)
+    sources = _resolve(config)[0]
+    tokenizer = make_tokenizer(config.spec)
+    torch.manual_seed(cfg.seed)
+    model = GPT(gpt)
+    opt = make_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas, torch.device("cpu"))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    for step in range(cfg.steps):
+        batch = sample_examples(
+            config.spec,
+            config.format,
+            tokenizer,
+            sources,
+            cfg.batch_size,
+            derive_seed(cfg.seed, "train", step),
+            width=width,
+        )
+        loss = lm_loss(model, batch.ids, batch.loss_mask)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+    assert _equal_states(result.model.state_dict(), model.state_dict())
+    assert _equal_states(load_checkpoint(tmp_path / "run" / "checkpoint.pt").model, model.state_dict())
+
+
+def test_k_stacked_runs_equal_k_runs_alone(tmp_path: Path) -> None:
+    """Three seeds (their own designs, data, init) and learning rates, one stack: checkpoints,
+    optimiser states, metrics and summaries equal those of the runs alone."""
+    configs = [tiny(seed=s, steps=14, checkpoint_every=5, eval_every=7, log_every=3, lr=lr) for s, lr in
+               ((0, 3e-3), (1, 2e-3), (2, 4e-3))]  # fmt: skip
+    many = train_sft_many(configs, [tmp_path / f"many{k}" for k in range(3)], progress=False)
+    for k, config in enumerate(configs):
+        alone = train_sft(config, tmp_path / f"alone{k}", progress=False)
+        a, b = tmp_path / f"many{k}", tmp_path / f"alone{k}"
+        assert _equal_states(many[k].model.state_dict(), alone.model.state_dict())
+        ca, cb = load_checkpoint(a / "checkpoint.pt"), load_checkpoint(b / "checkpoint.pt")
+        assert ca.step == cb.step == 14 and _equal_states(ca.model, cb.model)
+        assert comparable(ca.config) == comparable(cb.config)
+        for i in cb.optimizer["state"]:
+            assert torch.equal(ca.optimizer["state"][i]["exp_avg_sq"], cb.optimizer["state"][i]["exp_avg_sq"])
+        assert _metrics(a) == _metrics(b)
+        assert json.loads((a / "summary.json").read_text()) == json.loads((b / "summary.json").read_text())
+        assert many[k].evaluation == alone.evaluation
+
+
+def test_each_member_stops_at_its_own_gate_and_cap(tmp_path: Path) -> None:
+    """A member that passes its gate leaves the stack at that step, saved; the others go on:
+    one passes at its first check (step 4), one at step 6 (checks every 6), one never (runs to its
+    cap of 10), one has no gate and a cap of 8. Each equals its run alone."""
+    configs = [
+        tiny(seed=0, steps=12, gate={"seen": 0.0, "atomic": 0.0, "every": 4, "examples": 8}),
+        tiny(seed=1, steps=12, gate={"seen": 0.0, "atomic": 0.0, "every": 6, "examples": 8}),
+        tiny(seed=2, steps=10, gate={"seen": 1.0, "atomic": 1.0, "every": 5, "examples": 8}),
+        tiny(seed=3, steps=8),
+    ]
+    many = train_sft_many(configs, [tmp_path / f"m{k}" for k in range(4)], progress=False)
+    assert [r.step for r in many] == [4, 6, 10, 8]
+    for k, config in enumerate(configs):
+        alone = train_sft(config, tmp_path / f"a{k}", progress=False)
+        assert alone.step == many[k].step
+        assert _equal_states(many[k].model.state_dict(), alone.model.state_dict())
+        assert load_checkpoint(tmp_path / f"m{k}" / "checkpoint.pt").step == many[k].step
+        assert read_calibration(tmp_path / f"m{k}") == read_calibration(tmp_path / f"a{k}")
+        assert _metrics(tmp_path / f"m{k}") == _metrics(tmp_path / f"a{k}")
+    calibration = read_calibration(tmp_path / "m2")
+    assert calibration is not None and not calibration.passed
+
+
+def test_a_batched_run_killed_in_the_middle_resumes_exactly(tmp_path: Path) -> None:
+    """Stop every member after 7 of 16 steps (checkpoints every 4: the last one at 7, as a kill
+    just after a save), then resume the stack: the same parameters and logs as the whole run."""
+    configs = [tiny(seed=s, steps=16, checkpoint_every=4, log_every=3) for s in (0, 1)]
+    outs = [tmp_path / f"part{k}" for k in range(2)]
+    whole = train_sft_many(configs, [tmp_path / f"whole{k}" for k in range(2)], progress=False)
+    part = train_sft_many(configs, outs, progress=False, stop_at=7)
+    assert [r.step for r in part] == [7, 7] and not (outs[0] / "summary.json").exists()
+    resumed = train_sft_many(configs, outs, resume=True, progress=False)
+    for k in range(2):
+        assert resumed[k].step == 16
+        assert _equal_states(resumed[k].model.state_dict(), whole[k].model.state_dict())
+        assert _metrics(outs[k]) == _metrics(tmp_path / f"whole{k}")
+
+
+def test_runs_that_cannot_share_a_stack_are_refused(tmp_path: Path) -> None:
+    raw = load_toml(TINY)
+    raw["model"]["d_model"] = 16
+    with pytest.raises(TrainingError, match="cannot be trained as one stack"):
+        train_sft_many([tiny(), SFTConfig.from_dict(raw)], [tmp_path / "a", tmp_path / "b"], progress=False)
+    with pytest.raises(TrainingError, match="same output folder"):
+        train_sft_many([tiny(0), tiny(1)], [tmp_path / "a", tmp_path / "a"], progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
