@@ -143,99 +143,115 @@ def bench_sample(
     }
 
 
+def _sft_task(scale: str) -> tuple[Any, Any, Any, list[Any], int, Any]:
+    """The ``scale`` preset's SFT config, tokenizer, format, training sources, width and GPT sizes."""
+    from hlsm.lm.data import make_tokenizer
+    from hlsm.lm.presets import scale_preset
+    from hlsm.lm.sft import _resolve
+
+    config = scale_preset(scale).sft
+    sources, _, _, width, gpt = _resolve(config)
+    return config, make_tokenizer(config.spec), config.format, sources, width, gpt
+
+
 def bench_train(
-    n: int = 64,
+    n: int | None = None,
     steps: int = 20,
     device: str = "cpu",
     peak_tflops: float | None = None,
     seed: int = 0,
     progress: bool = True,
-    d_model: int = 128,
-    n_layer: int = 3,
-    n_head: int = 4,
+    scale: str = "cpu",
+    models: int = 1,
 ) -> dict[str, Any]:
-    """Training tokens/s of the SFT step, against the same step without the project's optimisations.
+    """Training tokens/s of the engine's SFT step for ``models`` models, stacked against one at a time.
 
-    The step of :func:`hlsm.lm.sft.train_sft` (sample a batch of ``n`` golden traces of the
-    ``example:sft_cpu`` task, masked cross-entropy, AdamW, clipping) on a GPT of the given
-    size (default: the 0.6M-parameter model of DESIGN section 6).
-    Optimised: fused ``scaled_dot_product_attention``, multi-tensor AdamW (fused kernel on CUDA)
-    and bf16 autocast on CUDA. Reference: explicit softmax attention, per-parameter AdamW, float32.
-    ``ratio`` = optimised / reference tokens/s. Each variant: 3 warm-up steps, then ``steps`` timed in
-    4 rounds that alternate with the other variant's; the best round's rate is reported.
-    Model FLOPs utilisation ``mfu = 6 * params * tokens_per_s / peak`` when ``peak_tflops`` is given;
-    ``fraction_of_peak`` compares the same model FLOPs with the matmul rate measured in the same run
-    (fp32 on CPU, bf16 on CUDA: :func:`_matmul_peak`). Model FLOPs count the parameters' products
-    only (not attention scores), so the fraction slightly understates the work done.
+    The step of :func:`hlsm.lm.sft.train_sft` (:func:`hlsm.lm.engine.sft_step`: a batch of ``n``
+    golden traces per model from the ``scale`` preset's task and mixture, masked cross-entropy,
+    per-model clipping, AdamW) for ``K = models`` models of the preset's size (default: the cpu
+    preset's 2-layer d = 96 model, batch 64). Stacked: the ``K`` models as one
+    :class:`hlsm.lm.stacked.StackedGPT`. Alone: ``K`` stacks of one, stepped in turn (what ``K``
+    runs in one process cost). ``ratio`` = stacked / alone tokens/s (1 for ``K = 1``). Each variant:
+    3 warm-up steps, then ``steps`` timed in 4 rounds alternating with the other's; the best round's
+    rate is reported. bf16 autocast on CUDA.
+
+    ``fraction_of_peak`` = model FLOPs (6 per parameter per token: parameters' products only, not
+    attention scores) over the matmul rate measured in the same run (fp32 on CPU, bf16 on CUDA:
+    :func:`_matmul_peak`), for the faster variant; ``mfu`` the same over ``peak_tflops`` when given.
     """
-    from hlsm.design import DesignConfig, make_design
-    from hlsm.lm.data import TaskFormat, make_tokenizer
-    from hlsm.lm.dataset import SourceConfig, derive_seed, max_sequence_length, resolve_source, sample_examples
-    from hlsm.lm.model import GPT, GPTConfig
-    from hlsm.lm.sft import lm_loss
+    from hlsm.lm.dataset import derive_seed, sample_examples
+    from hlsm.lm.engine import StackedAdamW, sft_step
+    from hlsm.lm.model import GPT
+    from hlsm.lm.rundir import autocast_for
+    from hlsm.lm.stacked import StackedGPT
 
+    if models < 1:
+        raise HLSMError(f"--models must be at least 1, got {models}")
     dev, sync = _lm_setup(device)
-    skills: tuple[str, ...] = ("reverse", "rotate_left", "rotate_right", "shift_up", "shift_down", "complement")
-    skills += ("swap_pairs", "swap_halves", "interleave", "prefix_sum", "sort", "running_max")
-    spec = Spec(alphabet=8, length=6, skills=skills, routings=("chain",))
-    design = make_design(spec, DesignConfig(holdout="pairs", n_sft=108, n_rl=100, n_unseen=100, n_deeper=100))
-    configs = [SourceConfig("a", "atomic", weight=0.2), SourceConfig("d3", split="sft", depth=3, weight=0.8)]
-    sources = [resolve_source(design, c) for c in configs]
-    fmt, tokenizer = TaskFormat(), make_tokenizer(spec)
-    width = max_sequence_length(spec, fmt, sources)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+    config, tokenizer, fmt, sources, width, gpt = _sft_task(scale)
+    batch_size = n or config.training.batch_size
+    autocast = autocast_for(dev, True)
+    torch.manual_seed(seed)
+    members = [GPT(gpt) for _ in range(models)]
+    spec = config.spec
 
-    def variant(optimised: bool) -> tuple[GPT, Callable[[int], int]]:
-        torch.manual_seed(seed)
-        config = GPTConfig(
-            vocab_size=len(tokenizer), max_len=width, n_layer=n_layer, n_head=n_head, d_model=d_model, sdpa=optimised
-        )
-        model = GPT(config).to(dev)
-        fused = optimised and dev.type == "cuda"
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=optimised and not fused, fused=fused)
+    def batch(k: int, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = sample_examples(spec, fmt, tokenizer, sources, batch_size, derive_seed(seed, k, t), width=width)
+        return b.ids, b.loss_mask
+
+    def stepper(stack: StackedGPT, ks: list[int]) -> Callable[[int], int]:
+        optimizer = StackedAdamW(stack, 0.1, (0.9, 0.95))
 
         def step(t: int) -> int:
-            batch = sample_examples(spec, fmt, tokenizer, sources, n, derive_seed(seed, t), width=width)
-            ids, mask = batch.ids.to(dev), batch.loss_mask.to(dev)
-            with autocast if optimised else contextlib.nullcontext():
-                loss = lm_loss(model, ids, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            return ids.shape[0] * (ids.shape[1] - 1)
+            pairs = [batch(k, t) for k in ks]
+            ids = torch.stack([p[0] for p in pairs]).to(dev)
+            mask = torch.stack([p[1] for p in pairs]).to(dev)
+            denominators = mask[:, :, 1:].sum((1, 2)).double()
+            lrs, clips = [1e-3] * len(ks), [1.0] * len(ks)
+            sft_step(stack, stack, optimizer, ids, mask, denominators, lrs, clips, autocast)
+            return int(ids.shape[0] * ids.shape[1] * (ids.shape[2] - 1))
 
-        return model, step
+        return step
 
-    # the variants alternate in rounds, so that a background load slows both alike; best round wins
-    (model, fast), (_, slow) = variant(True), variant(False)
-    best = {True: 0.0, False: 0.0}
+    stacked = stepper(StackedGPT.from_models(members).to(dev), list(range(models)))
+    alone_steps = [stepper(StackedGPT.from_models([m]).to(dev), [k]) for k, m in enumerate(members)]
+
+    def alone(t: int) -> int:
+        return sum(s(t) for s in alone_steps)
+
+    variants = {"stacked": stacked} | ({"alone": alone} if models > 1 else {})
+    best = dict.fromkeys(variants, 0.0)
     for t in range(3):
-        fast(t), slow(t)
+        for fn in variants.values():
+            fn(t)
     per_round = max(1, steps // 4)
-    for r in range(4):
-        for optimised, step in ((True, fast), (False, slow)):
+    for r in range(4):  # alternate, so that a background load slows both alike; the best round wins
+        for name, fn in variants.items():
             sync()
             start = time.perf_counter()
-            tokens = sum(step(3 + r * per_round + i) for i in range(per_round))
+            tokens = sum(fn(3 + r * per_round + i) for i in range(per_round))
             sync()
-            best[optimised] = max(best[optimised], tokens / (time.perf_counter() - start))
-    params = model.num_params()
-    fast_tps, slow_tps = best[True], best[False]
+            best[name] = max(best[name], tokens / (time.perf_counter() - start))
+    params = members[0].num_params()
+    alone_tps = best.get("alone", best["stacked"])
+    fast_tps = max(best["stacked"], alone_tps)
     flops = 6 * params * fast_tps
     peak = _matmul_peak(dev, sync, torch.bfloat16 if dev.type == "cuda" else torch.float32)
     return {
         "benchmark": "train",
         "device": str(dev),
-        "batch": n,
+        "scale": scale,
+        "models": models,
+        "batch": batch_size,
         "seq_len": width,
         "steps": steps,
         "params": params,
-        "tokens_per_s": round(fast_tps),
-        "reference_tokens_per_s": round(slow_tps),
-        "ratio": round(fast_tps / slow_tps, 2),
-        "optimisations": "sdpa attention, foreach/fused AdamW" + (", bf16 autocast" if dev.type == "cuda" else ""),
-        "model_tflops": round(flops / 1e12, 4),
+        "tokens_per_s": round(best["stacked"]),
+        "alone_tokens_per_s": round(alone_tps),
+        "ratio": round(best["stacked"] / alone_tps, 3),
+        "faster": "stacked" if best["stacked"] >= alone_tps else "alone",
+        "stacked_fraction_of_peak": round(6 * params * best["stacked"] / 1e9 / peak, 5),
+        "alone_fraction_of_peak": round(6 * params * alone_tps / 1e9 / peak, 5),
         "peak_tflops": peak_tflops,
         "mfu": None if peak_tflops is None else round(flops / (peak_tflops * 1e12), 5),
         "achieved_gflops": round(flops / 1e9, 3),

@@ -358,7 +358,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from hlsm.app.bench import run_benchmark
 
     kwargs: dict[str, Any] = {"progress": not args.json}
-    for key in ("n", "device", "peak_tflops", "scale"):
+    for key in ("n", "device", "peak_tflops", "scale", "models"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     result = run_benchmark(args.name, **kwargs)
@@ -529,7 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="problem size (simulate: traces, default 100000; sample: prompts, train: batch, 64; rl: prompts, 32)",
     )
     p.add_argument("--device", help="sample, train, rl: cpu (default) or cuda")
-    p.add_argument("--scale", help="rl: the preset's model and task (cpu, gpu); fit: tiny (default) or default library")
+    p.add_argument(
+        "--scale", help="train, rl: the preset's model and task (tiny, cpu, gpu); fit: tiny (default) or default library"
+    )
+    p.add_argument(
+        "--models", type=_positive, help="train, rl: K models stacked as one computation, against K one at a time"
+    )
     p.add_argument(
         "--peak-tflops", type=float, help="train: the device's peak TFLOP/s, to report model FLOPs utilisation"
     )

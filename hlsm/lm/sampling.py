@@ -15,14 +15,15 @@ floating-point rounding (tested at float64), hence the same greedy tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from hlsm.errors import HLSMError
-from hlsm.lm.model import GPT
+from hlsm.lm.model import GPT, KVCache
+from hlsm.lm.stacked import StackedGPT, StackedKVCache
 
 
 class GenerationError(HLSMError):
@@ -129,59 +130,146 @@ def generate(
     Generation
         Tokens ``(B, P + max_new_tokens)`` and per-token log-probs and mask ``(B, max_new_tokens)``.
     """
+    device = next(model.parameters()).device
+    out = generate_stacked(
+        model,
+        as_prompt_batch(prompts, device).unsqueeze(0),
+        max_new_tokens,
+        eos_id=eos_id,
+        temperature=temperature,
+        greedy=greedy,
+        generators=None if generator is None else [generator],
+        use_cache=use_cache,
+        pad_id=pad_id,
+        repeats=repeats,
+    )
+    return out[0]
+
+
+class _Single:
+    """A :class:`GPT` seen as a stack of one: ``(1, B, T)`` ids in, ``(1, B, T, V)`` logits out."""
+
+    def __init__(self, model: GPT) -> None:
+        self.model, self.config, self.models = model, model.config, 1
+        self.training = model.training
+
+    def __call__(self, idx: Tensor, cache: KVCache | StackedKVCache | None = None) -> Tensor:
+        assert not isinstance(cache, StackedKVCache)
+        return self.model(idx[0], cache).unsqueeze(0)
+
+    def new_cache(self, capacity: int) -> KVCache:
+        return self.model.new_cache(capacity)
+
+    def parameters(self) -> Iterator[Tensor]:
+        return self.model.parameters()
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def eval(self) -> None:
+        self.model.eval()
+
+
+def _as_stack(model: GPT | StackedGPT) -> StackedGPT | _Single:
+    return model if isinstance(model, StackedGPT) else _Single(model)
+
+
+def generate_stacked(
+    model: StackedGPT | GPT,
+    prompts: Tensor,
+    max_new_tokens: int,
+    *,
+    eos_id: int,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    generators: Sequence[torch.Generator | None] | None = None,
+    use_cache: bool = True,
+    pad_id: int | None = None,
+    repeats: int = 1,
+) -> list[Generation]:
+    """:func:`generate` for every member of a stack at once: one decode loop, one forward per token.
+
+    Parameters
+    ----------
+    model
+        A :class:`StackedGPT` of ``K`` models (a :class:`GPT` is a stack of one).
+    prompts
+        ``(K, B, P)`` long: member ``k`` continues ``prompts[k]``.
+    generators
+        One per member (or None): member ``k`` draws its tokens from ``generators[k]`` alone, in
+        the order its run alone would, so that its samples are those of :func:`generate`.
+
+    Returns
+    -------
+    list of Generation
+        One per member, as :func:`generate` returns it.
+    """
+    stack = _as_stack(model)
     if max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not temperature > 0:
         raise GenerationError(f"temperature must be positive, got {temperature}")
-    device = next(model.parameters()).device
-    prompt = as_prompt_batch(prompts, device)
     if repeats < 1:
         raise GenerationError(f"repeats must be at least 1, got {repeats}")
+    if prompts.dim() != 3 or prompts.dtype != torch.long or prompts.shape[0] != stack.models:
+        raise GenerationError(
+            f"prompts must be a ({stack.models}, B, P) long tensor for a stack of {stack.models}, "
+            f"got shape {tuple(prompts.shape)}"
+        )
+    K = stack.models
+    gens = [None] * K if generators is None else list(generators)
+    if len(gens) != K:
+        raise GenerationError(f"{len(gens)} generators for {K} models")
+    device = next(stack.parameters()).device
+    prompt = prompts.to(device)
     if repeats > 1 and not use_cache:
-        prompt, repeats = prompt.repeat_interleave(repeats, dim=0), 1
+        prompt, repeats = prompt.repeat_interleave(repeats, dim=1), 1
     unique = prompt
-    prompt = prompt.repeat_interleave(repeats, dim=0) if repeats > 1 else prompt
-    B, P = prompt.shape
+    prompt = prompt.repeat_interleave(repeats, dim=1) if repeats > 1 else prompt
+    _, B, P = prompt.shape
     if P < 1:
         raise GenerationError("prompts must hold at least one token")
     total = P + max_new_tokens
-    if total > model.config.max_len:
+    if total > stack.config.max_len:
         raise GenerationError(
             f"prompt ({P}) + max_new_tokens ({max_new_tokens}) = {total} exceeds the model's max_len="
-            f"{model.config.max_len}"
+            f"{stack.config.max_len}"
         )
     pad = eos_id if pad_id is None else pad_id
-    tokens = torch.full((B, total), pad, dtype=torch.long, device=device)
-    tokens[:, :P] = prompt
-    logprobs = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
-    mask = torch.zeros((B, max_new_tokens), dtype=torch.bool, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    was_training = model.training
-    model.eval()
+    tokens = torch.full((K, B, total), pad, dtype=torch.long, device=device)
+    tokens[:, :, :P] = prompt
+    logprobs = torch.zeros((K, B, max_new_tokens), dtype=torch.float32, device=device)
+    mask = torch.zeros((K, B, max_new_tokens), dtype=torch.bool, device=device)
+    done = torch.zeros((K, B), dtype=torch.bool, device=device)
+    was_training = stack.training
+    stack.eval()
     try:
         with torch.no_grad():
-            cache = model.new_cache(total) if use_cache else None
-            logits = model(unique, cache)[:, -1]
+            cache = stack.new_cache(total) if use_cache else None
+            logits = stack(unique, cache)[:, :, -1]
             if repeats > 1 and cache is not None:
                 cache.repeat_interleave(repeats)
-                logits = logits.repeat_interleave(repeats, dim=0)
+                logits = logits.repeat_interleave(repeats, dim=1)
             for t in range(max_new_tokens):
                 logp = torch.log_softmax(logits.float() / temperature, dim=-1)
                 if greedy:
                     token = logp.argmax(dim=-1)
                 else:
-                    token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+                    probs = logp.exp()
+                    token = torch.stack(
+                        [torch.multinomial(probs[k], 1, generator=gens[k]).squeeze(1) for k in range(K)]
+                    )
                 live = ~done
-                logprobs[:, t] = torch.where(live, logp.gather(1, token[:, None]).squeeze(1), 0.0)
-                mask[:, t] = live
-                tokens[:, P + t] = torch.where(live, token, pad)
+                logprobs[:, :, t] = torch.where(live, logp.gather(2, token[:, :, None]).squeeze(2), 0.0)
+                mask[:, :, t] = live
+                tokens[:, :, P + t] = torch.where(live, token, pad)
                 done = done | (live & (token == eos_id))
                 if t + 1 == max_new_tokens or bool(done.all()):
                     break
                 if cache is not None:
-                    logits = model(tokens[:, P + t : P + t + 1], cache)[:, -1]
+                    logits = stack(tokens[:, :, P + t : P + t + 1], cache)[:, :, -1]
                 else:
-                    logits = model(tokens[:, : P + t + 1])[:, -1]
+                    logits = stack(tokens[:, :, : P + t + 1])[:, :, -1]
     finally:
-        model.train(was_training)
-    return Generation(tokens, logprobs, mask, mask.sum(1), done, P)
+        stack.train(was_training)
+    return [Generation(tokens[k], logprobs[k], mask[k], mask[k].sum(1), done[k], P) for k in range(K)]

@@ -57,19 +57,19 @@ class StackedKVCache:
     Preallocated on first use (static buffers: decoding writes in place, nothing is concatenated).
     """
 
-    def __init__(self, n_layer: int, capacity: int) -> None:
-        self.capacity = capacity
+    def __init__(self, n_layer: int, capacity: int, models: int) -> None:
+        self.capacity, self.models = capacity, models
         self.pos = 0
         self.keys: list[Tensor | None] = [None] * n_layer
         self.values: list[Tensor | None] = [None] * n_layer
 
-    def repeat_interleave(self, repeats: int, models: int) -> None:
+    def repeat_interleave(self, repeats: int) -> None:
         """Copy every row of every model ``repeats`` times in place of it (within each model's rows)."""
 
         def expand(t: Tensor | None) -> Tensor | None:
             if t is None:
                 return None
-            rows = t.reshape(models, -1, *t.shape[1:]).repeat_interleave(repeats, dim=1)
+            rows = t.reshape(self.models, -1, *t.shape[1:]).repeat_interleave(repeats, dim=1)
             return rows.reshape(-1, *t.shape[1:])
 
         self.keys = [expand(k) for k in self.keys]
@@ -199,7 +199,7 @@ class StackedGPT(nn.Module):
         capacity = self.config.max_len if capacity is None else capacity
         if capacity > self.config.max_len:
             raise ValueError(f"cache capacity {capacity} exceeds the model's max_len={self.config.max_len}")
-        return StackedKVCache(self.config.n_layer, capacity)
+        return StackedKVCache(self.config.n_layer, capacity, self.models)
 
     # --- the computation ------------------------------------------------------------------------
     def forward(self, idx: Tensor, cache: StackedKVCache | None = None) -> Tensor:
