@@ -27,10 +27,14 @@ passes the global ``D`` and the gradients are summed across ranks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from hlsm.lm.stacked import as_stack
 
 
 def loo_advantages(rewards: Tensor) -> Tensor:
@@ -59,28 +63,29 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.expm1(d) - d
 
 
-def token_logprobs(
-    model: nn.Module, tokens: Tensor, prompt_len: int, temperature: float = 1.0
-) -> tuple[Tensor, Tensor]:
+def token_logprobs(model: Any, tokens: Tensor, prompt_len: int, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
     """Log-probabilities and entropies of the generated tokens under ``softmax(logits / tau)``.
 
     Parameters
     ----------
+    model
+        A :class:`GPT` with ``(B, P + N)`` tokens, or a stack (:class:`hlsm.lm.stacked.StackedGPT`)
+        with ``(K, B, P + N)``.
     tokens
-        ``(B, P + N)`` prompt then generated tokens.
+        Prompt then generated tokens.
     prompt_len
         ``P``.
 
     Returns
     -------
     logp : Tensor
-        ``(B, N)`` float32 ``log pi(y_t | y_<t)`` of each generated token (with gradient).
+        ``(..., B, N)`` float32 ``log pi(y_t | y_<t)`` of each generated token (with gradient).
     entropy : Tensor
-        ``(B, N)`` float32 entropy of ``pi(. | y_<t)`` at each generated position (no gradient).
+        ``(..., B, N)`` float32 entropy of ``pi(. | y_<t)`` at each generated position (no gradient).
     """
-    logits = model(tokens[:, :-1])[:, prompt_len - 1 :].float() / temperature
+    logits = model(tokens[..., :-1])[..., prompt_len - 1 :, :].float() / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, tokens[:, prompt_len:, None]).squeeze(-1)
+    logp = logp_all.gather(-1, tokens[..., prompt_len:, None]).squeeze(-1)
     with torch.no_grad():
         entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logp, entropy
@@ -138,22 +143,51 @@ def reinforce_loss(
         Scalar.
     parts : LossParts
     """
+    D = float(tokens.shape[0]) if denominator is None else float(denominator)
+    ref = None if ref_model is None else as_stack(ref_model)
+    losses, parts = reinforce_losses(
+        as_stack(model), tokens[None], prompt_len, mask[None], advantages[None], ref_model=ref,
+        kl_coefs=[kl_coef], temperature=temperature, denominators=[D],
+    )  # fmt: skip
+    return losses[0], parts[0]
+
+
+def reinforce_losses(
+    model: Any,
+    tokens: Tensor,
+    prompt_len: int,
+    mask: Tensor,
+    advantages: Tensor,
+    *,
+    ref_model: Any | None,
+    kl_coefs: Sequence[float],
+    temperature: float,
+    denominators: Sequence[float],
+) -> tuple[Tensor, list[LossParts]]:
+    """:func:`reinforce_loss` of every member of a stack: ``(K,)`` losses and one :class:`LossParts` each.
+
+    ``model`` and ``ref_model`` are stacks (:class:`hlsm.lm.stacked.StackedGPT`, or
+    :func:`hlsm.lm.stacked.as_stack` of a GPT); ``tokens`` ``(K, B, P + N)``, ``mask`` ``(K, B, N)``,
+    ``advantages`` ``(K, B)``; member ``k`` has its own ``kl_coefs[k]`` and ``denominators[k]``. Rows
+    with an all-False mask and zero advantage (padding, where members hold different numbers of
+    traces) add exactly zero to their member's loss.
+    """
     logp, entropy = token_logprobs(model, tokens, prompt_len, temperature)
     m = mask.to(logp.dtype)
-    seq_logp = (logp * m).sum(dim=1)
-    pg = -(advantages.to(logp.dtype) * seq_logp).sum()
-    kl = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    seq_logp = (logp * m).sum(dim=-1)
+    pg = -(advantages.to(logp.dtype) * seq_logp).sum(dim=-1)
+    kl = torch.zeros_like(pg)
     if ref_model is not None:
         with torch.no_grad():
             ref_logp, _ = token_logprobs(ref_model, tokens, prompt_len, temperature)
-        kl = (kl_k3(logp, ref_logp) * m).sum()
-    D = float(tokens.shape[0]) if denominator is None else float(denominator)
-    loss = (pg + kl_coef * kl) / D
-    parts = LossParts(
-        float(pg.detach()),
-        float(kl.detach()),
-        float((entropy * m).sum()),
-        float(m.sum()),
-        float(tokens.shape[0]),
-    )
-    return loss, parts
+        kl = (kl_k3(logp, ref_logp) * m).sum(dim=(-2, -1))
+    beta = torch.tensor(list(kl_coefs), dtype=logp.dtype, device=logp.device)
+    D = torch.tensor([float(d) for d in denominators], dtype=logp.dtype, device=logp.device)
+    losses = (pg + beta * kl) / D
+    traces = mask.any(dim=-1).sum(dim=-1)
+    sums = torch.stack([pg.detach(), kl.detach(), (entropy * m).sum(dim=(-2, -1)), m.sum(dim=(-2, -1))], dim=1)
+    parts = [
+        LossParts(pg=row[0], kl=row[1], entropy=row[2], tokens=row[3], traces=float(n))
+        for row, n in zip(sums.tolist(), traces.tolist(), strict=True)
+    ]
+    return losses, parts

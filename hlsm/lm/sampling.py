@@ -15,15 +15,15 @@ floating-point rounding (tested at float64), hence the same greedy tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from hlsm.errors import HLSMError
-from hlsm.lm.model import GPT, KVCache
-from hlsm.lm.stacked import StackedGPT, StackedKVCache
+from hlsm.lm.model import GPT
+from hlsm.lm.stacked import StackedGPT, as_stack
 
 
 class GenerationError(HLSMError):
@@ -146,34 +146,6 @@ def generate(
     return out[0]
 
 
-class _Single:
-    """A :class:`GPT` seen as a stack of one: ``(1, B, T)`` ids in, ``(1, B, T, V)`` logits out."""
-
-    def __init__(self, model: GPT) -> None:
-        self.model, self.config, self.models = model, model.config, 1
-        self.training = model.training
-
-    def __call__(self, idx: Tensor, cache: KVCache | StackedKVCache | None = None) -> Tensor:
-        assert not isinstance(cache, StackedKVCache)
-        return self.model(idx[0], cache).unsqueeze(0)
-
-    def new_cache(self, capacity: int) -> KVCache:
-        return self.model.new_cache(capacity)
-
-    def parameters(self) -> Iterator[Tensor]:
-        return self.model.parameters()
-
-    def train(self, mode: bool = True) -> None:
-        self.model.train(mode)
-
-    def eval(self) -> None:
-        self.model.eval()
-
-
-def _as_stack(model: GPT | StackedGPT) -> StackedGPT | _Single:
-    return model if isinstance(model, StackedGPT) else _Single(model)
-
-
 def generate_stacked(
     model: StackedGPT | GPT,
     prompts: Tensor,
@@ -186,6 +158,8 @@ def generate_stacked(
     use_cache: bool = True,
     pad_id: int | None = None,
     repeats: int = 1,
+    rows: Sequence[int] | None = None,
+    budgets: Sequence[int] | None = None,
 ) -> list[Generation]:
     """:func:`generate` for every member of a stack at once: one decode loop, one forward per token.
 
@@ -198,13 +172,20 @@ def generate_stacked(
     generators
         One per member (or None): member ``k`` draws its tokens from ``generators[k]`` alone, in
         the order its run alone would, so that its samples are those of :func:`generate`.
+    rows
+        Member ``k``'s prompts are its first ``rows[k]`` (default all ``B``); the others pad the
+        stack to one shape and are continued greedily, drawing nothing from the generator.
+    budgets
+        Member ``k`` generates at most ``budgets[k] <= max_new_tokens`` tokens (later positions: pad,
+        mask False); it stops drawing when its budget is spent or all its rows are finished, as
+        :func:`generate` alone would.
 
     Returns
     -------
     list of Generation
         One per member, as :func:`generate` returns it.
     """
-    stack = _as_stack(model)
+    stack = as_stack(model)
     if max_new_tokens < 1:
         raise GenerationError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not temperature > 0:
@@ -218,12 +199,14 @@ def generate_stacked(
         )
     K = stack.models
     gens = [None] * K if generators is None else list(generators)
-    if len(gens) != K:
-        raise GenerationError(f"{len(gens)} generators for {K} models")
+    real = [prompts.shape[1]] * K if rows is None else [int(r) for r in rows]
+    limits = [max_new_tokens] * K if budgets is None else [min(int(b), max_new_tokens) for b in budgets]
+    if len(gens) != K or len(real) != K or len(limits) != K:
+        raise GenerationError(f"generators, rows and budgets must have one entry per model ({K})")
     device = next(stack.parameters()).device
     prompt = prompts.to(device)
     if repeats > 1 and not use_cache:
-        prompt, repeats = prompt.repeat_interleave(repeats, dim=1), 1
+        prompt, real, repeats = prompt.repeat_interleave(repeats, dim=1), [r * repeats for r in real], 1
     unique = prompt
     prompt = prompt.repeat_interleave(repeats, dim=1) if repeats > 1 else prompt
     _, B, P = prompt.shape
@@ -251,20 +234,23 @@ def generate_stacked(
                 cache.repeat_interleave(repeats)
                 logits = logits.repeat_interleave(repeats, dim=1)
             for t in range(max_new_tokens):
+                over = torch.tensor([t >= b for b in limits], device=device)
                 logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-                if greedy:
-                    token = logp.argmax(dim=-1)
-                else:
+                token = logp.argmax(dim=-1)
+                if not greedy:
                     probs = logp.exp()
-                    token = torch.stack(
-                        [torch.multinomial(probs[k], 1, generator=gens[k]).squeeze(1) for k in range(K)]
-                    )
-                live = ~done
+                    for k in range(K):
+                        n = real[k] * repeats
+                        if t < limits[k] and not bool(done[k, :n].all()):  # as the member alone draws
+                            token[k, :n] = torch.multinomial(probs[k, :n], 1, generator=gens[k]).squeeze(1)
+                live = ~done & ~over[:, None]
                 logprobs[:, :, t] = torch.where(live, logp.gather(2, token[:, :, None]).squeeze(2), 0.0)
                 mask[:, :, t] = live
                 tokens[:, :, P + t] = torch.where(live, token, pad)
                 done = done | (live & (token == eos_id))
-                if t + 1 == max_new_tokens or bool(done.all()):
+                if t + 1 == max_new_tokens or all(
+                    t + 1 >= limits[k] or bool(done[k, : real[k] * repeats].all()) for k in range(K)
+                ):
                     break
                 if cache is not None:
                     logits = stack(tokens[:, :, P + t : P + t + 1], cache)[:, :, -1]
@@ -272,4 +258,9 @@ def generate_stacked(
                     logits = stack(tokens[:, :, : P + t + 1])[:, :, -1]
     finally:
         stack.train(was_training)
-    return [Generation(tokens[k], logprobs[k], mask[k], mask[k].sum(1), done[k], P) for k in range(K)]
+    out = []
+    for k in range(K):
+        n, width = real[k] * repeats, limits[k]
+        toks, lp, m = tokens[k, :n, : P + width], logprobs[k, :n, :width], mask[k, :n, :width]
+        out.append(Generation(toks, lp, m, m.sum(1), done[k, :n], P))
+    return out

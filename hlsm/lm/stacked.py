@@ -21,13 +21,13 @@ checkpoint written from a stack is the checkpoint of that model alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hlsm.lm.model import GPT, GPTConfig, _rope_tables, _rotate
+from hlsm.lm.model import GPT, GPTConfig, KVCache, _rope_tables, _rotate
 
 # (name in the single model's state_dict, suffix in a block, shape given (d, d_ff)); a stacked
 # parameter is named with dots replaced by '__' (nn.Parameter names cannot hold dots)
@@ -269,3 +269,46 @@ def stacked_param_groups(stack: StackedGPT) -> dict[str, list[str]]:
     names = state_names(stack.config)
     decay = [n for n in names if stack.stacked(n).dim() >= 3]
     return {"decay": decay, "no_decay": [n for n in names if n not in decay]}
+
+
+class SingleStack:
+    """A :class:`GPT` seen as a stack of one: ``(1, B, T)`` ids in, ``(1, B, T, V)`` logits out.
+
+    Shares the model (no copy): code written for stacks runs a single model through this view
+    with the model's own kernels.
+    """
+
+    def __init__(self, model: GPT) -> None:
+        self.model, self.config, self.models = model, model.config, 1
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def __call__(self, idx: Tensor, cache: KVCache | StackedKVCache | None = None) -> Tensor:
+        assert not isinstance(cache, StackedKVCache)
+        return self.model(idx[0], cache).unsqueeze(0)
+
+    def new_cache(self, capacity: int) -> KVCache:
+        return self.model.new_cache(capacity)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.model.parameters()
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def eval(self) -> None:
+        self.model.eval()
+
+
+def as_stack(model: nn.Module | SingleStack) -> StackedGPT | SingleStack:
+    """``model`` itself if it is a stack, else a :class:`SingleStack` view of the :class:`GPT`."""
+    if isinstance(model, (StackedGPT, SingleStack)):
+        return model
+    inner = getattr(model, "module", model)  # a DDP wrapper's model
+    if isinstance(inner, StackedGPT):
+        return model  # type: ignore[return-value]
+    if not isinstance(inner, GPT):
+        raise TypeError(f"expected a GPT or StackedGPT, got {type(model).__name__}")
+    return SingleStack(inner)
