@@ -34,7 +34,8 @@ from hlsm.lm.data import TaskFormat, parse_generation
 from hlsm.lm.dataset import Examples, Source, design_routings
 from hlsm.lm.model import GPT
 from hlsm.lm.rl_config import Task
-from hlsm.lm.sampling import generate
+from hlsm.lm.sampling import generate_stacked
+from hlsm.lm.stacked import StackedGPT, as_stack
 from hlsm.programs import Program
 from hlsm.spec import Spec
 from hlsm.traces import Tokenizer
@@ -135,36 +136,73 @@ def sample_groups(
 ) -> list[Rollout]:
     """Sample ``group_size`` traces for every prompt of ``prompts`` and score them.
 
-    Prompts are grouped by length (one :func:`generate` call each, in order of length); each call
+    Prompts are grouped by length (one generation call each, in order of length); each call
     generates as many tokens as the longest golden trace of its programs. Returns one
-    :class:`Rollout` per prompt length.
+    :class:`Rollout` per prompt length. A model alone is a stack of one (:func:`sample_groups_stacked`).
     """
-    device = next(model.parameters()).device
-    out = []
-    for P in sorted(set(prompts.prompt_len.tolist())):
-        rows = torch.nonzero(prompts.prompt_len == P).squeeze(1)
-        programs = tuple(prompts.programs[i] for i in rows.tolist())
-        budget = max(fmt.trace_length(spec, p.depth) for p in programs)
-        ids = prompts.ids[rows, :P].to(device)  # each prompt runs once; its group shares the cache
+    return sample_groups_stacked(
+        model, [(spec, fmt, tokenizer, prompts)], group_size, temperature=temperature, generators=[generator],
+        autocast=autocast,
+    )[0]  # fmt: skip
+
+
+def sample_groups_stacked(
+    model: StackedGPT | GPT,
+    tasks: Sequence[tuple[Spec, TaskFormat, Tokenizer, Examples]],
+    group_size: int,
+    *,
+    temperature: float = 1.0,
+    generators: Sequence[torch.Generator | None] | None = None,
+    autocast: contextlib.AbstractContextManager[Any] | None = None,
+) -> list[list[Rollout]]:
+    """:func:`sample_groups` for every member of a stack: member ``k`` samples ``tasks[k]``'s prompts.
+
+    One decode loop per prompt length for all members (:func:`hlsm.lm.sampling.generate_stacked`):
+    members with fewer prompts of a length are padded to the stack's shape with copies of a prompt
+    (continued greedily, discarded), each member generates its own budget and draws from its own
+    generator, so that its rollouts are those of :func:`sample_groups` alone.
+    """
+    stack = as_stack(model)
+    K = len(tasks)
+    gens = [None] * K if generators is None else list(generators)
+    device = next(stack.parameters()).device
+    out: list[list[Rollout]] = [[] for _ in range(K)]
+    lengths = sorted({P for _, _, _, prompts in tasks for P in prompts.prompt_len.tolist()})
+    for P in lengths:
+        rows = [torch.nonzero(t[3].prompt_len == P).squeeze(1) for t in tasks]
+        budgets = [
+            max((fmt.trace_length(spec, prompts.programs[i].depth) for i in r.tolist()), default=1)
+            for (spec, fmt, _, prompts), r in zip(tasks, rows, strict=True)
+        ]
+        width = max(len(r) for r in rows)
+        filler = next(t[3].ids[r[0], :P] for t, r in zip(tasks, rows, strict=True) if len(r))
+        ids = torch.stack(
+            [
+                torch.cat([t[3].ids[r, :P], filler.expand(width - len(r), P)]) if len(r) < width else t[3].ids[r, :P]
+                for t, r in zip(tasks, rows, strict=True)
+            ]
+        ).to(device)  # each prompt runs once; its group shares the cache
+        eos = {t[2].eos for t in tasks}
+        pads = {t[2].pad for t in tasks}
+        if len(eos) != 1 or len(pads) != 1:
+            raise RolloutError("the members of a stack must share one tokenizer (eos and pad tokens)")
         with autocast if autocast is not None else contextlib.nullcontext():
-            gen = generate(
-                model,
-                ids,
-                budget,
-                eos_id=tokenizer.eos,
-                temperature=temperature,
-                generator=generator,
-                pad_id=tokenizer.pad,
-                repeats=group_size,
-            )
-        new = gen.new_tokens.cpu()
-        rewards = torch.zeros(len(rows), group_size)
-        malformed = torch.zeros(len(rows), group_size, dtype=torch.bool)
-        for g, row in enumerate(rows.tolist()):
-            block = slice(g * group_size, (g + 1) * group_size)
-            prompt, answer = prompts.ids[row, :P].tolist(), prompts.answers[row].tolist()
-            rewards[g], malformed[g] = score(spec, fmt, tokenizer, prompt, new[block], answer)
-        out.append(Rollout(gen.tokens, gen.mask, rewards.to(device), malformed.to(device), P, programs))
+            gens_out = generate_stacked(
+                stack, ids, max(budgets), eos_id=eos.pop(), temperature=temperature, generators=gens,
+                pad_id=pads.pop(), repeats=group_size, rows=[len(r) for r in rows], budgets=budgets,
+            )  # fmt: skip
+        for k, ((spec, fmt, tokenizer, prompts), r, gen) in enumerate(zip(tasks, rows, gens_out, strict=True)):
+            if not len(r):
+                continue
+            new = gen.new_tokens.cpu()
+            rewards = torch.zeros(len(r), group_size)
+            malformed = torch.zeros(len(r), group_size, dtype=torch.bool)
+            for g, row in enumerate(r.tolist()):
+                block = slice(g * group_size, (g + 1) * group_size)
+                prompt, answer = prompts.ids[row, :P].tolist(), prompts.answers[row].tolist()
+                rewards[g], malformed[g] = score(spec, fmt, tokenizer, prompt, new[block], answer)
+            programs = tuple(prompts.programs[i] for i in r.tolist())
+            out[k].append(Rollout(gen.tokens, gen.mask, rewards.to(device), malformed.to(device), P, programs))
     return out
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from hlsm.errors import HLSMError
 from hlsm.lm.model import GPT
-from hlsm.lm.stacked import StackedGPT, as_stack
+from hlsm.lm.stacked import SingleStack, StackedGPT, as_stack
 
 
 class GenerationError(HLSMError):
@@ -147,7 +147,7 @@ def generate(
 
 
 def generate_stacked(
-    model: StackedGPT | GPT,
+    model: StackedGPT | GPT | SingleStack,
     prompts: Tensor,
     max_new_tokens: int,
     *,
