@@ -33,22 +33,22 @@ refused unless ``[rl] allow_uncalibrated = true``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor
 from tqdm import tqdm
 
 from hlsm.io import write_json
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
-from hlsm.lm.dataset import derive_seed, resolve_source, sample_examples
+from hlsm.lm.dataset import Source, derive_seed, resolve_source, sample_examples
 from hlsm.lm.distributed import (
     DistContext,
     all_reduce_grads,
@@ -58,23 +58,25 @@ from hlsm.lm.distributed import (
     init_distributed,
     shutdown,
 )
-from hlsm.lm.model import GPT
-from hlsm.lm.pg import loo_advantages, reinforce_loss
+from hlsm.lm.engine import StackedAdamW, clip_grad_norms
+from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.pg import loo_advantages, reinforce_losses
 from hlsm.lm.policy import Policy, load_policy, widen_policy
 from hlsm.lm.records import curve_checkpoint, read_calibration
 from hlsm.lm.rl_config import RLConfig, RLSettings, Task, resolve_task
-from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups
+from hlsm.lm.rollout import GroupBuffer, rl_sources, round_sources, sample_groups_stacked
 from hlsm.lm.rundir import (
     METRICS_NAME,
     TrainingError,
     append_jsonl,
     autocast_for,
     check_out,
-    make_adamw,
     make_evaluator,
     start_or_resume,
 )
+from hlsm.lm.stacked import StackedGPT
 from hlsm.runtime import torch_threads
+from hlsm.traces import Tokenizer
 
 # per-update sums logged as means; order of the stats vector
 _STATS = (
@@ -106,6 +108,8 @@ def train_rl(
 ) -> RLResult:
     """Run (or resume) REINFORCE from the checkpoint ``init``; see the module docstring.
 
+    A run alone is a stack of one model (:func:`train_rl_many`).
+
     Parameters
     ----------
     init
@@ -117,18 +121,84 @@ def train_rl(
     stop_at
         Stop after this many updates, writing a checkpoint there, as if killed just after a save.
     """
-    out = Path(config.training.out if out is None else out)
-    config = config.with_out(out)
-    check_out(out, resume)
-    calibration = read_calibration(Path(init).parent if Path(init).is_file() else init)
-    if calibration is not None and not calibration.passed and not config.rl.allow_uncalibrated:
-        raise TrainingError(calibration.refusal(str(init)))
-    policy = load_policy(init, what="--init checkpoint")
-    task = resolve_task(config, policy.sft_record)
-    ctx = init_distributed(config.training.device)
+    return train_rl_many([config], [init], [out], resume=resume, progress=progress, stop_at=stop_at)[0]
+
+
+RL_STACK_KEYS = ("group_size", "prompts_per_round", "temperature", "betas")
+"""The ``[rl]`` keys every model of one stack must share (with the model's sizes and the device,
+bf16 and thread settings of ``[training]``)."""
+
+
+def rl_stack_key(config: RLConfig, gpt: dict[str, Any]) -> str:
+    """What RL runs must share to be trained as one stack (``gpt``: the policy's widened sizes)."""
+    training = config.training
+    record = {"gpt": gpt} | {k: getattr(config.rl, k) for k in RL_STACK_KEYS}
+    record |= {"device": training.device, "bf16": training.bf16, "threads": training.threads}
+    record["betas"] = list(record["betas"])
+    return json.dumps(record, sort_keys=True)
+
+
+def train_rl_many(
+    configs: Sequence[RLConfig],
+    inits: Sequence[str | Path],
+    outs: Sequence[str | Path | None] | None = None,
+    *,
+    resume: bool | Sequence[bool] = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> list[RLResult]:
+    """``K`` REINFORCE runs as one stacked computation (:mod:`hlsm.lm.engine`); one result per run.
+
+    Each run keeps its own folder, SFT checkpoint (initial and reference policy), prompts and
+    samples (from its seed), dynamic sampling (its own rounds until its own ``min_mixed_groups``),
+    groups, rewards and advantages, optimiser state, clipping, budget, learning curve and
+    evaluations; its files are those of the run alone. Per update, the members that still need a
+    sampling round decode together; then every member takes its update in one stacked backward
+    pass. A member whose budget is spent (or whose budget ran out before any mixed group) leaves the
+    stack; members resumed at different updates are trained as one stack per update count.
+
+    Equality with the runs alone: sampling is bit for bit (each member draws from its own
+    generator over the same logits); an update is bit for bit when the members' updates have the
+    same shape, and otherwise differs by float32 rounding in the weight-gradient sums over the
+    padded rows (measured in ``tests/lm/test_lm_engine.py``).
+
+    Raises
+    ------
+    TrainingError
+        A refused checkpoint, runs that cannot share a stack, two runs writing one folder.
+    """
+    if not configs:
+        return []
+    if len(inits) != len(configs):
+        raise TrainingError(f"{len(inits)} --init checkpoints for {len(configs)} runs")
+    outs = [None] * len(configs) if outs is None else list(outs)
+    paths = [Path(c.training.out if o is None else o) for c, o in zip(configs, outs, strict=True)]
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise TrainingError("two runs of one stack write the same output folder; give each its own")
+    resumes = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
+    configs = [c.with_out(p) for c, p in zip(configs, paths, strict=True)]
+    loaded = []
+    for config, init, out, again in zip(configs, inits, paths, resumes, strict=True):
+        check_out(out, again)
+        calibration = read_calibration(Path(init).parent if Path(init).is_file() else init)
+        if calibration is not None and not calibration.passed and not config.rl.allow_uncalibrated:
+            raise TrainingError(calibration.refusal(str(init)))
+        policy = load_policy(init, what="--init checkpoint")
+        loaded.append((policy, resolve_task(config, policy.sft_record)))
+    first = configs[0].training
+    ctx = init_distributed(first.device)
     try:
-        with torch_threads(config.training.threads):
-            return _train(config, policy, task, Path(init), out, ctx, resume, progress, stop_at)
+        with torch_threads(first.threads):
+            runs = [
+                _member(c, p, t, Path(i), o, r, ctx, stop_at)
+                for c, (p, t), i, o, r in zip(configs, loaded, inits, paths, resumes, strict=True)
+            ]
+            if len({r.key for r in runs}) != 1:
+                raise TrainingError(
+                    "these RL runs cannot be trained as one stack: they differ in the model sizes, in [rl] "
+                    f"{list(RL_STACK_KEYS)} or in the device settings; train them separately"
+                )
+            return _train(runs, ctx, progress, stop_at)
     finally:
         shutdown(ctx)
 
@@ -147,158 +217,272 @@ def _record(config: RLConfig, task: Task, policy: Policy, init: Path) -> dict[st
     return json.loads(json.dumps(record))
 
 
-def _train(
+@dataclass
+class _Run:
+    """One member's configuration, files and loop state (see :func:`_train`)."""
+
+    config: RLConfig
+    task: Task
+    tokenizer: Tokenizer
+    out: Path
+    rl_source: Source
+    curriculum: Source | None
+    gpt: GPTConfig
+    key: str
+    record: dict[str, Any]
+    evaluate: Any
+    state: dict[str, Tensor]
+    reference: dict[str, Tensor]
+    optimizer: dict[str, Any] | None
+    update: int
+    traces: int
+    window: list[float]
+    curve: list[float]
+    stop_at: int | None
+    exhausted: bool = False
+    ran: bool = False
+    evaluated: bool = False
+    last_eval: dict[str, dict[str, Any]] = field(default_factory=dict)
+    window_traces: int = 0
+    clock: float = 0.0
+    t0: float = 0.0
+    buffer: GroupBuffer | None = None
+    mixed: int = 0
+    rounds: int = 0
+
+    @property
+    def round_traces(self) -> int:
+        return self.config.rl.prompts_per_round * self.config.rl.group_size
+
+    def due(self) -> dict[str, Any]:
+        """The learning-curve points reached (removed from the list) and the traces used."""
+        budget = self.config.rl.budget_traces
+        points = [p for p in self.curve if p * budget <= self.traces or self.exhausted]
+        del self.curve[: len(points)]
+        return {"traces": self.traces} | ({"curve": points} if points else {})
+
+    def wants_round(self) -> bool:
+        rl = self.config.rl
+        return self.mixed < rl.min_mixed_groups and self.traces + self.round_traces <= rl.budget_traces
+
+    def going(self) -> bool:
+        return not self.exhausted and (self.stop_at is None or self.update < self.stop_at)
+
+
+def _member(
     config: RLConfig,
     policy: Policy,
     task: Task,
     init: Path,
     out: Path,
-    ctx: DistContext,
     resume: bool,
-    progress: bool,
+    ctx: DistContext,
     stop_at: int | None,
-) -> RLResult:
+) -> _Run:
+    """Resolve one run: its prompts, evaluation sets, widened policy, and its folder started or resumed."""
     cfg, rl = config.training, config.rl
     if rl.prompts_per_round % ctx.world_size:
         raise TrainingError(f"prompts_per_round={rl.prompts_per_round} must be divisible by the {ctx.world_size} ranks")
-    spec, fmt, tokenizer = task.spec, task.format, policy.tokenizer
     design, rl_design, rl_source, curriculum = rl_sources(task, rl.programs, rl.curriculum_fraction > 0)
     eval_sources = [resolve_source(rl_design if s.split == "rl" else design, s) for s in config.eval]
     policy = widen_policy(policy, eval_sources)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = policy.model.to(ctx.device).eval()
-    reference = copy.deepcopy(model).requires_grad_(False)
-    optimizer = make_adamw(model, rl.lr, rl.weight_decay, rl.betas, ctx.device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    reference = {k: v.detach().clone() for k, v in model.state_dict().items()}
     record = _record(config, task, policy, init)
-    metrics_path, ckpt_path = out / METRICS_NAME, out / CHECKPOINT_NAME
     ignore = (("training", "out"), ("init", "path"))  # a run folder and its --init may move
-    ckpt = start_or_resume(
-        out, ctx, resume, record, model, optimizer, scheduler, ignore=ignore, differs="config or --init"
-    )
-    update, traces, window = 0, 0, [0.0] * len(_STATS)
+    ckpt = start_or_resume(out, ctx, resume, record, None, None, None, ignore=ignore, differs="config or --init")
+    update, traces, window, optimizer = 0, 0, [0.0] * len(_STATS), None
     if ckpt is not None:
-        update, traces, window = ckpt.step, ckpt.extra["traces"], ckpt.extra["window"]
-    autocast = autocast_for(ctx.device, cfg.bf16)
-    evaluate = make_evaluator(ctx, model, spec, fmt, tokenizer, eval_sources, cfg, metrics_path)
+        model.load_state_dict(ckpt.model)
+        update, traces, window, optimizer = ckpt.step, ckpt.extra["traces"], ckpt.extra["window"], ckpt.optimizer
+    evaluate = make_evaluator(
+        ctx, None, task.spec, task.format, policy.tokenizer, eval_sources, cfg, out / METRICS_NAME
+    )
+    curve = [p for p in rl.curve if p * rl.budget_traces > traces or (p == 0 and update == 0)]
+    gpt = model.config
+    run = _Run(
+        config, task, policy.tokenizer, out, rl_source, curriculum, gpt, rl_stack_key(config, gpt.to_dict()), record,
+        evaluate, model.state_dict(), reference, optimizer, update, traces, window, curve, stop_at,
+    )  # fmt: skip
+    run.exhausted = traces + run.round_traces > rl.budget_traces
+    return run
 
-    round_traces = rl.prompts_per_round * rl.group_size
-    share = slice(ctx.rank, None, ctx.world_size)
+
+def _train(runs: list[_Run], ctx: DistContext, progress: bool, stop_at: int | None) -> list[RLResult]:
     bar = tqdm(
-        total=rl.budget_traces,
-        initial=traces,
-        desc="rl",
+        total=sum(r.config.rl.budget_traces for r in runs),
+        initial=sum(r.traces for r in runs),
+        desc="rl" if len(runs) == 1 else f"rl x{len(runs)}",
         unit="trace",
         unit_scale=True,
         disable=not (progress and ctx.is_main),
         dynamic_ncols=True,
     )
-    last_eval: dict[str, dict[str, Any]] = {}
-    clock = t0 = time.perf_counter()
-    window_traces = 0
-
-    def save(path: Path = ckpt_path) -> None:
-        states = gather_objects(ctx, capture_rng_state())
-        if ctx.is_main:
-            save_checkpoint(
-                path,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                step=update,
-                rng=states,
-                config=record,
-                extra={"traces": traces, "window": window},
-            )
-        barrier(ctx)
-
-    exhausted = traces + round_traces > rl.budget_traces
-    ran = evaluated = False
-    # learning-curve points still to score; those at or below the traces already used were scored
-    curve = [p for p in rl.curve if p * rl.budget_traces > traces or (p == 0 and update == 0)]
-
-    def due() -> dict[str, Any]:
-        points = [p for p in curve if p * rl.budget_traces <= traces or exhausted]
-        del curve[: len(points)]
-        return {"traces": traces} | ({"curve": points} if points else {})
-
-    def score(at: int, fields: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Evaluate; at a learning-curve point also keep the model as it is (``curve/<traces>/``)."""
-        scored = evaluate(at, **fields)
-        if "curve" in fields:
-            save(curve_checkpoint(out, traces))
-        return scored
-
-    if curve and curve[0] == 0 and update == 0:
-        score(0, due())
-    while not exhausted and (stop_at is None or update < stop_at):
-        ran = True
-        buffer = GroupBuffer(rl.group_size, tokenizer.pad)
-        mixed, rounds = 0, 0
-        while mixed < rl.min_mixed_groups and traces + round_traces <= rl.budget_traces:
-            sources = round_sources(
-                rl_source, curriculum, traces, rl.budget_traces, rl.curriculum_fraction, rl.curriculum_mix
-            )
-            prompts = sample_examples(
-                spec, fmt, tokenizer, sources, rl.prompts_per_round, derive_seed(cfg.seed, "prompts", update, rounds)
-            )
-            generator = torch.Generator(ctx.device)
-            generator.manual_seed(derive_seed(cfg.seed, "sample", update, rounds, ctx.rank))
-            mine = prompts.index(torch.arange(rl.prompts_per_round)[share])
-            for rollout in sample_groups(
-                model,
-                spec,
-                fmt,
-                tokenizer,
-                mine,
-                rl.group_size,
-                temperature=rl.temperature,
-                generator=generator,
-                autocast=autocast,
-            ):
-                buffer.add(rollout)
-            mixed = int(all_reduce_sum(ctx, [buffer.mixed])[0])
-            traces += round_traces
-            rounds += 1
-            bar.update(round_traces)
-        exhausted = traces + round_traces > rl.budget_traces
-        if mixed == 0:
-            break  # the budget ran out before any group had mixed rewards
-        stats = _update(model, reference, optimizer, buffer, mixed, rl, ctx, autocast)
-        scheduler.step()
-        update += 1
-        stats |= {"traces": float(buffer.sampled_traces), "rounds": float(rounds), "updates": 1.0}
-        stats |= {"reward": buffer.reward_sum, "malformed": float(buffer.malformed_sum)}
-        stats |= {"groups": float(buffer.sampled_groups), "mixed": float(buffer.mixed)}
-        totals = _global_stats(ctx, stats)
-        window = [w + totals[k] for w, k in zip(window, _STATS, strict=True)]
-        window_traces += int(totals["traces"])
-        last = exhausted or (stop_at is not None and update >= stop_at)
-        if update % cfg.log_every == 0 or last:
-            now = time.perf_counter()
-            entry = _log_entry(dict(zip(_STATS, window, strict=True)), update, traces, rl)
-            entry |= {"traces_per_s": round(window_traces / max(now - clock, 1e-9)), "elapsed_s": round(now - t0, 3)}
-            if ctx.is_main:
-                append_jsonl(metrics_path, entry)
-            bar.set_postfix(reward=f"{entry['reward']:.3f}", mixed=f"{entry['mixed_fraction']:.2f}")
-            window, window_traces, clock = [0.0] * len(_STATS), 0, now
-        paused = time.perf_counter()
-        fields = due()
-        if exhausted or "curve" in fields or (cfg.eval_every and update % cfg.eval_every == 0):
-            last_eval, evaluated = score(update, fields), exhausted
-        if update % cfg.checkpoint_every == 0 or last:
-            save()
-        clock += time.perf_counter() - paused
+    for start in sorted({r.update for r in runs}):
+        _train_stack([r for r in runs if r.update == start], ctx, bar)
     bar.close()
-    if exhausted and ran:
-        if not evaluated:  # the budget ran out without a last update
-            last_eval = score(update, due())
-            save()
+    results = []
+    for r in runs:
+        model = GPT(r.gpt).to(ctx.device)
+        model.load_state_dict(r.state)
+        results.append(RLResult(model.eval(), r.update, r.traces, r.out, r.last_eval, ctx.rank))
+    return results
+
+
+def _save(
+    r: _Run, stack: StackedGPT, k: int, optimizer: StackedAdamW, ctx: DistContext, path: Path | None = None
+) -> None:
+    """Member ``k``'s checkpoint (``path``: a learning-curve copy; default the run's checkpoint)."""
+    states = gather_objects(ctx, capture_rng_state())
+    if ctx.is_main:
+        save_checkpoint(
+            r.out / CHECKPOINT_NAME if path is None else path,
+            model=stack.member_state(k),
+            optimizer=optimizer.member_state(k, r.config.rl.lr),
+            scheduler={"last_epoch": r.update},
+            step=r.update,
+            rng=states,
+            config=r.record,
+            extra={"traces": r.traces, "window": r.window},
+        )
+    barrier(ctx)
+
+
+def _score(r: _Run, stack: StackedGPT, k: int, optimizer: StackedAdamW, ctx: DistContext, at: int) -> None:
+    """Evaluate member ``k``; at a learning-curve point also keep it as it is (``curve/<traces>/``)."""
+    fields = r.due()
+    r.last_eval = r.evaluate(at, model=stack.member(k).eval(), **fields)
+    if "curve" in fields:
+        _save(r, stack, k, optimizer, ctx, curve_checkpoint(r.out, r.traces))
+
+
+def _finish(r: _Run, stack: StackedGPT, k: int, optimizer: StackedAdamW, ctx: DistContext) -> None:
+    """Member ``k`` leaves the stack: a last evaluation if the budget ran out without one, the summary."""
+    if r.exhausted and r.ran:
+        if not r.evaluated:  # the budget ran out without a last update
+            _score(r, stack, k, optimizer, ctx, r.update)
+            _save(r, stack, k, optimizer, ctx)
         if ctx.is_main:
-            summary = {"updates": update, "traces": traces, "num_params": model.num_params(), "evaluation": last_eval}
-            write_json(out / "summary.json", summary)
-    return RLResult(model, update, traces, out, last_eval, ctx.rank)
+            summary = {"updates": r.update, "traces": r.traces, "num_params": stack.num_params()}
+            write_json(r.out / "summary.json", summary | {"evaluation": r.last_eval})
+    r.state = stack.member_state(k)
+
+
+def _train_stack(runs: list[_Run], ctx: DistContext, bar: Any) -> None:
+    """Train ``runs`` (all at one update count) as one stack until each has left it."""
+    if not runs:
+        return
+    first = runs[0]
+    stack = StackedGPT.from_states(first.gpt, [r.state for r in runs]).to(ctx.device).eval()
+    reference = StackedGPT.from_states(first.gpt, [r.reference for r in runs]).to(ctx.device).eval()
+    reference.requires_grad_(False)
+    rl0 = first.config.rl
+    optimizer = StackedAdamW(stack, [r.config.rl.weight_decay for r in runs], rl0.betas)
+    if first.optimizer is not None:
+        optimizer.load_member_states([r.optimizer for r in runs if r.optimizer is not None])
+    autocast = autocast_for(ctx.device, first.config.training.bf16)
+    t0 = time.perf_counter()
+    for k, r in enumerate(runs):
+        r.clock = r.t0 = t0
+        if r.curve and r.curve[0] == 0 and r.update == 0:
+            _score(r, stack, k, optimizer, ctx, 0)
+
+    def leave(gone: list[int]) -> None:
+        nonlocal runs, stack, reference, optimizer
+        for k in gone:
+            _finish(runs[k], stack, k, optimizer, ctx)
+        keep = [k for k in range(len(runs)) if k not in gone]
+        if gone and keep:
+            smaller = stack.select(keep).eval()
+            optimizer, stack = optimizer.select(smaller, keep), smaller
+            reference = reference.select(keep).eval().requires_grad_(False)
+        runs = [runs[k] for k in keep]
+
+    leave([k for k, r in enumerate(runs) if not r.going()])
+    share = slice(ctx.rank, None, ctx.world_size)
+    while runs:
+        for r in runs:
+            r.ran, r.buffer, r.mixed, r.rounds = True, GroupBuffer(r.config.rl.group_size, r.tokenizer.pad), 0, 0
+        while need := [k for k, r in enumerate(runs) if r.wants_round()]:
+            tasks, generators = [], []
+            for k in need:
+                r = runs[k]
+                cfg, rl = r.config.training, r.config.rl
+                sources = round_sources(
+                    r.rl_source, r.curriculum, r.traces, rl.budget_traces, rl.curriculum_fraction, rl.curriculum_mix
+                )
+                spec, fmt = r.task.spec, r.task.format
+                seed = derive_seed(cfg.seed, "prompts", r.update, r.rounds)
+                prompts = sample_examples(spec, fmt, r.tokenizer, sources, rl.prompts_per_round, seed)
+                generator = torch.Generator(ctx.device)
+                generator.manual_seed(derive_seed(cfg.seed, "sample", r.update, r.rounds, ctx.rank))
+                tasks.append((spec, fmt, r.tokenizer, prompts.index(torch.arange(rl.prompts_per_round)[share])))
+                generators.append(generator)
+            sampler = stack if len(need) == len(runs) else stack.select(need).eval()
+            rollouts = sample_groups_stacked(
+                sampler, tasks, rl0.group_size, temperature=rl0.temperature, generators=generators, autocast=autocast
+            )
+            for k, made in zip(need, rollouts, strict=True):
+                r = runs[k]
+                assert r.buffer is not None
+                for rollout in made:
+                    r.buffer.add(rollout)
+            counts = all_reduce_sum(ctx, [float(runs[k].buffer.mixed) for k in need])  # type: ignore[union-attr]
+            for k, count in zip(need, counts, strict=True):
+                r = runs[k]
+                r.mixed, r.traces, r.rounds = int(count), r.traces + r.round_traces, r.rounds + 1
+                bar.update(r.round_traces)
+        for r in runs:
+            r.exhausted = r.traces + r.round_traces > r.config.rl.budget_traces
+        leave([k for k, r in enumerate(runs) if r.mixed == 0])  # the budget ran out before any group had mixed rewards
+        if not runs:
+            break
+        stats = _update(stack, reference, optimizer, runs, ctx, autocast)
+        now = time.perf_counter()
+        for k, (r, st) in enumerate(zip(runs, stats, strict=True)):
+            _after_update(r, k, st, stack, optimizer, ctx, now, bar)
+        leave([k for k, r in enumerate(runs) if not r.going()])
+
+
+def _after_update(
+    r: _Run,
+    k: int,
+    stats: dict[str, float],
+    stack: StackedGPT,
+    optimizer: StackedAdamW,
+    ctx: DistContext,
+    now: float,
+    bar: Any,
+) -> None:
+    """Member ``k``'s counts, log, evaluation, learning-curve point and checkpoint after an update."""
+    rl, cfg, buffer = r.config.rl, r.config.training, r.buffer
+    assert buffer is not None
+    r.update += 1
+    stats |= {"traces": float(buffer.sampled_traces), "rounds": float(r.rounds), "updates": 1.0}
+    stats |= {"reward": buffer.reward_sum, "malformed": float(buffer.malformed_sum)}
+    stats |= {"groups": float(buffer.sampled_groups), "mixed": float(buffer.mixed)}
+    totals = _global_stats(ctx, stats)
+    r.window = [w + totals[key] for w, key in zip(r.window, _STATS, strict=True)]
+    r.window_traces += int(totals["traces"])
+    last = r.exhausted or (r.stop_at is not None and r.update >= r.stop_at)
+    if r.update % cfg.log_every == 0 or last:
+        entry = _log_entry(dict(zip(_STATS, r.window, strict=True)), r.update, r.traces, rl)
+        entry |= {"traces_per_s": round(r.window_traces / max(now - r.clock, 1e-9)), "elapsed_s": round(now - r.t0, 3)}
+        if ctx.is_main:
+            append_jsonl(r.out / METRICS_NAME, entry)
+        bar.set_postfix(reward=f"{entry['reward']:.3f}", mixed=f"{entry['mixed_fraction']:.2f}")
+        r.window, r.window_traces, r.clock = [0.0] * len(_STATS), 0, now
+    paused = time.perf_counter()
+    budget = rl.budget_traces
+    at_curve = any(p * budget <= r.traces or r.exhausted for p in r.curve)
+    if r.exhausted or at_curve or (cfg.eval_every and r.update % cfg.eval_every == 0):
+        _score(r, stack, k, optimizer, ctx, r.update)
+        r.evaluated = r.exhausted
+    if r.update % cfg.checkpoint_every == 0 or last:
+        _save(r, stack, k, optimizer, ctx)
+    r.clock += time.perf_counter() - paused  # throughput excludes evaluation and checkpoints
 
 
 def _global_stats(ctx: DistContext, stats: dict[str, float]) -> dict[str, float]:
@@ -308,44 +492,60 @@ def _global_stats(ctx: DistContext, stats: dict[str, float]) -> dict[str, float]
 
 
 def _update(
-    model: GPT,
-    reference: GPT,
-    optimizer: torch.optim.Optimizer,
-    buffer: GroupBuffer,
-    mixed: int,
-    rl: RLSettings,
+    stack: StackedGPT,
+    reference: StackedGPT,
+    optimizer: StackedAdamW,
+    runs: Sequence[_Run],
     ctx: DistContext,
     autocast: contextlib.AbstractContextManager[Any],
-) -> dict[str, float]:
-    """One AdamW step on the buffer's mixed groups (``mixed``: their number over all ranks)."""
-    denominator = float(mixed * rl.group_size)
-    optimizer.zero_grad(set_to_none=True)
-    sums = dict.fromkeys(("adv_sum", "adv_sq", "adv_n", "entropy", "tokens", "kl", "pg"), 0.0)
-    for batch in buffer.batches():
-        advantages = loo_advantages(batch.rewards).reshape(-1)
+) -> list[dict[str, float]]:
+    """One AdamW step of every member on its buffer's mixed groups (``run.mixed``: over all ranks).
+
+    Per prompt length, the members' kept traces are padded to one ``(K, rows, P + N)`` batch
+    (padding rows: zero advantage, empty mask) and :func:`hlsm.lm.pg.reinforce_losses` of all
+    members is back-propagated at once; then each member's gradient is summed over ranks, clipped
+    to its own bound and applied at its own learning rate.
+    """
+    K = len(runs)
+    rls = [r.config.rl for r in runs]
+    optimizer.zero_grad()
+    sums = [dict.fromkeys(("adv_sum", "adv_sq", "adv_n", "entropy", "tokens", "kl", "pg"), 0.0) for _ in runs]
+    per_member = [{b.prompt_len: b for b in r.buffer.batches()} for r in runs]  # type: ignore[union-attr]
+    pad = runs[0].tokenizer.pad
+    device = next(stack.parameters()).device
+    denominators = [float(r.mixed * rl.group_size) for r, rl in zip(runs, rls, strict=True)]
+    for P in sorted({P for batches in per_member for P in batches}):
+        batches = [m.get(P) for m in per_member]
+        rows = max(b.tokens.shape[0] for b in batches if b is not None)
+        N = max(b.mask.shape[1] for b in batches if b is not None)
+        tokens = torch.full((K, rows, P + N), pad, dtype=torch.long, device=device)
+        mask = torch.zeros((K, rows, N), dtype=torch.bool, device=device)
+        advantages = torch.zeros((K, rows), dtype=torch.float32, device=device)
+        for k, b in enumerate(batches):
+            if b is None:
+                continue
+            R, T = b.tokens.shape
+            tokens[k, :R, :T] = b.tokens
+            mask[k, :R, : b.mask.shape[1]] = b.mask
+            adv = loo_advantages(b.rewards).reshape(-1)
+            advantages[k, :R] = adv
+            sums[k]["adv_sum"] += float(adv.sum())
+            sums[k]["adv_sq"] += float((adv**2).sum())
+            sums[k]["adv_n"] += float(adv.numel())
         with autocast:
-            loss, parts = reinforce_loss(
-                model,
-                batch.tokens,
-                batch.prompt_len,
-                batch.mask,
-                advantages,
-                ref_model=reference,
-                kl_coef=rl.kl_coef,
-                temperature=rl.temperature,
-                denominator=denominator,
-            )
-        loss.backward()
-        sums["adv_sum"] += float(advantages.sum())
-        sums["adv_sq"] += float((advantages**2).sum())
-        sums["adv_n"] += float(advantages.numel())
-        for key in ("entropy", "tokens", "kl", "pg"):
-            sums[key] += getattr(parts, key)
-    params = [p for p in model.parameters() if p.requires_grad]
-    all_reduce_grads(ctx, params)
-    grad_norm = nn.utils.clip_grad_norm_(params, rl.grad_clip if rl.grad_clip > 0 else math.inf)
-    optimizer.step()
-    return sums | {"grad_norm": float(grad_norm)}
+            losses, parts = reinforce_losses(
+                stack, tokens, P, mask, advantages, ref_model=reference, kl_coefs=[rl.kl_coef for rl in rls],
+                temperature=rls[0].temperature, denominators=denominators,
+            )  # fmt: skip
+        losses.sum().backward()
+        for k, b in enumerate(batches):
+            if b is not None:
+                for key in ("entropy", "tokens", "kl", "pg"):
+                    sums[k][key] += getattr(parts[k], key)
+    all_reduce_grads(ctx, [p for p in stack.parameters() if p.requires_grad])
+    norms = clip_grad_norms(stack, [rl.grad_clip for rl in rls])
+    optimizer.step([rl.lr for rl in rls])
+    return [s | {"grad_norm": float(n)} for s, n in zip(sums, norms.tolist(), strict=True)]
 
 
 def _log_entry(w: dict[str, float], update: int, traces: int, rl: RLSettings) -> dict[str, Any]:

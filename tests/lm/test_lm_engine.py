@@ -27,8 +27,11 @@ from hlsm.lm.data import make_tokenizer
 from hlsm.lm.dataset import derive_seed, sample_examples
 from hlsm.lm.engine import StackedAdamW, sft_step
 from hlsm.lm.model import GPT, GPTConfig
-from hlsm.lm.records import read_calibration
+from hlsm.lm.records import curve_checkpoints, read_calibration, read_curve
+from hlsm.lm.reinforce import train_rl, train_rl_many
+from hlsm.lm.rl_config import RLConfig
 from hlsm.lm.rundir import comparable, make_adamw
+from hlsm.lm.sampling import generate, generate_stacked
 from hlsm.lm.sft import TrainingError, _resolve, lm_loss, lr_factor, train_sft, train_sft_many
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.lm.stacked import StackedGPT
@@ -212,3 +215,83 @@ def test_runs_that_cannot_share_a_stack_are_refused(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="same output folder"):
         train_sft_many([tiny(0), tiny(1)], [tmp_path / "a", tmp_path / "a"], progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# REINFORCE
+
+
+def rl_tiny(seed: int, lr: float, **rl: Any) -> RLConfig:
+    raw = load_toml(CONFIGS / "rl_tiny.toml")
+    raw["rl"] |= {"budget_traces": 512, "min_mixed_groups": 1, "lr": lr, "curve": [0.0, 0.5, 1.0]} | rl
+    raw["training"] |= {"seed": seed}
+    return RLConfig.from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def two_sft(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny SFT runs of different seeds (different designs and weights): the RL members' inits."""
+    out = tmp_path_factory.mktemp("sft2")
+    configs = [tiny(seed=s, steps=150, checkpoint_every=150, eval_every=0) for s in (0, 1)]
+    return [r.out for r in train_sft_many(configs, [out / "s0", out / "s1"], progress=False)]
+
+
+def test_k_stacked_rl_runs_equal_k_runs_alone(two_sft: list[Path], tmp_path: Path) -> None:
+    """Three RL runs (two from one SFT checkpoint with different seeds and learning rates, one from
+    another SFT run with its own budget and mixed-group threshold), one stack: they sample, update,
+    score the learning curve and leave the stack at different updates, and every file equals the
+    run alone's — bit for bit, padded updates included."""
+    configs = [rl_tiny(0, 1e-3), rl_tiny(1, 2e-3, budget_traces=256), rl_tiny(2, 5e-4, min_mixed_groups=3)]
+    inits = [two_sft[0], two_sft[0], two_sft[1]]
+    many = train_rl_many(configs, inits, [tmp_path / f"m{k}" for k in range(3)], progress=False)
+    assert len({r.updates for r in many}) > 1  # the members left the stack at different updates
+    for k, (config, init) in enumerate(zip(configs, inits, strict=True)):
+        alone = train_rl(config, init, tmp_path / f"a{k}", progress=False)
+        a, b = tmp_path / f"m{k}", tmp_path / f"a{k}"
+        assert (many[k].updates, many[k].traces) == (alone.updates, alone.traces)
+        assert _equal_states(many[k].model.state_dict(), alone.model.state_dict())
+        assert _rl_metrics(a) == _rl_metrics(b)
+        assert json.loads((a / "summary.json").read_text()) == json.loads((b / "summary.json").read_text())
+        curve_a, curve_b = curve_checkpoints(a), curve_checkpoints(b)
+        assert [t for t, _ in curve_a] == [t for t, _ in curve_b] and len(curve_a) >= 2
+        for (_, pa), (_, pb) in zip(curve_a, curve_b, strict=True):
+            assert _equal_states(load_checkpoint(pa).model, load_checkpoint(pb).model)
+        assert read_curve(a) == read_curve(b)
+
+
+def test_a_batched_rl_run_killed_in_the_middle_resumes_exactly(two_sft: list[Path], tmp_path: Path) -> None:
+    configs = [rl_tiny(0, 1e-3, budget_traces=384), rl_tiny(1, 1e-3, budget_traces=384)]
+    inits = [two_sft[0], two_sft[1]]
+    outs = [tmp_path / f"part{k}" for k in range(2)]
+    whole = train_rl_many(configs, inits, [tmp_path / f"whole{k}" for k in range(2)], progress=False)
+    part = train_rl_many(configs, inits, outs, progress=False, stop_at=2)
+    assert [r.updates for r in part] == [2, 2]
+    resumed = train_rl_many(configs, inits, outs, resume=True, progress=False)
+    for k in range(2):
+        assert (resumed[k].updates, resumed[k].traces) == (whole[k].updates, whole[k].traces)
+        assert _equal_states(resumed[k].model.state_dict(), whole[k].model.state_dict())
+        assert _rl_metrics(outs[k]) == _rl_metrics(tmp_path / f"whole{k}")
+
+
+def test_stacked_sampling_draws_what_each_model_draws_alone() -> None:
+    """Members with different numbers of prompts and budgets: each gets generate()'s samples."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=30, max_len=60, n_layer=2, n_head=4, d_model=32)
+    models = [GPT(cfg) for _ in range(3)]
+    prompts = torch.randint(29, (3, 6, 10))
+    rows, budgets = [6, 4, 5], [30, 12, 20]
+    outs = generate_stacked(
+        StackedGPT.from_models(models), prompts, 30, eos_id=29, repeats=4, rows=rows, budgets=budgets,
+        generators=[torch.Generator().manual_seed(k) for k in range(3)],
+    )  # fmt: skip
+    for k, model in enumerate(models):
+        alone = generate(
+            model, prompts[k, : rows[k]], budgets[k], eos_id=29, repeats=4, generator=torch.Generator().manual_seed(k)
+        )
+        assert torch.equal(outs[k].tokens, alone.tokens) and torch.equal(outs[k].logprobs, alone.logprobs)
+        assert torch.equal(outs[k].mask, alone.mask) and torch.equal(outs[k].finished, alone.finished)
+
+
+def _rl_metrics(run: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("traces_per_s", "elapsed_s")} for r in rows]
