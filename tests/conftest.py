@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,12 @@ import pytest
 
 from hlsm.examples import CONFIGS
 from hlsm.runtime import torch_threads
+
+
+# Ray started by a test (a local instance, or a cluster on 127.0.0.1) stays on the loopback address:
+# on Linux Ray announces the machine's interface address unless told it is a one-machine cluster.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(autouse=True)

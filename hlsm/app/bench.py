@@ -11,7 +11,6 @@ likelihood vs Pyro's ``TraceEnum_ELBO``, loss + backward). ``sample``, ``train``
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import platform
 import time
@@ -143,13 +142,13 @@ def bench_sample(
     }
 
 
-def _sft_task(scale: str) -> tuple[Any, Any, Any, list[Any], int, Any]:
-    """The ``scale`` preset's SFT config, tokenizer, format, training sources, width and GPT sizes."""
+def _sft_task(scale: str, size: str | None = None) -> tuple[Any, Any, Any, list[Any], int, Any]:
+    """The ``scale`` preset's SFT config (model of ladder ``size``), tokenizer, format, sources, width, GPT sizes."""
     from hlsm.lm.data import make_tokenizer
-    from hlsm.lm.presets import scale_preset
+    from hlsm.lm.presets import scale_preset, with_size
     from hlsm.lm.sft import _resolve
 
-    config = scale_preset(scale).sft
+    config = with_size(scale_preset(scale), size).sft
     sources, _, _, width, gpt = _resolve(config)
     return config, make_tokenizer(config.spec), config.format, sources, width, gpt
 
@@ -163,6 +162,7 @@ def bench_train(
     progress: bool = True,
     scale: str = "cpu",
     models: int = 1,
+    size: str | None = None,
 ) -> dict[str, Any]:
     """Training tokens/s of the engine's SFT step for ``models`` models, stacked against one at a time.
 
@@ -188,7 +188,7 @@ def bench_train(
     if models < 1:
         raise HLSMError(f"--models must be at least 1, got {models}")
     dev, sync = _lm_setup(device)
-    config, tokenizer, fmt, sources, width, gpt = _sft_task(scale)
+    config, tokenizer, fmt, sources, width, gpt = _sft_task(scale, size)
     batch_size = n or config.training.batch_size
     autocast = autocast_for(dev, True)
     torch.manual_seed(seed)
@@ -241,6 +241,7 @@ def bench_train(
         "benchmark": "train",
         "device": str(dev),
         "scale": scale,
+        "size": size,
         "models": models,
         "batch": batch_size,
         "seq_len": width,
@@ -272,116 +273,155 @@ def bench_rl(
     seed: int = 0,
     progress: bool = True,
     scale: str = "cpu",
+    models: int = 1,
+    size: str | None = None,
 ) -> dict[str, Any]:
-    """Throughput of REINFORCE's two halves at the ``scale`` preset's model and task, side by side.
+    """Throughput of a REINFORCE round for ``models`` models at the ``scale`` preset, stacked against alone.
 
-    Sampling: ``n`` RL prompts (the design's ``rl`` split) x ``group_size`` traces at temperature 1
-    with the KV cache, as :func:`hlsm.lm.rollout.sample_groups` does — all ``n * group_size`` traces in
-    one batched call (the project's path) against one call per prompt (the reference; ``ratio`` =
-    batched / per-prompt traces/s). Update: :func:`hlsm.lm.pg.reinforce_loss` (policy forward and
-    backward, frozen reference forward for the KL) and an AdamW step on a quarter of the round's
-    groups (the mixed share seen in practice), with rewards forced mixed. ``rl_traces_per_s`` is the
-    sampled traces per second of a round plus its update; ``fraction_of_peak`` its model FLOPs (2 per
-    parameter per token sampled or forwarded, 6 per token trained) over the matmul rate measured in
-    the same run. Random-init weights: the shapes, not the answers, set the cost. Best of ``rounds``.
+    A round, as :func:`hlsm.lm.reinforce.train_rl_many` runs it: sampling ``n`` RL prompts (the
+    design's ``rl`` split, each model its own) x ``group_size`` traces at temperature 1 with the KV
+    cache and scoring them (:func:`hlsm.lm.rollout.sample_groups_stacked`), then the engine's update
+    (:func:`hlsm.lm.reinforce.rl_update`: policy forward and backward, frozen reference forward for
+    the KL, per-model clipping, AdamW) on a quarter of the groups (the mixed share seen in practice),
+    their rewards forced mixed. Stacked: the ``K = models`` models as one stack. Alone: ``K`` stacks
+    of one in turn. ``ratio`` = stacked / alone traces/s (1 for ``K = 1``). Random-init weights: the
+    shapes, not the answers, set the cost. Best of ``rounds``, the variants alternating.
+
+    ``fraction_of_peak``: model FLOPs (2 per parameter per token sampled or forwarded, 6 per token
+    trained, so 8 per update token with the reference) over the matmul rate measured in the same
+    run, for the faster variant; ``sample_fraction_of_peak`` and ``update_fraction_of_peak`` split it.
     """
-    import copy
-
     from hlsm.lm.data import make_tokenizer
     from hlsm.lm.dataset import SourceConfig, resolve_source, sample_examples
+    from hlsm.lm.distributed import DistContext
+    from hlsm.lm.engine import StackedAdamW
     from hlsm.lm.model import GPT
-    from hlsm.lm.pg import loo_advantages, reinforce_loss
-    from hlsm.lm.presets import scale_preset
-    from hlsm.lm.rollout import Rollout, sample_groups
+    from hlsm.lm.presets import scale_preset, with_size
+    from hlsm.lm.reinforce import rl_update
+    from hlsm.lm.rollout import GroupBuffer, Rollout, sample_groups_stacked
+    from hlsm.lm.rundir import autocast_for
     from hlsm.lm.sft import sft_gpt_config
+    from hlsm.lm.stacked import StackedGPT
 
+    if models < 1:
+        raise HLSMError(f"--models must be at least 1, got {models}")
     dev, sync = _lm_setup(device)
-    preset = scale_preset(scale)
+    preset = with_size(scale_preset(scale), size)
     config = preset.sft
+    settings = preset.rl.rl
     spec, fmt = config.spec, config.format
     tokenizer = make_tokenizer(spec)
-    design = make_design(spec, config.design)
-    source = resolve_source(design, SourceConfig("rl", split="rl"))
+    source = resolve_source(make_design(spec, config.design), SourceConfig("rl", split="rl"))
     torch.manual_seed(seed)
-    model = GPT(sft_gpt_config(config)).to(dev).eval()
-    reference = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    prompts = sample_examples(spec, fmt, tokenizer, [source], n, seed)
+    members = [GPT(sft_gpt_config(config)) for _ in range(models)]
+    prompts = [sample_examples(spec, fmt, tokenizer, [source], n, seed + k) for k in range(models)]
+    ctx = DistContext(device=dev)
+    autocast = autocast_for(dev, True)
+    keep_groups = max(1, n // 4)
 
-    def sample(batched: bool) -> tuple[list[Rollout], float]:
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        sync()
-        start = time.perf_counter()
-        if batched:
-            out = sample_groups(model, spec, fmt, tokenizer, prompts, group_size, generator=gen)
-        else:
-            out = [
-                r
-                for i in range(n)
-                for r in sample_groups(
-                    model, spec, fmt, tokenizer, prompts.index(torch.tensor([i])), group_size, generator=gen
-                )
-            ]
-        sync()
-        return out, time.perf_counter() - start
+    def variant(ks: list[int]) -> Callable[[], tuple[float, float, int, int]]:
+        stack = StackedGPT.from_models([members[k] for k in ks]).to(dev).eval()
+        reference = StackedGPT.from_models([members[k] for k in ks]).to(dev).eval().requires_grad_(False)
+        optimizer = StackedAdamW(stack, 0.0, settings.betas)
 
-    def update(rollouts: list[Rollout]) -> tuple[float, int]:
-        keep_groups = max(1, n // 4)
-        sync()
-        start, tokens = time.perf_counter(), 0
-        optimizer.zero_grad(set_to_none=True)
-        for r in rollouts:
-            m = min(keep_groups, r.rewards.shape[0])
-            if m == 0:
-                continue
-            keep_groups -= m
-            rows = m * group_size
-            rewards = (torch.arange(rows) % 2).float().reshape(m, group_size)  # forced mixed
-            advantages = loo_advantages(rewards).reshape(-1).to(dev)
-            loss, _ = reinforce_loss(
-                model, r.tokens[:rows], r.prompt_len, r.mask[:rows], advantages, ref_model=reference, kl_coef=0.05
+        def forced(r: Rollout, m: int) -> Rollout:
+            rewards = (torch.arange(m * group_size) % 2).float().reshape(m, group_size).to(r.rewards.device)
+            return Rollout(r.tokens[: m * group_size], r.mask[: m * group_size], rewards, r.malformed[:m],
+                           r.prompt_len, r.programs[:m])  # fmt: skip
+
+        def run() -> tuple[float, float, int, int]:
+            gens = [torch.Generator(device=dev).manual_seed(seed + k) for k in ks]
+            sync()
+            start = time.perf_counter()
+            made = sample_groups_stacked(
+                stack, [(spec, fmt, tokenizer, prompts[k]) for k in ks], group_size, generators=gens, autocast=autocast
             )
-            loss.backward()
-            tokens += rows * r.tokens.shape[1]
-        optimizer.step()
-        sync()
-        return time.perf_counter() - start, tokens
+            sync()
+            sampled = time.perf_counter() - start
+            buffers = []
+            for rollouts in made:
+                buffer, left = GroupBuffer(group_size, tokenizer.pad), keep_groups
+                for r in rollouts:
+                    m = min(left, r.rewards.shape[0])
+                    if m:
+                        buffer.add(forced(r, m))
+                        left -= m
+                buffers.append(buffer)
+            sync()
+            start = time.perf_counter()
+            rl_update(stack, reference, optimizer, buffers, [b.mixed for b in buffers], [settings] * len(ks),
+                      tokenizer.pad, ctx, autocast)  # fmt: skip
+            sync()
+            sampled_tokens = sum(int(r.tokens.numel()) for rollouts in made for r in rollouts)
+            update_tokens = sum(int(r.tokens.numel()) for b in buffers for r in b.kept)
+            return sampled, time.perf_counter() - start, sampled_tokens, update_tokens
 
-    best: dict[str, float] = {"batched": float("inf"), "per_prompt": float("inf"), "update": float("inf")}
-    sample(True)
-    rollouts: list[Rollout] = []
-    update_tokens = 0
-    for _ in range(rounds):  # alternate, so that a background load slows every path alike
-        rollouts, t = sample(True)
-        best["batched"] = min(best["batched"], t)
-        best["per_prompt"] = min(best["per_prompt"], sample(False)[1])
-        t, update_tokens = update(rollouts)
-        best["update"] = min(best["update"], t)
-    traces = n * group_size
-    sampled_tokens = sum(int(r.tokens.shape[0]) * int(r.tokens.shape[1]) for r in rollouts)
-    params = model.num_params()
-    flops = 2 * params * sampled_tokens + 8 * params * update_tokens
-    round_s = best["batched"] + best["update"]
+        return run
+
+    stacked = variant(list(range(models)))
+    alone_runs = [variant([k]) for k in range(models)]
+
+    def alone() -> tuple[float, float, int, int]:
+        parts = [r() for r in alone_runs]
+        return tuple(sum(p[i] for p in parts) for i in range(4))  # type: ignore[return-value]
+
+    variants = {"stacked": stacked} | ({"alone": alone} if models > 1 else {})
+    best: dict[str, tuple[float, float, int, int]] = {}
+    for fn in variants.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            result = fn()
+            if name not in best or sum(result[:2]) < sum(best[name][:2]):
+                best[name] = result
+    params = members[0].num_params()
     peak = _matmul_peak(dev, sync)
+    traces = models * n * group_size
+
+    def rates(r: tuple[float, float, int, int]) -> dict[str, float]:
+        sample_s, update_s, sampled_tokens, update_tokens = r
+        flops = 2 * params * sampled_tokens + 8 * params * update_tokens
+        return {
+            "traces_per_s": traces / (sample_s + update_s),
+            "sample_traces_per_s": traces / sample_s,
+            "update_s": update_s,
+            "fraction": flops / (sample_s + update_s) / 1e9 / peak,
+            "sample_fraction": 2 * params * sampled_tokens / sample_s / 1e9 / peak,
+            "update_fraction": 8 * params * update_tokens / update_s / 1e9 / peak,
+            "gflops": flops / (sample_s + update_s) / 1e9,
+        }
+
+    fast = rates(best["stacked"])
+    slow = rates(best.get("alone", best["stacked"]))
+    top = fast if fast["traces_per_s"] >= slow["traces_per_s"] else slow
     return {
         "benchmark": "rl",
         "device": str(dev),
         "scale": scale,
+        "size": size,
+        "models": models,
         "params": params,
         "prompts": n,
         "group_size": group_size,
-        "sample_traces_per_s": round(traces / best["batched"]),
-        "per_prompt_traces_per_s": round(traces / best["per_prompt"]),
-        "ratio": round(best["per_prompt"] / best["batched"], 2),
-        "update_s": round(best["update"], 4),
-        "rl_traces_per_s": round(traces / round_s),
-        "sample_fraction_of_peak": round(2 * params * sampled_tokens / best["batched"] / 1e9 / peak, 5),
-        "update_fraction_of_peak": round(8 * params * update_tokens / best["update"] / 1e9 / peak, 5),
-        "achieved_gflops": round(flops / round_s / 1e9, 3),
+        "rl_traces_per_s": round(fast["traces_per_s"]),
+        "alone_rl_traces_per_s": round(slow["traces_per_s"]),
+        "ratio": round(fast["traces_per_s"] / slow["traces_per_s"], 3),
+        "faster": "stacked" if top is fast else "alone",
+        "sample_traces_per_s": round(fast["sample_traces_per_s"]),
+        "alone_sample_traces_per_s": round(slow["sample_traces_per_s"]),
+        "update_s": round(fast["update_s"], 4),
+        "alone_update_s": round(slow["update_s"], 4),
+        "stacked_fraction_of_peak": round(fast["fraction"], 5),
+        "alone_fraction_of_peak": round(slow["fraction"], 5),
+        "sample_fraction_of_peak": round(top["sample_fraction"], 5),
+        "update_fraction_of_peak": round(top["update_fraction"], 5),
+        "achieved_gflops": round(top["gflops"], 3),
         "matmul_peak_gflops": round(peak, 1),
-        "fraction_of_peak": round(flops / round_s / 1e9 / peak, 5),
+        "fraction_of_peak": round(top["fraction"], 5),
         "torch_threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or platform.machine(),
     }
 
 

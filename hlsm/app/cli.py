@@ -212,7 +212,10 @@ def _cmd_fit(args: argparse.Namespace) -> None:
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     from hlsm.app.reproduce import reproduce
 
-    path, outcomes = reproduce(args.scale, only=args.only, force=args.force, runs=args.runs, docs=args.docs)
+    path, outcomes = reproduce(
+        args.scale, only=args.only, force=args.force, runs=args.runs, docs=args.docs, backend=args.backend,
+        address=args.address,
+    )  # fmt: skip
     failed = [o.name for o in outcomes if o.status == "failed"]
     total = sum(o.wall_s for o in outcomes) / 60
     print(f"wrote {path} ({total:.1f} min of experiments{'; FAILED: ' + ', '.join(failed) if failed else ''})")
@@ -358,7 +361,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from hlsm.app.bench import run_benchmark
 
     kwargs: dict[str, Any] = {"progress": not args.json}
-    for key in ("n", "device", "peak_tflops", "scale", "models"):
+    for key in ("n", "device", "peak_tflops", "scale", "models", "size"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     result = run_benchmark(args.name, **kwargs)
@@ -450,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", help="run only these experiments (module names of hlsm.sims)")
     p.add_argument("--force", action="store_true", help="rerun experiments that already finished")
     p.add_argument("--runs", help="folder of the experiments' outputs (default runs/reproduce-SCALE)")
+    p.add_argument(
+        "--backend", choices=("local", "ray"), default="local",
+        help="ray: send each stack of training runs to a Ray cluster as a task (pip install 'hlsm[ray]')",
+    )  # fmt: skip
+    p.add_argument("--address", default="", help="ray: the cluster address ('' starts Ray on this machine)")
     p.add_argument("--docs", help="folder for results.md and its figures (default docs)")
     p.set_defaults(func=_cmd_reproduce)
 
@@ -530,11 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", help="sample, train, rl: cpu (default) or cuda")
     p.add_argument(
-        "--scale", help="train, rl: the preset's model and task (tiny, cpu, gpu); fit: tiny (default) or default library"
+        "--scale",
+        help="train, rl: the preset's model and task (tiny, cpu, gpu); fit: tiny (default) or default library",
     )
     p.add_argument(
         "--models", type=_positive, help="train, rl: K models stacked as one computation, against K one at a time"
     )
+    p.add_argument("--size", help="train, rl: a model of the size ladder (0.2M, 0.6M, 5M, 25M) instead of the scale's")
     p.add_argument(
         "--peak-tflops", type=float, help="train: the device's peak TFLOP/s, to report model FLOPs utilisation"
     )

@@ -49,6 +49,10 @@ EXPERIMENTS = (
 of ``verify_claims``, ``finding1_rl_data`` and ``finding3_rl_support``, and ``probe_transformer`` the
 checkpoints of ``finding1_rl_data``, so they run last)."""
 
+STAGED = ("finding1_rl_data", "finding2_interfaces", "finding3_rl_support", "finding4_sft_coverage", "learning_curves")
+"""The experiments whose training runs in stages (:func:`hlsm.lm.experiment.run_experiment`): they
+take ``--backend`` and ``--address`` and send each stack of runs to the backend."""
+
 PREDICTION_ROW = r"^\| (.+?) \| (.+?) \| (.+?) \| (.+?) \| (.+?) \| \*\*(.+?)\*\* \|$"
 """A row of an experiment report's predictions table (:func:`hlsm.app.report.arm_report`)."""
 
@@ -78,19 +82,32 @@ PACKAGE = "hlsm.sims"
 """The package whose modules are the experiments."""
 
 
-def run_experiment(name: str, scale: str, out: Path, *, force: bool = False, package: str = PACKAGE) -> Outcome:
-    """Run ``python -m <package>.<name>`` at ``scale`` into ``out`` unless a finished run is there."""
+def run_experiment(
+    name: str,
+    scale: str,
+    out: Path,
+    *,
+    force: bool = False,
+    package: str = PACKAGE,
+    backend: str = "local",
+    address: str = "",
+) -> Outcome:
+    """Run ``python -m <package>.<name>`` at ``scale`` into ``out`` unless a finished run is there.
+
+    A :data:`STAGED` experiment gets ``--backend`` and ``--address``: with ``backend = "ray"`` its
+    stacks of training runs are Ray tasks on the cluster at ``address``."""
     marker = _done_marker(out, scale)
     if marker.exists() and not force:
         return Outcome(name, "cached", float(json.loads(marker.read_text())["wall_s"]))
     out.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
+    extra = ["--backend", backend, "--address", address] if name in STAGED and backend != "local" else []
     start = time.perf_counter()
     with open(out / "log.txt", "w") as log:
         proc = subprocess.run(
             # -P: the working directory is not put on sys.path, so a folder that holds another
             # hlsm/ (an old checkout, say) cannot shadow the installed package
-            [sys.executable, "-P", "-m", f"{package}.{name}", "--scale", scale, "--out", str(out)],
+            [sys.executable, "-P", "-m", f"{package}.{name}", "--scale", scale, "--out", str(out), *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -170,13 +187,19 @@ def reproduce(
     force: bool = False,
     echo: bool = True,
     package: str = PACKAGE,
+    backend: str = "local",
+    address: str = "",
 ) -> tuple[Path, list[Outcome]]:
     """Run the experiments (all, or ``only``) at ``scale`` and write ``docs/results.md``.
 
     ``runs`` defaults to ``runs/reproduce-<scale>`` and ``docs`` to ``docs``, under the working
     directory: from a checkout that regenerates the repository's ``docs/results.md``; elsewhere it
-    makes those two folders where it is run.
+    makes those two folders where it is run. ``backend = "ray"`` sends the training stages of the
+    :data:`STAGED` experiments to the Ray cluster at ``address`` ("" starts one on this machine);
+    the other experiments run here.
     """
+    if backend not in ("local", "ray"):
+        raise ReproduceError(f"unknown backend {backend!r}; use local or ray")
     if scale not in SCALES:
         raise ReproduceError(f"unknown scale {scale!r}; use one of {SCALES}")
     names = list(only or EXPERIMENTS)
@@ -192,7 +215,9 @@ def reproduce(
     for name in names:
         if echo:
             print(f"[reproduce] {name} ({scale}) ...", flush=True)
-        outcome = run_experiment(name, scale, runs_dir / name, force=force, package=package)
+        outcome = run_experiment(
+            name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address
+        )
         if echo:
             print(f"[reproduce] {name}: {outcome.status} in {outcome.wall_s / 60:.1f} min", flush=True)
         outcomes.append(outcome)

@@ -34,9 +34,7 @@ import hashlib
 import io
 import itertools
 import json
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +42,9 @@ from typing import Any
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
-from hlsm.plugins import load_plugins, plugin_files
+from hlsm.parallel import BACKENDS, Backend, ParallelError, Runner
 
 KINDS = ("fit", "identify", "sft")
-BACKENDS = ("local", "ray")
 
 
 class SweepError(HLSMError):
@@ -204,40 +201,6 @@ def run_cell(kind: str, base: dict[str, Any], overrides: dict[str, Any], folder:
     return {**row, "status": "done", **result}
 
 
-def _run_cell_with_plugins(plugins: tuple[str, ...], *job: Any) -> dict[str, Any]:
-    """:func:`run_cell` in a Ray worker, after loading the driver's plugin files (once per process)."""
-    load_plugins(plugins)
-    return run_cell(*job)
-
-
-def _local(jobs: list[tuple[str, dict[str, Any], dict[str, Any], str]], workers: int) -> list[dict[str, Any]]:
-    if workers == 1:
-        return [run_cell(*job) for job in jobs]
-    spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=load_plugins, initargs=(plugin_files(),)) as pool:
-        return list(pool.map(run_cell, *zip(*jobs, strict=True)))
-
-
-def _ray(jobs: list[tuple[str, dict[str, Any], dict[str, Any], str]], address: str) -> list[dict[str, Any]]:
-    try:
-        import ray
-    except ImportError:
-        raise SweepError("backend 'ray' needs Ray: pip install 'hlsm[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        try:
-            ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
-        except Exception as err:  # noqa: BLE001 (Ray raises many kinds for a bad address or a missing client)
-            hint = " (a ray:// address needs pip install 'ray[client]')" if address.startswith("ray://") else ""
-            raise SweepError(f"cannot start or reach Ray at {address or 'a local instance'!r}: {err}{hint}") from None
-    try:
-        task = ray.remote(_run_cell_with_plugins)
-        return list(ray.get([task.remote(plugin_files(), *job) for job in jobs]))
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def run_sweep(section: SweepSection) -> tuple[Path, list[dict[str, Any]]]:
     """Run every unfinished cell of the grid and write the results table; returns its path and rows."""
     base = load_toml(section.base)
@@ -255,7 +218,14 @@ def run_sweep(section: SweepSection) -> tuple[Path, list[dict[str, Any]]]:
             rows[folder.name] = {"cell": folder.name, **overrides, "status": "cached", **json.loads(done.read_text())}
         else:
             jobs.append((section.kind, base, overrides, str(folder.resolve())))
-    ran = _ray(jobs, section.address) if section.backend == "ray" and jobs else _local(jobs, section.workers)
+    ran: list[dict[str, Any]] = []
+    if jobs:
+        backend = Backend(section.backend, section.workers if section.backend == "local" else 1, section.address)
+        try:
+            with Runner(backend) as runner:
+                ran = runner.map(run_cell, jobs)
+        except ParallelError as err:
+            raise SweepError(str(err)) from None
     rows.update({r["cell"]: r for r in ran})
     ordered = [rows[cell_id(o)] for o in cells(section.grid)]
     write_json(out / "results.json", ordered)

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,12 +36,12 @@ from hlsm.lm.distributed import resolve_device
 from hlsm.lm.policy import evaluate_checkpoint
 from hlsm.lm.presets import ExperimentError, ExperimentScale
 from hlsm.lm.records import read_calibration, read_curve
-from hlsm.lm.reinforce import train_rl
+from hlsm.lm.reinforce import rl_stack_key, train_rl_many
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
-from hlsm.lm.sft import train_sft
+from hlsm.lm.sft import stack_key, train_sft_many
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.lm.summary import ExperimentSummary, Keep, summarise
-from hlsm.plugins import load_plugins, plugin_files
+from hlsm.parallel import Backend, Runner
 from hlsm.runtime import torch_threads
 
 
@@ -96,18 +94,36 @@ def rl_run_path(config: RLConfig, init: Path, cache: str | Path) -> Path:
 
 def run_sft(config: SFTConfig, cache: str | Path, *, progress: bool = False) -> Path:
     """Train (or reuse, or resume) the SFT run of ``config`` in ``cache/sft-<hash>/``; its folder."""
-    run = sft_run_path(config, cache)
-    if not _finished(run):
-        train_sft(config, run, resume=(run / "checkpoint.pt").exists(), progress=progress)
-    return run
+    return run_sft_many([config], cache, progress=progress)[0]
+
+
+def run_sft_many(configs: Sequence[SFTConfig], cache: str | Path, *, progress: bool = False) -> list[Path]:
+    """:func:`run_sft` of every config, the unfinished ones trained as one stack (:func:`train_sft_many`)."""
+    runs = [sft_run_path(c, cache) for c in configs]
+    todo = [(c, r) for c, r in zip(configs, runs, strict=True) if not _finished(r)]
+    if todo:
+        train_sft_many(
+            [c for c, _ in todo], [r for _, r in todo], resume=[(r / "checkpoint.pt").exists() for _, r in todo],
+            progress=progress,
+        )  # fmt: skip
+    return runs
 
 
 def run_rl(config: RLConfig, init: Path, cache: str | Path, *, progress: bool = False) -> Path:
     """Train (or reuse, or resume) REINFORCE from the SFT run ``init`` in ``cache/rl-<hash>/``; its folder."""
-    run = rl_run_path(config, init, cache)
-    if not _finished(run):
-        train_rl(config, init, run, resume=(run / "checkpoint.pt").exists(), progress=progress)
-    return run
+    return run_rl_many([(config, init)], cache, progress=progress)[0]
+
+
+def run_rl_many(jobs: Sequence[tuple[RLConfig, Path]], cache: str | Path, *, progress: bool = False) -> list[Path]:
+    """:func:`run_rl` of every ``(config, init)``, the unfinished ones trained as one stack (:func:`train_rl_many`)."""
+    runs = [rl_run_path(c, i, cache) for c, i in jobs]
+    todo = [(c, i, r) for (c, i), r in zip(jobs, runs, strict=True) if not _finished(r)]
+    if todo:
+        train_rl_many(
+            [c for c, _, _ in todo], [i for _, i, _ in todo], [r for _, _, r in todo],
+            resume=[(r / "checkpoint.pt").exists() for _, _, r in todo], progress=progress,
+        )  # fmt: skip
+    return runs
 
 
 def evaluate_run(run: Path, examples: int, seed: int, *, checker: bool = False, device: str = "cpu") -> dict[str, Any]:
@@ -118,6 +134,14 @@ def evaluate_run(run: Path, examples: int, seed: int, *, checker: bool = False, 
     result = evaluate_checkpoint(run, examples=examples, seed=seed, checker=checker, device=resolve_device(device))
     result.save(path)
     return dict(json.loads(path.read_text()))
+
+
+def _rl_key(job: tuple[RLConfig, Path]) -> str:
+    """Which RL runs to send to one stack: their SFT runs' model and task sections agree (read from
+    ``config.json``); :func:`train_rl_many` splits a group whose widened policies still differ."""
+    config, init = job
+    sft = json.loads((init / "config.json").read_text())
+    return rl_stack_key(config, {k: sft.get(k) for k in ("model", "spec", "format")})
 
 
 class CalibrationError(ExperimentError):
@@ -164,31 +188,53 @@ def run_arm(arm: Arm, scale: ExperimentScale, seed: int, cache: str | Path) -> d
 
 
 def _job(kind: str, args: tuple[Any, ...], threads: int | None) -> Any:
-    """One run of a stage (in a worker process or in this one), on ``threads`` torch threads."""
+    """One stack of a stage (in a worker process or in this one), on ``threads`` torch threads."""
     with torch_threads(threads):
         if kind == "sft":
-            return run_sft(*args)
+            configs, cache = args
+            return run_sft_many(configs, cache)
         if kind == "rl":
-            return run_rl(*args)
+            jobs, cache = args
+            return run_rl_many(jobs, cache)
         run, examples, seed, checker, device = args
         return evaluate_run(run, examples, seed, checker=checker, device=device)
 
 
-def _stage(
-    pool: ProcessPoolExecutor | None, kind: str, jobs: Sequence[tuple[Any, ...]], scale: ExperimentScale
-) -> list[Any]:
-    """Run ``jobs`` (distinct runs) of one stage, on the pool's workers when there is one.
+def stacks(items: Sequence[Any], key: Any, size: int | None) -> list[list[Any]]:
+    """``items`` in groups that share ``key(item)``, at most ``size`` each (None: no limit), in order."""
+    groups: dict[str, list[Any]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    limit = size or max(1, len(items))
+    return [group[i : i + limit] for group in groups.values() for i in range(0, len(group), limit)]
 
-    With fewer jobs than workers, each job gets ``workers // jobs`` torch threads (when the scale
-    sets a thread count), so that a lone SFT run still uses the machine.
+
+def _stage(runner: Runner, kind: str, jobs: Sequence[tuple[Any, ...]], scale: ExperimentScale) -> list[Any]:
+    """Run ``jobs`` (distinct stacks of runs, or evaluations) of one stage on the runner.
+
+    With fewer jobs than local workers, each job gets ``workers // jobs`` torch threads (when the
+    scale sets a thread count), so that a lone SFT run still uses the machine.
     """
     threads = scale.sft.training.threads
-    if threads is not None and jobs and scale.workers > len(jobs):
-        threads *= scale.workers // len(jobs)
-    if pool is None:
-        return [_job(kind, args, threads) for args in jobs]
-    futures = [pool.submit(_job, kind, args, threads) for args in jobs]
-    return [f.result() for f in futures]
+    if threads is not None and jobs and runner.parallel > len(jobs):
+        threads *= runner.parallel // len(jobs)
+    return runner.map(_job, [(kind, args, threads) for args in jobs])
+
+
+def _backend(scale: ExperimentScale) -> Backend:
+    """The scale's backend; a Ray task asks for one GPU when the runs are on CUDA (``auto``: when this
+    machine sees one)."""
+    if scale.backend == "local":
+        return Backend("local", scale.workers)
+    device = scale.sft.training.device
+    cuda = device.startswith("cuda") or (device == "auto" and _cuda_available())
+    return Backend("ray", 1, scale.address, num_gpus=1.0 if cuda else 0.0)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def run_experiment(
@@ -197,9 +243,11 @@ def run_experiment(
     """Every arm at every seed of ``scale``: ``{arm name: {seed: evaluation dict}}`` (:func:`run_arm`).
 
     Three stages, each over the distinct runs it needs (arms that share a run share it): every SFT
-    run, then every RL run from them, then every evaluation. With ``scale.workers > 1`` each stage
-    runs its jobs on that many processes, so the machine stays busy whatever the mix of seeds and
-    arms. After the SFT stage the calibration gates are read: a seed whose SFT failed its gate
+    run, then every RL run from them, then every evaluation. The runs of a stage that share a shape
+    are trained as stacks of up to ``scale.stack`` models (:func:`hlsm.lm.sft.train_sft_many`,
+    :func:`hlsm.lm.reinforce.train_rl_many`), one job each; the jobs run on ``scale.workers``
+    processes, or as Ray tasks with ``scale.backend = "ray"`` (the cache folder must be on a file
+    system every node sees). After the SFT stage the calibration gates are read: a seed whose SFT failed its gate
     stops there, and a :class:`CalibrationError` names every refused seed and arm before any RL
     compute is spent (no results are returned).
     """
@@ -212,37 +260,26 @@ def run_experiment(
         for seed in scale.seeds
         for arm in arms
     ]
-    sft_jobs = list({sft_run_path(c, cache): (c, str(cache)) for _, _, c, _ in plans}.values())
+    sft_configs = list({sft_run_path(c, cache): c for _, _, c, _ in plans}.values())
+    sft_jobs = [(group, str(cache)) for group in stacks(sft_configs, stack_key, scale.stack)]
     device = scale.sft.training.device
-    pool = None
-    if scale.workers > 1:
-        spawn = multiprocessing.get_context("spawn")  # fork after torch's thread pools can hang
-        pool = ProcessPoolExecutor(
-            scale.workers, mp_context=spawn, initializer=load_plugins, initargs=(plugin_files(),)
-        )
-    try:
-        _stage(pool, "sft", sft_jobs, scale)
+    with Runner(_backend(scale)) as runner:
+        _stage(runner, "sft", sft_jobs, scale)
         sft_runs = [sft_run_path(c, cache) for _, _, c, _ in plans]
         refused = [r for (arm, seed, _, _), run in zip(plans, sft_runs, strict=True) if (r := _refusal(arm, seed, run))]
         if refused:
             raise CalibrationError("\n".join(refused))
-        rl_jobs = list(
-            {
-                rl_run_path(r, s, cache): (r, s, str(cache))
-                for (_, _, _, r), s in zip(plans, sft_runs, strict=True)
-                if r
-            }.values()
+        rl_runs = list(
+            {rl_run_path(r, s, cache): (r, s) for (_, _, _, r), s in zip(plans, sft_runs, strict=True) if r}.values()
         )
-        _stage(pool, "rl", rl_jobs, scale)
+        rl_jobs = [(group, str(cache)) for group in stacks(rl_runs, _rl_key, scale.stack)]
+        _stage(runner, "rl", rl_jobs, scale)
         runs = [s if r is None else rl_run_path(r, s, cache) for (_, _, _, r), s in zip(plans, sft_runs, strict=True)]
         evaluations = {
             (run, seed): (run, scale.eval_examples, seed, scale.checker, device)
             for (_, seed, _, _), run in zip(plans, runs, strict=True)
         }
-        done = dict(zip(evaluations, _stage(pool, "evaluate", list(evaluations.values()), scale), strict=True))
-    finally:
-        if pool is not None:
-            pool.shutdown()
+        done = dict(zip(evaluations, _stage(runner, "evaluate", list(evaluations.values()), scale), strict=True))
     out: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in arms}
     for (arm, seed, _, _), sft_run, run in zip(plans, sft_runs, runs, strict=True):
         out[arm.name][seed] = _result(arm, sft_run, run, done[(run, seed)])

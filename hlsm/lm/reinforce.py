@@ -155,17 +155,18 @@ def train_rl_many(
     evaluations; its files are those of the run alone. Per update, the members that still need a
     sampling round decode together; then every member takes its update in one stacked backward
     pass. A member whose budget is spent (or whose budget ran out before any mixed group) leaves the
-    stack; members resumed at different updates are trained as one stack per update count.
+    stack. Runs that differ in :func:`rl_stack_key` (policy sizes, group shapes), or were resumed
+    at different updates, are trained as separate stacks, one after the other.
 
-    Equality with the runs alone: sampling is bit for bit (each member draws from its own
-    generator over the same logits); an update is bit for bit when the members' updates have the
-    same shape, and otherwise differs by float32 rounding in the weight-gradient sums over the
-    padded rows (measured in ``tests/lm/test_lm_engine.py``).
+    Equality with the runs alone: sampling draws from each member's own generator over the same
+    logits; an update pads the members' traces to one shape with rows that add exact zeros. On CPU
+    every file equals the run alone's bit for bit (``tests/lm/test_lm_engine.py``); a BLAS that
+    blocked the padded weight-gradient sums differently would differ by float32 rounding there.
 
     Raises
     ------
     TrainingError
-        A refused checkpoint, runs that cannot share a stack, two runs writing one folder.
+        A refused checkpoint, two runs writing one folder, runs of different devices or threads.
     """
     if not configs:
         return []
@@ -176,6 +177,8 @@ def train_rl_many(
     if len({p.resolve() for p in paths}) != len(paths):
         raise TrainingError("two runs of one stack write the same output folder; give each its own")
     resumes = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
+    if len({(c.training.device, c.training.threads) for c in configs}) != 1:
+        raise TrainingError("the runs of one call must share [training] device and threads; call once per setting")
     configs = [c.with_out(p) for c, p in zip(configs, paths, strict=True)]
     loaded = []
     for config, init, out, again in zip(configs, inits, paths, resumes, strict=True):
@@ -193,11 +196,6 @@ def train_rl_many(
                 _member(c, p, t, Path(i), o, r, ctx, stop_at)
                 for c, (p, t), i, o, r in zip(configs, loaded, inits, paths, resumes, strict=True)
             ]
-            if len({r.key for r in runs}) != 1:
-                raise TrainingError(
-                    "these RL runs cannot be trained as one stack: they differ in the model sizes, in [rl] "
-                    f"{list(RL_STACK_KEYS)} or in the device settings; train them separately"
-                )
             return _train(runs, ctx, progress, stop_at)
     finally:
         shutdown(ctx)
@@ -320,8 +318,8 @@ def _train(runs: list[_Run], ctx: DistContext, progress: bool, stop_at: int | No
         disable=not (progress and ctx.is_main),
         dynamic_ncols=True,
     )
-    for start in sorted({r.update for r in runs}):
-        _train_stack([r for r in runs if r.update == start], ctx, bar)
+    for key in dict.fromkeys((r.key, r.update) for r in runs):  # one stack per shape and update count
+        _train_stack([r for r in runs if (r.key, r.update) == key], ctx, bar)
     bar.close()
     results = []
     for r in runs:
@@ -439,7 +437,10 @@ def _train_stack(runs: list[_Run], ctx: DistContext, bar: Any) -> None:
         leave([k for k, r in enumerate(runs) if r.mixed == 0])  # the budget ran out before any group had mixed rewards
         if not runs:
             break
-        stats = _update(stack, reference, optimizer, runs, ctx, autocast)
+        buffers = [r.buffer for r in runs if r.buffer is not None]
+        pad = runs[0].tokenizer.pad
+        settings = [r.config.rl for r in runs]
+        stats = rl_update(stack, reference, optimizer, buffers, [r.mixed for r in runs], settings, pad, ctx, autocast)
         now = time.perf_counter()
         for k, (r, st) in enumerate(zip(runs, stats, strict=True)):
             _after_update(r, k, st, stack, optimizer, ctx, now, bar)
@@ -491,29 +492,34 @@ def _global_stats(ctx: DistContext, stats: dict[str, float]) -> dict[str, float]
     return stats | dict(zip(keys, all_reduce_sum(ctx, [stats[k] for k in keys]), strict=True))
 
 
-def _update(
+def rl_update(
     stack: StackedGPT,
     reference: StackedGPT,
     optimizer: StackedAdamW,
-    runs: Sequence[_Run],
+    buffers: Sequence[GroupBuffer],
+    mixed: Sequence[int],
+    settings: Sequence[RLSettings],
+    pad: int,
     ctx: DistContext,
     autocast: contextlib.AbstractContextManager[Any],
 ) -> list[dict[str, float]]:
-    """One AdamW step of every member on its buffer's mixed groups (``run.mixed``: over all ranks).
+    """One AdamW step of every member of ``stack`` on its buffer's mixed groups: the RL update.
 
-    Per prompt length, the members' kept traces are padded to one ``(K, rows, P + N)`` batch
-    (padding rows: zero advantage, empty mask) and :func:`hlsm.lm.pg.reinforce_losses` of all
-    members is back-propagated at once; then each member's gradient is summed over ranks, clipped
-    to its own bound and applied at its own learning rate.
+    Member ``k`` learns from ``buffers[k]`` (its kept groups), normalised by ``mixed[k]`` (its mixed
+    groups over all ranks) times its group size, with its own ``settings[k]`` (KL coefficient,
+    clipping, learning rate). Per prompt length, the members' kept traces are padded to one
+    ``(K, rows, P + N)`` batch (padding rows: zero advantage, empty mask) and
+    :func:`hlsm.lm.pg.reinforce_losses` of all members is back-propagated at once; then each
+    member's gradient is summed over ranks, clipped to its own bound and applied at its own rate.
+    Returns each member's sums for the log (``adv_*``, ``entropy``, ``tokens``, ``kl``, ``pg``,
+    ``grad_norm``).
     """
-    K = len(runs)
-    rls = [r.config.rl for r in runs]
+    K, rls = len(buffers), list(settings)
     optimizer.zero_grad()
-    sums = [dict.fromkeys(("adv_sum", "adv_sq", "adv_n", "entropy", "tokens", "kl", "pg"), 0.0) for _ in runs]
-    per_member = [{b.prompt_len: b for b in r.buffer.batches()} for r in runs]  # type: ignore[union-attr]
-    pad = runs[0].tokenizer.pad
+    sums = [dict.fromkeys(("adv_sum", "adv_sq", "adv_n", "entropy", "tokens", "kl", "pg"), 0.0) for _ in rls]
+    per_member = [{b.prompt_len: b for b in buffer.batches()} for buffer in buffers]
     device = next(stack.parameters()).device
-    denominators = [float(r.mixed * rl.group_size) for r, rl in zip(runs, rls, strict=True)]
+    denominators = [float(m * rl.group_size) for m, rl in zip(mixed, rls, strict=True)]
     for P in sorted({P for batches in per_member for P in batches}):
         batches = [m.get(P) for m in per_member]
         rows = max(b.tokens.shape[0] for b in batches if b is not None)

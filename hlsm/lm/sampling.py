@@ -233,24 +233,26 @@ def generate_stacked(
             if repeats > 1 and cache is not None:
                 cache.repeat_interleave(repeats)
                 logits = logits.repeat_interleave(repeats, dim=1)
+            padding = torch.arange(B, device=device)[None, :] >= torch.tensor(real, device=device)[:, None] * repeats
+            finished = [False] * K  # member k's real rows all done (one host sync per token for all members)
+            limit = torch.tensor(limits, device=device)
             for t in range(max_new_tokens):
-                over = torch.tensor([t >= b for b in limits], device=device)
+                over = limit <= t
                 logp = torch.log_softmax(logits.float() / temperature, dim=-1)
                 token = logp.argmax(dim=-1)
                 if not greedy:
                     probs = logp.exp()
                     for k in range(K):
                         n = real[k] * repeats
-                        if t < limits[k] and not bool(done[k, :n].all()):  # as the member alone draws
+                        if t < limits[k] and not finished[k]:  # as the member alone draws
                             token[k, :n] = torch.multinomial(probs[k, :n], 1, generator=gens[k]).squeeze(1)
                 live = ~done & ~over[:, None]
                 logprobs[:, :, t] = torch.where(live, logp.gather(2, token[:, :, None]).squeeze(2), 0.0)
                 mask[:, :, t] = live
                 tokens[:, :, P + t] = torch.where(live, token, pad)
                 done = done | (live & (token == eos_id))
-                if t + 1 == max_new_tokens or all(
-                    t + 1 >= limits[k] or bool(done[k, : real[k] * repeats].all()) for k in range(K)
-                ):
+                finished = (done | padding).all(dim=1).tolist()
+                if t + 1 == max_new_tokens or all(t + 1 >= limits[k] or finished[k] for k in range(K)):
                     break
                 if cache is not None:
                     logits = stack(tokens[:, :, P + t : P + t + 1], cache)[:, :, -1]

@@ -202,13 +202,14 @@ def train_sft_many(
     (from its seed), optimiser state, clipping, learning-rate schedule, gate and evaluations, and
     its files are those of the run alone (:func:`train_sft`): a member that passes its gate is
     saved and leaves the stack at that step while the others go on; a member whose step cap is
-    reached leaves likewise. Members resumed from checkpoints at different steps are trained as
-    one stack per step, one after the other.
+    reached leaves likewise. Runs that differ in :func:`stack_key` (model sizes, batch size...),
+    or were resumed from checkpoints at different steps, are trained as separate stacks, one
+    after the other.
 
     Parameters
     ----------
     configs
-        The runs; they must agree on :func:`stack_key`.
+        The runs (one ``[training] device`` and ``threads`` for all).
     outs
         Their output folders (default: each config's ``training.out``); distinct.
     resume
@@ -217,7 +218,7 @@ def train_sft_many(
     Raises
     ------
     TrainingError
-        When the runs cannot share a stack, or two share an output folder.
+        When two runs share an output folder or differ in device or threads.
     """
     if not configs:
         return []
@@ -228,12 +229,8 @@ def train_sft_many(
     if len({p.resolve() for p in paths}) != len(paths):
         raise TrainingError("two runs of one stack write the same output folder; give each its own")
     resumes = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
-    keys = [stack_key(c) for c in configs]
-    if len(set(keys)) != 1:
-        raise TrainingError(
-            "these runs cannot be trained as one stack: they differ in the model sizes or in "
-            f"[training] {list(STACK_KEYS)}; train them separately or group them by hlsm.lm.sft.stack_key"
-        )
+    if len({(c.training.device, c.training.threads) for c in configs}) != 1:
+        raise TrainingError("the runs of one call must share [training] device and threads; call once per setting")
     configs = [c.with_out(p) for c, p in zip(configs, paths, strict=True)]
     for p, r in zip(paths, resumes, strict=True):
         check_out(p, r)
@@ -322,8 +319,8 @@ def _train(
         disable=not (progress and ctx.is_main),
         dynamic_ncols=True,
     )
-    for start in sorted({r.start for r in runs}):
-        _train_stack([r for r in runs if r.start == start and r.start < r.end], ctx, bar)
+    for key in dict.fromkeys((stack_key(r.config), r.start) for r in runs):  # one stack per shape and step
+        _train_stack([r for r in runs if (stack_key(r.config), r.start) == key and r.start < r.end], ctx, bar)
     bar.close()
     results = []
     for r in runs:

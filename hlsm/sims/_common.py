@@ -10,7 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hlsm.lm.presets import SCALES, ExperimentScale, scale_preset
+from hlsm.lm.presets import MODEL_LADDER, SCALES, ExperimentScale, scale_preset, with_size
+from hlsm.parallel import BACKENDS
 
 C = TypeVar("C", bound="ArmConfig")
 
@@ -23,6 +24,10 @@ class ArmConfig:
     seeds: tuple[int, ...] | None = None  # None: the scale's seeds
     out: str = "runs/finding"
     cache: str | None = None  # None: <out>/../cache, shared with the other finding experiments
+    size: str | None = None  # None: the scale's model; else a MODEL_LADDER size (hlsm.lm.presets)
+    budget: int | None = None  # None: the scale's RL budget; else sampled traces per RL run
+    backend: str = "local"  # local: the scale's worker processes; ray: Ray tasks (hlsm.parallel)
+    address: str = ""  # ray: the cluster ("" starts a local instance)
 
     @classmethod
     def preset(cls: type[C], scale: str) -> C:
@@ -30,7 +35,11 @@ class ArmConfig:
 
     def setup(self) -> tuple[ExperimentScale, Path, str]:
         """The scale preset (with ``seeds`` when given), the output folder and the SFT/RL cache folder."""
-        scale = scale_preset(self.scale)
+        scale = with_size(scale_preset(self.scale), self.size)
+        scale = replace(scale, backend=self.backend, address=self.address)
+        if self.budget is not None:
+            rl = scale.rl
+            scale = replace(scale, rl=replace(rl, rl=replace(rl.rl, budget_traces=self.budget)))
         out = Path(self.out)
         return replace(scale, seeds=self.seeds or scale.seeds), out, self.cache or str(out.parent / "cache")
 
@@ -47,6 +56,10 @@ def run_from_command_line(
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--out", default=config.out)
     parser.add_argument("--cache", default=None)
+    parser.add_argument("--size", choices=list(MODEL_LADDER), default=None, help="the model of a ladder size")
+    parser.add_argument("--budget", type=int, default=None, help="sampled traces per RL run (default: the scale's)")
+    parser.add_argument("--backend", choices=BACKENDS, default="local", help="local processes or Ray tasks")
+    parser.add_argument("--address", default="", help="ray: the cluster address ('' starts a local instance)")
     args: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args()).items()}
     main(config(**args))
 

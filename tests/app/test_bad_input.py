@@ -367,7 +367,7 @@ CASES: list[Case] = [
     Case("sft-missing-config", lambda t: ["train", "sft", "--config", str(t / "sft.toml")], "{tmp}/sft.toml"),
     Case(
         "sft-unknown-key",
-        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("n_layer = 2", "n_layers = 2"))],
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("n_layer = 1", "n_layers = 1"))],
         "n_layers",
     ),
     Case(

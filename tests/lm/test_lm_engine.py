@@ -207,14 +207,21 @@ def test_a_batched_run_killed_in_the_middle_resumes_exactly(tmp_path: Path) -> N
         assert _metrics(outs[k]) == _metrics(tmp_path / f"whole{k}")
 
 
-def test_runs_that_cannot_share_a_stack_are_refused(tmp_path: Path) -> None:
+def test_runs_of_different_shapes_train_as_separate_stacks(tmp_path: Path) -> None:
+    """A member of another model size (or batch size) gets a stack of its own; each equals its run alone."""
     raw = load_toml(TINY)
     raw["model"]["d_model"] = 16
-    with pytest.raises(TrainingError, match="cannot be trained as one stack"):
-        train_sft_many([tiny(), SFTConfig.from_dict(raw)], [tmp_path / "a", tmp_path / "b"], progress=False)
+    raw["training"] |= {"steps": 6, "eval_examples": 8}
+    configs = [tiny(0, steps=6), SFTConfig.from_dict(raw), tiny(1, steps=6, batch_size=8), tiny(2, steps=6)]
+    many = train_sft_many(configs, [tmp_path / f"m{k}" for k in range(4)], progress=False)
+    for k, config in enumerate(configs):
+        alone = train_sft(config, tmp_path / f"a{k}", progress=False)
+        assert _equal_states(many[k].model.state_dict(), alone.model.state_dict())
     with pytest.raises(TrainingError, match="same output folder"):
-        train_sft_many([tiny(0), tiny(1)], [tmp_path / "a", tmp_path / "a"], progress=False)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+        train_sft_many([tiny(0), tiny(1)], [tmp_path / "x", tmp_path / "x"], progress=False)
+    with pytest.raises(TrainingError, match="share \\[training\\] device and threads"):
+        train_sft_many([tiny(0), tiny(1, threads=2)], [tmp_path / "y", tmp_path / "z"], progress=False)
+    assert not any((tmp_path / n).exists() for n in "xyz")
 
 
 # ---------------------------------------------------------------------------------------------
