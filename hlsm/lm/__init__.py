@@ -5,6 +5,8 @@ Modules: :mod:`~hlsm.lm.data` (task format: programs to tokens and generations b
 cache), :mod:`~hlsm.lm.sampling` (generation with log-probs), :mod:`~hlsm.lm.sft_config` and
 :mod:`~hlsm.lm.sft` (supervised training), :mod:`~hlsm.lm.rl_config`, :mod:`~hlsm.lm.rollout`,
 :mod:`~hlsm.lm.pg` and :mod:`~hlsm.lm.reinforce` (REINFORCE from an SFT checkpoint),
+:mod:`~hlsm.lm.stacked` and :mod:`~hlsm.lm.engine` (K models of one shape as one computation: the
+step every trainer takes; ``train_sft_many`` and ``train_rl_many`` train K runs as one stack),
 :mod:`~hlsm.lm.evaluate`, :mod:`~hlsm.lm.attribution` and :mod:`~hlsm.lm.records` (greedy exact
 match per design split, per-step error attribution, saved evaluations), :mod:`~hlsm.lm.presets`,
 :mod:`~hlsm.lm.experiment` and :mod:`~hlsm.lm.summary` (experiments over arms and seeds and their
@@ -37,6 +39,7 @@ from hlsm.lm.dataset import (
     sample_examples,
 )
 from hlsm.lm.distributed import DistContext, DistributedError, init_distributed, resolve_device
+from hlsm.lm.engine import StackedAdamW, sft_step
 from hlsm.lm.evaluate import (
     LOW_ENTROPY_SKILLS,
     DesignEvaluation,
@@ -50,14 +53,15 @@ from hlsm.lm.model import GPT, GPTConfig, KVCache
 from hlsm.lm.pg import LossParts, kl_k3, loo_advantages, reinforce_loss, token_logprobs
 from hlsm.lm.policy import Policy, evaluate_checkpoint, load_policy, widen_policy
 from hlsm.lm.records import EvaluationRecord, format_evaluation, paired_difference
-from hlsm.lm.reinforce import RLResult, train_rl
+from hlsm.lm.reinforce import RLResult, rl_update, train_rl, train_rl_many
 from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
-from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups
+from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups, sample_groups_stacked
 from hlsm.lm.runconfig import RunConfig
 from hlsm.lm.rundir import TrainingError
-from hlsm.lm.sampling import Generation, GenerationError, generate
-from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft
+from hlsm.lm.sampling import Generation, GenerationError, generate, generate_stacked
+from hlsm.lm.sft import SFTResult, lm_loss, lr_factor, train_sft, train_sft_many
 from hlsm.lm.sft_config import ModelConfig, SFTConfig, TrainingConfig
+from hlsm.lm.stacked import StackedGPT
 from hlsm.stats import binomial_se
 
 __all__ = [
@@ -86,13 +90,15 @@ __all__ = [
     "RLSettings",
     "RLTrainingConfig",
     "Rollout",
-    "RunConfig",
     "RolloutError",
+    "RunConfig",
     "SFTConfig",
     "SFTResult",
     "Source",
     "SourceConfig",
     "SplitAccuracy",
+    "StackedAdamW",
+    "StackedGPT",
     "StepReport",
     "TaskFormat",
     "TrainingConfig",
@@ -108,6 +114,7 @@ __all__ = [
     "first_departure",
     "format_evaluation",
     "generate",
+    "generate_stacked",
     "greedy_exact_match",
     "init_distributed",
     "kl_k3",
@@ -126,11 +133,16 @@ __all__ = [
     "resolve_device",
     "resolve_source",
     "resolve_task",
+    "rl_update",
     "sample_examples",
     "sample_groups",
+    "sample_groups_stacked",
     "save_checkpoint",
+    "sft_step",
     "token_logprobs",
     "train_rl",
+    "train_rl_many",
     "train_sft",
+    "train_sft_many",
     "widen_policy",
 ]

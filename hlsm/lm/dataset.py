@@ -286,14 +286,11 @@ def sample_examples(
     if T < longest:
         raise DataError(f"width {T} is shorter than the longest example ({longest} tokens)")
     L = max(r[3].depth for r in rows)
-    ids_t = torch.full((n, T), tokenizer.pad, dtype=torch.long)
-    mask_t = torch.zeros((n, T), dtype=torch.bool)
-    states_t = torch.zeros((n, L + 1, spec.length), dtype=torch.long)
-    for k, (ids, mask, _, _, states) in enumerate(rows):
-        ids_t[k, : len(ids)] = torch.tensor(ids)
-        mask_t[k, : len(mask)] = torch.tensor(mask)
-        states_t[k, : len(states)] = states
-        states_t[k, len(states) :] = states[-1]
+    # one tensor per field from padded lists (not a row at a time: this runs every training step)
+    ids_t = torch.tensor([r[0] + [tokenizer.pad] * (T - len(r[0])) for r in rows], dtype=torch.long)
+    mask_t = torch.tensor([r[1] + [False] * (T - len(r[1])) for r in rows], dtype=torch.bool)
+    last = [r[4][-1:].expand(L + 1 - len(r[4]), -1) for r in rows]  # an answer repeats past its depth
+    states_t = torch.stack([torch.cat([r[4], pad]) for r, pad in zip(rows, last, strict=True)])
     length = torch.tensor([len(r[0]) for r in rows], dtype=torch.long)
     prompt_len = torch.tensor([r[1].index(True) for r in rows], dtype=torch.long)
     which = torch.tensor([r[2] for r in rows], dtype=torch.long)

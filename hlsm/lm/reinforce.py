@@ -468,7 +468,7 @@ def _after_update(
     r.window = [w + totals[key] for w, key in zip(r.window, _STATS, strict=True)]
     r.window_traces += int(totals["traces"])
     last = r.exhausted or (r.stop_at is not None and r.update >= r.stop_at)
-    if r.update % cfg.log_every == 0 or last:
+    if r.update % cfg.log_every == 0 or r.exhausted:  # a stop_at saves as a kill would: without a log
         entry = _log_entry(dict(zip(_STATS, r.window, strict=True)), r.update, r.traces, rl)
         entry |= {"traces_per_s": round(r.window_traces / max(now - r.clock, 1e-9)), "elapsed_s": round(now - r.t0, 3)}
         if ctx.is_main:

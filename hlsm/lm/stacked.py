@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hlsm.lm.model import GPT, GPTConfig, KVCache, _rope_tables, _rotate
+from hlsm.lm.model import GPT, GPTConfig, KVCache, _rope_tables, _rotate, decode_by_hand
 
 # (name in the single model's state_dict, suffix in a block, shape given (d, d_ff)); a stacked
 # parameter is named with dots replaced by '__' (nn.Parameter names cannot hold dots)
@@ -98,8 +98,8 @@ def _linear(x: Tensor, weight: Tensor) -> Tensor:
     with the weights transposed into contiguous memory first (measured on CPU: the product with a
     transposed view ran at 65% of the contiguous one's rate; the copy is of the weights only).
     """
-    if x.shape[0] == 1:
-        return F.linear(x[0], weight[0]).unsqueeze(0)
+    if x.shape[0] == 1:  # views, not selects: a select's backward allocates and scatters a full gradient
+        return F.linear(x.view(x.shape[1:]), weight.view(weight.shape[1:])).unsqueeze(0)
     return torch.bmm(x, weight.transpose(1, 2).contiguous())
 
 
@@ -110,8 +110,10 @@ def _layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     and shift gradients in its own order (a broadcast ``(K, ..., d)`` form changes that order).
     """
     if x.shape[0] == 1:
-        return F.layer_norm(x[0], x.shape[-1:], weight[0], bias[0]).unsqueeze(0)
-    return torch.stack([F.layer_norm(x[k], x.shape[-1:], weight[k], bias[k]) for k in range(x.shape[0])])
+        d = x.shape[-1:]
+        return F.layer_norm(x.view(x.shape[1:]), d, weight.view(d), bias.view(d)).unsqueeze(0)
+    members = zip(x.unbind(0), weight.unbind(0), bias.unbind(0), strict=True)  # one backward for all slices
+    return torch.stack([F.layer_norm(xk, x.shape[-1:], wk, bk) for xk, wk, bk in members])
 
 
 class StackedGPT(nn.Module):
@@ -245,7 +247,7 @@ class StackedGPT(nn.Module):
             q, k = _rotate(q, cos.to(q.dtype), sin.to(q.dtype)), _rotate(k, cos.to(k.dtype), sin.to(k.dtype))
             if cache is not None:
                 k, v = cache.update(layer, k, v)
-            if not cfg.sdpa:  # the explicit reference attention
+            if not cfg.sdpa or decode_by_hand(T, x):  # the explicit reference attention
                 att = (q @ k.transpose(-2, -1)) / math.sqrt(D)
                 if mask is not None:
                     att = att.masked_fill(~mask, float("-inf"))

@@ -377,13 +377,13 @@ CASES: list[Case] = [
     ),
     Case(
         "sft-unknown-module",
-        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace('"sort"]', '"sorting"]'))],
-        "sorting",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace('"shift_down"]', '"shift_downward"]'))],
+        "shift_downward",
     ),
     Case(
         "sft-impossible-split-sizes",
         lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("n_sft = 4", "n_sft = 400"))],
-        "lower the split sizes",
+        "lower the split size",
     ),
     Case(
         "sft-unwritable-out",

@@ -41,9 +41,10 @@ from hlsm.stats import Accuracy
 RL_TINY = CONFIGS / "rl_tiny.toml"
 
 
-def rl_tiny(**rl: Any) -> RLConfig:
+def rl_tiny(training: dict[str, Any] | None = None, **rl: Any) -> RLConfig:
     raw = load_toml(RL_TINY)
     raw["rl"] |= rl
+    raw["training"] |= training or {}
     return RLConfig.from_dict(raw)
 
 
@@ -292,8 +293,8 @@ def params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_train_rl_writes_metrics_checkpoint_and_summary(sft_ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "rl"
-    result = train_rl(rl_tiny(), sft_ckpt, out, progress=False)
-    assert result.traces == 256 and result.updates >= 1 and set(result.evaluation) == {"rl", "unseen"}
+    result = train_rl(rl_tiny({"log_every": 1}, curve=[]), sft_ckpt, out, progress=False)
+    assert result.traces == 256 and result.updates >= 1 and set(result.evaluation) == {"unseen", "deeper_3"}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == list(range(1, result.updates + 1)) and train[-1]["traces"] <= 256

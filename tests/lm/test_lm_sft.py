@@ -30,6 +30,7 @@ from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT, GPTConfig
 from hlsm.lm.records import read_calibration
 from hlsm.lm.sft import TrainingError, lm_loss, lr_factor, train_sft
+from hlsm.lm.presets import scale_preset
 from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
 from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
@@ -88,7 +89,7 @@ def test_sft_overfits_a_tiny_batch() -> None:
 
 
 def test_train_sft_writes_metrics_checkpoint_and_summary(tmp_path: Path) -> None:
-    result = train_sft(tiny(), tmp_path / "run", progress=False)
+    result = train_sft(tiny(eval_every=15, eval_examples=32), tmp_path / "run", progress=False)
     out = tmp_path / "run"
     assert result.step == 30 and set(result.evaluation) == {"atomic", "unseen"}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -199,9 +200,10 @@ def test_ddp_on_cpu_ranks_agree_with_each_other_and_with_one_process(tmp_path: P
 def test_example_configs_load() -> None:
     cpu = SFTConfig.from_toml(CONFIGS / "sft_cpu.toml")
     assert cpu.spec.num_skills == 12 and cpu.spec.routings == ("chain",) and cpu.format == TaskFormat(4, False)
-    assert [s.weight for s in cpu.data] == [0.2, 0.3, 0.4, 0.1] and cpu.training.steps == 1600
-    assert [s.name for s in cpu.eval_sets] == ["atomic", "depth3", "unseen", "deeper"]
-    assert cpu.model.gpt(vocab_size=40, max_len=48).d_model == 128
+    assert [s.weight for s in cpu.data] == [0.2, 0.3, 0.4, 0.1] and cpu.training.steps == 4000
+    assert [s.name for s in cpu.eval_sets] == ["unseen"] and cpu.gate == GateConfig(0.95, 0.98, 200, 256)
+    assert cpu.model.gpt(vocab_size=40, max_len=48).d_model == 96
+    assert scale_preset("cpu").sft == cpu and scale_preset("gpu").sft.model.d_model == 128  # one preset, one name
     small = SFTConfig.from_toml(TINY)
     assert SFTConfig.from_dict(json.loads(json.dumps(small.to_dict()))) == small
     plain = SFTConfig.from_dict({"format": {"plain": True, "echo": True}})
