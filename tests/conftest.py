@@ -11,7 +11,6 @@ import pytest
 from hlsm.examples import CONFIGS
 from hlsm.runtime import torch_threads
 
-
 # Ray started by a test (a local instance, or a cluster on 127.0.0.1) stays on the loopback address:
 # on Linux Ray announces the machine's interface address unless told it is a one-machine cluster.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -28,9 +28,9 @@ from hlsm.lm.data import TaskFormat, make_tokenizer
 from hlsm.lm.dataset import SourceConfig, resolve_source, sample_examples
 from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT, GPTConfig
+from hlsm.lm.presets import scale_preset
 from hlsm.lm.records import read_calibration
 from hlsm.lm.sft import TrainingError, lm_loss, lr_factor, train_sft
-from hlsm.lm.presets import scale_preset
 from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
 from hlsm.runtime import torch_threads
 from hlsm.spec import Spec
