@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.adamw import adamw
 
 from hlsm.lm.stacked import StackedGPT, stacked_param_groups
 
@@ -84,22 +85,52 @@ class StackedAdamW:
 
     @torch.no_grad()
     def step(self, lrs: Sequence[float]) -> None:
-        """One update, member ``k`` at learning rate ``lrs[k]`` (a parameter without gradient is skipped)."""
-        b1, b2 = self.betas
+        """One update, member ``k`` at learning rate ``lrs[k]`` (a parameter without gradient is skipped).
+
+        When every member has the same learning rate and weight decay (seeds of one recipe), the
+        stacked tensors go through torch's own multi-tensor AdamW (elementwise, so each member's
+        slice gets exactly its own update); otherwise each member's rate is applied in the same
+        arithmetic order, one parameter at a time.
+        """
         self.steps += 1
+        names = [n for n in self.names if self.stack.stacked(n).grad is not None]
+        if len(set(lrs)) == 1 and len(set(self.weight_decay)) == 1:
+            self._torch_step(names, float(lrs[0]), self.weight_decay[0])
+            return
+        b1, b2 = self.betas
         bc1, bc2_sqrt = 1 - b1**self.steps, (1 - b2**self.steps) ** 0.5
         decay = set(self.groups["decay"])
-        for n in self.names:
+        for n in names:
             p = self.stack.stacked(n)
-            if p.grad is None:
-                continue
             g, m, v = p.grad, self.exp_avg[n], self.exp_avg_sq[n]
+            assert g is not None
             if n in decay:
                 p.mul_(_per_member([1 - lr * wd for lr, wd in zip(lrs, self.weight_decay, strict=True)], p).to(p.dtype))
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
             p.add_(m * _per_member([-lr / bc1 for lr in lrs], p).to(p.dtype) / denom)  # addcdiv: (value m) / denom
+
+    def _torch_step(self, names: list[str], lr: float, weight_decay: float) -> None:
+        """:func:`torch.optim.adamw.adamw` (foreach; fused on CUDA) on the stacked tensors, per group."""
+        decay = set(self.groups["decay"])
+        for group, wd in (
+            ([n for n in names if n in decay], weight_decay),
+            ([n for n in names if n not in decay], 0.0),
+        ):
+            if not group:
+                continue
+            params: list[Tensor] = [self.stack.stacked(n) for n in group]
+            grads = [p.grad for p in params if p.grad is not None]
+            device = params[0].device
+            fused = device.type == "cuda"
+            # torch counts each parameter's step itself (incremented before the update)
+            steps = [torch.tensor(float(self.steps - 1), device=device if fused else "cpu") for _ in group]
+            adamw(
+                params, grads, [self.exp_avg[n] for n in group], [self.exp_avg_sq[n] for n in group], [], steps,
+                foreach=not fused, fused=fused or None, amsgrad=False, beta1=self.betas[0], beta2=self.betas[1],
+                lr=lr, weight_decay=wd, eps=self.eps, maximize=False,
+            )  # fmt: skip
 
     def member_state(self, k: int, lr: float) -> dict[str, Any]:
         """Member ``k``'s state in :meth:`torch.optim.AdamW.state_dict`'s layout (``lr``: its current rate)."""
@@ -155,6 +186,9 @@ def clip_grad_norms(stack: StackedGPT, max_norms: Sequence[float]) -> Tensor:
     grads = [p.grad for p in stack.parameters() if p.grad is not None]
     if not grads:
         return torch.zeros(stack.models)
+    if stack.models == 1:  # the single model's own clipping
+        limit = max_norms[0] if max_norms[0] > 0 else math.inf
+        return torch.nn.utils.clip_grad_norm_([p for p in stack.parameters() if p.grad is not None], limit)[None]
     # each slice's norm on its own (the single model's reduction order), then the norm of those
     norms = [torch.stack([torch.linalg.vector_norm(g[k]) for g in grads]) for k in range(stack.models)]
     total = torch.stack([torch.linalg.vector_norm(n) for n in norms])

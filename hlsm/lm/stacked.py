@@ -230,7 +230,8 @@ class StackedGPT(nn.Module):
         H, D, C = cfg.n_head, cfg.head_dim, cfg.d_model
         embed = self.stacked("embed.weight")  # (K, V, C)
         offsets = torch.arange(K, device=idx.device).view(K, 1, 1) * cfg.vocab_size
-        x = embed.reshape(K * cfg.vocab_size, C)[(idx + offsets).reshape(-1)].view(K, B * T, C)
+        # one embedding lookup in the members' tables laid end to end (its backward: the single model's)
+        x = F.embedding((idx + offsets).reshape(-1), embed.reshape(K * cfg.vocab_size, C)).view(K, B * T, C)
         p = cfg.dropout if self.training else 0.0
         x = F.dropout(x, p, self.training)
         cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
