@@ -72,6 +72,7 @@ from hlsm.lm.rundir import (
     autocast_for,
     check_out,
     make_evaluator,
+    stack_runs,
     start_or_resume,
 )
 from hlsm.lm.stacked import StackedGPT
@@ -172,14 +173,7 @@ def train_rl_many(
         return []
     if len(inits) != len(configs):
         raise TrainingError(f"{len(inits)} --init checkpoints for {len(configs)} runs")
-    outs = [None] * len(configs) if outs is None else list(outs)
-    paths = [Path(c.training.out if o is None else o) for c, o in zip(configs, outs, strict=True)]
-    if len({p.resolve() for p in paths}) != len(paths):
-        raise TrainingError("two runs of one stack write the same output folder; give each its own")
-    resumes = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
-    if len({(c.training.device, c.training.threads) for c in configs}) != 1:
-        raise TrainingError("the runs of one call must share [training] device and threads; call once per setting")
-    configs = [c.with_out(p) for c, p in zip(configs, paths, strict=True)]
+    configs, paths, resumes = stack_runs(configs, outs, resume)
     loaded = []
     for config, init, out, again in zip(configs, inits, paths, resumes, strict=True):
         check_out(out, again)

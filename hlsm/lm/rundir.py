@@ -55,6 +55,34 @@ def check_out(out: Path, resume: bool) -> None:
         raise TrainingError(f"'{out}' already holds a run ({CHECKPOINT_NAME}); pass --resume or choose another --out")
 
 
+def stack_runs(
+    configs: Sequence[Any], outs: Sequence[str | Path | None] | None, resume: bool | Sequence[bool]
+) -> tuple[list[Any], list[Path], list[bool]]:
+    """The runs of one stacked call: configs with their output folders, the folders, the resume flags.
+
+    ``configs`` are :class:`hlsm.lm.SFTConfig` or :class:`hlsm.lm.RLConfig` (``training.out``,
+    ``with_out``); ``outs`` default to each config's ``training.out``; ``resume`` is one flag for all
+    or one per run. Nothing is written.
+
+    Raises
+    ------
+    TrainingError
+        When the numbers differ, two runs share a folder, or the runs differ in device or threads.
+    """
+    outs = [None] * len(configs) if outs is None else list(outs)
+    if len(outs) != len(configs):
+        raise TrainingError(f"{len(outs)} output folders for {len(configs)} runs")
+    paths = [Path(c.training.out if o is None else o) for c, o in zip(configs, outs, strict=True)]
+    if len({p.resolve() for p in paths}) != len(paths):
+        raise TrainingError("two runs of one stack write the same output folder; give each its own")
+    resumes = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
+    if len(resumes) != len(configs):
+        raise TrainingError(f"{len(resumes)} resume flags for {len(configs)} runs")
+    if len({(c.training.device, c.training.threads) for c in configs}) != 1:
+        raise TrainingError("the runs of one call must share [training] device and threads; call once per setting")
+    return [c.with_out(p) for c, p in zip(configs, paths, strict=True)], paths, resumes
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON object as a line."""
     with path.open("a") as f:

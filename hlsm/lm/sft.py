@@ -58,6 +58,7 @@ from hlsm.lm.rundir import (
     check_out,
     make_adamw,
     make_evaluator,
+    stack_runs,
     start_or_resume,
 )
 from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
@@ -222,16 +223,7 @@ def train_sft_many(
     """
     if not configs:
         return []
-    outs = [None] * len(configs) if outs is None else list(outs)
-    if len(outs) != len(configs):
-        raise TrainingError(f"{len(outs)} output folders for {len(configs)} runs")
-    paths = [Path(c.training.out if o is None else o) for c, o in zip(configs, outs, strict=True)]
-    if len({p.resolve() for p in paths}) != len(paths):
-        raise TrainingError("two runs of one stack write the same output folder; give each its own")
-    resumes = [resume] * len(configs) if isinstance(resume, bool) else list(resume)
-    if len({(c.training.device, c.training.threads) for c in configs}) != 1:
-        raise TrainingError("the runs of one call must share [training] device and threads; call once per setting")
-    configs = [c.with_out(p) for c, p in zip(configs, paths, strict=True)]
+    configs, paths, resumes = stack_runs(configs, outs, resume)
     for p, r in zip(paths, resumes, strict=True):
         check_out(p, r)
     cfg = configs[0].training

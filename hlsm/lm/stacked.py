@@ -51,17 +51,17 @@ def state_names(config: GPTConfig) -> list[str]:
     return [*names, "ln_f.weight", "ln_f.bias"]
 
 
-class StackedKVCache:
+class StackedKVCache(KVCache):
     """Keys and values of ``K`` models for incremental decoding: per layer ``(K B, H, capacity, d_head)``.
 
-    Preallocated on first use (static buffers: decoding writes in place, nothing is concatenated).
+    :class:`hlsm.lm.model.KVCache` over the ``K * B`` rows of all models (static buffers allocated on
+    first use: decoding writes in place, nothing is concatenated); repeating rows keeps each model's
+    rows together.
     """
 
     def __init__(self, n_layer: int, capacity: int, models: int) -> None:
-        self.capacity, self.models = capacity, models
-        self.pos = 0
-        self.keys: list[Tensor | None] = [None] * n_layer
-        self.values: list[Tensor | None] = [None] * n_layer
+        super().__init__(n_layer, capacity)
+        self.models = models
 
     def repeat_interleave(self, repeats: int) -> None:
         """Copy every row of every model ``repeats`` times in place of it (within each model's rows)."""
@@ -74,21 +74,6 @@ class StackedKVCache:
 
         self.keys = [expand(k) for k in self.keys]
         self.values = [expand(v) for v in self.values]
-
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store ``(K B, H, T, d_head)`` keys/values at ``pos .. pos+T-1``; return all ``pos+T`` of them."""
-        N, H, T, D = k.shape
-        end = self.pos + T
-        if end > self.capacity:
-            raise ValueError(f"the KV cache holds {self.capacity} positions; writing up to {end} overflows it")
-        if self.keys[layer] is None:
-            self.keys[layer] = k.new_zeros((N, H, self.capacity, D))
-            self.values[layer] = v.new_zeros((N, H, self.capacity, D))
-        keys, values = self.keys[layer], self.values[layer]
-        assert keys is not None and values is not None
-        keys[:, :, self.pos : end] = k
-        values[:, :, self.pos : end] = v
-        return keys[:, :, :end], values[:, :, :end]
 
 
 def _linear(x: Tensor, weight: Tensor) -> Tensor:
