@@ -71,8 +71,8 @@ class Runner:
                 b.workers, mp_context=spawn, initializer=load_plugins, initargs=(plugin_files(),)
             )
         elif b.kind == "ray":
+            self._started_ray = not _ray_running()  # a session the caller opened stays open
             self._ray = _connect(b.address)
-            self._started_ray = True
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
@@ -99,6 +99,14 @@ class Runner:
             return [fn(*args) for args in jobs]
         futures = [self._pool.submit(fn, *args) for args in jobs]
         return [f.result() for f in futures]
+
+
+def _ray_running() -> bool:
+    try:
+        import ray
+    except ImportError:
+        return False
+    return bool(ray.is_initialized())
 
 
 def _connect(address: str) -> Any:

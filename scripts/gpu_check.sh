@@ -11,7 +11,8 @@
 #                                                       # the tiny setting: the same steps on a CPU, seconds
 # Settings (environment): DEVICE (cuda), SCALE (gpu), SIZE (5M), MODELS (8), SEEDS ("0 1 2 3 4"),
 # BUDGET (RL traces per run, 200000), PEAK_TFLOPS (989: dense bf16 of an H100 SXM / H200),
-# LIMIT (seconds for finding 1, 300), N (the benchmarks' batch or prompts; default theirs), PYTHON (python).
+# LIMIT (seconds for finding 1, 300), BENCH_LIMIT (seconds for each of the 4 benchmarks, 40; so at most
+# 460 s in all, with the start), N (the benchmarks' batch or prompts; default theirs), PYTHON (python).
 set -euo pipefail
 OUT=${OUT:-runs/gpu_check}
 DEVICE=${DEVICE:-cuda}
@@ -22,6 +23,7 @@ SEEDS=${SEEDS:-0 1 2 3 4}
 BUDGET=${BUDGET:-200000}
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}
 LIMIT=${LIMIT:-300}
+BENCH_LIMIT=${BENCH_LIMIT:-40}
 PYTHON=${PYTHON:-python}
 N=${N:-}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -34,9 +36,9 @@ fi
 for kind in train rl; do
     for k in 1 "$MODELS"; do
         # shellcheck disable=SC2046
-        "$PYTHON" -m hlsm bench "$kind" --json --device "$DEVICE" --scale "$SCALE" --size "$SIZE" --models "$k" \
+        timeout "$BENCH_LIMIT" "$PYTHON" -m hlsm bench "$kind" --json --device "$DEVICE" --scale "$SCALE" --size "$SIZE" --models "$k" \
             $([ "$kind" = train ] && echo --peak-tflops "$PEAK_TFLOPS") $([ -n "$N" ] && echo --n "$N") \
-            | tee -a "$OUT/bench.jsonl"
+            | tee -a "$OUT/bench.jsonl" || echo "bench $kind --models $k: stopped after ${BENCH_LIMIT} s or failed"
     done
 done
 bench_s=$(( $(date +%s) - start ))

@@ -193,7 +193,7 @@ def clip_grad_norms(stack: StackedGPT, max_norms: Sequence[float]) -> Tensor:
     norms = [torch.stack([torch.linalg.vector_norm(g[k]) for g in grads]) for k in range(stack.models)]
     total = torch.stack([torch.linalg.vector_norm(n) for n in norms])
     bound = torch.as_tensor([m if m > 0 else math.inf for m in max_norms], dtype=total.dtype, device=total.device)
-    coef = torch.clamp(bound / (total + 1e-6), max=1.0)
+    coef = torch.clamp((total + 1e-6).reciprocal() * bound, max=1.0)  # clip_grad_norm_'s rounding: 1/x, then times
     for g in grads:
         g.mul_(coef.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
     return total

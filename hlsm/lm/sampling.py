@@ -244,7 +244,7 @@ def generate_stacked(
                     probs = logp.exp()
                     for k in range(K):
                         n = real[k] * repeats
-                        if t < limits[k] and not finished[k]:  # as the member alone draws
+                        if n and t < limits[k] and not finished[k]:  # as the member alone draws
                             token[k, :n] = torch.multinomial(probs[k, :n], 1, generator=gens[k]).squeeze(1)
                 live = ~done & ~over[:, None]
                 logprobs[:, :, t] = torch.where(live, logp.gather(2, token[:, :, None]).squeeze(2), 0.0)

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from hlsm.design import SupportDesign, make_design
 from hlsm.io import write_json
-from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, save_checkpoint
+from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, restore_rng_state, save_checkpoint
 from hlsm.lm.data import make_tokenizer
 from hlsm.lm.dataset import Source, SourceConfig, derive_seed, max_sequence_length, resolve_source, sample_examples
 from hlsm.lm.distributed import DistContext, barrier, gather_objects, init_distributed, shutdown, wrap_model
@@ -62,7 +62,7 @@ from hlsm.lm.rundir import (
     start_or_resume,
 )
 from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
-from hlsm.lm.stacked import StackedGPT
+from hlsm.lm.stacked import StackedGPT, gpt_from_state
 from hlsm.runtime import torch_threads
 from hlsm.traces import Tokenizer
 
@@ -178,14 +178,21 @@ STACK_KEYS = ("device", "bf16", "threads", "batch_size", "betas")
 
 
 def stack_key(config: SFTConfig) -> str:
-    """What runs must share to be trained as one stack: model sizes and :data:`STACK_KEYS`.
+    """What runs must share to be trained as one stack: model sizes, batch width and :data:`STACK_KEYS`.
 
     Seeds, designs, data mixtures, learning rates and schedules, step caps, clipping, weight
-    decay, gates and evaluation sets may differ between the members.
+    decay, gates and evaluation sets may differ between the members. The batch width (the longest
+    training sequence) is part of the key, so that no member's batch is padded beyond its own (a
+    longer reduction in the weight gradients would round differently from the run alone). A run
+    with dropout gets a stack of its own: its masks come from the process's random stream, which
+    members would share.
     """
     training = config.training
-    record = {"gpt": sft_gpt_config(config).to_dict()} | {k: getattr(training, k) for k in STACK_KEYS}
-    record["betas"] = list(record["betas"])
+    _, _, _, width, gpt = _resolve(config)
+    record: dict[str, Any] = {"gpt": gpt.to_dict(), "width": width}
+    record |= {k: getattr(training, k) for k in STACK_KEYS} | {"betas": list(training.betas)}
+    if gpt.dropout > 0:
+        record["alone"] = training.out
     return json.dumps(record, sort_keys=True)
 
 
@@ -259,6 +266,8 @@ class _Run:
     calibration: Calibration | None = None
     stopped: bool = False
     model: GPT | None = None
+    rng: dict[str, Any] = field(default_factory=dict)
+    alone: bool = False  # trained in a stack of one: the process's random stream is this run's
 
 
 def _member(config: SFTConfig, out: Path, resume: bool, ctx: DistContext, stop_at: int | None) -> _Run:
@@ -290,9 +299,11 @@ def _member(config: SFTConfig, out: Path, resume: bool, ctx: DistContext, stop_a
         )  # fmt: skip
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     state = model.state_dict()
-    return _Run(
+    run = _Run(
         config, out, sources, width, record, evaluate, check_gate, tokenizer, state, optimizer, start, window, end
     )
+    run.rng = capture_rng_state()  # this run's random state after its init (or restore), as it would be alone
+    return run
 
 
 def _train(
@@ -322,15 +333,16 @@ def _train(
 
 
 def _model(config: SFTConfig, state: dict[str, Tensor], ctx: DistContext) -> GPT:
-    model = GPT(sft_gpt_config(config)).to(ctx.device)
-    model.load_state_dict(state)
-    return model
+    return gpt_from_state(sft_gpt_config(config), state).to(ctx.device)
 
 
 def _train_stack(runs: list[_Run], ctx: DistContext, bar: Any) -> None:
     """Train ``runs`` (all at one start step) as one stack until each has reached its end."""
     if not runs:
         return
+    if len(runs) == 1:  # alone: the process's random stream is this run's (dropout draws from it)
+        restore_rng_state(runs[0].rng)
+        runs[0].alone = True
     first = runs[0].config
     gpt = sft_gpt_config(first)
     stack = StackedGPT.from_states(gpt, [r.state for r in runs]).to(ctx.device)
@@ -433,7 +445,10 @@ def _after_step(
             bar.set_postfix(acc=" ".join(f"{n}={v['accuracy']:.2f}" for n, v in r.last_eval.items()))
     leaves = done == r.end or r.stopped
     if done % cfg.checkpoint_every == 0 or leaves:
-        states = gather_objects(ctx, (capture_rng_state(), window.tolist()))
+        # alone, the process's random state; in a stack (no dropout, so training draws nothing from it) the
+        # member's own state after its init, which is what its run alone would hold here
+        rng = capture_rng_state() if r.alone else r.rng
+        states = gather_objects(ctx, (rng, window.tolist()))
         if ctx.is_main:
             save_checkpoint(
                 r.out / CHECKPOINT_NAME,

@@ -43,6 +43,14 @@ _BLOCK = (
 )
 
 
+def gpt_from_state(config: GPTConfig, state: dict[str, Tensor]) -> GPT:
+    """A :class:`GPT` holding ``state``, built without drawing from torch's random stream."""
+    with torch.random.fork_rng(devices=[]):
+        model = GPT(config)
+    model.load_state_dict(state)
+    return model
+
+
 def state_names(config: GPTConfig) -> list[str]:
     """The single model's ``state_dict`` keys, in :meth:`GPT.parameters` order."""
     names = ["embed.weight"]
@@ -168,11 +176,13 @@ class StackedGPT(nn.Module):
         return {name: self.stacked(name)[k].detach().clone() for name in state_names(self.config)}
 
     def member(self, k: int) -> GPT:
-        """Model ``k`` as a standalone :class:`GPT` (a copy, on the stack's device and dtype)."""
+        """Model ``k`` as a standalone :class:`GPT` (a copy, on the stack's device and dtype).
+
+        Draws nothing from the random stream (the copy's initial weights are overwritten), so taking a
+        member out to evaluate it leaves a run's random state as it would be alone.
+        """
         weight = self.stacked("embed.weight")
-        model = GPT(self.config).to(device=weight.device, dtype=weight.dtype)
-        model.load_state_dict(self.member_state(k))
-        return model
+        return gpt_from_state(self.config, self.member_state(k)).to(device=weight.device, dtype=weight.dtype)
 
     def select(self, keep: Sequence[int]) -> StackedGPT:
         """A new stack of the members ``keep`` (weights copied), e.g. without the models that finished."""
