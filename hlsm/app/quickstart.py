@@ -219,7 +219,7 @@ def _transformer_section(config: QuickstartConfig, out: Path) -> list[str]:
 
     from hlsm.app.report import write_arm_outputs
     from hlsm.lm.experiment import Arm, run_and_summarise
-    from hlsm.lm.presets import scale_preset
+    from hlsm.lm.presets import SCALE_SETTINGS, scale_preset
 
     preset = scale_preset(config.scale)
     scale = replace(preset, seeds=(config.seed,), workers=min(preset.workers, 2))
@@ -246,8 +246,8 @@ def _transformer_section(config: QuickstartConfig, out: Path) -> list[str]:
         "by SFT on golden traces until it passes the calibration gate, then REINFORCE at equal budget on atomic "
         "programs or on compound programs outside the SFT support; greedy exact match of the final answer. One "
         "seed cannot measure seed-to-seed variance, so no prediction gets a verdict here: read the paired "
-        "difference and how many paired SEs it lies from 0, and run `hlsm reproduce --scale cpu` (4 seeds) "
-        "for verdicts.",
+        "difference and how many paired SEs it lies from 0, and run `hlsm reproduce --scale cpu` "
+        f"({len(SCALE_SETTINGS['cpu']['seeds'])} seeds) for verdicts.",
         checks=checks,
     )
     section = (folder / "report.md").read_text()
