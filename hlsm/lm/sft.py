@@ -322,8 +322,9 @@ def _train(
         disable=not (progress and ctx.is_main),
         dynamic_ncols=True,
     )
-    for key in dict.fromkeys((stack_key(r.config), r.start) for r in runs):  # one stack per shape and step
-        _train_stack([r for r in runs if (stack_key(r.config), r.start) == key and r.start < r.end], ctx, bar)
+    keys = [(stack_key(r.config), r.start) for r in runs]
+    for key in dict.fromkeys(keys):  # one stack per shape and step
+        _train_stack([r for r, k in zip(runs, keys, strict=True) if k == key and r.start < r.end], ctx, bar)
     bar.close()
     results = []
     for r in runs:
