@@ -61,8 +61,8 @@ SCALE_SETTINGS: dict[str, dict[str, Any]] = {
 }
 """What a scale adds to its configs: seeds, evaluation examples per split, the checker strata, the
 worker processes of a stage and the models per stack (:class:`ExperimentScale`). cpu: 2 workers of
-one thread, one model each: on 2 CPU cores a stack of 8 ran the SFT step at 0.88x and a RL round at
-0.86x the rate of the same 8 models one at a time (``hlsm bench train|rl --models 8``; a 0.2M
+one thread, one model each: on 2 CPU cores a stack of 8 ran the SFT step at 0.89-0.92x and a RL round
+at 0.88-0.93x the rate of the same 8 models one at a time (``hlsm bench train|rl --models 8``; a 0.2M
 model's activations fit the caches one model at a time, not eight). gpu: every seed and arm of a
 stage that shares a shape in one stack (one model alone uses a GPU at well under 1% of its peak)."""
 
