@@ -202,6 +202,8 @@ def _job(kind: str, args: tuple[Any, ...], threads: int | None) -> Any:
 
 def stacks(items: Sequence[Any], key: Any, size: int | None) -> list[list[Any]]:
     """``items`` in groups that share ``key(item)``, at most ``size`` each (None: no limit), in order."""
+    if size == 1:  # one model a job: no key to compute (an SFT run's key resolves its whole design)
+        return [[item] for item in items]
     groups: dict[str, list[Any]] = {}
     for item in items:
         groups.setdefault(key(item), []).append(item)

@@ -255,10 +255,14 @@ class _Run:
     def round_traces(self) -> int:
         return self.config.rl.prompts_per_round * self.config.rl.group_size
 
+    def reached(self) -> list[float]:
+        """The learning-curve points still to score that the traces used have reached (all, once spent)."""
+        budget = self.config.rl.budget_traces
+        return [p for p in self.curve if p * budget <= self.traces or self.exhausted]
+
     def due(self) -> dict[str, Any]:
         """The learning-curve points reached (removed from the list) and the traces used."""
-        budget = self.config.rl.budget_traces
-        points = [p for p in self.curve if p * budget <= self.traces or self.exhausted]
+        points = self.reached()
         del self.curve[: len(points)]
         return {"traces": self.traces} | ({"curve": points} if points else {})
 
@@ -484,9 +488,7 @@ def _after_update(
         bar.set_postfix(reward=f"{entry['reward']:.3f}", mixed=f"{entry['mixed_fraction']:.2f}")
         r.window, r.window_traces, r.clock = [0.0] * len(_STATS), 0, now
     paused = time.perf_counter()
-    budget = rl.budget_traces
-    at_curve = any(p * budget <= r.traces or r.exhausted for p in r.curve)
-    if r.exhausted or at_curve or (cfg.eval_every and r.update % cfg.eval_every == 0):
+    if r.exhausted or r.reached() or (cfg.eval_every and r.update % cfg.eval_every == 0):
         _score(r, stack, k, optimizer, ctx, r.update)
         r.evaluated = r.exhausted
     if r.update % cfg.checkpoint_every == 0 or last:

@@ -56,7 +56,6 @@ from hlsm.lm.rundir import (
     append_jsonl,
     autocast_for,
     check_out,
-    make_adamw,
     make_evaluator,
     stack_runs,
     start_or_resume,
@@ -99,11 +98,6 @@ def lm_loss(model: nn.Module, ids: Tensor, loss_mask: Tensor, denominator: float
     ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
     total = (ce * mask.reshape(-1)).sum()
     return total / (mask.sum() if denominator is None else denominator)
-
-
-def make_optimizer(model: nn.Module, cfg: TrainingConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on parameters of two or more dimensions only."""
-    return make_adamw(model, cfg.lr, cfg.weight_decay, cfg.betas, device)
 
 
 def lr_factor(step: int, cfg: TrainingConfig) -> float:
@@ -187,8 +181,12 @@ def stack_key(config: SFTConfig) -> str:
     with dropout gets a stack of its own: its masks come from the process's random stream, which
     members would share.
     """
-    training = config.training
     _, _, _, width, gpt = _resolve(config)
+    return _stack_key(config.training, gpt, width)
+
+
+def _stack_key(training: TrainingConfig, gpt: GPTConfig, width: int) -> str:
+    """:func:`stack_key` of a run already resolved (its model sizes and batch width)."""
     record: dict[str, Any] = {"gpt": gpt.to_dict(), "width": width}
     record |= {k: getattr(training, k) for k in STACK_KEYS} | {"betas": list(training.betas)}
     if gpt.dropout > 0:
@@ -258,6 +256,8 @@ class _Run:
     optimizer: dict[str, Any] | None
     start: int
     window: list[float]
+    gpt: GPTConfig  # the model's sizes (resolved once)
+    key: str  # its stack key
     end: int = 0
     tokens: int = 0
     clock: float = 0.0
@@ -299,9 +299,11 @@ def _member(config: SFTConfig, out: Path, resume: bool, ctx: DistContext, stop_a
         )  # fmt: skip
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     state = model.state_dict()
+    key = _stack_key(cfg, gpt, width)
     run = _Run(
-        config, out, sources, width, record, evaluate, check_gate, tokenizer, state, optimizer, start, window, end
-    )
+        config, out, sources, width, record, evaluate, check_gate, tokenizer, state, optimizer, start, window, gpt,
+        key, end,
+    )  # fmt: skip
     run.rng = capture_rng_state()  # this run's random state after its init (or restore), as it would be alone
     return run
 
@@ -322,19 +324,14 @@ def _train(
         disable=not (progress and ctx.is_main),
         dynamic_ncols=True,
     )
-    keys = [(stack_key(r.config), r.start) for r in runs]
-    for key in dict.fromkeys(keys):  # one stack per shape and step
-        _train_stack([r for r, k in zip(runs, keys, strict=True) if k == key and r.start < r.end], ctx, bar)
+    for key in dict.fromkeys((r.key, r.start) for r in runs):  # one stack per shape and step
+        _train_stack([r for r in runs if (r.key, r.start) == key and r.start < r.end], ctx, bar)
     bar.close()
     results = []
     for r in runs:
-        model = r.model if r.model is not None else _model(r.config, r.state, ctx)
+        model = r.model if r.model is not None else gpt_from_state(r.gpt, r.state).to(ctx.device)
         results.append(SFTResult(model, max(r.end, r.start), r.out, r.last_eval, ctx.rank, r.calibration))
     return results
-
-
-def _model(config: SFTConfig, state: dict[str, Tensor], ctx: DistContext) -> GPT:
-    return gpt_from_state(sft_gpt_config(config), state).to(ctx.device)
 
 
 def _train_stack(runs: list[_Run], ctx: DistContext, bar: Any) -> None:
@@ -344,8 +341,7 @@ def _train_stack(runs: list[_Run], ctx: DistContext, bar: Any) -> None:
     if len(runs) == 1:  # alone: the process's random stream is this run's (dropout draws from it)
         restore_rng_state(runs[0].rng)
         runs[0].alone = True
-    first = runs[0].config
-    gpt = sft_gpt_config(first)
+    first, gpt = runs[0].config, runs[0].gpt
     stack = StackedGPT.from_states(gpt, [r.state for r in runs]).to(ctx.device)
     optimizer = StackedAdamW(stack, [r.config.training.weight_decay for r in runs], first.training.betas)
     if runs[0].optimizer is not None:

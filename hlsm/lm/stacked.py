@@ -304,9 +304,6 @@ def as_stack(model: nn.Module | SingleStack) -> StackedGPT | SingleStack:
     """``model`` itself if it is a stack, else a :class:`SingleStack` view of the :class:`GPT`."""
     if isinstance(model, (StackedGPT, SingleStack)):
         return model
-    inner = getattr(model, "module", model)  # a DDP wrapper's model
-    if isinstance(inner, StackedGPT):
-        return model  # type: ignore[return-value]
-    if not isinstance(inner, GPT):
+    if not isinstance(model, GPT):
         raise TypeError(f"expected a GPT or StackedGPT, got {type(model).__name__}")
-    return SingleStack(inner)
+    return SingleStack(model)

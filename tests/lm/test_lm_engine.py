@@ -348,3 +348,12 @@ def test_ragged_rl_members_at_a_real_size_agree_to_rounding(tmp_path: Path) -> N
                     assert value == pytest.approx(y[key], rel=1e-3, abs=1e-9), key
                 else:
                     assert value == y[key], key  # counts, steps, evaluation splits
+
+
+def test_stage_jobs_group_runs_by_key_in_order() -> None:
+    from hlsm.lm.experiment import stacks
+
+    items = ["a1", "b1", "a2", "a3", "b2"]
+    assert stacks(items, lambda s: s[0], None) == [["a1", "a2", "a3"], ["b1", "b2"]]
+    assert stacks(items, lambda s: s[0], 2) == [["a1", "a2"], ["a3"], ["b1", "b2"]]
+    assert stacks(items, lambda s: 1 / 0, 1) == [[s] for s in items]  # one a job: the key is never needed
