@@ -90,12 +90,13 @@ def scale_preset(name: str) -> ExperimentScale:
 MODEL_LADDER: dict[str, dict[str, int]] = {
     "0.2M": {"n_layer": 2, "n_head": 4, "d_model": 96},
     "0.6M": {"n_layer": 3, "n_head": 4, "d_model": 128},
+    "1.2M": {"n_layer": 4, "n_head": 4, "d_model": 160},
     "5M": {"n_layer": 6, "n_head": 8, "d_model": 256},
     "25M": {"n_layer": 8, "n_head": 8, "d_model": 512},
 }
 """Model sizes to put a result on a size axis (``[model]`` keys; the name is the parameter count on the
-cpu task): 0.2M is the cpu scale's model, 0.6M the gpu scale's and DESIGN section 6's, 5M and 25M
-the steps a GPU makes affordable (``--size`` of the experiments and of ``hlsm bench train|rl``)."""
+cpu task): 0.2M is the cpu scale's model, 0.6M the gpu scale's and DESIGN section 6's, 1.2M the
+largest of the CPU size study (docs/howto/experiments.md), 5M and 25M the steps a GPU makes affordable (``--size`` of the experiments and of ``hlsm bench train|rl``)."""
 
 
 def with_size(scale: ExperimentScale, size: str | None) -> ExperimentScale:
