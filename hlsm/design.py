@@ -71,6 +71,9 @@ class DesignConfig:
     held_out_skills : tuple of str
         Skills that appear in no SFT program, not even atomically (with ``holdout = "pairs"``: no
         seen pair involves them). They stay in the library, the RL, unseen and deeper splits.
+    held_out_atomic : bool
+        With ``held_out_skills``: SFT still shows their atomic programs (with ``sft_atomic``), so
+        each held-out skill is known alone but never seen inside a composition.
     rl_skills : tuple of str or None
         RL programs must use at least one of these skills (atomic RL: the atomic programs of these
         skills); None: any skill. With ``held_out_skills`` this reintroduces a skill during RL only.
@@ -92,6 +95,7 @@ class DesignConfig:
     successors: int = 3
     rl_pair_fraction: float = 0.75
     held_out_skills: tuple[str, ...] = ()
+    held_out_atomic: bool = False
     rl_skills: tuple[str, ...] | None = None
     seed: int = 0
 
@@ -356,7 +360,8 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
     rl_skills = None if config.rl_skills is None else set(_skill_indices(spec, config.rl_skills, "rl_skills"))
     draw = _Draw(gen, config, allowed, K, held, rl_skills)
     sft, rl, unseen, seen_pairs = _HOLDOUTS[config.holdout](draw)
-    atomic = [Program.atomic(k) for k in range(K) if k not in held] if config.sft_atomic else []
+    shown = range(K) if config.held_out_atomic else [k for k in range(K) if k not in held]
+    atomic = [Program.atomic(k) for k in shown] if config.sft_atomic else []
     deeper: list[Program] = []
     for depth in config.deeper_depths:
         deeper += _draw_distinct(

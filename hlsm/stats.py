@@ -99,13 +99,15 @@ def _single(x: float) -> float:
     return float(np.float32(x))
 
 
-def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> PairedDifference:
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> PairedDifference:
     """Accuracy of ``a`` minus accuracy of ``b`` on the same examples, with the paired standard error.
 
     Parameters
     ----------
     a, b
-        ``(N,)`` per-example correctness of two models on the same examples, in the same order.
+        ``(N,)`` per-example correctness of two models on the same examples, in the same order
+        (or any per-example values, e.g. one model's gain over another: the same formula then
+        gives a difference of two paired differences and its SE).
 
     Returns
     -------

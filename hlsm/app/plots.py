@@ -317,6 +317,77 @@ def plot_arm_accuracy(
     return _save(fig, path)
 
 
+def plot_dose_response(results: dict[str, Any], path: str | Path, published: dict[str, dict[str, float]]) -> Path:
+    """Two panels from a saved ``hlsm.sims.dose_response`` experiment.
+
+    Left: the gain of atomic and compound RL over SFT on the depth split (points; the 95% t interval
+    over seeds of the per-seed paired differences) against what SFT left unlearnt in the atoms (1 -
+    its atomic accuracy, mean over seeds), one point per SFT level, with the equivalence margin
+    shaded. Right: accuracy on the depth split after each RL arm against SFT's own, with the diagonal
+    (no gain) and ``published`` (``{"sft" | "+rl atomic" | "+rl compound": {split: accuracy}}``)
+    placed at its SFT accuracy.
+    """
+    from hlsm.lm.summary import ExperimentSummary
+
+    saved = ExperimentSummary.from_dict(results)
+    levels, split = saved.extra["levels"], saved.extra["depth_split"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    margin = 100 * next(iter(next(iter(saved.contrasts.values())).values())).verdict.margin
+    left.axhspan(-margin, margin, color="0.9", label=f"no effect (within ±{margin:.0f} points)")
+    left.axhline(0, color="0.5", linewidth=0.8)
+    for kind, colour in (("atomic", "tab:blue"), ("compound", "tab:red")):
+        xs: list[float] = []
+        ys: list[float] = []
+        err: list[list[float]] = [[], []]
+        names: list[str] = []
+        for level in levels:
+            sft = saved.summary[f"sft @{level}"]["atomic"].mean
+            gain = saved.contrasts[f"+rl {kind} @{level} - sft @{level}"][split].interval
+            if sft is None or gain.mean is None:
+                continue
+            xs.append(100 * (1 - sft))
+            ys.append(100 * gain.mean)
+            err[0].append(100 * (gain.mean - (gain.low if gain.low is not None else gain.mean)))
+            err[1].append(100 * ((gain.high if gain.high is not None else gain.mean) - gain.mean))
+            names.append(level)
+        left.errorbar(xs, ys, yerr=err, fmt="o-", color=colour, capsize=3, label=f"{kind} RL - SFT")
+        for x, y, name in zip(xs, ys, names, strict=True):
+            left.annotate(f"SFT {name}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        sft_acc = [saved.summary[f"sft @{level}"][split].mean for level in levels]
+        rl_acc = [saved.summary[f"+rl {kind} @{level}"][split] for level in levels]
+        pts = [(100 * a, r) for a, r in zip(sft_acc, rl_acc, strict=True) if a is not None and r.mean is not None]
+        right.errorbar(
+            [a for a, _ in pts],
+            [100 * r.mean for _, r in pts],  # type: ignore[operator]
+            yerr=[
+                [100 * (r.mean - (r.low if r.low is not None else r.mean)) for _, r in pts],  # type: ignore[operator]
+                [100 * ((r.high if r.high is not None else r.mean) - r.mean) for _, r in pts],  # type: ignore[operator]
+            ],
+            fmt="o-",
+            color=colour,
+            capsize=3,
+            label=f"SFT + {kind} RL (ours)",
+        )
+        ref, base = published.get(f"+rl {kind}", {}).get(split), published.get("sft", {}).get(split)
+        if ref is not None and base is not None:
+            right.plot([100 * base], [100 * ref], "*", color=colour, markersize=13, markeredgecolor="k",
+                       label=f"SFT + {kind} RL (published)")  # fmt: skip
+    left.set_xlabel("what SFT left unlearnt: 1 - SFT atomic accuracy (%)")
+    left.set_ylabel(f"gain over SFT on {split} (points)")
+    left.set_title(f"RL's gain on {split} against SFT's atom error", fontsize=10)
+    left.legend(fontsize=8, loc="upper left")
+    left.grid(alpha=0.3)
+    top = max([100.0 * (s.high or 0) for arm in saved.summary.values() for s in [arm[split]]] + [50.0])
+    right.plot([0, top], [0, top], color="0.6", linestyle="--", linewidth=1, label="no gain (RL = SFT)")
+    right.set_xlabel(f"SFT accuracy on {split} (%)")
+    right.set_ylabel(f"accuracy after RL on {split} (%)")
+    right.set_title(f"{split} accuracy after RL; the published table at its SFT accuracy", fontsize=10)
+    right.legend(fontsize=8, loc="upper left")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_view_confusion(results: dict[str, Any], path: str | Path) -> Path:
     """The exact checker against the Bayesian view: the pooled 2 x 2 table and agreement per regime.
 

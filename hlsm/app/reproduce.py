@@ -40,6 +40,8 @@ EXPERIMENTS = (
     "verify_claims",
     "finding1_rl_data",
     "finding2_interfaces",
+    "finding2_absent_skill",
+    "dose_response",
     "finding3_rl_support",
     "finding4_sft_coverage",
     "learning_curves",
@@ -49,7 +51,15 @@ EXPERIMENTS = (
 of ``verify_claims``, ``finding1_rl_data`` and ``finding3_rl_support``, and ``probe_transformer`` the
 checkpoints of ``finding1_rl_data``, so they run last)."""
 
-STAGED = ("finding1_rl_data", "finding2_interfaces", "finding3_rl_support", "finding4_sft_coverage", "learning_curves")
+STAGED = (
+    "finding1_rl_data",
+    "finding2_interfaces",
+    "finding2_absent_skill",
+    "dose_response",
+    "finding3_rl_support",
+    "finding4_sft_coverage",
+    "learning_curves",
+)
 """The experiments whose training runs in stages (:func:`hlsm.lm.experiment.run_experiment`): they
 take ``--backend`` and ``--address`` and send each stack of runs to the backend."""
 

@@ -47,33 +47,52 @@ from hlsm.runtime import torch_threads
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm: an SFT support (``design`` overrides) and an RL arm (``rl``: keys of ``RL_ARM_KEYS``) or None."""
+    """One arm: an SFT support (``design`` overrides), other SFT settings (``sft``: ``{section: {key:
+    value}}`` overrides of the scale's SFT config, e.g. ``{"gate": {"atomic": 0.8}}``), and an RL arm
+    (``rl``: keys of ``RL_ARM_KEYS``, plus ``reward``, see :data:`hlsm.lm.rl_config.REWARDS`) or None."""
 
     name: str
     design: Mapping[str, Any] = field(default_factory=dict)
     rl: Mapping[str, Any] | None = None
+    sft: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bad = sorted(set(self.rl or {}) - set(RL_ARM_KEYS))
+        bad = sorted(set(self.rl or {}) - {*RL_ARM_KEYS, "reward"})
         if bad:
-            raise ExperimentError(f"arm '{self.name}': RL keys {bad} are not arm keys; use {list(RL_ARM_KEYS)}")
+            raise ExperimentError(f"arm '{self.name}': RL keys {bad} are not arm keys; use {[*RL_ARM_KEYS, 'reward']}")
+        sections = sorted(set(self.sft) - {"gate", "training", "model"})
+        if sections:
+            raise ExperimentError(
+                f"arm '{self.name}': SFT sections {sections} cannot be set per arm (gate, training, model)"
+            )
 
 
 def _hash(record: Any) -> str:
     return hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=5).hexdigest()
 
 
+_ADDED_AT_DEFAULT = {("design", "held_out_atomic"): False, ("rl", "reward"): "exact"}
+"""Settings added after the cache's keys were fixed: left out of a key at their defaults, so that
+the runs cached before them keep their folders (add each new run setting here)."""
+
+
 def _key(record: dict[str, Any]) -> dict[str, Any]:
-    """A config record without what does not change the result (output path, threads)."""
+    """A config record without what does not change the result (output path, threads) and without the
+    later settings at their defaults (:data:`_ADDED_AT_DEFAULT`)."""
     record = json.loads(json.dumps(record))
     record["training"].pop("out", None)
     record["training"].pop("threads", None)
+    for (section, name), default in _ADDED_AT_DEFAULT.items():
+        if isinstance(record.get(section), dict) and record[section].get(name, default) == default:
+            record[section].pop(name, None)
     return record
 
 
 def arm_sft_config(scale: ExperimentScale, arm: Arm, seed: int) -> SFTConfig:
     """The SFT config of ``arm`` at ``seed``: the scale's, with the arm's design keys and the seed."""
     base = scale.sft.to_dict()
+    for section, values in arm.sft.items():
+        base[section] = {**(base.get(section) or {}), **dict(values)}
     design = {**base["design"], **dict(arm.design), "seed": seed}
     return SFTConfig.from_dict(base | {"design": design, "training": base["training"] | {"seed": seed}})
 
@@ -153,7 +172,9 @@ def arm_rl_config(scale: ExperimentScale, arm: Arm, seed: int) -> RLConfig | Non
     if arm.rl is None:
         return None
     rl = scale.rl
-    return replace(rl, design=dict(arm.rl), training=replace(rl.training, seed=seed))
+    keys = {k: v for k, v in arm.rl.items() if k != "reward"}
+    settings = replace(rl.rl, reward=arm.rl["reward"]) if "reward" in arm.rl else rl.rl
+    return replace(rl, design=keys, rl=settings, training=replace(rl.training, seed=seed))
 
 
 def _refusal(arm: Arm, seed: int, sft_run: Path) -> str | None:
@@ -293,7 +314,7 @@ def run_and_summarise(
     scale: ExperimentScale,
     cache: str | Path,
     splits: Mapping[str, tuple[str, Keep | None]],
-    contrasts: Sequence[tuple[str, str]] = (),
+    contrasts: Sequence[tuple[Any, Any]] = (),
 ) -> ExperimentSummary:
     """:func:`run_experiment` then :func:`hlsm.lm.summary.summarise`, with the wall time and the scale's settings."""
     t0 = time.perf_counter()
@@ -303,7 +324,11 @@ def run_and_summarise(
         "scale": scale.name,
         "seeds": list(scale.seeds),
         "eval_examples": scale.eval_examples,
-        "arms": [{"name": a.name, "design": dict(a.design), "rl": None if a.rl is None else dict(a.rl)} for a in arms],
+        "arms": [
+            {"name": a.name, "design": dict(a.design), "rl": None if a.rl is None else dict(a.rl)}
+            | ({"sft": {k: dict(v) for k, v in a.sft.items()}} if a.sft else {})
+            for a in arms
+        ],
         "sft": scale.sft.to_dict(),
         "rl": scale.rl.to_dict(),
         "wall_s": round(time.perf_counter() - t0, 1),

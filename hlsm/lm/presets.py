@@ -96,7 +96,8 @@ MODEL_LADDER: dict[str, dict[str, int]] = {
 }
 """Model sizes to put a result on a size axis (``[model]`` keys; the name is the parameter count on the
 cpu task): 0.2M is the cpu scale's model, 0.6M the gpu scale's and DESIGN section 6's, 1.2M the
-largest of the CPU size study (docs/howto/experiments.md), 5M and 25M the steps a GPU makes affordable (``--size`` of the experiments and of ``hlsm bench train|rl``)."""
+largest of the CPU size study (docs/howto/experiments.md), 5M and 25M the steps a GPU makes
+affordable (``--size`` of the experiments and of ``hlsm bench train|rl``)."""
 
 
 def with_size(scale: ExperimentScale, size: str | None) -> ExperimentScale:

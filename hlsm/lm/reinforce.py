@@ -432,8 +432,9 @@ def _train_stack(runs: list[_Run], ctx: DistContext, bar: Any) -> None:
                 generators.append(generator)
             sampler = stack if len(need) == len(runs) else stack.select(need).eval()
             rollouts = sample_groups_stacked(
-                sampler, tasks, rl0.group_size, temperature=rl0.temperature, generators=generators, autocast=autocast
-            )
+                sampler, tasks, rl0.group_size, temperature=rl0.temperature, generators=generators, autocast=autocast,
+                rewards=[runs[k].config.rl.reward for k in need],
+            )  # fmt: skip
             for k, made in zip(need, rollouts, strict=True):
                 r = runs[k]
                 assert r.buffer is not None

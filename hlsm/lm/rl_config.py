@@ -65,6 +65,8 @@ RL_ARM_KEYS = ("rl_kind", "rl_inside")
 """Design keys an RL config may set differently from the SFT checkpoint: they choose the RL split."""
 
 RL_PROGRAM_SETS = ("rl", "sft")
+REWARDS = ("exact", "letters")
+"""``[rl] reward``: 1 for the exact answer, or partial credit per correct letter (:func:`hlsm.lm.rollout.score`)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ class RLSettings:
         ``eval`` records with ``traces`` and ``curve`` (:func:`hlsm.lm.records.read_curve`).
     allow_uncalibrated : bool
         Run from an SFT checkpoint that failed its calibration gate (``[gate]``); refused by default.
+    reward : {"exact", "letters"}
+        ``exact``: 1 when the final state is the answer, else 0. ``letters``: the fraction of the
+        answer's positions the final state gets right (partial credit, so a skill no sample gets
+        wholly right can still be learnt; evaluation stays exact match). Malformed traces score 0.
     """
 
     programs: str = "rl"
@@ -119,9 +125,12 @@ class RLSettings:
     curriculum_mix: tuple[float, ...] = (0.3, 0.7)
     curve: tuple[float, ...] = ()
     allow_uncalibrated: bool = False
+    reward: str = "exact"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
+        if self.reward not in REWARDS:
+            raise ConfigError(f"reward must be one of {list(REWARDS)}, got {self.reward!r}")
         object.__setattr__(self, "curve", tuple(sorted(set(self.curve))))
         if any(not 0 <= p <= 1 for p in self.curve):
             raise ConfigError(f"curve lists fractions of the budget in [0, 1], got {list(self.curve)}")

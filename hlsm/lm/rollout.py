@@ -4,8 +4,9 @@ A *round* draws ``M`` prompts (a program uniformly from the round's sources, ``x
 ``X``: :func:`hlsm.lm.dataset.sample_examples`), samples ``G`` traces for each at temperature
 ``tau`` (:func:`hlsm.lm.sampling.generate`) and scores them: reward ``r = 1`` when the generation
 parses as a full trace of the prompt's program (:func:`hlsm.lm.data.parse_generation`) and its
-final state equals the true answer ``x_L``, else ``0``; a generation that does not parse is
-*malformed* (reward 0, counted). Intermediate states are not rewarded.
+final state equals the true answer ``x_L``, else ``0`` (with ``[rl] reward = "letters"``: the
+fraction of the answer's letters it gets right); a generation that does not parse is *malformed*
+(reward 0, counted). Intermediate states are not rewarded.
 
 *Dynamic sampling* (DESIGN section 6): a group whose ``G`` rewards are all equal has zero
 leave-one-out advantage everywhere and carries no gradient; :class:`GroupBuffer` drops such groups
@@ -100,13 +101,16 @@ def score(
     prompt: Sequence[int],
     generated: Tensor,
     answer: Sequence[int],
+    reward: str = "exact",
 ) -> tuple[Tensor, Tensor]:
     """Rewards and malformed flags of ``(K, N)`` generations of one prompt with true answer ``answer``.
 
     Returns
     -------
     rewards : Tensor
-        ``(K,)`` float32: 1 iff the generation parses and its last state is ``answer``.
+        ``(K,)`` float32, 0 for a generation that does not parse. ``reward = "exact"``: 1 iff its
+        last state is ``answer``; ``"letters"``: the fraction of positions where its last state and
+        ``answer`` agree, over the longer of the two.
     malformed : Tensor
         ``(K,)`` bool.
     """
@@ -118,8 +122,13 @@ def score(
         if parsed is None:
             malformed[i] = True
         else:
-            rewards[i] = float(parsed.answer == target)
+            rewards[i] = float(parsed.answer == target) if reward == "exact" else _letters(parsed.answer, target)
     return rewards, malformed
+
+
+def _letters(answer: Sequence[int], target: Sequence[int]) -> float:
+    """Partial credit: the fraction of positions where ``answer`` and ``target`` agree, over the longer."""
+    return sum(a == b for a, b in zip(answer, target, strict=False)) / max(len(answer), len(target), 1)
 
 
 def sample_groups(
@@ -154,8 +163,10 @@ def sample_groups_stacked(
     temperature: float = 1.0,
     generators: Sequence[torch.Generator | None] | None = None,
     autocast: contextlib.AbstractContextManager[Any] | None = None,
+    rewards: Sequence[str] | None = None,
 ) -> list[list[Rollout]]:
-    """:func:`sample_groups` for every member of a stack: member ``k`` samples ``tasks[k]``'s prompts.
+    """:func:`sample_groups` for every member of a stack: member ``k`` samples ``tasks[k]``'s prompts
+    and scores them with reward ``rewards[k]`` (:func:`score`; default ``"exact"``).
 
     One decode loop per prompt length for all members (:func:`hlsm.lm.sampling.generate_stacked`):
     members with fewer prompts of a length are padded to the stack's shape with copies of a prompt
@@ -165,6 +176,7 @@ def sample_groups_stacked(
     stack = as_stack(model)
     K = len(tasks)
     gens = [None] * K if generators is None else list(generators)
+    kinds = ["exact"] * K if rewards is None else list(rewards)
     device = next(stack.parameters()).device
     out: list[list[Rollout]] = [[] for _ in range(K)]
     lengths = sorted({P for _, _, _, prompts in tasks for P in prompts.prompt_len.tolist()})
@@ -195,14 +207,14 @@ def sample_groups_stacked(
             if not len(r):
                 continue
             new = gen.new_tokens.cpu()
-            rewards = torch.zeros(len(r), group_size)
+            scores = torch.zeros(len(r), group_size)
             malformed = torch.zeros(len(r), group_size, dtype=torch.bool)
             for g, row in enumerate(r.tolist()):
                 block = slice(g * group_size, (g + 1) * group_size)
                 prompt, answer = prompts.ids[row, :P].tolist(), prompts.answers[row].tolist()
-                rewards[g], malformed[g] = score(spec, fmt, tokenizer, prompt, new[block], answer)
+                scores[g], malformed[g] = score(spec, fmt, tokenizer, prompt, new[block], answer, kinds[k])
             programs = tuple(prompts.programs[i] for i in r.tolist())
-            out[k].append(Rollout(gen.tokens, gen.mask, rewards.to(device), malformed.to(device), P, programs))
+            out[k].append(Rollout(gen.tokens, gen.mask, scores.to(device), malformed.to(device), P, programs))
     return out
 
 

@@ -32,6 +32,7 @@ from hlsm.stats import (
     PairedDifference,
     PooledDifference,
     SeedVerdict,
+    paired_difference,
     pooled_difference,
     proportion,
     seed_verdict,
@@ -180,7 +181,7 @@ class ExperimentSummary:
 def summarise(
     results: Mapping[str, Mapping[int, Mapping[str, Any]]],
     splits: Mapping[str, tuple[str, Keep | None]],
-    contrasts: Sequence[tuple[str, str]] = (),
+    contrasts: Sequence[tuple[Any, Any]] = (),
     *,
     margin: float = 0.03,
 ) -> ExperimentSummary:
@@ -194,7 +195,9 @@ def summarise(
     splits
         Labels of the summary; a split the design lacks is left out.
     contrasts
-        ``(a, b)`` arm pairs: ``a - b`` on the same examples (the paired SE over the kept examples).
+        ``(a, b)`` arm pairs: ``a - b`` on the same examples (the paired SE over the kept examples);
+        or ``((a, b), (c, d))``: the difference of two contrasts, ``(a - b) - (c - d)`` per example
+        (e.g. whether a gain is larger after one SFT than after another). Named by :func:`contrast_name`.
     margin
         The equivalence margin of the verdicts (:func:`hlsm.stats.seed_verdict`; 0.03 = 3 points).
     """
@@ -214,11 +217,12 @@ def summarise(
     }
     out: dict[str, dict[str, Contrast]] = {}
     for a, b in contrasts:
-        out[f"{a} - {b}"] = table = {}
+        out[contrast_name((a, b))] = table = {}
+        first_arm = a if isinstance(a, str) else a[0]
         for label, (split, keep) in splits.items():
             diffs = {
-                str(s): paired_examples(_kept(records[a][s], split, keep), _kept(records[b][s], split, keep), split)
-                for s in records[a]
+                str(s): _paired(records, (a, b), s, split, keep)  # type: ignore[arg-type]
+                for s in records[first_arm]
             }
             interval = t_interval(d.difference for d in diffs.values())
             verdict = seed_verdict(diffs.values(), margin=margin)
@@ -236,6 +240,36 @@ def summarise(
         for arm, by in results.items()
     }
     return ExperimentSummary(per_seed, summary, out, runs, calibration=calibration, curves=curves)
+
+
+def contrast_name(contrast: tuple[Any, Any]) -> str:
+    """``"a - b"`` for arms ``(a, b)``; ``"(a - b) - (c - d)"`` for a difference of two contrasts."""
+    a, b = contrast
+    if isinstance(a, str) and isinstance(b, str):
+        return f"{a} - {b}"
+    return f"({contrast_name(a)}) - ({contrast_name(b)})"
+
+
+def _paired(
+    records: Mapping[str, Mapping[Any, EvaluationRecord]],
+    contrast: tuple[str, str] | tuple[tuple[str, str], tuple[str, str]],
+    seed: Any,
+    split: str,
+    keep: Keep | None,
+) -> PairedDifference:
+    """The contrast's paired difference at ``seed``: ``a - b`` per example, or ``(a - b) - (c - d)``
+    per example (every arm on the same examples; the SE is that of the per-example values)."""
+    a, b = contrast
+    if isinstance(a, str) and isinstance(b, str):
+        return paired_examples(_kept(records[a][seed], split, keep), _kept(records[b][seed], split, keep), split)
+    arms = [*a, *b]
+    kept = [_kept(records[arm][seed], split, keep) for arm in arms]
+    for other in kept[1:]:
+        paired_examples(kept[0], other, split)  # the same examples in the same order, or a clear error
+    right = [[float(e.correct) for e in rows] for rows in kept]
+    first = [x - y for x, y in zip(right[0], right[1], strict=True)]
+    second = [x - y for x, y in zip(right[2], right[3], strict=True)]
+    return paired_difference(first, second).rounded()
 
 
 def _kept(evaluation: EvaluationRecord, split: str, keep: Keep | None) -> list[ExampleRecord]:

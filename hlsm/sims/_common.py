@@ -1,6 +1,6 @@
 """What the experiments share. The four finding experiments: their config's common fields, the scale
 and cache they run with, and their command line (``--scale``, ``--seeds``, ``--out``, ``--cache``,
-plus one optional list of skill names). The others: a ``--scale`` preset with an optional ``--out``."""
+plus one optional list option of the experiment's own). The others: a ``--scale`` preset with an optional ``--out``."""
 
 from __future__ import annotations
 
@@ -45,14 +45,15 @@ class ArmConfig:
 
 
 def run_from_command_line(
-    config: type[C], main: Callable[[C], Any], doc: str | None, skills: tuple[str, str] | None = None
+    config: type[C], main: Callable[[C], Any], doc: str | None, option: tuple[Any, ...] | None = None
 ) -> None:
-    """Parse an :class:`ArmConfig` experiment's options and run ``main``; ``skills`` is ``(field, help)``
-    of a list-of-names option."""
+    """Parse an :class:`ArmConfig` experiment's options and run ``main``; ``option`` is ``(field, help)``
+    of the experiment's own list option (of names; ``(field, help, type)`` for another type)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     parser.add_argument("--scale", choices=SCALES, default="cpu")
-    if skills is not None:
-        parser.add_argument(f"--{skills[0].replace('_', '-')}", nargs="+", default=None, help=skills[1])
+    if option is not None:
+        kind = option[2] if len(option) > 2 else str
+        parser.add_argument(f"--{option[0].replace('_', '-')}", nargs="+", type=kind, default=None, help=option[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--out", default=config.out)
     parser.add_argument("--cache", default=None)

@@ -20,6 +20,8 @@ TINY: dict[str, dict[str, Any]] = {
     "verify_claims": {"designs": 2, "stress_designs": 1, "budget_designs": 1, "budgets": (0, 1), "finite_designs": 1},
     "finding1_rl_data": {"scale": "tiny"},
     "finding2_interfaces": {"scale": "tiny"},
+    "finding2_absent_skill": {"scale": "tiny"},
+    "dose_response": {"scale": "tiny"},
     "finding3_rl_support": {"scale": "tiny"},
     "finding4_sft_coverage": {"scale": "tiny"},
     "learning_curves": {"scale": "tiny"},

@@ -315,6 +315,21 @@ def test_held_out_skill_is_in_no_sft_program(holdout: str) -> None:
     assert atomic_rl.programs("sft") == design.programs("sft")
 
 
+@pytest.mark.parametrize("holdout", ["programs", "pairs"])
+def test_held_out_atomic_shows_the_atom_and_no_composition(holdout: str) -> None:
+    held = ("sort",)
+    idx = SMALL.skills.index("sort")
+    config = small_config(holdout=holdout, held_out_skills=held, held_out_atomic=True, rl_skills=held, n_sft=30)
+    design = make_design(SMALL, config)
+    sft = design.programs("sft")
+    assert Program.atomic(idx) in sft  # known alone ...
+    assert not any(idx in p.skills for p in sft if not p.is_atomic)  # ... never composed
+    assert len([p for p in sft if p.is_atomic]) == SMALL.num_skills
+    without = make_design(SMALL, DesignConfig(**{**config.to_dict(), "held_out_atomic": False}))
+    assert [p for p in sft if not p.is_atomic] == [p for p in without.programs("sft") if not p.is_atomic]
+    assert design.programs("rl") == without.programs("rl")
+
+
 def test_held_out_default_leaves_the_design_unchanged() -> None:
     for holdout in ("programs", "pairs"):
         base = make_design(SMALL, small_config(holdout=holdout))

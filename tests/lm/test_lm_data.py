@@ -243,3 +243,27 @@ def test_atomic_source_skips_held_out_skills() -> None:
     design = make_design(spec, DesignConfig(**{**config.to_dict(), "held_out_skills": ("sort",)}))
     source = resolve_source(design, SourceConfig("atomic", programs="atomic"))
     assert [spec.skills[p.skills[0]] for p in source.programs] == ["reverse", "shift_up"]
+
+
+def test_letters_reward_is_the_fraction_of_right_letters_and_exact_is_all_or_nothing() -> None:
+    from hlsm.lm.rollout import score
+
+    fmt = TaskFormat()
+    program, x0 = Program(((0, 0), (0, 1))), [0, 1, 2, 3]
+    states = execute_one(SPEC, program, x0)[1:]
+    rows, wanted = [], []
+    for wrong in range(SPEC.length + 1):  # the answer with its first `wrong` letters changed
+        answer = [(a + 1) % SPEC.alphabet if i < wrong else a for i, a in enumerate(states[-1])]
+        ids, mask = encode_example(SPEC, fmt, TOK, program, x0, [*states[:-1], answer])
+        rows.append(ids[mask.index(True) :])
+        wanted.append((SPEC.length - wrong) / SPEC.length)
+    rows.append(rows[0][:-1] + [TOK.pad])  # no EOS: malformed
+    wanted.append(0.0)
+    width = max(map(len, rows))
+    generated = torch.tensor([r + [TOK.pad] * (width - len(r)) for r in rows])
+    prompt = encode_prompt(SPEC, fmt, TOK, program, x0)
+    letters, malformed = score(SPEC, fmt, TOK, prompt, generated, states[-1], "letters")
+    exact, _ = score(SPEC, fmt, TOK, prompt, generated, states[-1])
+    assert letters.tolist() == pytest.approx(wanted)
+    assert exact.tolist() == [1.0] + [0.0] * (len(rows) - 1)
+    assert malformed.tolist() == [False] * (len(rows) - 1) + [True]

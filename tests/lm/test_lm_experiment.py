@@ -70,3 +70,23 @@ def test_an_experiment_names_every_refused_seed_before_any_rl(tmp_path: Path) ->
     message = str(info.value)
     assert "arm 'sft', seed 0" in message and "arm 'rl', seed 1" in message and "did not pass" in message
     assert not list(tmp_path.glob("rl-*"))
+
+
+def test_a_setting_added_later_keeps_older_cache_folders_at_its_default() -> None:
+    from hlsm.lm.experiment import _ADDED_AT_DEFAULT, _hash, _key, arm_rl_config, arm_sft_config
+
+    scale = scale_preset("cpu")
+    sft = arm_sft_config(scale, Arm("sft"), 0).to_dict()
+    rl_config = arm_rl_config(scale, Arm("rl", rl={"rl_kind": "compound", "rl_inside": False}), 0)
+    assert rl_config is not None
+    rl = rl_config.to_dict()
+    for record in (sft, rl):  # a record written before the settings existed hashes as it did then
+        older = {k: dict(v) if isinstance(v, dict) else v for k, v in record.items()}
+        for section, name in _ADDED_AT_DEFAULT:
+            older.get(section, {}).pop(name, None)
+        assert _hash(_key(record)) == _hash(_key(older))
+    assert "held_out_atomic" in sft["design"] and "reward" in rl["rl"]
+    changed = {**sft, "design": {**sft["design"], "held_out_atomic": True}}
+    assert _hash(_key(changed)) != _hash(_key(sft))
+    changed = {**rl, "rl": {**rl["rl"], "reward": "letters"}}
+    assert _hash(_key(changed)) != _hash(_key(rl))

@@ -251,6 +251,7 @@ BAD_RL_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("group of one", {"rl": {"group_size": 1}}, "group_size must be at least 2"),
     ("budget", {"rl": {"budget_traces": 10}}, "less than one round"),
     ("programs", {"rl": {"programs": "unseen"}}, "programs must be one of ['rl', 'sft']"),
+    ("reward", {"rl": {"reward": "partial"}}, "reward must be one of ['exact', 'letters']"),
     ("curriculum", {"rl": {"curriculum_fraction": 1.0}}, "curriculum_fraction must be in [0, 1)"),
     ("design key", {"design": {"n_rll": 3}}, "unknown key(s) ['n_rll'] in [design]"),
     ("spec type", {"spec": {"alphabet": "eight"}}, "[spec] key 'alphabet' must be of type int"),

@@ -75,6 +75,27 @@ def test_summarise_known_answers() -> None:
     assert out.settings is None and "settings" not in out.to_dict()
 
 
+def test_a_difference_of_contrasts_is_paired_per_example() -> None:
+    C = {0: [0, 0, 1, 0, 0, 1], 1: [1, 0, 1, 1, 1, 0], 2: [1, 1, 1, 1, 1, 1]}
+    D = {0: [0, 0, 0, 0, 0, 0], 1: [1, 0, 1, 1, 1, 0], 2: [1, 1, 1, 1, 1, 0]}
+    results = _results() | {
+        arm: {s: _evaluation({"unseen": [bool(c) for c in cs]}) for s, cs in by.items()}
+        for arm, by in (("c", C), ("d", D))
+    }
+    out = summarise(results, {"unseen": ("unseen", None)}, [(("a", "b"), ("c", "d"))])
+    contrast = out.contrasts["(a - b) - (c - d)"]["unseen"]
+    # seed 0: a - b = (0, 1, 0, 0, 1, 0), c - d = (0, 0, 1, 0, 0, 1): d = (0, 1, -1, 0, 1, -1), mean 0, sd^2 = 4/5
+    d0 = contrast.per_seed["0"]
+    assert d0.n == 6 and d0.difference == pytest.approx(0.0, abs=1e-6)
+    assert d0.se == pytest.approx(math.sqrt(4 / 5) / math.sqrt(6), abs=1e-6)
+    # seed 1: a - b = (1, 0, 0, 0, 1, 0), c - d = 0; seed 2: a - b = 0, c - d = (0, 0, 0, 0, 0, 1)
+    diffs = [contrast.per_seed[s].difference for s in ("0", "1", "2")]
+    assert diffs == pytest.approx([0.0, 1 / 3, -1 / 6], abs=1e-6)
+    results["d"][1]["splits"]["unseen"]["examples"][0]["x0"] = "other"
+    with pytest.raises(HLSMError, match="different examples"):
+        summarise(results, {"unseen": ("unseen", None)}, [(("a", "b"), ("c", "d"))])
+
+
 def test_contrasts_need_the_same_examples() -> None:
     results = _results()
     shuffled = _evaluation({"unseen": [True] * 6})
