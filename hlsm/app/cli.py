@@ -341,12 +341,20 @@ def _cmd_probe(args: argparse.Namespace) -> None:
     policy = load_policy(args.ckpt, what="--ckpt checkpoint")
     design = _evaluation_design(args.design, policy) if args.design else None
     out = args.out or str(Path(args.ckpt).parent / "probe" if Path(args.ckpt).is_file() else Path(args.ckpt) / "probe")
-    result = run_probe(policy, out, design=design, examples=args.examples, seed=args.seed, replicates=args.replicates)
+    result = run_probe(
+        policy,
+        out,
+        design=design,
+        examples=args.examples,
+        seed=args.seed,
+        replicates=args.replicates,
+        reference=args.reference,
+    )
     if args.json:
         print(json.dumps({k: result[k] for k in ("checkpoint", "traces", "records", "groups")} | {"out": out}))
         return
     counts = f"{result['records']:,} steps of {result['traces']:,} traces"
-    print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}): {counts}")
+    print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}): {counts}, own skill: {args.reference}")
     for group, v in result["groups"].items():
         print(
             f"  {group:<6} {v['records']:>6} steps  entanglement {v['entanglement']:.3f} ± {v['entanglement_se']:.3f}"
@@ -524,6 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=_positive, default=256, help="traces per split and mode (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts and samples (default 0)")
     p.add_argument("--replicates", type=_positive, default=30, help="bootstrap replicates (default 30)")
+    p.add_argument(
+        "--reference",
+        choices=("true", "majority"),
+        default="true",
+        help="a symbol's own skill: the task's (default) or its context-free majority binding",
+    )
     p.add_argument("--out", help="output folder (default: probe/ beside the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the entanglement summary as JSON")
     p.set_defaults(func=_cmd_probe)

@@ -683,7 +683,7 @@ def plot_probe_bindings(spec: Any, result: dict[str, Any], path: str | Path) -> 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.6))
     labels = [f"{s} ({n})" for s, n in zip(symbols, spec.skills, strict=True)]
     for ax, mat, title, cmap in (
-        (axes[0], own, "binding mass on the symbol's context-free skill\n(blank: < 3 explained steps)", "RdYlGn"),
+        (axes[0], own, "binding mass on the symbol's own skill\n(blank: < 3 explained steps)", "RdYlGn"),
         (axes[1], unexplained, "outputs no library module explains", "Greys"),
     ):
         image = ax.imshow(mat, vmin=0, vmax=1, cmap=cmap)

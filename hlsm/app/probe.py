@@ -3,8 +3,9 @@
 A run samples the checkpoint's own traces (:func:`hlsm.lm.probe.sample_traces`: greedy and at
 temperature 1, on the seen, unseen, deeper and atomic splits), turns every written step into a record
 (:class:`hlsm.infer.context.StepRecords`: the step reads the model's own previous state), fits
-context-dependent bindings (context = the previous skill symbol) and a context-free reference by
-EM, and writes to the output folder:
+context-dependent bindings (context = the previous skill symbol) and a context-free fit by EM,
+measures them against each symbol's own skill (the task's by default, or its context-free majority
+binding: ``reference``), and writes to the output folder:
 
 - ``probe.json``: the entanglement index and unexplained share per context group (``first`` step,
   ``seen`` SFT pair, ``rl`` pair practised by RL only, ``never``-trained pair) with bootstrap standard
@@ -12,7 +13,7 @@ EM, and writes to the output folder:
   unexplained share; the substitutions (a symbol bound off its own skill in a context); traces
   drawn and how many were readable to the end;
 - ``bindings.png``: per symbol (rows) and context (columns), the binding mass on the symbol's
-  context-free skill, contexts coloured by group;
+  own skill, contexts coloured by group;
 - ``probe.md``: the same as tables.
 
 What it can and cannot see is in ``theory/identifiability.md`` (C3): a record on which two skills
@@ -75,16 +76,28 @@ def probe_records(traces: ProbeTraces, spec: Spec) -> tuple[StepRecords, list[st
 
 
 def analyse(
-    spec: Spec, traces: ProbeTraces, *, replicates: int = 30, seed: int = 0, routing: torch.Tensor | None = None
+    spec: Spec,
+    traces: ProbeTraces,
+    *,
+    replicates: int = 30,
+    seed: int = 0,
+    routing: torch.Tensor | None = None,
+    reference: str = "true",
 ) -> dict[str, Any]:
-    """The probe's numbers for ``traces`` (the content of ``probe.json`` without the run's settings)."""
+    """The probe's numbers for ``traces`` (the content of ``probe.json`` without the run's settings).
+
+    ``reference`` (:data:`hlsm.infer.context.REFERENCES`): a symbol's own skill is the task's
+    (``true``, the default for a checkpoint trained on the toolkit's data) or its context-free
+    majority binding (``majority``)."""
     records, groups = probe_records(traces, spec)
     if len(records) == 0:
         raise ProbeError("no readable step in any trace: the checkpoint writes no state the probe can read")
     fit = fit_context(spec, records, beta=routing)
     free = fit_context(spec, records, contexts=False, beta=routing)
-    ent = entanglement(fit, free, records, groups)
-    errors = bootstrap_context(spec, records, groups, replicates=replicates, seed=seed, beta=routing)
+    ent = entanglement(spec, fit, free, records, groups, reference=reference)
+    errors = bootstrap_context(
+        spec, records, groups, replicates=replicates, seed=seed, beta=routing, reference=reference
+    )
     group_of: dict[tuple[int, int], str] = {}
     for s, c, g in zip(records.symbol.tolist(), records.context.tolist(), groups, strict=True):
         group_of[(s, c)] = g
@@ -95,11 +108,13 @@ def analyse(
         "records": len(records),
         "ambiguous_records": fit.ambiguous,
         "reference": {spec.skill_symbols[s]: spec.skills[k] for s, k in enumerate(ent.reference)},
+        "reference_kind": ent.reference_kind,
         "groups": {
             g: {
                 "records": ent.records[g],
                 "entanglement": ent.index[g],
                 "entanglement_se": errors.groups.get(g, {}).get("index_se", math.nan),
+                "ties": ent.ties[g],
                 "unexplained": ent.unexplained[g],
                 "unexplained_se": errors.groups.get(g, {}).get("unexplained_se", math.nan),
             }
@@ -194,8 +209,12 @@ def run_probe(
     examples: int = 256,
     seed: int = 0,
     replicates: int = 30,
+    reference: str = "true",
 ) -> dict[str, Any]:
-    """Probe a loaded checkpoint (module docstring); writes ``probe.json``, ``probe.md``, ``bindings.png``."""
+    """Probe a loaded checkpoint (module docstring); writes ``probe.json``, ``probe.md``, ``bindings.png``.
+
+    ``reference``: a symbol's own skill, the task's (``true``) or its context-free majority binding
+    (``majority``; :data:`hlsm.infer.context.REFERENCES`)."""
     if examples < 1 or replicates < 2:
         raise ProbeError(f"examples must be >= 1 and replicates >= 2, got {examples} and {replicates}")
     traces = sample_traces(policy, design, examples=examples, seed=seed)
@@ -207,7 +226,7 @@ def run_probe(
         "examples_per_split_and_mode": examples,
         "seed": seed,
         "splits": sorted(set(traces.split)),
-        **analyse(spec, traces, replicates=replicates, seed=seed, routing=routing),
+        **analyse(spec, traces, replicates=replicates, seed=seed, routing=routing, reference=reference),
     }
     if out is not None:
         out = Path(out)
@@ -220,6 +239,12 @@ def run_probe(
     return result
 
 
+_REFERENCE_TEXT = {
+    "true": "the task's (symbol s executes skill s in the data the model was trained on)",
+    "majority": "its binding in the context-free fit (its majority behaviour; the truth was not used)",
+}
+
+
 def report(result: dict[str, Any]) -> str:
     """Markdown tables of a probe's result."""
     from hlsm.app.report import markdown_table
@@ -230,19 +255,22 @@ def report(result: dict[str, Any]) -> str:
         f"{result['traces']:,} traces ({result['readable_to_the_end']:,} readable to the end), "
         f"{result['records']:,} steps, {result['ambiguous_records']:,} explained by more than one module.\n",
         markdown_table(
-            ("context", "steps", "entanglement", "unexplained"),
+            ("context", "steps", "entanglement", "ties", "unexplained"),
             [
                 (
                     g,
                     v["records"],
                     f"{v['entanglement']:.3f} ± {v['entanglement_se']:.3f}",
+                    f"{v['ties']:.3f}" if "ties" in v else "-",
                     f"{v['unexplained']:.3f} ± {v['unexplained_se']:.3f}",
                 )
                 for g, v in groups.items()
             ],
         ),
-        "\nEntanglement: the binding mass off the symbol's context-free skill, over the steps a library module",
-        "explains; unexplained: the share of outputs no library module gives from the model's own previous state",
+        f"\nOwn skill of a symbol: {_REFERENCE_TEXT[result.get('reference_kind', 'majority')]}. Entanglement: the",
+        "share of the steps a library module explains that the symbol's own skill does not reproduce (a step on",
+        "which another skill agrees with the own one, a tie, counts as the own skill; ties: the share of such",
+        "steps); unexplained: the share of outputs no library module gives from the model's own previous state",
         "(± bootstrap SE over traces). A substitution: a (symbol, context) with at least 3 explained steps whose",
         "most probable skill (at least 0.5, above its own: ties are C3 masking) is another.\n",
     ]

@@ -14,7 +14,8 @@ routing bindings (not context-dependent). With every state shown the selections 
 latent variables, so the MAP estimate is found exactly by EM: the E step gives each record's
 posterior over ``(m, k)`` and the unexplained component, the M step renormalises expected counts
 (plus ``concentration - 1`` pseudo-counts per row). :func:`fit_context` returns it;
-:func:`entanglement` summarises how far each binding moves off the symbol's context-free binding,
+:func:`entanglement` summarises how far the steps move off each symbol's own skill (the task's, or
+its context-free majority binding; ties with another skill count as the own skill),
 and :func:`bootstrap_context` gives standard errors by resampling traces.
 
 What the probe cannot identify (``theory/identifiability.md``, C3): when several library skills give
@@ -246,16 +247,27 @@ def fit_context(
     return ContextFit(alpha, eps, b, counts, ambiguous, loglik, iteration)
 
 
+REFERENCES = ("true", "majority")
+"""What a symbol's own skill is in :func:`entanglement`: the task's (symbol ``s`` is skill ``s``),
+or the skill the context-free fit binds it to (its majority behaviour, for traces whose truth is
+unknown). With ``majority``, a context that holds most of a symbol's records can flip the
+reference, and the real substitution then looks like the own skill."""
+
+
 @dataclass(frozen=True)
 class Entanglement:
-    """How far bindings move off each symbol's context-free binding (:func:`entanglement`).
+    """How far bindings move off each symbol's own skill (:func:`entanglement`).
 
-    ``index[g]`` for a group of contexts ``g`` (``seen``, ``unseen``, ``first``) is the mean, over
-    its records weighted by their explained share ``1 - eps[s, c]``, of ``1 - alpha[s, c, k*(s)]``
-    where ``k*(s)`` is the symbol's context-free binding: the share of the explained binding mass
-    that the context moves to another skill (0: the symbol executes the same skill after every
-    predecessor, whatever it fails to explain). ``unexplained[g]`` is the mean ``eps[s, c]`` over
-    the same records; ``per_symbol[s][g]`` the index restricted to symbol ``s``.
+    ``index[g]`` for a group of contexts ``g`` (``seen``, ``unseen``, ``first``) is the share of its
+    explained steps that the symbol's own skill ``k*(s)`` does not reproduce: each record weighted by
+    its posterior explained share ``1 - u_r``, and counted as off only when no routing of the step
+    applies ``k*(s)`` to give the written state. A step on which another skill agrees with the own
+    skill (a *tie*: ``sort`` then ``running_max``) counts as the own skill, so the index is exactly 0
+    when every explained step is the own skill's. ``ties[g]`` is the share of explained steps that
+    another skill also reproduces (what a mass-based index would count against the own skill:
+    EM splits a tied step's mass). ``unexplained[g]`` is the mean ``eps[s, c]`` over the same records;
+    ``per_symbol[s][g]`` the index restricted to symbol ``s``; ``reference_kind`` one of
+    :data:`REFERENCES`.
     """
 
     reference: list[int]
@@ -263,36 +275,60 @@ class Entanglement:
     unexplained: dict[str, float]
     records: dict[str, int]
     per_symbol: dict[int, dict[str, float]]
+    ties: dict[str, float]
+    reference_kind: str = "majority"
 
 
-def entanglement(fit: ContextFit, free: ContextFit, records: StepRecords, groups: Sequence[str]) -> Entanglement:
-    """The entanglement of ``fit`` against the context-free ``free`` fit; ``groups[r]`` labels each record."""
+def entanglement(
+    spec: Spec,
+    fit: ContextFit,
+    free: ContextFit,
+    records: StepRecords,
+    groups: Sequence[str],
+    *,
+    reference: str = "true",
+) -> Entanglement:
+    """The entanglement of ``fit``; ``groups[r]`` labels each record. ``reference``: :data:`REFERENCES`
+    (``majority`` reads each symbol's own skill from the context-free ``free`` fit)."""
     if len(groups) != len(records):
         raise ContextError(f"{len(groups)} group labels for {len(records)} records")
+    if reference not in REFERENCES:
+        raise ContextError(f"reference must be one of {list(REFERENCES)}, got {reference!r}")
     s_all = fit.alpha.shape[0]
-    reference = [int(free.alpha[s, -1].argmax()) for s in range(s_all)]
-    ref = torch.tensor(reference)[records.symbol]
-    off = 1 - fit.alpha[records.symbol, records.context, ref]
+    if reference == "true":
+        own = list(range(s_all))
+    else:
+        own = [int(free.alpha[s, -1].argmax()) for s in range(s_all)]
+    ref = torch.tensor(own)[records.symbol]
+    usable = fit.beta[records.routing] > 1e-3  # (R, M + 1): the routings the fit gives the step's symbol
+    rows_ = torch.arange(len(records))
+    by_own = (records.hits[rows_, :, ref] & usable).any(1)  # the own skill reproduces the step
+    others = records.hits & usable[:, :, None]
+    others[rows_, :, ref] = False
+    by_other = others.any((1, 2))
+    weight = 1 - unexplained_posterior(spec, fit, records)
+    off = (~by_own).to(weight.dtype)
+    tied = (by_own & by_other).to(weight.dtype)
     unexpl = fit.epsilon[records.symbol, records.context]
-    weight = 1 - unexpl
 
-    def mean(rows: Tensor) -> float:
+    def mean(values: Tensor, rows: Tensor) -> float:
         total = float(weight[rows].sum())
-        return float((weight[rows] * off[rows]).sum()) / total if total > 0 else math.nan
+        return float((weight[rows] * values[rows]).sum()) / total if total > 0 else math.nan
 
     names = sorted(set(groups))
     label = torch.tensor([names.index(g) for g in groups])
-    index, unexplained, count = {}, {}, {}
+    index, unexplained, count, ties = {}, {}, {}, {}
     per_symbol: dict[int, dict[str, float]] = {}
     for j, g in enumerate(names):
         rows = label == j
         count[g] = int(rows.sum())
-        index[g] = mean(rows) if count[g] else math.nan
+        index[g] = mean(off, rows) if count[g] else math.nan
+        ties[g] = mean(tied, rows) if count[g] else math.nan
         unexplained[g] = float(unexpl[rows].mean()) if count[g] else math.nan
         for s in records.symbol[rows].unique().tolist():
             sel = rows & (records.symbol == s)
-            per_symbol.setdefault(s, {})[g] = mean(sel)
-    return Entanglement(reference, index, unexplained, count, per_symbol)
+            per_symbol.setdefault(s, {})[g] = mean(off, sel)
+    return Entanglement(own, index, unexplained, count, per_symbol, ties, reference)
 
 
 @dataclass(frozen=True)
@@ -319,6 +355,7 @@ def bootstrap_context(
     seed: int = 0,
     concentration: float = 1.0,
     beta: Tensor | None = None,
+    reference: str = "true",
 ) -> BootstrapErrors:
     """Standard errors of the entanglement index, the unexplained share and every cell's binding, resampling traces."""
     if replicates < 2:
@@ -335,7 +372,7 @@ def bootstrap_context(
         labels = [groups[i] for i in rows.tolist()]
         fit = fit_context(spec, sample, concentration=concentration, beta=beta)
         free = fit_context(spec, sample, contexts=False, concentration=concentration, beta=beta)
-        ent = entanglement(fit, free, sample, labels)
+        ent = entanglement(spec, fit, free, sample, labels, reference=reference)
         for g in ent.index:
             d = draws.setdefault(g, {"index": [], "unexplained": []})
             d["index"].append(ent.index[g])

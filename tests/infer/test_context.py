@@ -57,17 +57,82 @@ def test_entanglement_is_zero_on_a_clean_corpus_and_not_on_a_planted_one() -> No
     clean = _records({}, epsilon=0.1, seed=1)
     groups = ["all"] * len(clean)
     fit, free = fit_context(SPEC, clean), fit_context(SPEC, clean, contexts=False)
-    index = entanglement(fit, free, clean, groups).index["all"]
+    index = entanglement(SPEC, fit, free, clean, groups).index["all"]
     errors = bootstrap_context(SPEC, clean, groups, replicates=20)
     se = errors.groups["all"]["index_se"]
     assert all(cell["own_se"] < 0.05 for cell in errors.cells.values())  # every cell's binding is stable
     assert index <= 3 * se + 1e-3  # near 0 within the bootstrap's standard error
     planted = _records(PLANTED, epsilon=0.1, seed=1)
     groups = ["all"] * len(planted)
-    ent = entanglement(fit_context(SPEC, planted), fit_context(SPEC, planted, contexts=False), planted, groups)
+    ent = entanglement(SPEC, fit_context(SPEC, planted), fit_context(SPEC, planted, contexts=False), planted, groups)
     assert ent.index["all"] > 0.05 and ent.index["all"] > 10 * (index + se)
-    assert ent.reference == list(range(6))  # context-free bindings are still the symbols' own skills
+    assert ent.reference == list(range(6)) and ent.reference_kind == "true"
     assert ent.per_symbol[2]["all"] > 0.1 and ent.per_symbol[3]["all"] < 0.01
+    majority = entanglement(
+        SPEC,
+        fit_context(SPEC, planted),
+        fit_context(SPEC, planted, contexts=False),
+        planted,
+        groups,
+        reference="majority",
+    )
+    assert majority.reference == list(range(6))  # here the context-free bindings are the symbols' own skills too
+
+
+# a library with ties: on a sorted state, running_max and sort both return it unchanged
+TIES = Spec(
+    alphabet=6, length=5, skills=("reverse", "shift_up", "sort", "running_max", "complement"), routings=("chain",)
+)
+
+
+def test_ties_count_as_the_own_skill_so_a_clean_corpus_scores_exactly_zero() -> None:
+    rng = random.Random(3)
+    programs = [Program(((0, 2), (0, 3))) for _ in range(5)]  # sort then running_max: every step 2 ties
+    programs += [Program(tuple((0, rng.randrange(5)) for _ in range(3))) for _ in range(30)]
+    states = simulate_planted(TIES, programs, 2000, 0)
+    records = StepRecords.from_states(TIES, *states)
+    groups = ["all"] * len(records)
+    fit, free = fit_context(TIES, records), fit_context(TIES, records, contexts=False)
+    ent = entanglement(TIES, fit, free, records, groups)
+    assert ent.index["all"] == 0.0  # every explained step is its own skill's, ties included
+    assert ent.ties["all"] > 0.05  # ... though a good share of them another skill reproduces too
+    # the binding mass that EM moves to the tied skill: what a mass-based index counted against the own skill
+    tied_mass = float(1 - fit.alpha[3, 2, 3])
+    assert tied_mass > 0.1
+    planted = StepRecords.from_states(TIES, *simulate_planted(TIES, programs, 2000, 0, planted={(1, 0): 4}))
+    labels = ["all"] * len(planted)
+    hit = entanglement(TIES, fit_context(TIES, planted), fit_context(TIES, planted, contexts=False), planted, labels)
+    assert hit.per_symbol[1]["all"] > 0.1 and hit.per_symbol[3]["all"] == 0.0
+
+
+def test_the_true_reference_sees_a_substitution_that_holds_most_of_a_symbols_steps() -> None:
+    # shift_up (2) runs after reverse (0) in most of its steps, and there it acts as complement (3): its
+    # majority behaviour is complement, so a majority reference flips and hides the substitution
+    programs = [Program(((0, 0), (0, 2))) for _ in range(8)] + [Program(((0, 1), (0, 2))), Program(((0, 4), (0, 3)))]
+    programs += [Program.atomic(k) for k in (0, 1, 4)]
+    planted = {(2, 0): 3}
+    records = StepRecords.from_states(SPEC, *simulate_planted(SPEC, programs, 3000, 2, planted=planted))
+    groups = ["all"] * len(records)
+    fit, free = fit_context(SPEC, records), fit_context(SPEC, records, contexts=False)
+    true = entanglement(SPEC, fit, free, records, groups)
+    majority = entanglement(SPEC, fit, free, records, groups, reference="majority")
+    assert majority.reference[2] == 3 and true.reference[2] == 2  # the majority flipped
+    assert true.per_symbol[2]["all"] > 0.5  # the substitution after reverse, most of shift_up's steps
+    assert majority.per_symbol[2]["all"] < true.per_symbol[2]["all"] - 0.3  # ... mostly invisible to the majority
+    from hlsm.app.probe import _bindings
+
+    group_of = {(s, c): "all" for s, c in zip(records.symbol.tolist(), records.context.tolist(), strict=True)}
+
+    def substitutions(reference: list[int]) -> set[tuple[str, str]]:
+        rows = _bindings(SPEC, fit, reference, group_of, {})
+        return {(b["symbol"], b["context"]) for b in rows if b["substitution"]}
+
+    after_reverse = (SPEC.skill_symbols[2], SPEC.skill_symbols[0])
+    assert substitutions(true.reference) == {after_reverse}  # the planted one, and only it
+    false = substitutions(majority.reference)
+    assert after_reverse not in false and false  # the real one hidden, another context called one instead
+    with pytest.raises(ContextError, match="reference"):
+        entanglement(SPEC, fit, free, records, groups, reference="mode")
 
 
 def test_records_read_the_writers_own_states_and_stop_at_unreadable_ones() -> None:
