@@ -31,7 +31,16 @@ from hlsm.app.fitmetrics import FitMetrics, Recovery, RestartRecord, SymbolView
 from hlsm.config import build_dataclass
 from hlsm.identify.checker import identify
 from hlsm.identify.hlib import ContradictionError
-from hlsm.infer.bayes import DEFAULT_CONFIDENT, DEFAULT_NEAR, bayesian_view, confusion, near_best
+from hlsm.infer.bayes import (
+    DEFAULT_CONFIDENT,
+    DEFAULT_EVIDENCE,
+    DEFAULT_NEAR,
+    bayesian_view,
+    confusion,
+    corpus_likelihood,
+    near_best,
+    open_rows,
+)
 from hlsm.infer.fitstate import FitError
 from hlsm.infer.fitting import FitConfig, FitDivergedError, FitResult, fit
 from hlsm.infer.likelihood import library_tables
@@ -64,6 +73,8 @@ class FitSection:
     objective: str = "fast"
     confident: float = DEFAULT_CONFIDENT
     near: float = DEFAULT_NEAR
+    evidence: float = DEFAULT_EVIDENCE
+    """Nats the data must hold against a binding before it stops being open (:func:`hlsm.infer.bayes.open_rows`)."""
     view_inputs: int = 64
     """Input states per candidate of the Bayesian view when the fit is at scale (no tables built)."""
     workers: int = 1
@@ -114,9 +125,12 @@ def _data(design: IdentifyDesign, section: FitSection, data: str | None) -> tupl
 
 
 def _symbol_views(
-    design: IdentifyDesign, result: FitResult, section: FitSection, checker: Any
+    design: IdentifyDesign, result: FitResult, section: FitSection, checker: Any, opened: tuple[Any, Any]
 ) -> dict[str, SymbolView]:
-    """Per symbol: the best restart's binding, its probability, restart agreement, the checker's verdict."""
+    """Per symbol: the best restart's binding, its probability, restart agreement, the checker's verdict.
+
+    A symbol counts as identified when its binding is confident, the near-best restarts agree and the
+    data leave no other binding of it open (``opened``: :func:`hlsm.infer.bayes.open_rows`)."""
     spec, band = design.spec, near_best(result, section.near)
     best_run = result.restarts[result.best]
     # dense tables name skills arbitrarily: read every restart's skills as the best restart's, and
@@ -130,9 +144,9 @@ def _symbol_views(
         to_best = [_relabel(t, best_run.tables, section.tables) for t in tables]  # type: ignore[arg-type]
         to_truth = _relabel(best_run.tables, library_tables(spec, section.epsilon), section.tables)
     out: dict[str, SymbolView] = {}
-    for kind, names, symbols, attr in (
-        ("skill", spec.skills, spec.skill_symbols, "alpha"),
-        ("routing", spec.routings, spec.routing_symbols, "beta"),
+    for kind, names, symbols, attr, rows in (
+        ("skill", spec.skills, spec.skill_symbols, "alpha", opened[0]),
+        ("routing", spec.routings, spec.routing_symbols, "beta", opened[1]),
     ):
         best = getattr(best_run, attr)
         modes = torch.stack([getattr(result.restarts[i], attr).argmax(-1) for i in band])
@@ -149,7 +163,7 @@ def _symbol_views(
                 fitted=names[int(to_truth[fitted])] if kind == "skill" else names[fitted],
                 probability=prob,
                 restarts_agree=agree,
-                identified=prob >= section.confident and agree,
+                identified=prob >= section.confident and agree and int(rows[s].sum()) == 1,
                 checker=verdict,
             )
     return out
@@ -259,8 +273,16 @@ def run_fit(
         if result.restarts[result.best].tables is None:  # at scale: the view reads fixed random inputs
             gen = torch.Generator().manual_seed(section.seed)
             inputs = torch.randint(spec.alphabet, (section.view_inputs, spec.length), generator=gen)
+        likelihood = corpus_likelihood(spec, support, corpus, config)
         views = bayesian_view(
-            spec, result, design.candidates, confident=section.confident, near=section.near, inputs=inputs
+            spec,
+            result,
+            design.candidates,
+            confident=section.confident,
+            near=section.near,
+            inputs=inputs,
+            likelihood=likelihood,
+            evidence=section.evidence,
         )
         metrics = FitMetrics(
             design=str(design_path),
@@ -276,7 +298,9 @@ def run_fit(
             best=result.best,
             spread=result.spread,
             recovery=_recovery(design, result, section, corpus),
-            symbols=_symbol_views(design, result, section, checker),
+            symbols=_symbol_views(
+                design, result, section, checker, open_rows(spec, likelihood, result.params(), section.evidence)
+            ),
             candidates=[{**v.to_dict(), "checker": None if in_set is None else in_set[i]} for i, v in enumerate(views)],
             confusion=None if in_set is None else confusion(views, in_set),
             nuts=_run_nuts(design, corpus, support, nuts, result, out) if nuts.run else None,

@@ -375,17 +375,20 @@ def check_c4b(design: TinyDesign, *, max_hypotheses: int = 3000, seed: int = 0) 
 
 
 def check_c4(design: TinyDesign, lib_sft: OracleResult, tab_sft: OracleResult) -> list[Check]:
-    """C4: RL on programs whose answers SFT determines leaves V and G unchanged (over the same candidates)."""
-    inside = design.sft[-2:] + tuple(p for p in design.candidates if lib_sft.generalisation[p])[:2]
-    compound_inside = tuple(p for p in inside if not p.is_atomic)
+    """C4a, in each class: RL on programs whose answers SFT determines (SFT programs and candidates in
+    that class's G) leaves V and G unchanged (over the same candidates)."""
     out = []
-    if compound_inside:
+    for name, sft in (("lib", lib_sft), ("tab", tab_sft)):
+        inside = design.sft[-2:] + tuple(p for p in design.candidates if sft.generalisation[p])[:2]
+        compound_inside = tuple(p for p in inside if not p.is_atomic)
+        if not compound_inside:
+            continue
         with_rl = replace(design, rl=compound_inside)  # the candidate set stays fixed (section 1)
-        res = with_rl.oracle("lib")
-        same = res.num_consistent == lib_sft.num_consistent and all(
-            res.generalisation[p] == lib_sft.generalisation[p] for p in with_rl.candidates
+        res = with_rl.oracle(name)
+        same = res.num_consistent == sft.num_consistent and all(
+            res.generalisation[p] == sft.generalisation[p] for p in with_rl.candidates
         )
-        out.append(Check("C4a-lib", True, same, f"RL inside on {len(compound_inside)} programs"))
+        out.append(Check(f"C4a-{name}", True, same, f"RL inside on {len(compound_inside)} programs"))
     return out
 
 

@@ -13,18 +13,25 @@ Library tables fitted at scale (no tables built, :func:`hlsm.infer.fitting.uses_
 heaviest corruption-free paths, and as ``confidence`` a certified lower bound on its probability
 (so a ``confident`` threshold above 0.5 makes it the predictive mode for certain).
 
-The verdict ``identified`` is "confident (``confidence >= confident``), correct on every input, and
-the near-best restarts agree". An answer left free by the data sits on a flat ridge of the
-likelihood: restarts land on different points of it, and a Dirichlet prior with concentration > 1
-pulls a free binding row toward uniform, so the predictive spreads over the competing answers. The
-verdict is compared with the exact checker's generalisation set (:func:`hlsm.identify.checker.identify`) in
-a confusion table (``theory/identifiability.md``; DESIGN section 3, the first two views).
+The verdict ``identified`` is "confident (``confidence >= confident``), correct on every input, the
+near-best restarts agree, and no binding row the program uses is left open by the data". An answer
+left free by the data sits on a flat ridge of the likelihood: restarts land on different points of
+it, and a Dirichlet prior with concentration > 1 pulls a free binding row toward uniform, so the
+predictive spreads over the competing answers. Neither is guaranteed: without a prior, Adam (which
+moves by the sign of the gradient, not its size) can push a row whose likelihood varies by a
+thousandth of a nat onto skills that happen to agree on a candidate, in every restart alike. So,
+given the corpus likelihood, the view also tests each row (:func:`open_rows`): a skill or routing
+is *open* for a symbol when the data hold less than ``evidence`` nats against it (the gradient of
+``log p(corpus)`` in that binding, against the row's best); a program is identified only if its
+answer is the same whichever open binding each of its symbols takes. The verdict is compared with
+the exact checker's generalisation set (:func:`hlsm.identify.checker.identify`) in a confusion
+table (``theory/identifiability.md``; DESIGN section 3, the first two views).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -32,15 +39,22 @@ from torch import Tensor
 
 from hlsm.errors import HLSMError
 from hlsm.identify.checker import identify
-from hlsm.infer.fitting import FitConfig, FitResult, fit
+from hlsm.infer.fitting import FitConfig, FitResult, fit, likelihood_for
+from hlsm.infer.model import HLSMParams
 from hlsm.infer.predictive import answer_bounds, answer_distribution, true_answers
-from hlsm.programs import Program
+from hlsm.programs import NO_ROUTING, Program
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
 DEFAULT_CONFIDENT = 0.9
 """Default confidence threshold: above a 3-of-4 majority of competing answers (0.75). With noisy
 data it must stay below the noise-limited confidence, about ``(1 - eps)^L`` at depth ``L``."""
+
+DEFAULT_EVIDENCE = 1.0
+"""A binding is open for a symbol while the data hold less than this against it: ``d log p / d alpha``
+(or ``beta``) at the fit, below the row's largest. Near a fit that puts a row's mass on one skill,
+the gap is about the number of traces that the other skill fails to explain (a trace it explains as
+well adds 0), so 1.0 means "not one trace rules it out"."""
 
 DEFAULT_NEAR = 1.0
 """Default width of the band of near-best restarts whose predictions must agree, in nats of
@@ -61,9 +75,72 @@ class ProgramView:
     accuracy: float
     agreement: float
     identified: bool
+    open_symbols: tuple[str, ...] = ()  # symbols whose open bindings change the answer (:func:`open_rows`)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"open_symbols": list(self.open_symbols)}
+
+
+Likelihood = Any
+"""A :class:`hlsm.infer.likelihood.CorpusLikelihood` or :class:`hlsm.infer.scalable.ScalableLikelihood`."""
+
+
+def open_rows(
+    spec: Spec, lik: Likelihood, params: HLSMParams, evidence: float = DEFAULT_EVIDENCE
+) -> tuple[Tensor, Tensor]:
+    """``(alpha_open, beta_open)``: boolean ``(symbols, K)`` and ``(routing symbols, M)`` masks of the
+    bindings the data leave open for each symbol at ``params`` (module docstring): within
+    ``evidence`` of the row's largest gradient of ``log p(corpus)``."""
+    from hlsm.infer.likelihood import library_tables
+    from hlsm.infer.scalable import ScalableLikelihood
+
+    alpha = params.alpha.detach().clone().requires_grad_()
+    beta = params.beta.detach().clone().requires_grad_()
+    if isinstance(lik, ScalableLikelihood):
+        ll = lik(alpha, beta, params.epsilon)
+    else:
+        tables = params.tables if params.tables is not None else library_tables(spec, params.epsilon)
+        ll = lik(alpha, beta, tables=tables.to(alpha.dtype))
+    grad_alpha, grad_beta = torch.autograd.grad(ll, (alpha, beta))
+    return tuple(g >= g.max(-1, keepdim=True).values - evidence for g in (grad_alpha, grad_beta))  # type: ignore[return-value]
+
+
+def _modal(spec: Spec, params: HLSMParams, program: Program, inputs: Tensor | None, bounded: bool) -> Tensor:
+    if bounded and inputs is not None:
+        return answer_bounds(spec, params, program, inputs)[0]
+    return answer_distribution(spec, params, program, inputs).argmax(-1)
+
+
+def _pinned(params: HLSMParams, which: str, row: int, column: int) -> HLSMParams:
+    """``params`` with binding row ``row`` of ``which`` (alpha or beta) put wholly on ``column``."""
+    table = getattr(params, which).clone()
+    table[row] = 0.0
+    table[row, column] = 1.0
+    return replace(params, **{which: table})
+
+
+def _open_symbols(
+    spec: Spec,
+    params: HLSMParams,
+    program: Program,
+    inputs: Tensor | None,
+    bounded: bool,
+    rows: tuple[Tensor, Tensor],
+    modal: Tensor,
+) -> tuple[str, ...]:
+    """The symbols of ``program`` with an open binding under which some input's answer is not ``modal``."""
+    out = []
+    uses = [("alpha", k, spec.skill_symbols[k]) for k in sorted(set(program.skills))]
+    uses += [("beta", m, spec.routing_symbols[m]) for m in sorted(set(program.routings)) if m != NO_ROUTING]
+    for which, row, name in uses:
+        mask = rows[0 if which == "alpha" else 1][row]
+        if int(mask.sum()) < 2:
+            continue
+        for column in mask.nonzero().flatten().tolist():
+            if not torch.equal(_modal(spec, _pinned(params, which, row, column), program, inputs, bounded), modal):
+                out.append(name)
+                break
+    return tuple(out)
 
 
 def near_best(result: FitResult, near: float = DEFAULT_NEAR) -> list[int]:
@@ -81,8 +158,14 @@ def bayesian_view(
     confident: float = DEFAULT_CONFIDENT,
     near: float = DEFAULT_NEAR,
     inputs: Tensor | None = None,
+    likelihood: Likelihood | None = None,
+    evidence: float = DEFAULT_EVIDENCE,
 ) -> list[ProgramView]:
-    """One :class:`ProgramView` per candidate, on every input state (default) or ``inputs`` ``(B, n)``."""
+    """One :class:`ProgramView` per candidate, on every input state (default) or ``inputs`` ``(B, n)``.
+
+    With the corpus ``likelihood`` (the one the fit maximised), a candidate is identified only if no
+    binding that the data leave open (:func:`open_rows`, ``evidence``) changes its answer; without
+    it the view trusts the fit's rows (flat ones included)."""
     if not 0.0 < confident <= 1.0:
         raise ViewError(f"confident must be in (0, 1], got {confident}")
     if not near >= 0.0:
@@ -94,6 +177,10 @@ def bayesian_view(
         raise ViewError("a fit at scale (no tables built) is viewed on given inputs; pass inputs=(B, n) states")
     if bounded and confident <= 0.5:
         raise ViewError(f"at scale confidence is a lower bound, so confident must exceed 0.5, got {confident}")
+    if not evidence >= 0.0:
+        raise ViewError(f"evidence must be >= 0 nats, got {evidence}")
+    fitted = params[band.index(result.best)]
+    rows = None if likelihood is None else open_rows(spec, likelihood, fitted, evidence)
     out = []
     for program in candidates:
         truth = true_answers(spec, program, inputs)
@@ -110,9 +197,17 @@ def bayesian_view(
             modes = torch.stack([p.argmax(-1) for p in probs])  # (R, B)
         accuracy = float((modal == truth).double().mean())
         agreement = float((modes == modes[0]).all(0).double().mean())
-        identified = confidence >= confident and accuracy == 1.0 and agreement == 1.0
-        out.append(ProgramView(program.names(spec), program.depth, confidence, accuracy, agreement, identified))
+        opened = () if rows is None else _open_symbols(spec, fitted, program, inputs, bounded, rows, modal)
+        identified = confidence >= confident and accuracy == 1.0 and agreement == 1.0 and not opened
+        view = ProgramView(program.names(spec), program.depth, confidence, accuracy, agreement, identified, opened)
+        out.append(view)
     return out
+
+
+def corpus_likelihood(spec: Spec, support: Sequence[Program], corpus: Corpus, config: FitConfig) -> Likelihood:
+    """The likelihood a fit of ``config`` maximises (for a Pyro fit, the fast objective's: the same function)."""
+    fast = config if config.objective == "scalable" else replace(config, objective="fast")
+    return likelihood_for(spec, support, corpus, fast)
 
 
 def confusion(views: Sequence[ProgramView], in_checker_set: Sequence[bool]) -> dict[str, Any]:
@@ -171,7 +266,8 @@ def compare_with_checker(
     tables <-> H-tab. The checker reads the corpus's states as noiseless observations.
     """
     result = fit(spec, corpus, support, config)
-    views = bayesian_view(spec, result, candidates, confident=confident, near=near)
+    likelihood = corpus_likelihood(spec, support, corpus, config)
+    views = bayesian_view(spec, result, candidates, confident=confident, near=near, likelihood=likelihood)
     ident = identify(spec, corpus, candidates, "lib" if config.tables == "library" else "tab")
     in_set = tuple(v.identified for v in ident.verdicts)
     return Comparison(tuple(views), in_set, confusion(views, in_set), result)

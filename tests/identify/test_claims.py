@@ -43,6 +43,23 @@ def test_propositions_hold_on_random_designs(seed: int) -> None:
     assert [r for r in theorems if not r.agrees] == []
 
 
+def test_c4a_holds_in_both_classes_and_its_premise_matters() -> None:
+    """RL on programs whose answers SFT determines leaves V and G alone in H-lib and in H-tab; RL on
+    programs it does not determine shrinks V (so the check can fail)."""
+    classes, shrank = set(), set()
+    for seed in (3, 11):
+        design = replace(random_design(seed, atomic_fraction=0.6, n_rl=2), rl=())
+        sft = {name: design.oracle(name) for name in ("lib", "tab")}
+        rows = check_c4(design, sft["lib"], sft["tab"])
+        assert rows and all(r.agrees for r in rows)
+        classes |= {r.claim for r in rows}
+        for name, res in sft.items():
+            free = tuple(p for p in design.candidates if not res.generalisation[p] and not p.is_atomic)[:2]
+            if free and replace(design, rl=free).oracle(name).num_consistent < res.num_consistent:
+                shrank.add(name)
+    assert classes == {"C4a-lib", "C4a-tab"} and shrank == {"lib", "tab"}
+
+
 def test_c3b_depth_one_data_cannot_separate_equal_restrictions() -> None:
     """chain and restart agree on one-element histories; add_first (x0 + x0) does not."""
     spec = Spec(alphabet=3, length=2, skills=("reverse", "shift_up"), routings=("chain", "restart", "add_first"))

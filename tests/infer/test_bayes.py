@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from hlsm.infer.bayes import ProgramView, ViewError, add_confusions, bayesian_view, compare_with_checker, confusion
 from hlsm.infer.fitting import FitConfig
@@ -69,3 +70,47 @@ def test_bad_thresholds() -> None:
         bayesian_view(SPEC, result, CANDIDATES, confident=0.0)
     with pytest.raises(ViewError, match="near must be"):
         bayesian_view(SPEC, result, CANDIDATES, near=-1.0)
+
+
+# symbols 2 and 3 are held out of SFT; answer-only RL traces of programs with symbol 2 pin it, and
+# symbol 3 is in no trace at all: its binding row is flat
+FLAT_SPEC = Spec(alphabet=3, length=2, skills=("reverse", "shift_up", "shift_down", "complement"), routings=("chain",))
+FLAT_CANDIDATES = [Program(((0, 1), (0, 2))), Program(((0, 0), (0, 3)))]
+
+
+def _flat_design() -> tuple[object, list[Program]]:
+    sft = [Program.atomic(0), Program.atomic(1), Program(((0, 0), (0, 1))), Program(((0, 1), (0, 0)))]
+    rl = [Program(((0, 0), (0, 2))), Program(((0, 2), (0, 1)))]
+    corpus = concat([population_corpus(FLAT_SPEC, sft, "full"), population_corpus(FLAT_SPEC, rl, "answer", "rl")])
+    return corpus, sft + rl
+
+
+def test_a_flat_row_is_left_open_whatever_the_optimiser_did_with_it() -> None:
+    from dataclasses import replace
+
+    from hlsm.infer.bayes import corpus_likelihood, open_rows
+    from hlsm.infer.fitting import FitResult
+
+    corpus, support = _flat_design()
+    comparison = compare_with_checker(FLAT_SPEC, corpus, support, FLAT_CANDIDATES, CONFIG)
+    assert comparison.checker == (True, False)  # RL identifies symbol 2; symbol 3 stays free
+    assert [v.identified for v in comparison.views] == [True, False]
+    flat = FLAT_SPEC.skill_symbols[3]
+    assert comparison.views[0].open_symbols == () and comparison.views[1].open_symbols == (flat,)
+    likelihood = corpus_likelihood(FLAT_SPEC, support, corpus, CONFIG)
+    alpha_open, _ = open_rows(FLAT_SPEC, likelihood, comparison.result.params())
+    assert alpha_open[3].all() and alpha_open[:3].sum(-1).tolist() == [1, 1, 1]
+    # what a prior-free Adam fit can do to a flat row: put it wholly on a skill, in every restart alike;
+    # here the true one, so the candidate's answers are all right and confident
+    peaked = []
+    for r in comparison.result.restarts:
+        alpha = r.alpha.clone()
+        alpha[3] = torch.nn.functional.one_hot(torch.tensor(3), 4).to(alpha.dtype)
+        peaked.append(replace(r, alpha=alpha))
+    pushed = FitResult(comparison.result.config, tuple(peaked), comparison.result.best)
+    trusting = bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES)
+    assert trusting[1].identified and trusting[1].accuracy == 1.0  # the failure: a free answer called identified
+    tested = bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES, likelihood=likelihood)
+    assert [v.identified for v in tested] == [True, False] and tested[1].open_symbols == (flat,)
+    with pytest.raises(ViewError, match="evidence"):
+        bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES, likelihood=likelihood, evidence=-1.0)
