@@ -83,12 +83,15 @@ def analyse(
     seed: int = 0,
     routing: torch.Tensor | None = None,
     reference: str = "true",
+    strata: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """The probe's numbers for ``traces`` (the content of ``probe.json`` without the run's settings).
 
     ``reference`` (:data:`hlsm.infer.context.REFERENCES`): a symbol's own skill is the task's
     (``true``, the default for a checkpoint trained on the toolkit's data) or its context-free
-    majority binding (``majority``)."""
+    majority binding (``majority``). ``strata`` (``{name: one label per step record}``, in the order
+    of :func:`probe_records`) adds ``strata[name][label]``: the records, entanglement and
+    unexplained share of each label's records under the same fit (no bootstrap)."""
     records, groups = probe_records(traces, spec)
     if len(records) == 0:
         raise ProbeError("no readable step in any trace: the checkpoint writes no state the probe can read")
@@ -102,6 +105,17 @@ def analyse(
     for s, c, g in zip(records.symbol.tolist(), records.context.tolist(), groups, strict=True):
         group_of[(s, c)] = g
     letters = _letters(spec, traces, records, groups, fit, ent.reference)
+    by_stratum = {}
+    for name, labels in (strata or {}).items():
+        cut = entanglement(spec, fit, free, records, labels, reference=reference)
+        by_stratum[name] = {
+            label: {
+                "records": cut.records[label],
+                "entanglement": cut.index[label],
+                "unexplained": cut.unexplained[label],
+            }
+            for label in cut.records
+        }
     return {
         "traces": len(traces),
         "readable_to_the_end": sum(traces.complete),
@@ -128,7 +142,7 @@ def analyse(
         "letters": letters,
         "log_likelihood": fit.log_likelihood,
         "bootstrap_replicates": replicates,
-    }
+    } | ({"strata": by_stratum} if strata else {})
 
 
 def _letters(

@@ -7,12 +7,20 @@ previous skill symbol) and read, per context group, the *entanglement index* (bi
 symbol's context-free skill, over the steps some library module explains) and the *unexplained*
 share (steps no library module gives from the model's own previous state).
 
-Claim tested (theory/ C2, interfaces): a step's binding is determined by the data only on the
-interfaces the data show. SFT shows the seen pairs; compound RL's answer-only rewards add the
-pairs of its programs (``rl`` group); nothing shows the never-trained pairs. So compound RL is
-predicted to lower entanglement and the unexplained share on the pairs it practised, not on the
-never-trained ones, and atomic RL (no compositions) not at all. The depth-4 steps are reported too.
-Every verdict is over seeds (per-seed differences, t interval).
+Claim tested, with the prediction of each hypothesis class (theory/identifiability.md): SFT shows the
+seen pairs; compound RL's answer-only rewards add the pairs of its programs (``rl`` group); nothing
+shows the never-trained pairs. In both classes of the theory a symbol's binding does not depend on
+its predecessor: in H-lib an identified symbol executes one library skill on all of ``X``, in H-tab
+a symbol is one table, pinned on every input the data show it, whichever step fed that input. So
+where compound RL repairs a symbol on the pairs it practised, both predict the repair on
+never-trained pairs too (H-tab where their inputs are drawn like the practised ones: about three
+quarters of them in these designs, through bijective predecessors). Only a learner with one table
+per (symbol, predecessor) pair, which is neither class, predicts a gain on practised pairs alone.
+Atomic RL practises the atoms SFT already solves: every class predicts no effect on the pairs.
+Every verdict is over seeds (per-seed differences, t interval); each prediction row names what
+each class expects and which the transformer behaves like. The never-trained effect is then cut by
+how the traces were drawn (greedy or at temperature 1), by the step (2, or later) and by the
+predecessor (a bijection of ``X`` or a many-to-one skill).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hlsm.app.plots import plot_probe_arms, plot_probe_bindings, plot_probe_curve
-from hlsm.app.probe import ProbeError, analyse
+from hlsm.app.probe import ProbeError, analyse, probe_records
 from hlsm.app.report import markdown_table
 from hlsm.io import json_safe, write_json, write_text
 from hlsm.lm.experiment import Arm, run_experiment
@@ -41,21 +49,42 @@ ARMS = (
 )
 """The arms of ``finding1_rl_data`` (their runs are shared through the cache)."""
 
+CLASSES = ("H-lib", "H-tab", "per-pair tables")
+"""The learners a prediction is derived for: the theory's two hypothesis classes, and a learner with
+one table per (symbol, predecessor), which neither class is (module docstring)."""
+
+REPAIR = {"H-lib": "held", "H-tab": "held", "per-pair tables": "held"}
+TRANSFER = {"H-lib": "held", "H-tab": "held", "per-pair tables": "no effect"}
+NOTHING_NEW = {"H-lib": "no effect", "H-tab": "no effect", "per-pair tables": "no effect"}
+
 CHECKS = (
-    ("sft - sft+rl compound", "entanglement", "rl", "compound RL lowers entanglement on the pairs it practised"),
-    ("sft - sft+rl compound", "unexplained", "rl", "compound RL explains more of the steps on those pairs"),
-    ("sft+rl atomic - sft+rl compound", "entanglement", "rl", "compound RL below atomic RL on practised pairs"),
-    ("sft - sft+rl compound", "entanglement", "never", "compound RL on never-trained pairs (C2 expects no effect)"),
     (
         "sft - sft+rl compound",
-        "unexplained",
-        "never",
-        "compound RL explains more on never-trained pairs (C2 expects no effect)",
+        "entanglement",
+        "rl",
+        "compound RL lowers entanglement on the pairs it practised",
+        REPAIR,
     ),
-    ("sft - sft+rl atomic", "unexplained", "rl", "atomic RL explains more on those pairs (C2 expects no effect)"),
-    ("sft - sft+rl compound", "entanglement", "depth 4", "compound RL lowers entanglement at depth 4"),
+    ("sft - sft+rl compound", "unexplained", "rl", "compound RL explains more of the steps on those pairs", REPAIR),
+    ("sft+rl atomic - sft+rl compound", "entanglement", "rl", "compound RL below atomic RL on practised pairs", REPAIR),
+    (
+        "sft - sft+rl compound",
+        "entanglement",
+        "never",
+        "compound RL lowers entanglement on never-trained pairs",
+        TRANSFER,
+    ),
+    ("sft - sft+rl compound", "unexplained", "never", "compound RL explains more on never-trained pairs", TRANSFER),
+    ("sft - sft+rl atomic", "unexplained", "rl", "atomic RL explains more on the practised pairs", NOTHING_NEW),
+    ("sft - sft+rl compound", "entanglement", "depth 4", "compound RL lowers entanglement at depth 4", REPAIR),
 )
-"""(a - b, measure, context group, prediction): ``a - b > 0`` is the predicted direction."""
+"""(a - b, measure, context group, prediction, expected outcome per class): ``a - b > 0`` is the
+direction stated; ``held`` / ``no effect`` is what each class of :data:`CLASSES` expects (a repair
+where RL practised, a transfer to pairs it did not, nothing new from atoms SFT already solves; the
+depth-4 steps mix practised and never-trained pairs, so every class expects some repair there)."""
+
+STRATA = ("mode", "step", "predecessor")
+"""How the never-trained effect is cut (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +137,8 @@ def main(cfg: Config) -> dict[str, Any]:
         for seed, evaluation in runs[arm.name].items():
             policy = load_policy(evaluation["run"])
             traces = sample_traces(policy, examples=cfg.examples, seed=seed)
-            result = analyse(policy.spec, traces, replicates=cfg.replicates, seed=seed)
+            strata = strata_labels(policy.spec, traces)
+            result = analyse(policy.spec, traces, replicates=cfg.replicates, seed=seed, strata=strata)
             deeper = [s for s in set(traces.split) if s.startswith("deeper_")]
             depth4 = (
                 analyse(policy.spec, _subset(traces, sorted(deeper)[0]), replicates=2, seed=seed) if deeper else None
@@ -120,6 +150,7 @@ def main(cfg: Config) -> dict[str, Any]:
                 "depth 4": None if depth4 is None else {m: _unseen(depth4, m) for m in ("entanglement", "unexplained")},
                 "records": result["records"],
                 "ambiguous": result["ambiguous_records"],
+                "strata": result.get("strata", {}),
                 "letters": {
                     "hamming": result["letters"]["hamming"],
                     "near_misses": len(result["letters"]["near_misses"]),
@@ -132,6 +163,7 @@ def main(cfg: Config) -> dict[str, Any]:
                 plot_probe_bindings(policy.spec, shown, out / f"bindings_{name}.png")
     summary = _summary(measures)
     checks = [_check(measures, *c) for c in CHECKS]
+    stratified = _stratified(measures)
     calibration = {str(seed): runs["sft"][seed].get("calibration") for seed in sorted(runs["sft"])}
     curve = _curve(runs, cfg)
     results = json_safe(
@@ -141,6 +173,7 @@ def main(cfg: Config) -> dict[str, Any]:
             "measures": measures,
             "summary": summary,
             "checks": checks,
+            "stratified": stratified,
             "curve": curve,
         }
     )
@@ -194,8 +227,51 @@ def _summary(measures: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
+def strata_labels(spec: Any, traces: ProbeTraces) -> dict[str, list[str]]:
+    """Per step record (in :func:`hlsm.app.probe.probe_records` order): its context group cut by
+    :data:`STRATA` (``"never, sample"``, ``"never, step 3+"``, ``"never, after many-to-one"``, ...)."""
+    records, groups = probe_records(traces, spec)
+    bijective = [m.bijective for m in spec.skill_modules]
+    out: dict[str, list[str]] = {name: [] for name in STRATA}
+    for t, step, group in zip(records.trace.tolist(), records.step.tolist(), groups, strict=True):
+        program = traces.programs[t]
+        out["mode"].append(f"{group}, {'greedy' if traces.mode[t] == 'greedy' else 'temperature 1'}")
+        out["step"].append(group if step == 1 else f"{group}, {'step 2' if step == 2 else 'step 3+'}")
+        before = "start" if step == 1 else "bijective" if bijective[program.skills[step - 2]] else "many-to-one"
+        out["predecessor"].append(f"{group}, after {before}")
+    return out
+
+
+def _stratified(measures: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """SFT - compound RL on every stratum of the ``rl`` and ``never`` groups, both measures, over seeds."""
+    a, b = "sft", "sft+rl compound"
+    rows = []
+    for name in STRATA:
+        labels = sorted({label for m in measures[a].values() for label in m["strata"].get(name, {})})
+        for label in [x for x in labels if x.startswith(("rl,", "never,"))]:
+            for measure in ("unexplained", "entanglement"):
+                diffs, records = [], []
+                for seed in sorted(set(measures[a]) & set(measures[b])):
+                    cells = [measures[arm][seed]["strata"].get(name, {}).get(label) for arm in (a, b)]
+                    values = [None if c is None else c[measure] for c in cells]
+                    ok = all(v is not None and v == v for v in values)
+                    diffs.append(PairedDifference(0, values[0] - values[1] if ok else None, None))  # type: ignore[operator]
+                    records.append(0 if cells[0] is None else cells[0]["records"])
+                verdict = seed_verdict(diffs)
+                rows.append(
+                    {"stratum": name, "label": label, "measure": measure, "records": records}
+                    | {"per_seed": [d.difference for d in diffs], **verdict.to_dict()}
+                )
+    return rows
+
+
 def _check(
-    measures: dict[str, dict[int, dict[str, Any]]], contrast: str, measure: str, group: str, prediction: str
+    measures: dict[str, dict[int, dict[str, Any]]],
+    contrast: str,
+    measure: str,
+    group: str,
+    prediction: str,
+    classes: dict[str, str],
 ) -> dict[str, Any]:
     a, b = contrast.split(" - ")
     diffs = []
@@ -208,6 +284,8 @@ def _check(
         "measure": measure,
         "group": group,
         "prediction": prediction,
+        "classes": dict(classes),
+        "behaves_like": [c for c in CLASSES if classes[c] == verdict.outcome],
         "per_seed": [d.difference for d in diffs],
         **verdict.to_dict(),
     }
@@ -228,6 +306,30 @@ def _letter_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         named = [m["letters"]["near_misses"] for m in by_seed.values()]
         rows.append((arm, *cells, " / ".join(str(n) for n in named)))
     return rows
+
+
+def _behaves_like(check: dict[str, Any]) -> str:
+    if check["outcome"] not in ("held", "refuted", "no effect"):
+        return "undecided"
+    return ", ".join(check.get("behaves_like", [])) or "none of them"
+
+
+def _stratified_lines(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in results.get("stratified", []):
+        per = " / ".join(f"{100 * d:+.1f}" for d in r["per_seed"] if d is not None) or "-"
+        mean = (
+            "-" if r["low"] is None else f"{100 * r['difference']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
+        )
+        steps = round(sum(r["records"]) / max(len(r["records"]), 1))
+        rows.append((r["label"], r["measure"], steps, per, mean, f"**{r['outcome']}**"))
+    if not rows:
+        return []
+    return [
+        "\nThe effect of compound RL cut by how the traces were drawn, by the step and by the predecessor (SFT -"
+        " compound RL, points, on the same fit per checkpoint; steps: the SFT checkpoint's records per seed):\n",
+        markdown_table(("context, stratum", "measure", "steps", "per seed", "mean [95% CI]", "verdict"), rows),
+    ]
 
 
 def report(results: dict[str, Any]) -> str:
@@ -269,41 +371,28 @@ def report(results: dict[str, Any]) -> str:
         else:
             mean = f"{100 * c['difference']:+.1f} [{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]"
         detectable = "-" if c["detectable"] is None else f"{100 * c['detectable']:.1f}"
+        expected = c.get("classes", {})
         check_rows.append(
             (
                 f"{c['contrast']}, {c['measure']} on {c['group']}",
                 c["prediction"],
+                *(expected.get(k, "-") for k in CLASSES),
                 per,
                 mean,
                 detectable,
                 f"**{c['outcome']}**",
+                _behaves_like(c),
             )
         )
-    against = [
-        c
-        for c in results["checks"]
-        if ("expects no effect" in c["prediction"] and c["outcome"] in ("held", "refuted"))
-        or ("expects no effect" not in c["prediction"] and c["outcome"] in ("refuted", "no effect"))
-    ]
     lines += [
-        "Predictions (a - b > 0 in the predicted direction; per-seed differences in points; verdict from the",
-        "t interval over seeds, ±3-point equivalence margin):\n",
-        markdown_table(("contrast", "prediction", "per seed", "mean [95% CI]", "detectable", "verdict"), check_rows),
-        *(
-            [
-                "\n**Against the theory's expectation:** "
-                + "; ".join(
-                    f"{c['contrast']}, {c['measure']} on {c['group']}: {100 * c['difference']:+.1f} points "
-                    f"[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}] ({c['outcome']}; {c['prediction']})"
-                    for c in against
-                )
-                + ". Identifiability says which bindings the data determine, not what a learner does with the"
-                " rest: here compound RL also made the model's steps on never-trained pairs more often some"
-                " library module's output."
-            ]
-            if against
-            else []
+        "Predictions (a - b > 0 in the stated direction; what each class expects, from the docstring's",
+        "derivation; per-seed differences in points; verdict from the t interval over seeds, ±3-point",
+        "equivalence margin; *behaves like*: the classes whose expectation the verdict matches):\n",
+        markdown_table(
+            ("contrast", "prediction", *CLASSES, "per seed", "mean [95% CI]", "detectable", "verdict", "behaves like"),
+            check_rows,
         ),
+        *_stratified_lines(results),
         "\nWhat the probe cannot see (theory C3): a step on which two library skills agree (a many-to-one",
         "skill, or an input both fix) does not say which ran; its mass is split.\n",
         "One level down (`hlsm.infer.letters`): the unexplained steps of unseen pairs (`rl` and `never`) against",
