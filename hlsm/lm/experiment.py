@@ -44,12 +44,16 @@ from hlsm.lm.summary import ExperimentSummary, Keep, summarise
 from hlsm.parallel import Backend, Runner
 from hlsm.runtime import torch_threads
 
+RL_ARM_SETTINGS = ("reward", "late_excluded")
+"""``[rl]`` settings an arm may set (:class:`hlsm.lm.rl_config.RLSettings`): the reward, the skills RL
+practises only as a first step."""
+
 
 @dataclass(frozen=True)
 class Arm:
     """One arm: an SFT support (``design`` overrides), other SFT settings (``sft``: ``{section: {key:
     value}}`` overrides of the scale's SFT config, e.g. ``{"gate": {"atomic": 0.8}}``), and an RL arm
-    (``rl``: keys of ``RL_ARM_KEYS``, plus ``reward``, see :data:`hlsm.lm.rl_config.REWARDS`) or None."""
+    (``rl``: design keys of ``RL_ARM_KEYS`` and ``[rl]`` settings of :data:`RL_ARM_SETTINGS`) or None."""
 
     name: str
     design: Mapping[str, Any] = field(default_factory=dict)
@@ -57,9 +61,11 @@ class Arm:
     sft: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bad = sorted(set(self.rl or {}) - {*RL_ARM_KEYS, "reward"})
+        bad = sorted(set(self.rl or {}) - {*RL_ARM_KEYS, *RL_ARM_SETTINGS})
         if bad:
-            raise ExperimentError(f"arm '{self.name}': RL keys {bad} are not arm keys; use {[*RL_ARM_KEYS, 'reward']}")
+            raise ExperimentError(
+                f"arm '{self.name}': RL keys {bad} are not arm keys; use {[*RL_ARM_KEYS, *RL_ARM_SETTINGS]}"
+            )
         sections = sorted(set(self.sft) - {"gate", "training", "model"})
         if sections:
             raise ExperimentError(
@@ -71,7 +77,11 @@ def _hash(record: Any) -> str:
     return hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=5).hexdigest()
 
 
-_ADDED_AT_DEFAULT = {("design", "held_out_atomic"): False, ("rl", "reward"): "exact"}
+_ADDED_AT_DEFAULT = {
+    ("design", "held_out_atomic"): False,
+    ("rl", "reward"): "exact",
+    ("rl", "late_excluded"): [],
+}
 """Settings added after the cache's keys were fixed: left out of a key at their defaults, so that
 the runs cached before them keep their folders (add each new run setting here)."""
 
@@ -172,8 +182,8 @@ def arm_rl_config(scale: ExperimentScale, arm: Arm, seed: int) -> RLConfig | Non
     if arm.rl is None:
         return None
     rl = scale.rl
-    keys = {k: v for k, v in arm.rl.items() if k != "reward"}
-    settings = replace(rl.rl, reward=arm.rl["reward"]) if "reward" in arm.rl else rl.rl
+    keys = {k: v for k, v in arm.rl.items() if k in RL_ARM_KEYS}
+    settings = replace(rl.rl, **{k: v for k, v in arm.rl.items() if k in RL_ARM_SETTINGS})
     return replace(rl, design=keys, rl=settings, training=replace(rl.training, seed=seed))
 
 

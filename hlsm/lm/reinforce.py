@@ -288,7 +288,9 @@ def _member(
     cfg, rl = config.training, config.rl
     if rl.prompts_per_round % ctx.world_size:
         raise TrainingError(f"prompts_per_round={rl.prompts_per_round} must be divisible by the {ctx.world_size} ranks")
-    design, rl_design, rl_source, curriculum = rl_sources(task, rl.programs, rl.curriculum_fraction > 0)
+    design, rl_design, rl_source, curriculum = rl_sources(
+        task, rl.programs, rl.curriculum_fraction > 0, rl.late_excluded
+    )
     eval_sources = [resolve_source(rl_design if s.split == "rl" else design, s) for s in config.eval]
     policy = widen_policy(policy, eval_sources)
     torch.manual_seed(cfg.seed)

@@ -104,6 +104,11 @@ class RLSettings:
         ``eval`` records with ``traces`` and ``curve`` (:func:`hlsm.lm.records.read_curve`).
     allow_uncalibrated : bool
         Run from an SFT checkpoint that failed its calibration gate (``[gate]``); refused by default.
+    late_excluded : tuple of str
+        Skill names: RL programs that use one of them after step 1 are dropped from the RL split
+        (what remains is a subset of the design's RL programs, so the evaluation splits are
+        unchanged). A designed test of transfer: RL then practises those skills only as a first
+        step (``hlsm.sims.probe_transformer``).
     reward : {"exact", "letters"}
         ``exact``: 1 when the final state is the answer, else 0. ``letters``: the fraction of the
         answer's positions the final state gets right (partial credit, so a skill no sample gets
@@ -126,9 +131,11 @@ class RLSettings:
     curve: tuple[float, ...] = ()
     allow_uncalibrated: bool = False
     reward: str = "exact"
+    late_excluded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "late_excluded", tuple(self.late_excluded))
         if self.reward not in REWARDS:
             raise ConfigError(f"reward must be one of {list(REWARDS)}, got {self.reward!r}")
         object.__setattr__(self, "curve", tuple(sorted(set(self.curve))))

@@ -319,12 +319,13 @@ def round_sources(
 
 
 def rl_sources(
-    task: Task, split: str = "rl", curriculum: bool = False
+    task: Task, split: str = "rl", curriculum: bool = False, late_excluded: Sequence[str] = ()
 ) -> tuple[SupportDesign, SupportDesign, Source, Source | None]:
     """The evaluation design, the RL arm's design, the RL prompts' source and the curriculum's (or None).
 
-    The RL programs are the ``split`` of the arm's design (:attr:`Task.rl_design`); the curriculum's
-    are :func:`curriculum_programs` of them.
+    The RL programs are the ``split`` of the arm's design (:attr:`Task.rl_design`), less those that
+    use a skill of ``late_excluded`` after step 1; the curriculum's are :func:`curriculum_programs`
+    of them.
 
     Raises
     ------
@@ -337,6 +338,12 @@ def rl_sources(
     if rl_design.programs("sft") != design.programs("sft"):
         raise RolloutError("the RL arm's design changes the SFT split; only rl_kind / rl_inside may differ")
     programs = rl_design.programs(split)
+    if late_excluded:
+        unknown = sorted(set(late_excluded) - set(task.spec.skills))
+        if unknown:
+            raise RolloutError(f"[rl] late_excluded names skills {unknown} that are not in the library")
+        late = {task.spec.skills.index(name) for name in late_excluded}
+        programs = tuple(p for p in programs if not late & set(p.skills[1:]))
     if not programs:
         raise RolloutError(f"the design's '{split}' split is empty; raise n_rl or choose other programs")
     held_out = set(design.programs("unseen")) | set(design.programs("deeper"))

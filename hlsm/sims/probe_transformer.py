@@ -3,24 +3,29 @@
 Question: probe the SFT, RL-atomic and RL-compound checkpoints of ``finding1_rl_data`` (same cache,
 every seed) with ``hlsm probe``: sample each checkpoint's own traces (greedy and at temperature 1)
 on the seen, unseen, depth-4 and atomic splits, fit context-dependent bindings (context = the
-previous skill symbol) and read, per context group, the *entanglement index* (binding mass off the
-symbol's context-free skill, over the steps some library module explains) and the *unexplained*
-share (steps no library module gives from the model's own previous state).
+previous skill symbol) and read, per context group, the *entanglement index* (the share of the
+steps some library module explains that the symbol's own skill does not reproduce; a tie with
+another skill counts as the own skill's) and the *unexplained* share (steps no library module gives
+from the model's own previous state).
 
-Claim tested, with the prediction of each hypothesis class (theory/identifiability.md): SFT shows the
-seen pairs; compound RL's answer-only rewards add the pairs of its programs (``rl`` group); nothing
-shows the never-trained pairs. In both classes of the theory a symbol's binding does not depend on
-its predecessor: in H-lib an identified symbol executes one library skill on all of ``X``, in H-tab
-a symbol is one table, pinned on every input the data show it, whichever step fed that input. So
-where compound RL repairs a symbol on the pairs it practised, both predict the repair on
-never-trained pairs too (H-tab where their inputs are drawn like the practised ones: about three
-quarters of them in these designs, through bijective predecessors). Only a learner with one table
-per (symbol, predecessor) pair, which is neither class, predicts a gain on practised pairs alone.
-Atomic RL practises the atoms SFT already solves: every class predicts no effect on the pairs.
-Every verdict is over seeds (per-seed differences, t interval); each prediction row names what
-each class expects and which the transformer behaves like. The never-trained effect is then cut by
-how the traces were drawn (greedy or at temperature 1), by the step (2, or later) and by the
-predecessor (a bijection of ``X`` or a many-to-one skill).
+Claim tested, with the prediction of each hypothesis class (theory/identifiability.md): SFT shows
+the seen pairs; compound RL's answer-only rewards add the pairs of its programs (``rl`` group);
+nothing shows the never-trained pairs. In both classes of the theory a symbol's binding does not
+depend on its predecessor: in H-lib an identified symbol executes one library skill on all of
+``X``, in H-tab a symbol is one table, pinned on every input the data show it, whichever step fed
+that input. So where compound RL repairs a symbol on the pairs it practised, both predict the
+repair on never-trained pairs too (H-tab where their inputs are drawn like the practised ones:
+about three quarters of them in these designs, through bijective predecessors). Only a learner with
+one table per (symbol, predecessor) pair, which is neither class, predicts a gain on practised
+pairs alone. Atomic RL practises the atoms SFT already solves: every class predicts no effect on
+the pairs. The designed test: a fourth arm runs compound RL on the design's RL programs less those
+that use any of a few skills after step 1 (``LATE_EXCLUDED`` here, ``[rl] late_excluded``), so RL
+practises those skills only as a first step. On the never-trained pairs of that arm, H-lib and
+H-tab predict a repair where the step's symbol was practised at later steps and none where it was
+not; a per-pair learner predicts neither. Every verdict is over seeds (per-seed differences, t
+interval); each prediction row names what each class expects and which the transformer behaves
+like. The never-trained effect is then cut by how the traces were drawn (greedy or at temperature
+1), by the step (2, or later) and by the predecessor (a bijection of ``X`` or a many-to-one skill).
 """
 
 from __future__ import annotations
@@ -48,6 +53,18 @@ ARMS = (
     Arm("sft+rl compound", rl={"rl_kind": "compound", "rl_inside": False}),
 )
 """The arms of ``finding1_rl_data`` (their runs are shared through the cache)."""
+
+LATE_EXCLUDED = {"tiny": ("shift_down",), "cpu": ("rotate_right", "complement", "swap_halves")}
+"""Skills the designed arm's RL practises only as a first step, per scale (gpu: cpu's)."""
+
+DESIGNED = "sft+rl compound, late-excluded"
+"""The designed arm (module docstring)."""
+
+
+def designed_arm(scale: str) -> Arm:
+    excluded = list(LATE_EXCLUDED.get(scale, LATE_EXCLUDED["cpu"]))
+    return Arm(DESIGNED, rl={"rl_kind": "compound", "rl_inside": False, "late_excluded": excluded})
+
 
 CLASSES = ("H-lib", "H-tab", "per-pair tables")
 """The learners a prediction is derived for: the theory's two hypothesis classes, and a learner with
@@ -85,6 +102,24 @@ depth-4 steps mix practised and never-trained pairs, so every class expects some
 
 STRATA = ("mode", "step", "predecessor")
 """How the never-trained effect is cut (module docstring)."""
+
+DESIGNED_CHECKS = (
+    (
+        f"sft - {DESIGNED}",
+        "unexplained",
+        "never, practised late",
+        "RL explains more on never-trained steps whose symbol it practised at later steps",
+        TRANSFER,
+    ),
+    (
+        f"sft - {DESIGNED}",
+        "unexplained",
+        "never, first step only",
+        "... and on those whose symbol it practised only as a first step",
+        NOTHING_NEW,
+    ),
+)
+"""The designed test's predictions on the strata of :func:`designed_labels`."""
 
 
 @dataclass(frozen=True)
@@ -131,13 +166,17 @@ def main(cfg: Config) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", asdict(cfg))
     cache = cfg.cache or str(out.parent / "cache")
-    runs = run_experiment(ARMS, scale, cache)  # cached by finding1_rl_data: only the run folders are read
-    measures: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in ARMS}
-    for arm in ARMS:
+    arms = (*ARMS, designed_arm(cfg.scale))
+    runs = run_experiment(arms, scale, cache)  # finding1_rl_data's arms are cached; the designed arm's RL runs here
+    excluded = designed_arm(cfg.scale).rl["late_excluded"]  # type: ignore[index]
+    measures: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in arms}
+    for arm in arms:
         for seed, evaluation in runs[arm.name].items():
             policy = load_policy(evaluation["run"])
             traces = sample_traces(policy, examples=cfg.examples, seed=seed)
             strata = strata_labels(policy.spec, traces)
+            if arm.name in ("sft", DESIGNED):
+                strata["designed"] = designed_labels(policy, traces, excluded)
             result = analyse(policy.spec, traces, replicates=cfg.replicates, seed=seed, strata=strata)
             deeper = [s for s in set(traces.split) if s.startswith("deeper_")]
             depth4 = (
@@ -158,11 +197,12 @@ def main(cfg: Config) -> dict[str, Any]:
                 },
             }
             if seed == min(runs[arm.name]):
-                name = arm.name.replace("+", "_").replace(" ", "_")
+                name = arm.name.replace("+", "_").replace(",", "").replace(" ", "_")
                 shown = {"checkpoint": {"kind": f"{arm.name} (seed {seed})", "step": policy.step}, **result}
                 plot_probe_bindings(policy.spec, shown, out / f"bindings_{name}.png")
     summary = _summary(measures)
     checks = [_check(measures, *c) for c in CHECKS]
+    checks += [_check(measures, *c, stratum="designed") for c in DESIGNED_CHECKS]
     stratified = _stratified(measures)
     calibration = {str(seed): runs["sft"][seed].get("calibration") for seed in sorted(runs["sft"])}
     curve = _curve(runs, cfg)
@@ -210,7 +250,27 @@ def _curve(runs: dict[str, dict[int, dict[str, Any]]], cfg: Config) -> dict[str,
     return out
 
 
-def _value(m: dict[str, Any], measure: str, group: str) -> float | None:
+def designed_labels(policy: Any, traces: ProbeTraces, excluded: list[str]) -> list[str]:
+    """Per step record: its context group when RL practises the design's RL programs less those with an
+    ``excluded`` skill after step 1, and whether the step's symbol RL practised at a later step
+    (``"never, practised late"``) or only first (``"never, first step only"``)."""
+    from hlsm.design import coverage, make_design
+
+    spec = policy.spec
+    late = {spec.skills.index(name) for name in excluded}
+    kept = [p for p in make_design(spec, policy.design).programs("rl") if not late & set(p.skills[1:])]
+    designed = replace(traces, rl_pairs=frozenset(coverage(spec, kept).pairs) - traces.seen_pairs)
+    records, groups = probe_records(designed, spec)
+    return [
+        group if step == 1 else f"{group}, {'first step only' if symbol in late else 'practised late'}"
+        for symbol, step, group in zip(records.symbol.tolist(), records.step.tolist(), groups, strict=True)
+    ]
+
+
+def _value(m: dict[str, Any], measure: str, group: str, stratum: str | None = None) -> float | None:
+    if stratum is not None:
+        cell = m.get("strata", {}).get(stratum, {}).get(group)
+        return None if cell is None or cell[measure] != cell[measure] else cell[measure]
     if group == "depth 4":
         return None if m["depth 4"] is None else m["depth 4"][measure]
     g = m["groups"].get(group)
@@ -272,11 +332,12 @@ def _check(
     group: str,
     prediction: str,
     classes: dict[str, str],
+    stratum: str | None = None,
 ) -> dict[str, Any]:
     a, b = contrast.split(" - ")
     diffs = []
     for seed in sorted(set(measures[a]) & set(measures[b])):
-        va, vb = _value(measures[a][seed], measure, group), _value(measures[b][seed], measure, group)
+        va, vb = (_value(measures[x][seed], measure, group, stratum) for x in (a, b))
         diffs.append(PairedDifference(0, va - vb if va is not None and vb is not None else None, None))
     verdict = seed_verdict(diffs)
     return {
@@ -415,6 +476,7 @@ def report(results: dict[str, Any]) -> str:
         "![bindings, SFT](bindings_sft.png)\n",
         "![bindings, RL atomic](bindings_sft_rl_atomic.png)\n",
         "![bindings, RL compound](bindings_sft_rl_compound.png)\n",
+        "![bindings, RL compound without late steps of some skills](bindings_sft_rl_compound_late-excluded.png)\n",
     ]
     return "\n".join(lines)
 

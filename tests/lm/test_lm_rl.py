@@ -230,6 +230,26 @@ def test_curriculum_programs_and_round_sources() -> None:
     assert [(s.name, s.weight) for s in mixed] == [("curriculum", 0.3), ("rl", 0.7)]
 
 
+def test_late_excluded_skills_leave_rl_only_as_a_first_step() -> None:
+    from hlsm.lm.data import TaskFormat
+    from hlsm.lm.rl_config import Task
+    from hlsm.lm.rollout import rl_sources
+
+    spec = Spec(alphabet=4, length=3, skills=("reverse", "shift_up", "sort", "rotate_left"), routings=("chain",))
+    config = DesignConfig(
+        train_depth=3, deeper_depths=(4,), holdout="pairs", successors=2, n_sft=10, n_rl=12, n_unseen=10, n_deeper=5
+    )
+    task = Task(spec, config, config, TaskFormat())
+    _, _, every, _ = rl_sources(task)
+    _, _, kept, _ = rl_sources(task, late_excluded=["sort"])
+    sort = spec.skills.index("sort")
+    assert set(kept.programs) < set(every.programs)  # a subset: the evaluation splits stay as they are
+    assert kept.programs == tuple(p for p in every.programs if sort not in p.skills[1:])
+    assert any(p.skills[0] == sort for p in kept.programs)  # sort is still practised as a first step
+    with pytest.raises(RolloutError, match="not in the library"):
+        rl_sources(task, late_excluded=["sorting"])
+
+
 # ---------------------------------------------------------------------------------------------
 # the config
 
