@@ -1,13 +1,16 @@
 """Markdown reports of saved results: the pieces that ``docs/results.md`` is assembled from.
 
 Each experiment in ``hlsm/sims/`` writes ``runs/<name>/report.md`` next to its ``results.json``, built
-with these helpers from the saved results only; :mod:`hlsm.app.reproduce` collects the reports.
+with these helpers from the saved results only; :mod:`hlsm.app.reproduce` collects the reports, and
+reads the predictions each experiment tested from ``results.json`` (``predictions``,
+:func:`prediction_rows`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +150,19 @@ def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Seque
     return "\n".join(parts)
 
 
+def prediction_rows(results: ExperimentSummary, checks: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """The predictions of ``checks`` as saved in ``results.json`` (``predictions``) and read by
+    ``hlsm reproduce``: per check its contrast, prediction and seed verdict (:class:`hlsm.stats.SeedVerdict`)."""
+    rows = []
+    for contrast, split, prediction in checks:
+        measured = results.contrasts.get(contrast, {}).get(split)
+        verdict = None if measured is None else measured.verdict.to_dict()
+        rows.append(
+            {"contrast": f"{contrast} on {split}", "prediction": prediction} | (verdict or {"outcome": "not measured"})
+        )
+    return rows
+
+
 def write_arm_outputs(
     out: str | Path,
     config: Mapping[str, Any],
@@ -169,6 +185,7 @@ def write_arm_outputs(
     from hlsm.lm.summary import ExperimentSummary
 
     out = Path(out)
+    results = replace(results, extra={**results.extra, "predictions": prediction_rows(results, checks)})
     saved = json.loads(save_results(out, config, results).read_text())
     summary = ExperimentSummary.from_dict(saved)
     write_text(out / "report.md", arm_report(summary, title, claim, checks))

@@ -63,9 +63,6 @@ STAGED = (
 """The experiments whose training runs in stages (:func:`hlsm.lm.experiment.run_experiment`): they
 take ``--backend`` and ``--address`` and send each stack of runs to the backend."""
 
-PREDICTION_ROW = r"^\| (.+?) \| (.+?) \| (.+?) \| (.+?) \| (.+?) \| \*\*(.+?)\*\* \|$"
-"""A row of an experiment report's predictions table (:func:`hlsm.app.report.arm_report`)."""
-
 BUDGET_S = 60 * 60
 """The wall-time budget of a reproduction at the cpu (2 cores) and gpu (one H100) scales."""
 
@@ -146,6 +143,24 @@ def _collect(name: str, out: Path, docs: Path) -> str:
     return re.sub(r"\]\(([^)/\s]+\.png)\)", lambda m: f"](figures/results/{name}/{m.group(1)})", text)
 
 
+def _predictions(results: Path) -> list[tuple[str, str, str, str, str]]:
+    """``(contrast, prediction, mean [95% CI], detectable, verdict)`` cells of every prediction an
+    experiment saved in its ``results.json`` (``predictions``; none for an experiment without)."""
+    if not results.exists():
+        return []
+    saved = json.loads(results.read_text())
+    rows = saved.get("predictions", []) if isinstance(saved, dict) else []
+    out = []
+    for r in rows:
+        if r.get("difference") is None or r.get("low") is None:
+            mean = "-"
+        else:
+            mean = f"{100 * r['difference']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
+        detectable = "-" if r.get("detectable") is None else f"{100 * r['detectable']:.1f}"
+        out.append((r["contrast"], r["prediction"], mean, detectable, f"**{r['outcome']}**"))
+    return out
+
+
 def write_results(scale: str, outcomes: Sequence[Outcome], runs: Path, docs: Path) -> Path:
     """Assemble ``docs/results.md`` from the experiments' reports and the run table."""
     total = sum(o.wall_s for o in outcomes)
@@ -160,11 +175,7 @@ def write_results(scale: str, outcomes: Sequence[Outcome], runs: Path, docs: Pat
         markdown_table(("experiment", "status", "wall time"), rows),
     ]
     sections = {o.name: _collect(o.name, runs / o.name, docs) for o in outcomes if o.status != "failed"}
-    verdicts = [
-        (f"`{name}`", *m.groups())
-        for name, text in sections.items()
-        for m in re.finditer(PREDICTION_ROW, text, re.MULTILINE)
-    ]
+    verdicts = [(f"`{name}`", *row) for name in sections for row in _predictions(runs / name / "results.json")]
     if verdicts:
         parts += [
             "\n## Predictions at a glance\n",
@@ -174,8 +185,7 @@ def write_results(scale: str, outcomes: Sequence[Outcome], runs: Path, docs: Pat
             "refuted: below 0; no effect: inside the equivalence margin; not resolved: none of these). The",
             "sections below give the tables behind them, with the SFT quality of every seed.\n",
             markdown_table(
-                ("experiment", "contrast", "prediction", "mean [95% CI]", "detectable", "verdict"),
-                [(v[0], v[1], v[2], v[4], v[5], f"**{v[6]}**") for v in verdicts],
+                ("experiment", "contrast", "prediction", "mean [95% CI]", "detectable", "verdict"), verdicts
             ),
         ]
     for o in outcomes:

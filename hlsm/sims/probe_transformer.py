@@ -213,6 +213,12 @@ def main(cfg: Config) -> dict[str, Any]:
             "measures": measures,
             "summary": summary,
             "checks": checks,
+            "predictions": [
+                {"contrast": f"{c['contrast']}, {c['measure']} on {c['group']}"}
+                | {k: c[k] for k in ("prediction", "difference", "low", "high", "detectable", "outcome")}
+                | {"classes": c["classes"], "behaves_like": c["behaves_like"]}
+                for c in checks
+            ],
             "stratified": stratified,
             "curve": curve,
         }

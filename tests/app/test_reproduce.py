@@ -58,3 +58,28 @@ def test_bad_requests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         reproduce("tiny", docs=tmp_path / "file", runs=tmp_path / "runs")
     assert main(["reproduce", "--scale", "tiny", "--only", "nope", "--runs", str(tmp_path)]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_predictions_at_a_glance_come_from_the_saved_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sims = tmp_path / "fakesims"
+    sims.mkdir()
+    (sims / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    saved = {
+        "predictions": [
+            {"contrast": "a - b on unseen", "prediction": "a > b", "difference": 0.217, "low": 0.16, "high": 0.273}
+            | {"detectable": 0.076, "outcome": "held"},
+            {"contrast": "a - c on deep", "prediction": "a > c", "outcome": "not measured"},
+        ]
+    }
+    (sims / "trace_distributions.py").write_text(
+        "import json, sys, pathlib\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
+        "(out / 'report.md').write_text('## fake\\n\\n| a table | nobody reads |\\n')\n"
+        f"(out / 'results.json').write_text(json.dumps({saved!r}))\n"
+    )
+    path, outcomes = reproduce("tiny", only=["trace_distributions"], echo=False, package="fakesims")
+    assert [o.status for o in outcomes] == ["ran"]
+    text = path.read_text()
+    assert "| `trace_distributions` | a - b on unseen | a > b | +21.7 [+16.0, +27.3] | 7.6 | **held** |" in text
+    assert "| `trace_distributions` | a - c on deep | a > c | - | - | **not measured** |" in text
