@@ -261,3 +261,24 @@ def seed_verdict(
     else:
         outcome = SeedOutcome.NOT_RESOLVED
     return SeedVerdict(k, interval.mean, interval.low, interval.high, margin, detectable, outcome.value)
+
+
+def seeds_to_decide(verdict: SeedVerdict, *, level: float = 0.95, most: int = 1000) -> int | None:
+    """How many seeds a ``not resolved`` verdict would need to be decided, were its mean and seed
+    spread the true ones: the smallest ``n`` whose t interval ``mean +- t_{n-1} sd / sqrt(n)`` lies
+    above 0, below 0, or inside the equivalence margin. ``sd`` is read back from the verdict's
+    interval. None when the verdict is not ``not resolved``, or when no ``n <= most`` decides it (a
+    mean on the margin's edge).
+    """
+    if verdict.outcome != SeedOutcome.NOT_RESOLVED.value:
+        return None
+    assert verdict.difference is not None and verdict.high is not None
+    k = verdict.seeds
+    t_k = float(_scipy_stats.t.ppf(0.5 + level / 2, k - 1))
+    sd = (verdict.high - verdict.difference) * math.sqrt(k) / t_k
+    mean = abs(verdict.difference)
+    for n in range(k + 1, most + 1):
+        half = float(_scipy_stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+        if half < mean or mean + half < verdict.margin:
+            return n
+    return None

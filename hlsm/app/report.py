@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hlsm.stats import Interval
+from hlsm.stats import Interval, SeedVerdict, seeds_to_decide
 
 if TYPE_CHECKING:
     from hlsm.lm.summary import Contrast, ExperimentSummary
@@ -62,6 +62,15 @@ def _verdict_cells(contrast: Contrast) -> tuple[str, str, str, str]:
     mean = f"{100 * v.difference:+.1f} [{100 * v.low:+.1f}, {100 * v.high:+.1f}]"
     detectable = "-" if v.detectable is None else f"{100 * v.detectable:.1f}"
     return per_seed, mean, detectable, v.outcome
+
+
+def verdict_cell(verdict: SeedVerdict) -> str:
+    """``**outcome**``; for ``not resolved``, also the seeds its mean and spread would need
+    (:func:`hlsm.stats.seeds_to_decide`)."""
+    needed = seeds_to_decide(verdict)
+    if verdict.outcome == "not resolved":
+        return f"**{verdict.outcome}** ({f'about {needed} seeds to decide' if needed else 'on the margin'})"
+    return f"**{verdict.outcome}**"
 
 
 def calibration_table(results: ExperimentSummary) -> str:
@@ -123,7 +132,7 @@ def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Seque
             continue
         margin = measured.verdict.margin
         per, mean, detectable, outcome = _verdict_cells(measured)
-        check_rows.append((f"{contrast} on {split}", prediction, per, mean, detectable, f"**{outcome}**"))
+        check_rows.append((f"{contrast} on {split}", prediction, per, mean, detectable, verdict_cell(measured.verdict)))
     settings = results.settings or {}
     rule = (
         "held: the 95% t interval over seeds lies above 0; refuted: below 0; no effect: inside "

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
-from hlsm.app.report import markdown_table
+from hlsm.app.report import markdown_table, verdict_cell
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
+from hlsm.stats import SeedVerdict
 
 SCALES = ("tiny", "cpu", "gpu")
 EXPERIMENTS = (
@@ -157,7 +158,9 @@ def _predictions(results: Path) -> list[tuple[str, str, str, str, str]]:
         else:
             mean = f"{100 * r['difference']:+.1f} [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
         detectable = "-" if r.get("detectable") is None else f"{100 * r['detectable']:.1f}"
-        out.append((r["contrast"], r["prediction"], mean, detectable, f"**{r['outcome']}**"))
+        decided = r["outcome"] != "not resolved"
+        verdict = f"**{r['outcome']}**" if decided else verdict_cell(SeedVerdict.from_dict(r))
+        out.append((r["contrast"], r["prediction"], mean, detectable, verdict))
     return out
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from hlsm.app.plots import plot_probe_arms, plot_probe_bindings, plot_probe_curve
 from hlsm.app.probe import ProbeError, analyse, probe_records
-from hlsm.app.report import markdown_table
+from hlsm.app.report import markdown_table, verdict_cell
 from hlsm.io import json_safe, write_json, write_text
 from hlsm.lm.experiment import Arm, run_experiment
 from hlsm.lm.policy import load_policy
@@ -45,7 +45,7 @@ from hlsm.lm.presets import scale_preset
 from hlsm.lm.probe import ProbeTraces, sample_traces
 from hlsm.lm.records import curve_checkpoints, read_curve
 from hlsm.sims._common import preset_from_command_line
-from hlsm.stats import PairedDifference, seed_verdict, t_interval
+from hlsm.stats import PairedDifference, SeedVerdict, seed_verdict, t_interval
 
 ARMS = (
     Arm("sft"),
@@ -215,7 +215,10 @@ def main(cfg: Config) -> dict[str, Any]:
             "checks": checks,
             "predictions": [
                 {"contrast": f"{c['contrast']}, {c['measure']} on {c['group']}"}
-                | {k: c[k] for k in ("prediction", "difference", "low", "high", "detectable", "outcome")}
+                | {
+                    k: c[k]
+                    for k in ("prediction", "seeds", "difference", "low", "high", "margin", "detectable", "outcome")
+                }
                 | {"classes": c["classes"], "behaves_like": c["behaves_like"]}
                 for c in checks
             ],
@@ -447,7 +450,7 @@ def report(results: dict[str, Any]) -> str:
                 per,
                 mean,
                 detectable,
-                f"**{c['outcome']}**",
+                verdict_cell(SeedVerdict.from_dict(c)),
                 _behaves_like(c),
             )
         )

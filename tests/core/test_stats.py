@@ -251,3 +251,25 @@ def test_power_matches_the_noncentral_t_and_the_detectable_effect_is_about_80_pe
     mde = (crit + scipy_stats.t.ppf(0.8, k - 1)) * sd / math.sqrt(k)  # the formula at the true sd
     power_at_mde = 1 - scipy_stats.nct.cdf(crit, k - 1, mde * math.sqrt(k) / sd)
     assert 0.75 < power_at_mde < 0.85
+
+
+def test_seeds_to_decide_is_where_the_interval_would_clear_zero_or_fit_the_margin() -> None:
+    from hlsm.stats import seeds_to_decide, t_interval
+
+    def d(*values: float) -> list[PairedDifference]:
+        return [PairedDifference(100, v, 0.01) for v in values]
+
+    unresolved = seed_verdict(d(0.09, -0.01, 0.04, 0.02, 0.06))  # mean 4 points, sd about 3.8
+    assert unresolved.outcome == SeedOutcome.NOT_RESOLVED
+    n = seeds_to_decide(unresolved)
+    assert n is not None and n > 5
+    # the answer by brute force: the same mean and sd at n and n - 1 seeds
+    mean, sd = 0.04, float(np.std([0.09, -0.01, 0.04, 0.02, 0.06], ddof=1))
+
+    def clears(k: int) -> bool:
+        half = float(scipy_stats.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+        return half < mean or mean + half < 0.03
+
+    assert clears(n) and not clears(n - 1)
+    assert t_interval([0.09, -0.01, 0.04, 0.02, 0.06]).high == pytest.approx(unresolved.high)
+    assert seeds_to_decide(seed_verdict(d(0.10, 0.12, 0.11))) is None  # already decided
