@@ -163,8 +163,9 @@ def resolve_source(design: SupportDesign, config: SourceConfig) -> Source:
     gen = torch.Generator().manual_seed(derive_seed(seed, "source", config.name))
     spec = design.spec
     programs: list[Program]
-    if config.programs == "atomic":
-        held = set(design.config.held_out_skills) if design.config is not None else set()
+    if config.programs == "atomic":  # every atom SFT shows: held-out skills' only with held_out_atomic
+        cfg = design.config
+        held = set(cfg.held_out_skills) if cfg is not None and not cfg.held_out_atomic else set()
         programs = [Program.atomic(k) for k in range(spec.num_skills) if spec.skills[k] not in held]
     elif config.programs == "split":
         programs = list(design.programs(config.split))

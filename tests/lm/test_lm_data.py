@@ -267,3 +267,17 @@ def test_letters_reward_is_the_fraction_of_right_letters_and_exact_is_all_or_not
     assert letters.tolist() == pytest.approx(wanted)
     assert exact.tolist() == [1.0] + [0.0] * (len(rows) - 1)
     assert malformed.tolist() == [False] * (len(rows) - 1) + [True]
+
+
+def test_sft_trains_and_gates_on_a_held_out_atom_exactly_when_the_design_shows_it() -> None:
+    from hlsm.lm.sft import gate_sources
+
+    sort = SPEC.skills.index("sort")
+    for shown in (True, False):
+        config = DesignConfig(n_sft=10, n_rl=4, n_unseen=4, n_deeper=2, deeper_depths=(4,))
+        design = make_design(
+            SPEC, DesignConfig(**{**config.to_dict(), "held_out_skills": ("sort",), "held_out_atomic": shown})
+        )
+        atoms = resolve_source(design, SourceConfig("atomic", programs="atomic")).programs
+        assert (Program.atomic(sort) in atoms) is shown and (Program.atomic(sort) in design.programs("sft")) is shown
+        assert (Program.atomic(sort) in gate_sources(design)[1].programs) is shown
