@@ -267,8 +267,9 @@ def seeds_to_decide(verdict: SeedVerdict, *, level: float = 0.95, most: int = 10
     """How many seeds a ``not resolved`` verdict would need to be decided, were its mean and seed
     spread the true ones: the smallest ``n`` whose t interval ``mean +- t_{n-1} sd / sqrt(n)`` lies
     above 0, below 0, or inside the equivalence margin. ``sd`` is read back from the verdict's
-    interval. None when the verdict is not ``not resolved``, or when no ``n <= most`` decides it (a
-    mean on the margin's edge).
+    interval, which must have been computed at ``level`` (the verdict does not store it; the
+    experiments use 0.95). None when the verdict is not ``not resolved``, or when no ``n <= most``
+    decides it (a mean on the margin's edge).
     """
     if verdict.outcome != SeedOutcome.NOT_RESOLVED.value:
         return None

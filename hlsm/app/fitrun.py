@@ -163,7 +163,7 @@ def _symbol_views(
                 fitted=names[int(to_truth[fitted])] if kind == "skill" else names[fitted],
                 probability=prob,
                 restarts_agree=agree,
-                identified=prob >= section.confident and agree and int(rows[s].sum()) == 1,
+                identified=prob >= section.confident and agree and int(rows[s].sum()) <= 1,
                 checker=verdict,
             )
     return out

@@ -51,10 +51,16 @@ DEFAULT_CONFIDENT = 0.9
 data it must stay below the noise-limited confidence, about ``(1 - eps)^L`` at depth ``L``."""
 
 DEFAULT_EVIDENCE = 1.0
-"""A binding is open for a symbol while the data hold less than this against it: ``d log p / d alpha``
-(or ``beta``) at the fit, below the row's largest. Near a fit that puts a row's mass on one skill,
-the gap is about the number of traces that the other skill fails to explain (a trace it explains as
-well adds 0), so 1.0 means "not one trace rules it out"."""
+"""A binding is open for a symbol while pinning the symbol's row wholly on it costs the corpus less
+than this many nats of log-likelihood (:func:`open_rows`). A trace that the binding fails to explain
+costs about ``-log(eps / |X|)`` nats (7 at ``eps = 0.1`` and ``|X| = 9``, far more at scale), so 1.0
+means "no trace rules it out"; a row the data determine as a mixture loses more than that when
+pinned on any one of its skills."""
+
+SCREEN = 3.0
+"""Bindings whose gradient of ``log p(corpus)`` lies more than this below the row's largest are closed
+without being pinned: near a fit that puts a row's mass ``a`` on one skill, the gap is about
+``n / a`` for a binding ``n`` traces rule out, so this screens out two or more."""
 
 DEFAULT_NEAR = 1.0
 """Default width of the band of near-best restarts whose predictions must agree, in nats of
@@ -85,24 +91,51 @@ Likelihood = Any
 """A :class:`hlsm.infer.likelihood.CorpusLikelihood` or :class:`hlsm.infer.scalable.ScalableLikelihood`."""
 
 
+def _loglik(spec: Spec, lik: Likelihood, alpha: Tensor, beta: Tensor, params: HLSMParams) -> Tensor:
+    from hlsm.infer.likelihood import library_tables
+    from hlsm.infer.scalable import ScalableLikelihood
+
+    if isinstance(lik, ScalableLikelihood):
+        return lik(alpha, beta, params.epsilon)
+    tables = params.tables if params.tables is not None else library_tables(spec, params.epsilon)
+    return lik(alpha, beta, tables=tables.to(alpha.dtype))
+
+
 def open_rows(
     spec: Spec, lik: Likelihood, params: HLSMParams, evidence: float = DEFAULT_EVIDENCE
 ) -> tuple[Tensor, Tensor]:
     """``(alpha_open, beta_open)``: boolean ``(symbols, K)`` and ``(routing symbols, M)`` masks of the
-    bindings the data leave open for each symbol at ``params`` (module docstring): within
-    ``evidence`` of the row's largest gradient of ``log p(corpus)``."""
-    from hlsm.infer.likelihood import library_tables
-    from hlsm.infer.scalable import ScalableLikelihood
+    bindings the data leave open for each symbol at ``params`` (module docstring).
 
+    A binding is open when the row put wholly on it loses less than ``evidence`` nats of
+    ``log p(corpus)`` against ``params`` (the other rows as fitted). Only the bindings whose gradient
+    lies within :data:`SCREEN` of the row's largest are pinned and scored; a row with one such
+    binding has just that one open. A row no trace reads has zero gradient: every binding is open.
+    One row is pinned at a time, so bindings open only jointly (two rows that change the answer only
+    together) are not found. With a :class:`~hlsm.infer.scalable.ScalableLikelihood` that is not
+    exact, the scores are its certified lower bounds, not the likelihood itself.
+    """
     alpha = params.alpha.detach().clone().requires_grad_()
     beta = params.beta.detach().clone().requires_grad_()
-    if isinstance(lik, ScalableLikelihood):
-        ll = lik(alpha, beta, params.epsilon)
-    else:
-        tables = params.tables if params.tables is not None else library_tables(spec, params.epsilon)
-        ll = lik(alpha, beta, tables=tables.to(alpha.dtype))
-    grad_alpha, grad_beta = torch.autograd.grad(ll, (alpha, beta))
-    return tuple(g >= g.max(-1, keepdim=True).values - evidence for g in (grad_alpha, grad_beta))  # type: ignore[return-value]
+    ll = _loglik(spec, lik, alpha, beta, params)
+    grads = torch.autograd.grad(ll, (alpha, beta), allow_unused=True)
+    base = float(ll.detach())
+    out = []
+    for which, table, grad in (("alpha", params.alpha, grads[0]), ("beta", params.beta, grads[1])):
+        g = torch.zeros_like(table) if grad is None else grad
+        band = g >= g.max(-1, keepdim=True).values - SCREEN
+        opened = band.clone()
+        with torch.no_grad():
+            for row in range(table.shape[0]):
+                columns = band[row].nonzero().flatten().tolist()
+                if len(columns) < 2 or not bool(g[row].any()):
+                    continue  # one candidate binding, or a row no trace reads (all open)
+                for column in columns:
+                    pinned = _pinned(params, which, row, column)
+                    score = float(_loglik(spec, lik, pinned.alpha, pinned.beta, params)) - base
+                    opened[row, column] = score > -evidence
+        out.append(opened)
+    return out[0], out[1]
 
 
 def _modal(spec: Spec, params: HLSMParams, program: Program, inputs: Tensor | None, bounded: bool) -> Tensor:

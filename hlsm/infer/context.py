@@ -300,7 +300,8 @@ def entanglement(
     else:
         own = [int(free.alpha[s, -1].argmax()) for s in range(s_all)]
     ref = torch.tensor(own)[records.symbol]
-    usable = fit.beta[records.routing] > 1e-3  # (R, M + 1): the routings the fit gives the step's symbol
+    routes = fit.beta[records.routing]  # (R, M + 1): the routings the fit gives each step's symbol
+    usable = routes > 1e-3 * routes.amax(-1, keepdim=True)
     rows_ = torch.arange(len(records))
     by_own = (records.hits[rows_, :, ref] & usable).any(1)  # the own skill reproduces the step
     others = records.hits & usable[:, :, None]

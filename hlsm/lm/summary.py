@@ -247,6 +247,8 @@ def contrast_name(contrast: tuple[Any, Any]) -> str:
     a, b = contrast
     if isinstance(a, str) and isinstance(b, str):
         return f"{a} - {b}"
+    if isinstance(a, str) or isinstance(b, str):
+        raise ValueError(f"a contrast is two arms or two contrasts of two arms, got {contrast!r}")
     return f"({contrast_name(a)}) - ({contrast_name(b)})"
 
 

@@ -39,6 +39,7 @@ CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     ("+rl composed - sft (skill held out)", "atom of skill", "exact reward: RL does not learn the absent atom"),
     ("+rl composed, letters - sft (skill held out)", "atom of skill", "letters reward: composed RL learns the atom"),
+    ("+rl atom-only, letters - sft (skill held out)", "atom of skill", "letters reward: atom-only RL learns the atom"),
     (
         "+rl composed, letters - +rl atom-only, letters",
         "unseen, uses skill",

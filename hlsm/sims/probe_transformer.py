@@ -261,17 +261,23 @@ def _curve(runs: dict[str, dict[int, dict[str, Any]]], cfg: Config) -> dict[str,
 
 def designed_labels(policy: Any, traces: ProbeTraces, excluded: list[str]) -> list[str]:
     """Per step record: its context group when RL practises the design's RL programs less those with an
-    ``excluded`` skill after step 1, and whether the step's symbol RL practised at a later step
-    (``"never, practised late"``) or only first (``"never, first step only"``)."""
+    ``excluded`` skill after step 1, and whether a kept RL program uses the step's symbol after step 1
+    (``"never, practised late"``), the symbol is excluded (``"never, first step only"``) or neither
+    (``"never, not in RL after step 1"``)."""
     from hlsm.design import coverage, make_design
 
     spec = policy.spec
     late = {spec.skills.index(name) for name in excluded}
     kept = [p for p in make_design(spec, policy.design).programs("rl") if not late & set(p.skills[1:])]
+    used = {k for p in kept for k in p.skills[1:]}
     designed = replace(traces, rl_pairs=frozenset(coverage(spec, kept).pairs) - traces.seen_pairs)
     records, groups = probe_records(designed, spec)
+
+    def kind(symbol: int) -> str:
+        return "practised late" if symbol in used else "first step only" if symbol in late else "not in RL after step 1"
+
     return [
-        group if step == 1 else f"{group}, {'first step only' if symbol in late else 'practised late'}"
+        group if step == 1 else f"{group}, {kind(symbol)}"
         for symbol, step, group in zip(records.symbol.tolist(), records.step.tolist(), groups, strict=True)
     ]
 

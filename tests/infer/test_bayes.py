@@ -114,3 +114,28 @@ def test_a_flat_row_is_left_open_whatever_the_optimiser_did_with_it() -> None:
     assert [v.identified for v in tested] == [True, False] and tested[1].open_symbols == (flat,)
     with pytest.raises(ViewError, match="evidence"):
         bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES, likelihood=likelihood, evidence=-1.0)
+
+
+def test_one_trace_against_a_binding_closes_it_however_peaked_the_row() -> None:
+    from hlsm.infer.bayes import corpus_likelihood, open_rows
+    from hlsm.infer.model import HLSMParams
+
+    # sort and running_max differ on one of the four binary pairs (1 0); reverse on two
+    spec = Spec(alphabet=2, length=2, skills=("sort", "running_max", "reverse"), routings=("chain",))
+    support = [Program.atomic(0), Program.atomic(1), Program.atomic(2)]
+    corpus = population_corpus(spec, support, "full")
+    likelihood = corpus_likelihood(spec, support, corpus, CONFIG)
+    for mass in (1.0, 1 - 1e-4, 0.99):
+        alpha = torch.eye(3, dtype=torch.float64)
+        alpha[0] = torch.tensor([mass, (1 - mass) / 2, (1 - mass) / 2], dtype=torch.float64)
+        params = HLSMParams(alpha, torch.ones(1, 1, dtype=torch.float64), 0.01)
+        alpha_open, beta_open = open_rows(spec, likelihood, params)
+        assert alpha_open[0].tolist() == [True, False, False], mass
+        assert alpha_open.sum(-1).tolist() == [1, 1, 1] and beta_open.tolist() == [[True]]
+
+
+def test_an_atomic_corpus_leaves_the_routing_rows_open_and_does_not_fail() -> None:
+    corpus = population_corpus(SPEC, ATOMS, "full")  # no compound trace: no routing is ever read
+    comparison = compare_with_checker(SPEC, corpus, ATOMS, CANDIDATES, CONFIG)
+    assert comparison.checker == (False, False, False)  # atoms say nothing about routings
+    assert [v.identified for v in comparison.views] == [False, False, False]
