@@ -372,6 +372,8 @@ def plot_dose_response(results: dict[str, Any], path: str | Path, published: dic
         if ref is not None and base is not None:
             right.plot([100 * base], [100 * ref], "*", color=colour, markersize=13, markeredgecolor="k",
                        label=f"SFT + {kind} RL (published)")  # fmt: skip
+    shown = [100 * (1 - (saved.summary[f"sft @{level}"]["atomic"].mean or 1.0)) for level in levels]
+    left.set_xlim(-0.5, max(shown + [1.0]) * 1.2 + 1.0)  # room for the level labels
     left.set_xlabel("what SFT left unlearnt: 1 - SFT atomic accuracy (%)")
     left.set_ylabel(f"gain over SFT on {split} (points)")
     left.set_title(f"RL's gain on {split} against SFT's atom error", fontsize=10)
@@ -382,7 +384,7 @@ def plot_dose_response(results: dict[str, Any], path: str | Path, published: dic
     right.set_xlabel(f"SFT accuracy on {split} (%)")
     right.set_ylabel(f"accuracy after RL on {split} (%)")
     right.set_title(f"{split} accuracy after RL; the published table at its SFT accuracy", fontsize=10)
-    right.legend(fontsize=8, loc="upper left")
+    right.legend(fontsize=8, loc="lower right")
     right.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
