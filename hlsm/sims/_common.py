@@ -45,13 +45,14 @@ class ArmConfig:
 
 
 def run_from_command_line(
-    config: type[C], main: Callable[[C], Any], doc: str | None, option: tuple[Any, ...] | None = None
+    config: type[C], main: Callable[[C], Any], doc: str | None, *options: tuple[Any, ...]
 ) -> None:
-    """Parse an :class:`ArmConfig` experiment's options and run ``main``; ``option`` is ``(field, help)``
-    of the experiment's own list option (of names; ``(field, help, type)`` for another type)."""
+    """Parse an :class:`ArmConfig` experiment's options and run ``main``; each of ``options`` is
+    ``(field, help)`` of one of the experiment's own list options (of names; ``(field, help, type)``
+    for another type)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     parser.add_argument("--scale", choices=SCALES, default="cpu")
-    if option is not None:
+    for option in options:
         kind = option[2] if len(option) > 2 else str
         parser.add_argument(f"--{option[0].replace('_', '-')}", nargs="+", type=kind, default=None, help=option[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
