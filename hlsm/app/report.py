@@ -96,14 +96,31 @@ def calibration_table(results: ExperimentSummary) -> str:
     )
 
 
-def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Sequence[tuple[str, str, str]]) -> str:
+CLASSES = ("H-lib", "H-tab", "per-pair tables")
+"""The learners a prediction is derived for: the theory's two hypothesis classes (theory/identifiability.md)
+and a learner with one table per (symbol, predecessor) pair, which neither class is."""
+
+Check = tuple[Any, ...]
+"""``(contrast, split, prediction)``, or ``(contrast, split, prediction, {class: expected outcome})``
+with an expected outcome (``held``, ``no effect``, ``refuted``) for each of :data:`CLASSES`."""
+
+
+def behaves_like(expected: Mapping[str, str], outcome: str) -> str:
+    """The classes whose expected outcome the verdict matches; ``undecided`` for an undecided verdict."""
+    if outcome not in ("held", "refuted", "no effect"):
+        return "undecided"
+    return ", ".join(c for c in CLASSES if expected.get(c) == outcome) or "none of them"
+
+
+def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Sequence[Check]) -> str:
     """The markdown section of a transformer experiment (a saved :class:`hlsm.lm.summary.ExperimentSummary`).
 
-    ``checks`` lists ``(contrast, split, prediction)``, each judged by :func:`hlsm.stats.seed_verdict`
-    on the per-seed paired differences: held (95% t interval over seeds above 0), refuted (below 0),
-    no effect (inside the equivalence margin), not resolved (none of these), too few seeds (fewer
-    than 3). The table states the smallest effect each design could detect (80% power at the
-    observed seed spread).
+    ``checks`` lists ``(contrast, split, prediction[, expected])`` (:data:`Check`), each judged by
+    :func:`hlsm.stats.seed_verdict` on the per-seed paired differences: held (95% t interval over
+    seeds above 0), refuted (below 0), no effect (inside the equivalence margin), not resolved (none
+    of these), too few seeds (fewer than 3). The table states the smallest effect each design could
+    detect (80% power at the observed seed spread) and, for checks with expected outcomes, what each
+    class predicts and which the model behaves like.
     """
     summary, per_seed = results.summary, results.per_seed
     published = results.published or {}
@@ -125,14 +142,20 @@ def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Seque
     ]
     check_rows = []
     margin = None
-    for contrast, split, prediction in checks:
+    derived = any(len(c) > 3 for c in checks)
+    for contrast, split, prediction, *rest in checks:
+        expected = rest[0] if rest else {}
+        classes = tuple(expected.get(c, "-") for c in CLASSES) if derived else ()
         measured = results.contrasts.get(contrast, {}).get(split)
         if measured is None:
-            check_rows.append((f"{contrast} on {split}", prediction, "-", "-", "-", "**not measured at this scale**"))
+            tail: tuple[str, ...] = ("-", "-", "-", "**not measured at this scale**", *(("-",) if derived else ()))
+            check_rows.append((f"{contrast} on {split}", prediction, *classes, *tail))
             continue
         margin = measured.verdict.margin
         per, mean, detectable, outcome = _verdict_cells(measured)
-        check_rows.append((f"{contrast} on {split}", prediction, per, mean, detectable, verdict_cell(measured.verdict)))
+        like = (behaves_like(expected, outcome),) if derived else ()
+        tail = (per, mean, detectable, verdict_cell(measured.verdict), *like)
+        check_rows.append((f"{contrast} on {split}", prediction, *classes, *tail))
     settings = results.settings or {}
     rule = (
         "held: the 95% t interval over seeds lies above 0; refuted: below 0; no effect: inside "
@@ -153,22 +176,44 @@ def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Seque
         markdown_table(("arm", *splits), rows),
         "\nPaired differences in points, pooled over seeds (± SE from the per-seed binomial SEs):\n",
         markdown_table(("contrast", *splits), contrast_rows),
-        f"\nPredictions ({rule}):\n",
-        markdown_table(("contrast", "prediction", "per seed", "mean [95% CI]", "detectable", "verdict"), check_rows),
+        f"\nPredictions ({rule}{_CLASS_RULE if derived else ''}):\n",
+        markdown_table(
+            (
+                "contrast",
+                "prediction",
+                *(CLASSES if derived else ()),
+                "per seed",
+                "mean [95% CI]",
+                "detectable",
+                "verdict",
+                *(("behaves like",) if derived else ()),
+            ),
+            check_rows,
+        ),
     ]
     return "\n".join(parts)
 
 
-def prediction_rows(results: ExperimentSummary, checks: Sequence[tuple[str, str, str]]) -> list[dict[str, Any]]:
+_CLASS_RULE = (
+    ". H-lib, H-tab, per-pair tables: the outcome each learner predicts (the experiment's docstring derives"
+    " them); behaves like: the ones the verdict matches"
+)
+
+
+def prediction_rows(results: ExperimentSummary, checks: Sequence[Check]) -> list[dict[str, Any]]:
     """The predictions of ``checks`` as saved in ``results.json`` (``predictions``) and read by
-    ``hlsm reproduce``: per check its contrast, prediction and seed verdict (:class:`hlsm.stats.SeedVerdict`)."""
+    ``hlsm reproduce``: per check its contrast, prediction and seed verdict (:class:`hlsm.stats.SeedVerdict`),
+    and the classes' expected outcomes with the ones it behaves like, where the check gives them."""
     rows = []
-    for contrast, split, prediction in checks:
+    for contrast, split, prediction, *rest in checks:
         measured = results.contrasts.get(contrast, {}).get(split)
         verdict = None if measured is None else measured.verdict.to_dict()
-        rows.append(
-            {"contrast": f"{contrast} on {split}", "prediction": prediction} | (verdict or {"outcome": "not measured"})
+        row = {"contrast": f"{contrast} on {split}", "prediction": prediction} | (
+            verdict or {"outcome": "not measured"}
         )
+        if rest:
+            row |= {"classes": dict(rest[0]), "behaves_like": behaves_like(rest[0], row["outcome"])}
+        rows.append(row)
     return rows
 
 
@@ -180,7 +225,7 @@ def write_arm_outputs(
     figure_title: str,
     title: str,
     claim: str,
-    checks: Sequence[tuple[str, str, str]],
+    checks: Sequence[Check],
 ) -> ExperimentSummary:
     """Save a transformer experiment (``results.json``, ``config.json``), then its ``report.md``
     (:func:`arm_report`) and ``accuracy.png`` drawn from the saved JSON; returns the saved results

@@ -9,7 +9,11 @@ that never writes the skill's output gets no reward for it, so RL cannot learn i
 skill's atom and the compositions using it stay near 0 after RL. With partial credit per correct
 letter (``[rl] reward = "letters"``) a sample that gets some letters right is rewarded: predicted,
 RL then learns the atom (C4: RL adds what is new when its reward can see it), and composed RL
-transfers to unseen compositions using the skill more than atom-only RL (C2: interfaces).
+transfers to unseen compositions using the skill more than atom-only RL (C2: interfaces). By
+hypothesis class, which reads RL data as the answers of its programs: those answers identify the
+absent skill (C4b) in H-lib, in H-tab and for a per-pair learner alike, whatever the reward; only
+the per-pair learner predicts composed above atom-only RL once the atom is learnt. So a skill that
+stays unlearnt under the exact reward is the learner's failure to earn a reward, not the data's.
 
 Arms per seed: SFT without the skill, + RL atom-only and + RL composed with the exact reward, and
 the same two with the letters reward. Splits: the unseen and deeper compositions that use the
@@ -36,17 +40,32 @@ DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("
 
 TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
+LEARNT = {"H-lib": "held", "H-tab": "held", "per-pair tables": "held"}
+"""Every class: the answers of RL programs using the skill identify it (module docstring)."""
+PAIRS_ONLY = {"H-lib": "no effect", "H-tab": "no effect", "per-pair tables": "held"}
+
 CHECKS = (
-    ("+rl composed - sft (skill held out)", "atom of skill", "exact reward: RL does not learn the absent atom"),
-    ("+rl composed, letters - sft (skill held out)", "atom of skill", "letters reward: composed RL learns the atom"),
-    ("+rl atom-only, letters - sft (skill held out)", "atom of skill", "letters reward: atom-only RL learns the atom"),
+    ("+rl composed - sft (skill held out)", "atom of skill", "exact reward: RL does not learn the absent atom", LEARNT),
+    (
+        "+rl composed, letters - sft (skill held out)",
+        "atom of skill",
+        "letters reward: composed RL learns the atom",
+        LEARNT,
+    ),
+    (
+        "+rl atom-only, letters - sft (skill held out)",
+        "atom of skill",
+        "letters reward: atom-only RL learns the atom",
+        LEARNT,
+    ),
     (
         "+rl composed, letters - +rl atom-only, letters",
         "unseen, uses skill",
         "letters reward: composed RL > atom-only RL on unseen compositions using the skill",
+        PAIRS_ONLY,
     ),
 )
-"""(contrast, split, prediction) reported with a verdict in report.md."""
+"""(contrast, split, prediction, expected outcome per class) reported with a verdict in report.md."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,11 @@ reintroduces it (``[design] rl_skills``) as its atomic program only, or inside c
 programs outside the SFT support, at the same budget of sampled traces. Predictions, stated before
 running: RL on composed programs lifts the unseen compositions that use the skill above SFT and
 above atom-only RL; atom-only RL changes them by no more than the equivalence margin (C4: its groups
-are the atom SFT already solves, so it has almost nothing new to add).
+are the atom SFT already solves, so it has almost nothing new to add). By hypothesis class: SFT
+shows the skill's atom on every input, so H-lib and H-tab identify it there and every composition
+using it is determined after SFT: both predict that neither RL arm changes these compositions. The
+prediction of the paper, composed RL above atom-only RL, is that of a learner with one table per
+(symbol, predecessor) pair, which neither class is.
 
 Arms per seed: SFT with the skill's atom only, + RL atom-only, + RL composed; and full SFT as a
 reference (finding 1's shared run, evaluated on its own design, so not paired with the others).
@@ -33,6 +37,7 @@ from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.presets import held_out_design
 from hlsm.lm.summary import ExperimentSummary, uses_skills
 from hlsm.sims._common import ArmConfig, run_from_command_line
+from hlsm.sims.finding1_rl_data import NOTHING, PAIRS
 from hlsm.sims.finding2_absent_skill import DEFAULT_HELD_OUT
 
 TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
@@ -42,11 +47,17 @@ CHECKS = (
         "+rl composed - +rl atom-only",
         "unseen, uses skill",
         "composed RL > atom-only RL on unseen compositions using the skill",
+        PAIRS,
     ),
-    ("+rl composed - sft (atom only)", "unseen, uses skill", "composed RL > SFT on unseen compositions using it"),
-    ("+rl atom-only - sft (atom only)", "unseen, uses skill", "atom-only RL = SFT (no effect) on them"),
+    (
+        "+rl composed - sft (atom only)",
+        "unseen, uses skill",
+        "composed RL > SFT on unseen compositions using it",
+        PAIRS,
+    ),
+    ("+rl atom-only - sft (atom only)", "unseen, uses skill", "atom-only RL = SFT (no effect) on them", NOTHING),
 )
-"""(contrast, split, prediction) reported with a verdict in report.md."""
+"""(contrast, split, prediction, expected outcome per class) reported with a verdict in report.md."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,11 @@ recipe. Crossing SFT coverage (every skill, or some skills missing from SFT enti
 programs and every pair using them, ``[design] held_out_skills``) with RL (none, or compound RL
 outside the support at the scale's budget), the prediction is that RL's gain on unseen compositions
 is largest with full coverage, and that compositions using a missing skill stay low whatever RL
-does (RL here is not aimed at the missing skills; finding 2 aims it).
+does (RL here is not aimed at the missing skills; finding 2 aims it). By hypothesis class: with
+full coverage H-lib and H-tab identify every symbol from the atoms, so they predict no gain from RL,
+while a learner with one table per (symbol, predecessor) pair predicts one where RL practises new
+pairs; for a missing skill every class predicts that the answers of RL programs using it identify
+it, which an exact-match reward the policy never earns does not deliver.
 
 Arms per seed: full SFT, full SFT + RL outside (finding 1's compound arm, shared), SFT missing
 skills, the same + RL outside. Full and missing designs are different draws (the missing skills
@@ -27,6 +31,7 @@ from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.presets import held_out_design
 from hlsm.lm.summary import ExperimentSummary, uses_skills
 from hlsm.sims._common import ArmConfig, run_from_command_line
+from hlsm.sims.finding1_rl_data import PAIRS
 
 DEFAULT_MISSING = {"tiny": ("rotate_right",), "cpu": ("swap_pairs", "complement"), "gpu": ("swap_pairs", "complement")}
 OUTSIDE = {"rl_kind": "compound", "rl_inside": False}
@@ -34,15 +39,21 @@ OUTSIDE = {"rl_kind": "compound", "rl_inside": False}
 
 TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
+ABSENT = {"H-lib": "held", "H-tab": "held", "per-pair tables": "held"}
+"""What each class predicts where answer-only data of programs using an absent skill are observed
+(the answers identify its binding, theory C4b): the learner sees those answers only through a
+reward, which a skill it never writes correctly never earns."""
+
 CHECKS = (
-    ("full sft + rl outside - full sft", "unseen", "RL outside helps after full-coverage SFT"),
+    ("full sft + rl outside - full sft", "unseen", "RL outside helps after full-coverage SFT", PAIRS),
     (
         "missing sft + rl outside - missing sft",
         "unseen, uses missing",
         "RL outside helps compositions using a skill SFT missed (predicted: no)",
+        ABSENT,
     ),
 )
-"""(contrast, split, prediction) reported with a verdict in report.md."""
+"""(contrast, split, prediction, expected outcome per class) reported with a verdict in report.md."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Any
 
 from hlsm.app.plots import plot_probe_arms, plot_probe_bindings, plot_probe_curve
 from hlsm.app.probe import ProbeError, analyse, probe_records
-from hlsm.app.report import markdown_table, verdict_cell
+from hlsm.app.report import CLASSES, behaves_like, markdown_table, verdict_cell
 from hlsm.io import json_safe, write_json, write_text
 from hlsm.lm.experiment import Arm, run_experiment
 from hlsm.lm.policy import load_policy
@@ -65,10 +65,6 @@ def designed_arm(scale: str) -> Arm:
     excluded = list(LATE_EXCLUDED.get(scale, LATE_EXCLUDED["cpu"]))
     return Arm(DESIGNED, rl={"rl_kind": "compound", "rl_inside": False, "late_excluded": excluded})
 
-
-CLASSES = ("H-lib", "H-tab", "per-pair tables")
-"""The learners a prediction is derived for: the theory's two hypothesis classes, and a learner with
-one table per (symbol, predecessor), which neither class is (module docstring)."""
 
 REPAIR = {"H-lib": "held", "H-tab": "held", "per-pair tables": "held"}
 TRANSFER = {"H-lib": "held", "H-tab": "held", "per-pair tables": "no effect"}
@@ -361,7 +357,7 @@ def _check(
         "group": group,
         "prediction": prediction,
         "classes": dict(classes),
-        "behaves_like": [c for c in CLASSES if classes[c] == verdict.outcome],
+        "behaves_like": behaves_like(classes, verdict.outcome),
         "per_seed": [d.difference for d in diffs],
         **verdict.to_dict(),
     }
@@ -382,12 +378,6 @@ def _letter_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         named = [m["letters"]["near_misses"] for m in by_seed.values()]
         rows.append((arm, *cells, " / ".join(str(n) for n in named)))
     return rows
-
-
-def _behaves_like(check: dict[str, Any]) -> str:
-    if check["outcome"] not in ("held", "refuted", "no effect"):
-        return "undecided"
-    return ", ".join(check.get("behaves_like", [])) or "none of them"
 
 
 def _stratified_lines(results: dict[str, Any]) -> list[str]:
@@ -457,7 +447,7 @@ def report(results: dict[str, Any]) -> str:
                 mean,
                 detectable,
                 verdict_cell(SeedVerdict.from_dict(c)),
-                _behaves_like(c),
+                behaves_like(c.get("classes", {}), c["outcome"]),
             )
         )
     lines += [
