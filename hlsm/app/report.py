@@ -195,8 +195,8 @@ def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Seque
 
 
 _CLASS_RULE = (
-    ". H-lib, H-tab, per-pair tables: the outcome each learner predicts (the experiment's docstring derives"
-    " them); behaves like: the ones the verdict matches"
+    ". H-lib, H-tab, per-pair tables: the outcome each learner predicts (derived in the claim above);"
+    " behaves like: the ones the verdict matches"
 )
 
 
