@@ -265,7 +265,10 @@ class Entanglement:
     skill (a *tie*: ``sort`` then ``running_max``) counts as the own skill, so the index is exactly 0
     when every explained step is the own skill's. ``ties[g]`` is the share of explained steps that
     another skill also reproduces (what a mass-based index would count against the own skill:
-    EM splits a tied step's mass). ``unexplained[g]`` is the mean ``eps[s, c]`` over the same records;
+    EM splits a tied step's mass). ``unexplained[g]`` is the mean over the same records of each one's
+    posterior probability of being unexplained (at EM's fixed point without a prior, the
+    records-weighted mean of ``eps[s, c]``; unlike it, right for groups that cut across cells too,
+    such as the sampling mode);
     ``per_symbol[s][g]`` the index restricted to symbol ``s``; ``reference_kind`` one of
     :data:`REFERENCES`.
     """
@@ -307,10 +310,11 @@ def entanglement(
     others = records.hits & usable[:, :, None]
     others[rows_, :, ref] = False
     by_other = others.any((1, 2))
-    weight = 1 - unexplained_posterior(spec, fit, records)
+    posterior = unexplained_posterior(spec, fit, records)  # (R,): each record's own unexplained share
+    weight = 1 - posterior
     off = (~by_own).to(weight.dtype)
     tied = (by_own & by_other).to(weight.dtype)
-    unexpl = fit.epsilon[records.symbol, records.context]
+    unexpl = posterior
 
     def mean(values: Tensor, rows: Tensor) -> float:
         total = float(weight[rows].sum())

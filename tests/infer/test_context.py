@@ -155,3 +155,19 @@ def test_bad_inputs() -> None:
         fit_context(SPEC, StepRecords.from_states(SPEC, [PROGRAMS[0]], [[[0] * 6]]))
     with pytest.raises(ContextError, match="one per trace"):
         StepRecords.from_states(SPEC, PROGRAMS[:2], [[[0] * 6]])
+
+
+def test_the_unexplained_share_of_a_stratum_is_its_own_records_not_its_cells() -> None:
+    # the same programs written cleanly (label "clean") and with half the states corrupted ("noisy"):
+    # every cell holds both kinds, so the cells' eps cannot tell them apart; the records can
+    clean = simulate_planted(SPEC, PROGRAMS, 1500, 5)
+    noisy = simulate_planted(SPEC, PROGRAMS, 1500, 6, epsilon=0.5)
+    records = StepRecords.from_states(SPEC, clean[0] + noisy[0], clean[1] + noisy[1])
+    labels = ["clean" if t < 1500 else "noisy" for t in records.trace.tolist()]
+    fit, free = fit_context(SPEC, records), fit_context(SPEC, records, contexts=False)
+    ent = entanglement(SPEC, fit, free, records, labels)
+    assert ent.unexplained["clean"] < 0.02  # chance hits aside, every clean step is explained
+    assert ent.unexplained["noisy"] > 0.35  # about half of them are corrupted (a few land on a module's output)
+    whole = entanglement(SPEC, fit, free, records, ["all"] * len(records)).unexplained["all"]
+    cells = float((fit.epsilon * fit.counts).sum() / fit.counts.sum())
+    assert abs(whole - cells) < 1e-6  # one group over every cell: the records-weighted mean of eps
