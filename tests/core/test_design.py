@@ -330,7 +330,6 @@ def test_held_out_atomic_shows_the_atom_and_no_composition(holdout: str) -> None
     assert design.programs("rl") == without.programs("rl")
 
 
-
 def test_held_out_default_leaves_the_design_unchanged() -> None:
     for holdout in ("programs", "pairs"):
         base = make_design(SMALL, small_config(holdout=holdout))
