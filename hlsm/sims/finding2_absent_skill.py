@@ -32,7 +32,7 @@ from pathlib import Path
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.presets import held_out_design
-from hlsm.lm.summary import ExperimentSummary, uses_skills
+from hlsm.lm.summary import ExperimentSummary, Keep, uses_skills
 from hlsm.sims._common import ArmConfig, run_from_command_line
 
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
@@ -68,6 +68,19 @@ CHECKS = (
 """(contrast, split, prediction, expected outcome per class) reported with a verdict in report.md."""
 
 
+def skill_splits(held: list[str]) -> dict[str, tuple[str, Keep | None]]:
+    """The splits both finding-2 experiments report: unseen and depth-4 compositions that use a
+    ``held`` skill, unseen ones that do not, the skill's atom, and the seen compositions."""
+    uses, other = uses_skills(held), uses_skills(held, negate=True)
+    return {
+        "unseen, uses skill": ("unseen", uses),
+        "unseen, other": ("unseen", other),
+        "deeper_4, uses skill": ("deeper_4", uses),
+        "atom of skill": ("atomic", uses),
+        "seen": ("seen", None),
+    }
+
+
 @dataclass(frozen=True)
 class Config(ArmConfig):
     out: str = "runs/finding2_absent_skill"
@@ -85,14 +98,7 @@ def main(cfg: Config) -> ExperimentSummary:
         Arm("+rl atom-only, letters", design=design, rl={"rl_kind": "atomic", "reward": "letters"}),
         Arm("+rl composed, letters", design=design, rl={"rl_kind": "compound", "reward": "letters"}),
     )
-    uses, other = uses_skills(held), uses_skills(held, negate=True)
-    splits = {
-        "unseen, uses skill": ("unseen", uses),
-        "unseen, other": ("unseen", other),
-        "deeper_4, uses skill": ("deeper_4", uses),
-        "atom of skill": ("atomic", uses),
-        "seen": ("seen", None),
-    }
+    splits = skill_splits(held)
     contrasts = [
         ("+rl composed", "sft (skill held out)"),
         ("+rl composed, letters", "sft (skill held out)"),

@@ -35,10 +35,10 @@ from pathlib import Path
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.presets import held_out_design
-from hlsm.lm.summary import ExperimentSummary, uses_skills
+from hlsm.lm.summary import ExperimentSummary
 from hlsm.sims._common import ArmConfig, run_from_command_line
 from hlsm.sims.finding1_rl_data import NOTHING, PAIRS
-from hlsm.sims.finding2_absent_skill import DEFAULT_HELD_OUT
+from hlsm.sims.finding2_absent_skill import DEFAULT_HELD_OUT, skill_splits
 
 TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
@@ -76,14 +76,7 @@ def main(cfg: Config) -> ExperimentSummary:
         Arm("+rl atom-only", design=design, rl={"rl_kind": "atomic"}),
         Arm("+rl composed", design=design, rl={"rl_kind": "compound"}),
     )
-    uses, other = uses_skills(held), uses_skills(held, negate=True)
-    splits = {
-        "unseen, uses skill": ("unseen", uses),
-        "unseen, other": ("unseen", other),
-        "deeper_4, uses skill": ("deeper_4", uses),
-        "atom of skill": ("atomic", uses),
-        "seen": ("seen", None),
-    }
+    splits = skill_splits(held)
     contrasts = [
         ("+rl composed", "+rl atom-only"),
         ("+rl composed", "sft (atom only)"),
