@@ -23,6 +23,7 @@ agree cannot say which ran (counted in ``ambiguous``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +84,15 @@ def analyse(
     seed: int = 0,
     routing: torch.Tensor | None = None,
     reference: str = "true",
-    strata: dict[str, list[str]] | None = None,
+    strata: Callable[[StepRecords, list[str]], dict[str, list[str]]] | None = None,
 ) -> dict[str, Any]:
     """The probe's numbers for ``traces`` (the content of ``probe.json`` without the run's settings).
 
     ``reference`` (:data:`hlsm.infer.context.REFERENCES`): a symbol's own skill is the task's
     (``true``, the default for a checkpoint trained on the toolkit's data) or its context-free
-    majority binding (``majority``). ``strata`` (``{name: one label per step record}``, in the order
-    of :func:`probe_records`) adds ``strata[name][label]``: the records, entanglement and
-    unexplained share of each label's records under the same fit (no bootstrap)."""
+    majority binding (``majority``). ``strata(records, groups)`` (of :func:`probe_records`) returns
+    ``{name: one label per record}``; each adds ``strata[name][label]`` to the result: the records,
+    entanglement and unexplained share of each label's records under the same fit (no bootstrap)."""
     records, groups = probe_records(traces, spec)
     if len(records) == 0:
         raise ProbeError("no readable step in any trace: the checkpoint writes no state the probe can read")
@@ -106,7 +107,7 @@ def analyse(
         group_of[(s, c)] = g
     letters = _letters(spec, traces, records, groups, fit, ent.reference)
     by_stratum = {}
-    for name, labels in (strata or {}).items():
+    for name, labels in (strata(records, groups) if strata else {}).items():
         cut = entanglement(spec, fit, free, records, labels, reference=reference)
         by_stratum[name] = {
             label: {

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hlsm.app.plots import plot_probe_arms, plot_probe_bindings, plot_probe_curve
-from hlsm.app.probe import ProbeError, analyse, probe_records
+from hlsm.app.probe import ProbeError, analyse
 from hlsm.app.report import CLASSES, behaves_like, markdown_table, verdict_cell
+from hlsm.infer.context import StepRecords
 from hlsm.io import json_safe, write_json, write_text
 from hlsm.lm.experiment import Arm, run_experiment
 from hlsm.lm.policy import load_policy
@@ -170,9 +172,8 @@ def main(cfg: Config) -> dict[str, Any]:
         for seed, evaluation in runs[arm.name].items():
             policy = load_policy(evaluation["run"])
             traces = sample_traces(policy, examples=cfg.examples, seed=seed)
-            strata = strata_labels(policy.spec, traces)
-            if arm.name in ("sft", DESIGNED):
-                strata["designed"] = designed_labels(policy, traces, excluded)
+            designed = excluded if arm.name in ("sft", DESIGNED) else None
+            strata = partial(_labels, policy, traces, designed)
             result = analyse(policy.spec, traces, replicates=cfg.replicates, seed=seed, strata=strata)
             deeper = [s for s in set(traces.split) if s.startswith("deeper_")]
             depth4 = (
@@ -255,10 +256,22 @@ def _curve(runs: dict[str, dict[int, dict[str, Any]]], cfg: Config) -> dict[str,
     return out
 
 
-def designed_labels(policy: Any, traces: ProbeTraces, excluded: list[str]) -> list[str]:
-    """Per step record: its context group when RL practises the design's RL programs less those with an
-    ``excluded`` skill after step 1, and whether a kept RL program uses the step's symbol after step 1
-    (``"never, practised late"``), the symbol is excluded (``"never, first step only"``) or neither
+def _labels(
+    policy: Any, traces: ProbeTraces, excluded: list[str] | None, records: StepRecords, groups: list[str]
+) -> dict[str, list[str]]:
+    """Every cut of ``records`` the experiment reports: :func:`strata_labels`, and with ``excluded``
+    the designed test's :func:`designed_labels`."""
+    out = strata_labels(policy.spec, traces, records, groups)
+    if excluded is not None:
+        out["designed"] = designed_labels(policy, traces, excluded, records)
+    return out
+
+
+def designed_labels(policy: Any, traces: ProbeTraces, excluded: list[str], records: StepRecords) -> list[str]:
+    """Per step record of ``traces`` (``records``): its context group when RL practises the design's RL
+    programs less those with an ``excluded`` skill after step 1, and whether a kept RL program uses the
+    step's symbol after step 1 (``"never, practised late"``), the symbol is excluded (``"never, first
+    step only"``) or neither
     (``"never, not in RL after step 1"``)."""
     from hlsm.design import coverage, make_design
 
@@ -267,7 +280,8 @@ def designed_labels(policy: Any, traces: ProbeTraces, excluded: list[str]) -> li
     kept = [p for p in make_design(spec, policy.design).programs("rl") if not late & set(p.skills[1:])]
     used = {k for p in kept for k in p.skills[1:]}
     designed = replace(traces, rl_pairs=frozenset(coverage(spec, kept).pairs) - traces.seen_pairs)
-    records, groups = probe_records(designed, spec)
+    steps = zip(records.trace.tolist(), records.step.tolist(), strict=True)
+    groups = [designed.pair_group(traces.programs[t], step) for t, step in steps]
 
     def kind(symbol: int) -> str:
         return "practised late" if symbol in used else "first step only" if symbol in late else "not in RL after step 1"
@@ -298,10 +312,10 @@ def _summary(measures: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     return out
 
 
-def strata_labels(spec: Any, traces: ProbeTraces) -> dict[str, list[str]]:
-    """Per step record (in :func:`hlsm.app.probe.probe_records` order): its context group cut by
-    :data:`STRATA` (``"never, sample"``, ``"never, step 3+"``, ``"never, after many-to-one"``, ...)."""
-    records, groups = probe_records(traces, spec)
+def strata_labels(spec: Any, traces: ProbeTraces, records: StepRecords, groups: list[str]) -> dict[str, list[str]]:
+    """Per step record of ``traces`` (:func:`hlsm.app.probe.probe_records`, with its context group):
+    the group cut by :data:`STRATA` (``"never, temperature 1"``, ``"never, step 3+"``, ``"never, after
+    many-to-one"``, ...)."""
     bijective = [m.bijective for m in spec.skill_modules]
     out: dict[str, list[str]] = {name: [] for name in STRATA}
     for t, step, group in zip(records.trace.tolist(), records.step.tolist(), groups, strict=True):
