@@ -273,7 +273,7 @@ def run_fit(
         if result.restarts[result.best].tables is None:  # at scale: the view reads fixed random inputs
             gen = torch.Generator().manual_seed(section.seed)
             inputs = torch.randint(spec.alphabet, (section.view_inputs, spec.length), generator=gen)
-        likelihood = corpus_likelihood(spec, support, corpus, config)
+        opened = open_rows(spec, corpus_likelihood(spec, support, corpus, config), result.params(), section.evidence)
         views = bayesian_view(
             spec,
             result,
@@ -281,8 +281,7 @@ def run_fit(
             confident=section.confident,
             near=section.near,
             inputs=inputs,
-            likelihood=likelihood,
-            evidence=section.evidence,
+            opened=opened,
         )
         metrics = FitMetrics(
             design=str(design_path),
@@ -298,9 +297,7 @@ def run_fit(
             best=result.best,
             spread=result.spread,
             recovery=_recovery(design, result, section, corpus),
-            symbols=_symbol_views(
-                design, result, section, checker, open_rows(spec, likelihood, result.params(), section.evidence)
-            ),
+            symbols=_symbol_views(design, result, section, checker, opened),
             candidates=[{**v.to_dict(), "checker": None if in_set is None else in_set[i]} for i, v in enumerate(views)],
             confusion=None if in_set is None else confusion(views, in_set),
             nuts=_run_nuts(design, corpus, support, nuts, result, out) if nuts.run else None,

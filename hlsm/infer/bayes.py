@@ -115,6 +115,8 @@ def open_rows(
     together) are not found. With a :class:`~hlsm.infer.scalable.ScalableLikelihood` that is not
     exact, the scores are its certified lower bounds, not the likelihood itself.
     """
+    if not evidence >= 0.0:
+        raise ViewError(f"evidence must be >= 0 nats, got {evidence}")
     alpha = params.alpha.detach().clone().requires_grad_()
     beta = params.beta.detach().clone().requires_grad_()
     ll = _loglik(spec, lik, alpha, beta, params)
@@ -191,13 +193,12 @@ def bayesian_view(
     confident: float = DEFAULT_CONFIDENT,
     near: float = DEFAULT_NEAR,
     inputs: Tensor | None = None,
-    likelihood: Likelihood | None = None,
-    evidence: float = DEFAULT_EVIDENCE,
+    opened: tuple[Tensor, Tensor] | None = None,
 ) -> list[ProgramView]:
     """One :class:`ProgramView` per candidate, on every input state (default) or ``inputs`` ``(B, n)``.
 
-    With the corpus ``likelihood`` (the one the fit maximised), a candidate is identified only if no
-    binding that the data leave open (:func:`open_rows`, ``evidence``) changes its answer; without
+    With ``opened`` (:func:`open_rows` of the corpus likelihood at the best restart's parameters), a
+    candidate is identified only if no binding that the data leave open changes its answer; without
     it the view trusts the fit's rows (flat ones included)."""
     if not 0.0 < confident <= 1.0:
         raise ViewError(f"confident must be in (0, 1], got {confident}")
@@ -210,10 +211,7 @@ def bayesian_view(
         raise ViewError("a fit at scale (no tables built) is viewed on given inputs; pass inputs=(B, n) states")
     if bounded and confident <= 0.5:
         raise ViewError(f"at scale confidence is a lower bound, so confident must exceed 0.5, got {confident}")
-    if not evidence >= 0.0:
-        raise ViewError(f"evidence must be >= 0 nats, got {evidence}")
     fitted = params[band.index(result.best)]
-    rows = None if likelihood is None else open_rows(spec, likelihood, fitted, evidence)
     out = []
     for program in candidates:
         truth = true_answers(spec, program, inputs)
@@ -230,9 +228,9 @@ def bayesian_view(
             modes = torch.stack([p.argmax(-1) for p in probs])  # (R, B)
         accuracy = float((modal == truth).double().mean())
         agreement = float((modes == modes[0]).all(0).double().mean())
-        opened = () if rows is None else _open_symbols(spec, fitted, program, inputs, bounded, rows, modal)
-        identified = confidence >= confident and accuracy == 1.0 and agreement == 1.0 and not opened
-        view = ProgramView(program.names(spec), program.depth, confidence, accuracy, agreement, identified, opened)
+        free = () if opened is None else _open_symbols(spec, fitted, program, inputs, bounded, opened, modal)
+        identified = confidence >= confident and accuracy == 1.0 and agreement == 1.0 and not free
+        view = ProgramView(program.names(spec), program.depth, confidence, accuracy, agreement, identified, free)
         out.append(view)
     return out
 
@@ -299,8 +297,8 @@ def compare_with_checker(
     tables <-> H-tab. The checker reads the corpus's states as noiseless observations.
     """
     result = fit(spec, corpus, support, config)
-    likelihood = corpus_likelihood(spec, support, corpus, config)
-    views = bayesian_view(spec, result, candidates, confident=confident, near=near, likelihood=likelihood)
+    opened = open_rows(spec, corpus_likelihood(spec, support, corpus, config), result.params())
+    views = bayesian_view(spec, result, candidates, confident=confident, near=near, opened=opened)
     ident = identify(spec, corpus, candidates, "lib" if config.tables == "library" else "tab")
     in_set = tuple(v.identified for v in ident.verdicts)
     return Comparison(tuple(views), in_set, confusion(views, in_set), result)

@@ -110,10 +110,11 @@ def test_a_flat_row_is_left_open_whatever_the_optimiser_did_with_it() -> None:
     pushed = FitResult(comparison.result.config, tuple(peaked), comparison.result.best)
     trusting = bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES)
     assert trusting[1].identified and trusting[1].accuracy == 1.0  # the failure: a free answer called identified
-    tested = bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES, likelihood=likelihood)
+    opened = open_rows(FLAT_SPEC, likelihood, pushed.params())
+    tested = bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES, opened=opened)
     assert [v.identified for v in tested] == [True, False] and tested[1].open_symbols == (flat,)
     with pytest.raises(ViewError, match="evidence"):
-        bayesian_view(FLAT_SPEC, pushed, FLAT_CANDIDATES, likelihood=likelihood, evidence=-1.0)
+        open_rows(FLAT_SPEC, likelihood, pushed.params(), evidence=-1.0)
 
 
 def test_one_trace_against_a_binding_closes_it_however_peaked_the_row() -> None:
