@@ -458,7 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="run every experiment (hlsm.sims) and write docs/results.md (resumable)")
     p.add_argument("--scale", choices=("tiny", "cpu", "gpu"), default="cpu", help="experiment scale (default cpu)")
-    p.add_argument("--only", nargs="+", help="run only these experiments (module names of hlsm.sims)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        help="run only these experiments (module names of hlsm.sims; finding2_absent_skill runs only when named)",
+    )
     p.add_argument("--force", action="store_true", help="rerun experiments that already finished")
     p.add_argument("--runs", help="folder of the experiments' outputs (default runs/reproduce-SCALE)")
     p.add_argument(

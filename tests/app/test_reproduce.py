@@ -8,12 +8,13 @@ import pytest
 
 import hlsm.sims
 from hlsm.app.cli import main
-from hlsm.app.reproduce import EXPERIMENTS, ReproduceError, reproduce
+from hlsm.app.reproduce import EXPERIMENTS, ON_REQUEST, ReproduceError, reproduce
 
 
 def test_every_sim_is_an_experiment() -> None:
     scripts = {p.stem for p in Path(hlsm.sims.__file__).parent.glob("*.py") if not p.stem.startswith("_")}
-    assert scripts == set(EXPERIMENTS), "list new sims in hlsm.app.reproduce.EXPERIMENTS"
+    assert scripts == set(EXPERIMENTS + ON_REQUEST), "list new sims in hlsm.app.reproduce.EXPERIMENTS"
+    assert not set(EXPERIMENTS) & set(ON_REQUEST)
 
 
 def test_reproduce_writes_results_and_resumes(tmp_path: Path) -> None:
@@ -37,14 +38,16 @@ def test_failure_is_reported_and_does_not_stop_the_others(tmp_path: Path, monkey
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     monkeypatch.chdir(tmp_path)  # runs/ and docs/ default to the working directory
     (sims / "trace_distributions.py").write_text("import sys\nprint('boom')\nsys.exit(3)\n")
-    (sims / "vi_vs_checker.py").write_text(
+    fake = (
         "import sys, pathlib\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
         "(out / 'report.md').write_text('## fake\\n\\nok\\n')\n"
     )
-    only = ["trace_distributions", "vi_vs_checker"]
+    (sims / "vi_vs_checker.py").write_text(fake)
+    (sims / f"{ON_REQUEST[0]}.py").write_text(fake)  # runs when named, although not in EXPERIMENTS
+    only = ["trace_distributions", "vi_vs_checker", ON_REQUEST[0]]
     path, outcomes = reproduce("tiny", only=only, echo=False, package="fakesims")
     assert path == Path("docs") / "results.md" and (tmp_path / "runs" / "reproduce-tiny" / "outcomes.json").exists()
-    assert [o.status for o in outcomes] == ["failed", "ran"]
+    assert [o.status for o in outcomes] == ["failed", "ran", "ran"]
     assert "exit code 3" in outcomes[0].error and "boom" in outcomes[0].error
     text = path.read_text()
     assert "Failed: exit code 3" in text and "## fake" in text

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import hlsm.sims
-from hlsm.app.reproduce import EXPERIMENTS
+from hlsm.app.reproduce import EXPERIMENTS, ON_REQUEST
 from hlsm.lm.presets import scale_preset
 
 SIMS = Path(hlsm.sims.__file__).parent
@@ -54,7 +54,7 @@ def test_sim_runs(name: str, tmp_path: Path) -> None:
     assert list((tmp_path / name).glob("*.png"))
 
 
-@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS + ON_REQUEST))
 def test_sim_presets_build(name: str) -> None:
     """Every scale's preset of every experiment of `hlsm reproduce` builds (gpu cannot run here)."""
     module = load(name)
