@@ -213,13 +213,17 @@ def fit_context(
     last = -math.inf
     size = float(spec.num_states)
     iteration = 0
-    for iteration in range(1, iterations + 1):  # noqa: B007 (the count is reported)
+
+    def e_step(alpha: Tensor, eps: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Each record's weight per (routing, skill), its noise term and its total probability."""
         a = alpha[records.symbol, ctx]  # (R, K)
         e = eps[records.symbol, ctx]  # (R,)
         w = (1 - e)[:, None, None] * b[route][:, :, None] * a[:, None, :] * hits  # (R, M + 1, K)
-        explained = w.sum((1, 2))
         noise = e / size
-        total = explained + noise
+        return w, noise, w.sum((1, 2)) + noise
+
+    for iteration in range(1, iterations + 1):  # noqa: B007 (the count is reported)
+        w, noise, total = e_step(alpha, eps, b)
         loglik = float(total.log().sum())
         resp = w / total[:, None, None]
         u = noise / total
@@ -244,7 +248,8 @@ def fit_context(
         (records.symbol, ctx), torch.ones_like(records.symbol), accumulate=True
     )
     ambiguous = int((records.hits.sum((1, 2)) > 1).sum())
-    return ContextFit(alpha, eps, b, counts, ambiguous, loglik, iteration)
+    final = float(e_step(alpha, eps, b)[2].log().sum())  # at the returned estimate, after the last M step
+    return ContextFit(alpha, eps, b, counts, ambiguous, final, iteration)
 
 
 REFERENCES = ("true", "majority")

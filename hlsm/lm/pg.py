@@ -13,6 +13,15 @@ gradient of a policy small enough to enumerate, ``tests/lm/test_lm_rl.py``).
 The KL penalty to the frozen reference (SFT) policy uses Schulman's *k3* estimator per sampled
 token, ``k3 = exp(d) - d - 1`` with ``d = log pi_ref(y_t) - log pi(y_t)`` (:func:`kl_k3`): it is
 non-negative, zero where the policies agree, and its expectation under ``pi`` is ``KL(pi || pi_ref)``.
+Its *gradient* as the loss uses it (the samples held fixed, ``k3`` differentiated through
+``log pi(y_t)`` only) is not that KL's gradient: ``grad k3 = (1 - pi_ref / pi) grad log pi``, whose
+expectation under ``pi`` is ``sum_y (pi - pi_ref) grad log pi = -sum_y pi_ref grad log pi``, the
+gradient of the *reverse* divergence ``KL(pi_ref || pi)`` at each sampled prefix. So the penalty pulls
+``pi`` toward covering ``pi_ref``'s mass (the direction of SFT's cross-entropy on the reference's
+own samples), while the logged value ``kl`` estimates ``KL(pi || pi_ref)``. Both are zero, with zero
+gradient, at ``pi = pi_ref``, and their gradients agree to first order near it; the test of both directions is
+``test_k3_gradient_is_that_of_the_reverse_kl`` in ``tests/lm/test_lm_rl.py``. The same holds of
+the k3 penalty in other RL libraries that add it to the loss (GRPO's).
 
 The loss of one update (:func:`reinforce_loss`), over ``B`` traces with generated-token mask ``m``::
 
@@ -58,7 +67,10 @@ def loo_advantages(rewards: Tensor) -> Tensor:
 
 
 def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
-    """Per-token k3 estimate ``exp(d) - d - 1``, ``d = ref_logp - logp`` (elementwise, any shape)."""
+    """Per-token k3 estimate ``exp(d) - d - 1``, ``d = ref_logp - logp`` (elementwise, any shape).
+
+    Its value estimates ``KL(pi || pi_ref)``; its gradient through ``logp`` estimates the gradient of
+    ``KL(pi_ref || pi)`` (module docstring)."""
     d = ref_logp - logp
     return torch.expm1(d) - d
 

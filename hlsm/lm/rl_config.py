@@ -90,7 +90,8 @@ class RLSettings:
     temperature : float
         Sampling temperature ``tau``; the policy optimised is ``softmax(logits / tau)``.
     kl_coef : float
-        Weight ``beta`` of the k3 KL estimate to the frozen SFT policy.
+        Weight ``beta`` of the k3 KL estimate to the frozen SFT policy (its value estimates
+        ``KL(pi || pi_ref)``, its gradient that of ``KL(pi_ref || pi)``: :mod:`hlsm.lm.pg`).
     lr, weight_decay, betas, grad_clip
         AdamW at a constant learning rate; gradient-norm clip (0: none).
     curriculum_fraction : float

@@ -163,6 +163,26 @@ def test_k3_is_nonnegative_zero_at_equality_and_unbiased_for_kl() -> None:
     torch.testing.assert_close((pi.exp() * kl_k3(pi, rho)).sum(), expected, rtol=1e-12, atol=0)
 
 
+def test_k3_gradient_is_that_of_the_reverse_kl() -> None:
+    """The exact expectation over an enumerable categorical policy of the loss's k3 gradient (the
+    outcome held fixed, differentiated through log pi only) equals grad KL(ref || pi), not grad KL(pi || ref)."""
+    gen = torch.Generator().manual_seed(1)
+    theta = torch.randn(7, generator=gen, dtype=torch.float64, requires_grad=True)
+    rho = torch.log_softmax(torch.randn(7, generator=gen, dtype=torch.float64) * 2, 0)
+
+    def grad(f: torch.Tensor) -> torch.Tensor:
+        (g,) = torch.autograd.grad(f, theta)
+        return g
+
+    logp = torch.log_softmax(theta, 0)
+    # E_{y ~ pi}[grad k3(y)]: the weights pi(y) are the sampling distribution, not differentiated
+    estimated = grad((logp.detach().exp() * kl_k3(logp, rho)).sum())
+    reverse = grad((rho.exp() * (rho - torch.log_softmax(theta, 0))).sum())  # KL(ref || pi)
+    forward = grad((torch.softmax(theta, 0) * (torch.log_softmax(theta, 0) - rho)).sum())  # KL(pi || ref)
+    torch.testing.assert_close(estimated, reverse, rtol=1e-12, atol=1e-12)
+    assert (estimated - forward).abs().max() > 0.05  # the forward KL's gradient is a different vector
+
+
 def test_kl_term_vanishes_when_the_policy_is_the_reference() -> None:
     model = _tiny_policy()
     g = generate(model, torch.zeros(8, 1, dtype=torch.long), 2, eos_id=EOS, generator=torch.Generator().manual_seed(0))
