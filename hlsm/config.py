@@ -42,10 +42,53 @@ def load_config(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> T:
         raise ConfigError(message if str(path) in message else f"{path}: {message}") from None
 
 
+def choices(hint: Any) -> tuple[Any, ...] | None:
+    """The values a ``Literal[...]`` annotation allows (``None`` included for an optional one), or
+    ``None`` where the annotation is not a closed set."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        out: list[Any] = []
+        for member in typing.get_args(hint):
+            if member is type(None):
+                out.append(None)
+            elif typing.get_origin(member) is typing.Literal:
+                out += typing.get_args(member)
+            else:
+                return None
+        return tuple(out)
+    return None
+
+
+_CLOSED: dict[type, tuple[tuple[str, tuple[Any, ...]], ...]] = {}
+
+
+def _closed_fields(cls: type) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """``(field, allowed values)`` of ``cls``'s closed-set fields, read once per class."""
+    if cls not in _CLOSED:
+        hints = typing.get_type_hints(cls)
+        found = ((f.name, choices(hints[f.name])) for f in dataclasses.fields(cls))
+        _CLOSED[cls] = tuple((name, allowed) for name, allowed in found if allowed is not None)
+    return _CLOSED[cls]
+
+
+def check_choices(obj: Any, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the field when a dataclass field annotated ``Literal[...]`` holds a value
+    outside its set: the one check of every closed set of values (``rl_kind``, ``reward`` ...), for
+    instances built in Python as for those read from a config (:func:`check_keys` checks those first)."""
+    for name, allowed in _closed_fields(type(obj)):
+        value = getattr(obj, name)
+        if value not in allowed:
+            raise error(f"{name} must be one of {[a for a in allowed if a is not None]}, got {value!r}")
+
+
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if hint is Any:
         return True
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(hint))
     if origin in (typing.Union, types.UnionType):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
     if hint is type(None):
@@ -86,6 +129,10 @@ def check_keys(cls: type, raw: Mapping[str, Any], what: str) -> dict[str, Any]:
     for key, value in raw.items():
         hint = hints[key]
         if not _type_ok(value, hint):
+            allowed = choices(hint)
+            if allowed is not None:
+                names = [a for a in allowed if a is not None]
+                raise ConfigError(f"[{what}] {key} must be one of {names}, got {value!r}")
             expected = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
             raise ConfigError(
                 f"[{what}] key '{key}' must be of type {expected}, got {value!r} ({type(value).__name__})"

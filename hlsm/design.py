@@ -27,10 +27,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
+from hlsm.config import build_dataclass, check_choices
 from hlsm.errors import HLSMError
 from hlsm.programs import NO_ROUTING, Program
 from hlsm.spec import Spec
@@ -40,6 +41,10 @@ SPLITS = ("sft", "rl", "unseen", "deeper")
 
 class DesignError(HLSMError):
     """A design that cannot be built as asked (split sizes, unknown keys, empty supports)."""
+
+
+RLKind = Literal["compound", "atomic"]
+"""``[design] rl_kind``: RL programs of depth L (compound) or atomic ones."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,10 @@ class DesignConfig:
     n_unseen: int = 100
     n_deeper: int = 100
     sft_atomic: bool = True
-    rl_kind: str = "compound"
+    rl_kind: RLKind = "compound"
     rl_inside: bool = False
     routings: tuple[str, ...] | None = None
-    holdout: str = "programs"
+    holdout: Literal["programs", "pairs"] = "programs"
     successors: int = 3
     rl_pair_fraction: float = 0.75
     held_out_skills: tuple[str, ...] = ()
@@ -113,18 +118,13 @@ class DesignConfig:
         for name in ("n_sft", "n_rl", "n_unseen", "n_deeper"):
             if getattr(self, name) < 0:
                 raise DesignError(f"{name} must be non-negative, got {getattr(self, name)}")
-        if self.rl_kind not in ("compound", "atomic"):
-            raise DesignError(f"rl_kind must be 'compound' or 'atomic', got {self.rl_kind!r}")
-        if self.holdout not in ("programs", "pairs"):
-            raise DesignError(f"holdout must be 'programs' or 'pairs', got {self.holdout!r}")
+        check_choices(self, DesignError)
         if not 0.0 <= self.rl_pair_fraction <= 1.0:
             raise DesignError(f"rl_pair_fraction must be in [0, 1], got {self.rl_pair_fraction}")
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> DesignConfig:
         """Build from a config mapping; unknown keys and wrong types give a clear error."""
-        from hlsm.config import build_dataclass
-
         return build_dataclass(cls, raw, "design")
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,16 +15,18 @@ Processes are spawned, not forked: forking after torch has started its thread po
 from __future__ import annotations
 
 import multiprocessing
+import typing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from hlsm.errors import HLSMError
 from hlsm.plugins import load_plugins, plugin_files
 
-BACKENDS = ("local", "ray")
+BackendKind = Literal["local", "ray"]
+BACKENDS: tuple[str, ...] = typing.get_args(BackendKind)
 
 
 class ParallelError(HLSMError):
@@ -36,7 +38,7 @@ class Backend:
     """Where jobs run: ``kind`` (local | ray), ``workers`` (local processes; 1: this process),
     ``address`` (ray), ``num_gpus`` (ray: GPUs each task asks for)."""
 
-    kind: str = "local"
+    kind: BackendKind = "local"
     workers: int = 1
     address: str = ""
     num_gpus: float = 0.0

@@ -34,17 +34,19 @@ import hashlib
 import io
 import itertools
 import json
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
-from hlsm.parallel import BACKENDS, Backend, ParallelError, Runner
+from hlsm.parallel import Backend, BackendKind, ParallelError, Runner
 
-KINDS = ("fit", "identify", "sft")
+Kind = Literal["fit", "identify", "sft"]
+KINDS: tuple[str, ...] = typing.get_args(Kind)
 
 
 class SweepError(HLSMError):
@@ -55,10 +57,10 @@ class SweepError(HLSMError):
 class SweepSection:
     """The ``[sweep]`` section of a grid file."""
 
-    kind: str = "fit"
+    kind: Kind = "fit"
     base: str = ""
     out: str = "runs/sweep"
-    backend: str = "local"
+    backend: BackendKind = "local"
     workers: int = 2
     address: str = ""
     grid: dict[str, list[Any]] = field(default_factory=dict)
@@ -75,10 +77,6 @@ def load_grid(path: str | Path) -> SweepSection:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"[grid] '{key}' in '{path}' must be a non-empty list of values")
     section = build_dataclass(SweepSection, {**raw.get("sweep", {}), "grid": grid}, "sweep")
-    if section.kind not in KINDS:
-        raise ConfigError(f"[sweep] kind must be one of {list(KINDS)}, got {section.kind!r}")
-    if section.backend not in BACKENDS:
-        raise ConfigError(f"[sweep] backend must be one of {list(BACKENDS)}, got {section.backend!r}")
     if not section.base:
         raise ConfigError(f"[sweep] base is missing in '{path}': the design or config file every cell starts from")
     if section.workers < 1:

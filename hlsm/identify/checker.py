@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -52,12 +53,14 @@ from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
-HYPOTHESIS_CLASSES = ("lib", "tab")
+HypothesisClass = Literal["lib", "tab"]
+HYPOTHESIS_CLASSES: tuple[str, ...] = typing.get_args(HypothesisClass)
 SEARCH_BUDGET = 20_000
 """Joint assignments of a candidate's symbols tried before it is reported undecided (not in G)."""
 
 
-STATUSES = ("exact", "lower_bound", "undecided", "probes")
+Status = Literal["exact", "lower_bound", "undecided", "probes"]
+STATUSES: tuple[str, ...] = typing.get_args(Status)
 """How far a verdict can be trusted: ``exact`` (certain); ``lower_bound`` (not in G by the H-tab
 approximation of answer-only records: the truth may be in G); ``undecided`` (the search budget ran
 out, or H-tab met a free live entry on ``|X| > 729`` where it does not branch: counted outside G, the
@@ -73,7 +76,7 @@ class Verdict:
     identified: bool
     reason: str = ""
     witness: dict[str, Any] = field(default_factory=dict)
-    status: str = "exact"
+    status: Status = "exact"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class Identification:
         approximation, so they may miss what the data identify (never claim more).
     """
 
-    hypothesis_class: str
+    hypothesis_class: HypothesisClass
     spec: Spec
     skill_identified: tuple[bool, ...]
     routing_identified: tuple[bool, ...]
@@ -254,7 +257,7 @@ def _identify_lib(
     routing_reps = tuple(reps(("r", j)) for j in range(spec.num_routings))
     cache: dict[tuple[tuple[int, int], ...], Tensor] = {}
     verdicts = []
-    status = "exact" if exact else "probes"
+    status: Status = "exact" if exact else "probes"
     for program in candidates:
         symbols: list[Var] = []
         for m, k in program.steps:
@@ -372,7 +375,7 @@ def _identify_tab(
     identified_inputs = tuple(agreed[i].nonzero(as_tuple=True)[0] for i in range(spec.num_skills))
     domain = tuple(len(codes) for codes in identified_inputs)
     # not in G: certain on golden data, a lower bound when answer-only records were approximated
-    missed = "probes" if not exact else "lower_bound" if problem.approximate else "exact"
+    missed: Status = "probes" if not exact else "lower_bound" if problem.approximate else "exact"
     verdicts = []
     for program in candidates:
         verdicts.append(_tab_verdict(spec, problem, program, probes, rclass, budget, exact, missed))
@@ -403,7 +406,7 @@ def _tab_verdict(
     rclass: tuple[int, ...],
     budget: int,
     exact: bool,
-    missed: str,
+    missed: Status,
 ) -> Verdict:
     """One candidate in H-tab: the answer under every consistent routing binding (free routing
     symbols: every class), with free table entries branched over where a live step reads them."""

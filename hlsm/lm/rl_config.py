@@ -47,12 +47,13 @@ always come from the checkpoint's own design, so every arm is scored on the same
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from hlsm.config import ConfigError, build_dataclass, check_keys, check_sections, load_config
+from hlsm.config import ConfigError, build_dataclass, check_choices, check_keys, check_sections, load_config
 from hlsm.design import DesignConfig
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import SourceConfig
@@ -64,8 +65,10 @@ SECTIONS = ("spec", "design", "format", "rl", "training", "eval")
 RL_ARM_KEYS = ("rl_kind", "rl_inside")
 """Design keys an RL config may set differently from the SFT checkpoint: they choose the RL split."""
 
-RL_PROGRAM_SETS = ("rl", "sft")
-REWARDS = ("exact", "letters")
+ProgramSet = Literal["rl", "sft"]
+Reward = Literal["exact", "letters"]
+RL_PROGRAM_SETS: tuple[str, ...] = typing.get_args(ProgramSet)
+REWARDS: tuple[str, ...] = typing.get_args(Reward)
 """``[rl] reward``: 1 for the exact answer, or partial credit per correct letter (:func:`hlsm.lm.rollout.score`)."""
 
 
@@ -116,7 +119,7 @@ class RLSettings:
         wholly right can still be learnt; evaluation stays exact match). Malformed traces score 0.
     """
 
-    programs: str = "rl"
+    programs: ProgramSet = "rl"
     group_size: int = 16
     prompts_per_round: int = 32
     min_mixed_groups: int = 8
@@ -131,20 +134,17 @@ class RLSettings:
     curriculum_mix: tuple[float, ...] = (0.3, 0.7)
     curve: tuple[float, ...] = ()
     allow_uncalibrated: bool = False
-    reward: str = "exact"
+    reward: Reward = "exact"
     late_excluded: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
         object.__setattr__(self, "late_excluded", tuple(self.late_excluded))
-        if self.reward not in REWARDS:
-            raise ConfigError(f"reward must be one of {list(REWARDS)}, got {self.reward!r}")
+        check_choices(self, ConfigError)
         object.__setattr__(self, "curve", tuple(sorted(set(self.curve))))
         if any(not 0 <= p <= 1 for p in self.curve):
             raise ConfigError(f"curve lists fractions of the budget in [0, 1], got {list(self.curve)}")
         object.__setattr__(self, "curriculum_mix", tuple(self.curriculum_mix))
-        if self.programs not in RL_PROGRAM_SETS:
-            raise ConfigError(f"programs must be one of {list(RL_PROGRAM_SETS)}, got {self.programs!r}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be at least 2 (the leave-one-out baseline), got {self.group_size}")
         for name in ("prompts_per_round", "min_mixed_groups", "budget_traces"):

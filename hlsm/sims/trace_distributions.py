@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from hlsm.app.report import markdown_table
-from hlsm.design import SPLITS, DesignConfig, make_design
+from hlsm.design import SPLITS, DesignConfig, RLKind, make_design
 from hlsm.io import write_json, write_text
 from hlsm.programs import Program
 from hlsm.runtime import torch_threads
@@ -56,7 +56,7 @@ from hlsm.sims._common import preset_from_command_line
 from hlsm.simulate import simulate, summarize
 from hlsm.spec import Spec
 
-ARMS = ("compound", "atomic")
+ARMS: tuple[RLKind, ...] = ("compound", "atomic")
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Config:
             return cls(traces_per_split=200_000, inputs_per_program=4096, epsilons=epsilons)
         raise ValueError(f"unknown preset '{scale}'; use tiny, cpu or gpu")
 
-    def design(self, rl_kind: str) -> DesignConfig:
+    def design(self, rl_kind: RLKind) -> DesignConfig:
         return DesignConfig(
             train_depth=self.train_depth,
             deeper_depths=self.deeper_depths,
