@@ -47,7 +47,7 @@ def load_state(path: str | Path, key: dict[str, Any]) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=True)  # tensors, numbers, strings and containers only
     except Exception as err:  # a truncated or foreign file
         raise FitError(f"cannot read the fit checkpoint '{path}' ({err}); delete it to start afresh") from None
     if not isinstance(state, dict) or state.get("key") != key:
