@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hlsm-installed
 
-.PHONY: run test test-all lint bench clean
+.PHONY: run test test-release test-all lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,13 @@ run: $(STAMP)  ## the main job: the whole pipeline in small, runs/quickstart/rep
 test: $(STAMP)  ## lint, type-check, then the default (fast) test suite
 	$(BIN)/ruff check hlsm tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-all: $(STAMP)  ## every test, the slow ones included
-	$(BIN)/python -m pytest -q -m ''
+test-release: $(STAMP)  ## the wheel and sdist built, installed into a fresh venv and used from an empty folder
+	$(BIN)/python -m pytest -q -m 'release and not slow' $(PYTEST_ARGS)
+
+test-all: $(STAMP)  ## every test, the slow and release ones included
+	$(BIN)/python -m pytest -q -m '' $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hlsm tests

@@ -19,9 +19,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 @pytest.fixture(autouse=True)
 def _one_thread_for_lm_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Transformer tests run torch on one thread: tiny models gain nothing from intra-op threads and
-    lose much when other processes share the two cores."""
-    if request.path.name.startswith("test_lm_"):
+    """Transformer tests (``tests/lm/``) run torch on one thread: tiny models gain nothing from
+    intra-op threads and lose much when other processes share the two cores."""
+    if request.path.parent.name == "lm":
         with torch_threads(1):
             yield
     else:

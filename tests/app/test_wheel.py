@@ -26,6 +26,7 @@ from hlsm import __version__
 from hlsm.examples import examples
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.release  # pip needs the package registry: make test-release (CI), not make test
 
 
 @dataclass(frozen=True)
