@@ -25,6 +25,7 @@ from typing import Any
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError, shorten
 from hlsm.io import write_json
+from hlsm.scales import SCALES
 
 EXIT_BAD_INPUT = 2
 
@@ -457,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("reproduce", help="run every experiment (hlsm.sims) and write docs/results.md (resumable)")
-    p.add_argument("--scale", choices=("tiny", "cpu", "gpu"), default="cpu", help="experiment scale (default cpu)")
+    p.add_argument("--scale", choices=SCALES, default="cpu", help="experiment scale (default cpu)")
     p.add_argument(
         "--only",
         nargs="+",

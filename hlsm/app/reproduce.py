@@ -30,9 +30,9 @@ import torch
 from hlsm.app.report import markdown_table, verdict_cell
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
+from hlsm.scales import SCALES
 from hlsm.stats import SeedVerdict
 
-SCALES = ("tiny", "cpu", "gpu")
 EXPERIMENTS = (
     "trace_distributions",
     "vi_vs_checker",

@@ -12,7 +12,7 @@ import pytest
 
 import hlsm.sims
 from hlsm.app.reproduce import EXPERIMENTS, ON_REQUEST
-from hlsm.lm.presets import scale_preset
+from hlsm.lm.presets import SCALES, scale_preset
 
 SIMS = Path(hlsm.sims.__file__).parent
 
@@ -58,10 +58,10 @@ def test_sim_runs(name: str, tmp_path: Path) -> None:
 def test_sim_presets_build(name: str) -> None:
     """Every scale's preset of every experiment of `hlsm reproduce` builds (gpu cannot run here)."""
     module = load(name)
-    for scale in ("tiny", "cpu", "gpu"):
+    for scale in SCALES:
         assert isinstance(module.Config.preset(scale), module.Config)
     if name == "three_views":
-        for scale in ("tiny", "cpu", "gpu"):
+        for scale in SCALES:
             assert module.views_scale(scale).sft.spec.num_states == 64
 
 
