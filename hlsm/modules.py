@@ -16,7 +16,7 @@ ten lines each, are read together; the registry probes each function it holds.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -91,10 +91,25 @@ class Routing:
     description: str
     min_alphabet: int = 2
     min_length: int = 1
+    reads: tuple[int, ...] | None = None
+    """The history items it reads (negative: from the end, as :func:`history_item`), declaring it
+    position-wise (output symbol ``i`` depends on symbols ``i`` of those items only); ``None``:
+    not declared (the scalable likelihood then treats the routing as reading anything)."""
 
     @property
     def kind(self) -> str:
         return "routing"
+
+    def read_positions(self, length: int) -> tuple[int, ...] | None:
+        """The positions of a length-``length`` history it reads (a missing one falls back to ``x_0``,
+        as :func:`history_item`), sorted; ``None`` when :attr:`reads` is not declared."""
+        if self.reads is None:
+            return None
+        out = set()
+        for p in self.reads:
+            i = p if p >= 0 else length + p
+            out.add(i if 0 <= i < length else 0)
+        return tuple(sorted(out))
 
     def supports(self, alphabet: int, length: int) -> bool:
         return alphabet >= self.min_alphabet and length >= self.min_length
@@ -143,19 +158,29 @@ def register_routing(
     min_alphabet: int = 2,
     min_length: int = 1,
     symbol: str | None = None,
+    reads: Sequence[int] | None = None,
 ) -> Routing:
     """Add a routing mechanism to the registry and return it.
 
     ``fn(history, alphabet)`` takes a ``(batch, l, n)`` tensor (``l >= 1`` earlier results, oldest
     first) and returns the ``(batch, n)`` input of the next step. Use :func:`history_item` to read
-    positions that may not exist yet. Checked at registration like a skill (:func:`check_module`);
-    the symbol defaults to ``R`` and the name in CamelCase.
+    positions that may not exist yet. ``reads`` (optional) declares the history items it reads and
+    that it acts position by position (``(-1, 0)``: the last result and the input); the scalable
+    likelihood uses it, and registration checks it on random histories. Checked at registration like
+    a skill (:func:`check_module`); the symbol defaults to ``R`` and the name in CamelCase.
     """
     _check_arguments(name, fn, description, min_alphabet, min_length, symbol)
+    if reads is not None and (
+        isinstance(reads, (str, bytes))
+        or not all(isinstance(p, int) and not isinstance(p, bool) for p in reads)
+        or not reads
+    ):
+        raise ModuleError(f"reads must be a non-empty sequence of history positions (ints), got {reads!r}")
     _check_name(name, _ROUTINGS, "routing")
     sym = symbol if symbol is not None else _default_symbol("R", name)
     _check_symbol(sym, "R", "routing")
-    routing = Routing(name, sym, fn, description, min_alphabet, min_length)
+    declared = None if reads is None else tuple(reads)
+    routing = Routing(name, sym, fn, description, min_alphabet, min_length, declared)
     _probe(routing)
     _ROUTINGS[name] = routing
     return routing
@@ -297,6 +322,20 @@ def check_module(module: Skill | Routing, alphabet: int, length: int) -> None:
     perm = torch.randperm(batch, generator=gen)
     if not torch.equal(run(x[perm]), y[perm]):
         raise ModuleError(f"{where} mixes rows of the batch: a permuted batch did not give the permuted output")
+    if isinstance(module, Routing) and module.reads is not None:
+        read = module.read_positions(x.shape[1])
+        assert read is not None
+        for pos in range(x.shape[1]):  # an item it does not declare changes nothing
+            if pos not in read:
+                other = x.clone()
+                other[:, pos] = (other[:, pos] + 1) % alphabet
+                if not torch.equal(run(other), y):
+                    raise ModuleError(f"{where} reads history item {pos}, which its reads={module.reads} leave out")
+        for i in range(length):  # symbol i of the output depends on symbols i only
+            other = x.clone()
+            other[:, :, [j for j in range(length) if j != i]] += 1
+            if not torch.equal(run(other % alphabet)[:, i], y[:, i]):
+                raise ModuleError(f"{where} is not position-wise, as reads={module.reads} declares")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,24 +542,25 @@ _DEFAULT_SKILL_TABLE: tuple[tuple[str, SkillFn, str, bool, int], ...] = (
     ("count", _count, "number of other positions holding the same symbol (mod A)", False, 2),
 )
 
-_DEFAULT_ROUTING_TABLE: tuple[tuple[str, RoutingFn, str, int], ...] = (
-    ("chain", _chain, "x_{l-1}: the previous result", 1),
-    ("restart", _restart, "x_0: the prompt's input", 1),
-    ("skip", _skip, "x_{l-2}: the result before the previous one", 1),
-    ("reuse_first", _reuse_first, "x_1: the first step's result", 1),
-    ("add_first", _add_first, "(x_{l-1} + x_0) mod A, element-wise", 1),
-    ("max_first", _max_first_merge, "max(x_{l-1}, x_0), element-wise", 1),
-    ("splice", _splice, "first half of x_{l-1}, second half of x_0", 2),
-    ("zip", _zip, "even positions from x_{l-1}, odd positions from x_0", 2),
-    ("sub_skip", _sub_skip, "(x_{l-1} - x_{l-2}) mod A, element-wise", 1),
-    ("min_skip", _min_skip, "min(x_{l-1}, x_{l-2}), element-wise", 1),
+_DEFAULT_ROUTING_TABLE: tuple[tuple[str, RoutingFn, str, int, tuple[int, ...]], ...] = (
+    # name, fn, description, min_length, the history items it reads
+    ("chain", _chain, "x_{l-1}: the previous result", 1, (-1,)),
+    ("restart", _restart, "x_0: the prompt's input", 1, (0,)),
+    ("skip", _skip, "x_{l-2}: the result before the previous one", 1, (-2,)),
+    ("reuse_first", _reuse_first, "x_1: the first step's result", 1, (1,)),
+    ("add_first", _add_first, "(x_{l-1} + x_0) mod A, element-wise", 1, (-1, 0)),
+    ("max_first", _max_first_merge, "max(x_{l-1}, x_0), element-wise", 1, (-1, 0)),
+    ("splice", _splice, "first half of x_{l-1}, second half of x_0", 2, (-1, 0)),
+    ("zip", _zip, "even positions from x_{l-1}, odd positions from x_0", 2, (-1, 0)),
+    ("sub_skip", _sub_skip, "(x_{l-1} - x_{l-2}) mod A, element-wise", 1, (-1, -2)),
+    ("min_skip", _min_skip, "min(x_{l-1}, x_{l-2}), element-wise", 1, (-1, -2)),
 )
 
 # the default library's symbols are fixed by this table's order: S0..S23, R0..R9
 for _i, (_name, _fn, _desc, _bij, _minlen) in enumerate(_DEFAULT_SKILL_TABLE):
     register_skill(_name, _fn, _desc, bijective=_bij, min_length=_minlen, symbol=f"S{_i}")
-for _i, (_rname, _rfn, _rdesc, _rminlen) in enumerate(_DEFAULT_ROUTING_TABLE):
-    register_routing(_rname, _rfn, _rdesc, min_length=_rminlen, symbol=f"R{_i}")
+for _i, (_rname, _rfn, _rdesc, _rminlen, _reads) in enumerate(_DEFAULT_ROUTING_TABLE):
+    register_routing(_rname, _rfn, _rdesc, min_length=_rminlen, symbol=f"R{_i}", reads=_reads)
 
 DEFAULT_SKILLS: tuple[str, ...] = tuple(row[0] for row in _DEFAULT_SKILL_TABLE)
 """The 24 default skills: 13 bijections, 11 many-to-one maps."""

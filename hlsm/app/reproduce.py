@@ -94,7 +94,7 @@ PACKAGE = "hlsm.sims"
 """The package whose modules are the experiments."""
 
 
-def run_experiment(
+def run_sim(
     name: str,
     scale: str,
     out: Path,
@@ -243,9 +243,7 @@ def reproduce(
     for name in names:
         if echo:
             print(f"[reproduce] {name} ({scale}) ...", flush=True)
-        outcome = run_experiment(
-            name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address
-        )
+        outcome = run_sim(name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address)
         if echo:
             print(f"[reproduce] {name}: {outcome.status} in {outcome.wall_s / 60:.1f} min", flush=True)
         outcomes.append(outcome)

@@ -13,10 +13,11 @@ either a *point* ``f_k(rho_m(H))`` reached by a (routing, skill) path, or a fres
   are indicators ``[x_l == f_k(rho_m(H))]`` over the 240 paths of the default library; exact;
 - a uniform item ``U`` read by a later shown step: ``P_U(f_k(rho_m(H)) = y)`` is an exact preimage
   sum ``sum_{w in f_k^{-1}(y)} prod_i q_i(w_i)``, where ``q`` is the per-position distribution of the
-  routed input (the default routings are position-wise; a uniform ``q`` reduces to a preimage count);
+  routed input (a routing that declares its reads, ``hlsm.modules.Routing.reads``, as every default
+  one does, is position-wise; a uniform ``q`` reduces to a preimage count);
 - a *derived* item ``D = f_k'(W)``, ``W = rho_m'(H)`` with uniform items in ``H``, read (alone) by a
   later shown step: ``P(D in Z)`` with ``Z`` the routing preimage of ``f_k^{-1}(y)``; exact;
-- anything else (a step reading two dependent random items, a custom routing on a random item, a
+- anything else (a step reading two dependent random items, an undeclared routing on a random item, a
   derived item of a derived item, a second expectation over the same ``U``, or an enumeration over
   ``budget`` elements): the indicator is bounded pointwise by ``[0, 1]`` (``0`` when ``y`` is not in
   the image of ``f_k``), which gives a certified interval ``[lower, upper]`` on ``log p``.
@@ -50,37 +51,7 @@ QUERY_BUDGET = 1 << 18
 MAX_NODES = 1 << 21
 """Largest number of tree nodes one trace may create (a deep answer-only trace over a large |X|)."""
 
-_READS: dict[str, tuple[int, ...]] = {
-    "chain": (-1,),
-    "restart": (0,),
-    "skip": (-2,),
-    "reuse_first": (1,),
-    "add_first": (-1, 0),
-    "max_first": (-1, 0),
-    "splice": (-1, 0),
-    "zip": (-1, 0),
-    "sub_skip": (-1, -2),
-    "min_skip": (-1, -2),
-}
-"""History items read by the default routings (all position-wise: output symbol i reads symbol i)."""
-
 _CONCRETE, _UNIFORM, _DERIVED, _UNKNOWN = "c", "u", "d", "x"
-
-
-def routing_reads(spec: Spec, m: int, length: int) -> tuple[int, ...] | None:
-    """History positions routing ``m`` reads on a length-``length`` history; None if unknown (custom).
-
-    Follows :func:`hlsm.modules.history_item`: a position that does not exist falls back to ``x_0``.
-    A known routing is also position-wise (symbol ``i`` of its output depends on symbols ``i`` only).
-    """
-    rel = _READS.get(spec.routings[m])
-    if rel is None:
-        return None
-    out = []
-    for p in rel:
-        i = p if p >= 0 else length + p
-        out.append(i if 0 <= i < length else 0)
-    return tuple(sorted(set(out)))
 
 
 @dataclass
@@ -333,7 +304,7 @@ class ScalableLikelihood:
             up[l + 1] = arr
         reach = torch.tensor(
             [
-                max(r) if (r := routing_reads(self.spec, m, deep + 1)) is not None else deep
+                max(r) if (r := self.spec.routing_modules[m].read_positions(deep + 1)) is not None else deep
                 for m in range(self.spec.num_routings)
             ]
             + [0]  # an atomic step reads x_0
@@ -421,7 +392,7 @@ class ScalableLikelihood:
     def _classify(self, block: _Block, m: int | None) -> tuple[str, tuple[int, ...]]:
         """How routing ``m`` reads the block: ("c" | "u" | "d" | "x", positions that are random)."""
         length = len(block.kinds)
-        reads = (0,) if m is None else routing_reads(self.spec, m, length)
+        reads = (0,) if m is None else self.spec.routing_modules[m].read_positions(length)
         if reads is None:  # a custom routing: it may read anything and is not known to be position-wise
             random = tuple(p for p in range(length) if block.kinds[p] != _CONCRETE)
             return (_UNKNOWN, random) if random else (_CONCRETE, ())

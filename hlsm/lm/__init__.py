@@ -52,7 +52,7 @@ from hlsm.lm.evaluate import (
 from hlsm.lm.model import GPT, GPTConfig, KVCache
 from hlsm.lm.pg import LossParts, kl_k3, loo_advantages, reinforce_loss, token_logprobs
 from hlsm.lm.policy import Policy, evaluate_checkpoint, load_policy, widen_policy
-from hlsm.lm.records import EvaluationRecord, format_evaluation, paired_difference
+from hlsm.lm.records import EvaluationRecord, compare_evaluations, format_evaluation
 from hlsm.lm.reinforce import RLResult, rl_update, train_rl, train_rl_many
 from hlsm.lm.rl_config import RLConfig, RLSettings, RLTrainingConfig, resolve_task
 from hlsm.lm.rollout import GroupBuffer, Rollout, RolloutError, mixed_groups, sample_groups, sample_groups_stacked
@@ -126,7 +126,7 @@ __all__ = [
     "make_tokenizer",
     "max_sequence_length",
     "mixed_groups",
-    "paired_difference",
+    "compare_evaluations",
     "parse_generation",
     "read_steps",
     "reinforce_loss",

@@ -12,7 +12,7 @@ each deeper depth, atomic programs, the RL programs) with strata: the unseen and
 that the identifiability checker (H-lib, under the SFT regime) identifies or not, and the programs
 without low-entropy skills; plus per-step error attribution and conditional accuracy. Its results
 are saved as JSON (:class:`hlsm.lm.records.EvaluationRecord`) with per-example correctness
-(:func:`hlsm.lm.records.paired_difference` compares two models on the same examples) and printed
+(:func:`hlsm.lm.records.compare_evaluations` compares two models on the same examples) and printed
 by :func:`hlsm.lm.records.format_evaluation`.
 """
 
@@ -272,7 +272,7 @@ def evaluate_design(
 
     Examples are drawn per split from ``(seed, split name)`` alone (program uniform over the split,
     ``x_0`` uniform), so two models evaluated with the same seed see the same examples: the saved
-    per-example correctness supports paired comparisons (:func:`hlsm.lm.records.paired_difference`).
+    per-example correctness supports paired comparisons (:func:`hlsm.lm.records.compare_evaluations`).
 
     Parameters
     ----------

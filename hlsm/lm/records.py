@@ -3,7 +3,7 @@
 :meth:`hlsm.lm.evaluate.DesignEvaluation.to_dict` writes an :class:`EvaluationRecord`; wherever a
 saved evaluation is read (:mod:`hlsm.lm.summary`, the sims), :meth:`EvaluationRecord.from_dict`
 reads it back. Two evaluations with the same seed and design hold the same examples, so
-:func:`paired_difference` compares two models example by example; :func:`format_evaluation`
+:func:`compare_evaluations` compares two models example by example; :func:`format_evaluation`
 prints one.
 """
 
@@ -215,7 +215,7 @@ def paired_examples(a: Sequence[ExampleRecord], b: Sequence[ExampleRecord], spli
     return _paired([e.correct for e in a], [e.correct for e in b]).rounded()
 
 
-def paired_difference(a: Mapping[str, Any], b: Mapping[str, Any], split: str) -> dict[str, Any]:
+def compare_evaluations(a: Mapping[str, Any], b: Mapping[str, Any], split: str) -> dict[str, Any]:
     """Accuracy of ``a`` minus ``b`` on ``split`` with the paired standard error, from saved results.
 
     ``a`` and ``b`` are :meth:`hlsm.lm.evaluate.DesignEvaluation.to_dict` outputs on the same examples (same seed and

@@ -230,6 +230,30 @@ def test_a_spec_pickles_by_module_names(custom_modules: tuple[str, str]) -> None
     assert again == spec and again.skill_modules[1] is get_skill(skill_name)
 
 
+def _rotate_last(h: Tensor, a: int) -> Tensor:  # reads x_{l-1}, but not position by position
+    return torch.roll(history_item(h, -1), 1, dims=-1)
+
+
+def test_declared_reads_are_checked_at_registration_and_used_by_the_likelihood() -> None:
+    """Both directions: a routing whose ``reads`` are true registers (and the scalable likelihood
+    reads them), one that reads an item it leaves out or is not position-wise is refused."""
+    routing = register_routing("last_plus_first", _last_plus_first_plus_one, "x_{l-1} + x_0 + 1", reads=(-1, 0))
+    try:
+        assert routing.reads == (-1, 0) and routing.read_positions(1) == (0,) and routing.read_positions(4) == (0, 3)
+        assert get_routing("chain").read_positions(3) == (2,) and get_routing("skip").read_positions(1) == (0,)
+    finally:
+        unregister("last_plus_first")
+    with pytest.raises(ModuleError, match=r"reads history item 0, which its reads=\(-1,\) leave out"):
+        register_routing("liar", _last_plus_first_plus_one, "claims to read the last item only", reads=(-1,))
+    with pytest.raises(ModuleError, match="is not position-wise"):
+        register_routing("rolled", _rotate_last, "x_{l-1} rotated", reads=(-1,))
+    with pytest.raises(ModuleError, match="reads must be a non-empty sequence"):
+        register_routing("empty", _last_plus_first_plus_one, "no reads", reads=())
+    assert "liar" not in [r.name for r in routings()] and "rolled" not in [r.name for r in routings()]
+    assert register_routing("rolled", _rotate_last, "x_{l-1} rotated").reads is None  # undeclared: accepted
+    unregister("rolled")
+
+
 def test_unregister_removes_a_custom_module() -> None:
     register_skill("temporary_skill", _shift_by_two, "shift up by two", bijective=True)
     try:

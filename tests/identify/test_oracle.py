@@ -24,7 +24,7 @@ from hlsm.identify.oracle import (
     Witness,
     lib_identify,
     lib_version_space,
-    population_corpus,
+    regime_population,
     tab_identify,
 )
 from hlsm.programs import NO_ROUTING, Program, ProgramBatch, execute_one
@@ -58,7 +58,7 @@ def _truth(spec: Spec, program: Program, x0: int) -> list[int]:
 
 
 def _population(sft: list[Program], rl: list[Program] = (), spec: Spec = SPEC) -> Corpus:  # type: ignore[assignment]
-    return population_corpus(spec, [(p, "full") for p in sft] + [(p, "answer") for p in rl])
+    return regime_population(spec, [(p, "full") for p in sft] + [(p, "answer") for p in rl])
 
 
 def _rows(corpus: Corpus) -> list[tuple[Program, list[int], list[bool]]]:
@@ -233,9 +233,9 @@ def test_limits_raise_clear_errors() -> None:
         lib_identify(Spec(alphabet=3, length=2, skills=("reverse",), routings=("chain",)), corpus)
 
 
-def test_population_corpus() -> None:
+def test_regime_population() -> None:
     p, q = P("chain:shift_up > restart:sort"), ATOMIC[REVERSE]
-    corpus = population_corpus(SPEC, {p: "full", q: "answer"})
+    corpus = regime_population(SPEC, {p: "full", q: "answer"})
     assert len(corpus) == 18 and corpus.split == ("sft",) * 9 + ("rl",) * 9
     for program, codes, mask in _rows(corpus):
         assert codes == _truth(SPEC, program, codes[0])

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from hlsm.identify.observations import routing_reads
 from hlsm.infer import exact, model
 from hlsm.infer.likelihood import CorpusLikelihood, LikelihoodError
 from hlsm.infer.model import HLSMParams
-from hlsm.infer.scalable import ScalableLikelihood, routing_reads
+from hlsm.infer.scalable import ScalableLikelihood
 from hlsm.modules import DEFAULT_ROUTINGS
 from hlsm.programs import Program
 from hlsm.simulate import Corpus, concat, simulate
@@ -156,16 +157,21 @@ def test_budget_zero_bounds_and_large_budget_is_exact_on_answers() -> None:
     assert not ScalableLikelihood(spec, support, corpus, budget=0).exact
 
 
-def test_default_routings_read_what_the_table_says_position_by_position() -> None:
-    """The routing table the method relies on: reads and position-wise action, checked exhaustively."""
+def test_default_routings_read_what_they_declare_position_by_position() -> None:
+    """The reads each default routing declares (``Routing.reads``, which the method relies on): the
+    items the exhaustive check of ``identify.observations.routing_reads`` finds read, and a
+    position-wise action, checked on every history."""
     spec = Spec(alphabet=3, length=2, routings=DEFAULT_ROUTINGS, skills=("reverse",))
     states = spec.all_states()
     for length in (1, 2, 3, 4):
         hist = torch.cartesian_prod(*[torch.arange(spec.num_states)] * length).reshape(-1, length)
         digits = spec.decode(hist)  # (H, length, n)
         for m in range(spec.num_routings):
-            reads = routing_reads(spec, m, length)
+            reads = spec.routing_modules[m].read_positions(length)
             assert reads is not None
+            read = {j for j, r in enumerate(routing_reads(spec, m, length)) if r}
+            # never too few; exact from two items on (at one item sub_skip is x_0 - x_0 = 0 and reads nothing)
+            assert read <= set(reads) and (length == 1 or read == set(reads)), (spec.routings[m], length)
             out = spec.apply_routing(m, digits)
             for pos in set(range(length)) - set(reads):  # changing an unread item changes nothing
                 other = digits.clone()

@@ -15,7 +15,7 @@ from hlsm.lm.attribution import StepReport, first_departure, pair_status, read_s
 from hlsm.lm.data import TaskFormat, encode_example, encode_prompt, make_tokenizer, parse_generation
 from hlsm.lm.evaluate import checker_verdicts, design_splits, evaluate_design
 from hlsm.lm.model import GPT, GPTConfig
-from hlsm.lm.records import format_evaluation, paired_difference
+from hlsm.lm.records import compare_evaluations, format_evaluation
 from hlsm.programs import Program, execute_one
 from hlsm.spec import Spec
 from hlsm.stats import binomial_se
@@ -164,8 +164,8 @@ def test_evaluate_design_strata_steps_and_saved_results(tmp_path: Path) -> None:
     assert all(name in text for name in ("seen", "unseen", "deeper_3", "atomic", "identified", "unseen  pair"))
     # the same seed pairs two evaluations example by example; another seed does not
     again = evaluate_design(model, TINY, fmt, tok, design, examples_per_split=40, seed=1, checker=False).to_dict()
-    assert paired_difference(saved, again, "unseen") == {"n": 40, "difference": 0.0, "se": 0.0}
+    assert compare_evaluations(saved, again, "unseen") == {"n": 40, "difference": 0.0, "se": 0.0}
     assert "identified" not in again["splits"]["unseen"]["strata"] and again["checker"] is None
     other = evaluate_design(model, TINY, fmt, tok, design, examples_per_split=40, seed=2, checker=False).to_dict()
     with pytest.raises(HLSMError, match="used different examples"):
-        paired_difference(saved, other, "unseen")
+        compare_evaluations(saved, other, "unseen")

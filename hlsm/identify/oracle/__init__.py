@@ -1,6 +1,6 @@
 """Brute-force identifiability oracle for tiny instances (see :mod:`hlsm.identify.oracle.base`).
 
->>> corpus = population_corpus(spec, [(program, "full") for program in sft] + [(p, "answer") for p in rl])
+>>> corpus = regime_population(spec, [(program, "full") for program in sft] + [(p, "answer") for p in rl])
 >>> result = lib_identify(spec, corpus, candidates)      # or tab_identify(...)
 >>> result.skill_identified, result.generalisation_set
 """
@@ -16,7 +16,7 @@ from hlsm.identify.oracle.base import (
     SearchBudgetError,
     TabHypothesis,
     Witness,
-    population_corpus,
+    regime_population,
 )
 from hlsm.identify.oracle.lib import lib_identify, lib_version_space
 from hlsm.identify.oracle.tab import TAB_BUDGET, tab_identify
@@ -35,6 +35,6 @@ __all__ = [
     "Witness",
     "lib_identify",
     "lib_version_space",
-    "population_corpus",
+    "regime_population",
     "tab_identify",
 ]

@@ -142,7 +142,7 @@ class OracleResult:
 # -- data -----------------------------------------------------------------------------------------
 
 
-def population_corpus(spec: Spec, programs: Sequence[tuple[Program, str]] | Mapping[Program, str]) -> Corpus:
+def regime_population(spec: Spec, programs: Sequence[tuple[Program, str]] | Mapping[Program, str]) -> Corpus:
     """The population limit of a regime: every program run on every ``x_0`` in ``X``, noiselessly.
 
     Parameters
@@ -159,13 +159,13 @@ def population_corpus(spec: Spec, programs: Sequence[tuple[Program, str]] | Mapp
     """
     pairs: list[tuple[Program, str]] = list(programs.items()) if isinstance(programs, Mapping) else list(programs)
     if not pairs:
-        raise OracleError("population_corpus needs at least one (program, exposure) pair")
+        raise OracleError("regime_population needs at least one (program, exposure) pair")
     labels = {"full": "sft", "answer": "rl"}
     return concat([simulate_population(spec, [p], e, labels.get(e, "partial")) for p, e in pairs])
 
 
 @dataclass(frozen=True)
-class Record:
+class DistinctRecord:
     """One distinct trace: program, ``x_0`` code and shown codes of ``x_1..x_L`` (``None``: hidden)."""
 
     program: Program
@@ -173,18 +173,18 @@ class Record:
     shown: tuple[int | None, ...]
 
 
-def distinct_records(spec: Spec, corpus: Corpus) -> list[Record]:
+def distinct_records(spec: Spec, corpus: Corpus) -> list[DistinctRecord]:
     """The corpus's distinct records, in order of first appearance."""
     if corpus.spec != spec:
         raise OracleError("the corpus was built for another spec; pass the spec it was simulated with")
     codes = spec.encode(corpus.states).tolist()
     mask = corpus.mask.tolist()
-    out: dict[Record, None] = {}
+    out: dict[DistinctRecord, None] = {}
     for i in range(len(corpus)):
         program = corpus.program(i).check(spec)
         d = program.depth
         shown = tuple(c if s else None for c, s in zip(codes[i][1 : d + 1], mask[i][:d], strict=True))
-        out[Record(program, codes[i][0], shown)] = None
+        out[DistinctRecord(program, codes[i][0], shown)] = None
     return list(out)
 
 
@@ -226,12 +226,12 @@ class LibraryTables:
         return int(self.routing[len(history)][m, code])
 
 
-def oracle_horizon(records: Sequence[Record], candidates: Sequence[Program], horizon: int | None) -> int:
+def oracle_horizon(records: Sequence[DistinctRecord], candidates: Sequence[Program], horizon: int | None) -> int:
     """``L*`` for the oracle: the same rule as the checkers (:func:`hlsm.identify.horizon.resolve_horizon`)."""
     return resolve_horizon([p.depth for p in candidates], [r.program.depth for r in records], horizon)
 
 
-def max_depth_of(records: Sequence[Record], candidates: Sequence[Program]) -> int:
+def max_depth_of(records: Sequence[DistinctRecord], candidates: Sequence[Program]) -> int:
     """``L_max``: the largest depth among the records and the candidates (routings are compared up to it)."""
     return max([r.program.depth for r in records] + [p.depth for p in candidates], default=1)
 

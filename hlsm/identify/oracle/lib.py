@@ -16,12 +16,12 @@ import numpy as np
 
 from hlsm.identify.oracle.base import (
     MAX_LIB_HYPOTHESES,
+    DistinctRecord,
     InconsistentDataError,
     LibHypothesis,
     LibraryTables,
     OracleError,
     OracleResult,
-    Record,
     Witness,
     check_candidates,
     distinct_records,
@@ -60,7 +60,7 @@ def _lib_run(
 
 
 def _lib_consistent(
-    spec: Spec, lib: LibraryTables, records: Sequence[Record], limit: int
+    spec: Spec, lib: LibraryTables, records: Sequence[DistinctRecord], limit: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every consistent H-lib hypothesis as ``(C, K)`` skill and ``(C, M)`` routing binding arrays."""
     total = spec.num_skills**spec.num_skills * spec.num_routings**spec.num_routings
@@ -69,7 +69,7 @@ def _lib_consistent(
             f"H-lib has K**K * M**M = {total} hypotheses, above the limit {limit}; use a smaller library "
             "(or raise max_hypotheses knowingly)"
         )
-    groups: dict[Program, list[Record]] = {}
+    groups: dict[Program, list[DistinctRecord]] = {}
     for r in records:
         groups.setdefault(r.program, []).append(r)
     arrays = [

@@ -35,10 +35,10 @@ import itertools
 from collections.abc import Generator, Iterator, Sequence
 
 from hlsm.identify.oracle.base import (
+    DistinctRecord,
     InconsistentDataError,
     LibraryTables,
     OracleResult,
-    Record,
     SearchBudgetError,
     TabHypothesis,
     Witness,
@@ -166,7 +166,7 @@ class _Search:
             out = u
         return out
 
-    def leaves(self, binding: Sequence[int], records: Sequence[Record], table: Table) -> Iterator[None]:
+    def leaves(self, binding: Sequence[int], records: Sequence[DistinctRecord], table: Table) -> Iterator[None]:
         """Yield once per leaf: ``table`` then holds one consistent assignment of the entries read.
 
         An explicit stack of per-record generators (no recursion over records).
