@@ -68,10 +68,7 @@ class Runner:
     def __enter__(self) -> Runner:
         b = self.backend
         if b.kind == "local" and b.workers > 1:
-            spawn = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                b.workers, mp_context=spawn, initializer=load_plugins, initargs=(plugin_files(),)
-            )
+            self._pool = spawn_pool(b.workers)
         elif b.kind == "ray":
             self._started_ray = not _ray_running()  # a session the caller opened stays open
             self._ray = _connect(b.address)
@@ -101,6 +98,20 @@ class Runner:
             return [fn(*args) for args in jobs]
         futures = [self._pool.submit(fn, *args) for args in jobs]
         return [f.result() for f in futures]
+
+
+def spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` spawned processes, each of which has loaded this process's plugins: the
+    one pool of the package (:class:`Runner`, :func:`in_fresh_process`)."""
+    spawn = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=spawn, initializer=load_plugins, initargs=(plugin_files(),))
+
+
+def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a newly spawned process that has loaded this one's plugins (for what must not
+    share this process's state: a peak-memory measurement, say)."""
+    with spawn_pool(1) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _ray_running() -> bool:

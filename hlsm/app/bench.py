@@ -22,6 +22,7 @@ import torch
 from hlsm.design import DesignConfig, make_design
 from hlsm.errors import HLSMError
 from hlsm.examples import example_path
+from hlsm.parallel import in_fresh_process
 from hlsm.simulate import simulate, simulate_naive
 from hlsm.spec import Spec
 
@@ -620,8 +621,6 @@ def bench_fit_default(n: int = 1024, steps: int = 20, seed: int = 0, progress: b
     the whole corpus. ``peak_rss_mb`` is the peak memory of a separate process that builds the whole
     corpus's likelihood and runs a ``steps``-step fit (``fit_seconds``), with nothing else in it.
     """
-    import multiprocessing
-
     from pyro.infer import TraceEnum_ELBO
 
     from hlsm.app.designfile import load_design
@@ -664,8 +663,7 @@ def bench_fit_default(n: int = 1024, steps: int = 20, seed: int = 0, progress: b
         raise HLSMError(
             f"scalable and Pyro losses disagree ({values['scalable']} vs {values['pyro']}): please report this"
         )
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        peak = pool.apply(_peak_fit, (spec, corpus, support, steps))
+    peak = in_fresh_process(_peak_fit, spec, corpus, support, steps)
     return {
         "benchmark": "fit",
         "scale": "default",

@@ -40,7 +40,8 @@ from torch import Tensor
 from hlsm.infer.likelihood import LikelihoodError
 from hlsm.infer.model import _observed_programs, _support
 from hlsm.modules import DEFAULT_ROUTINGS, DEFAULT_SKILLS
-from hlsm.plugins import load_plugins, plugin_files, plugin_modules
+from hlsm.parallel import Backend, Runner
+from hlsm.plugins import plugin_modules
 from hlsm.programs import Program, ProgramBatch
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
@@ -232,12 +233,9 @@ class ScalableLikelihood:
         known = set(DEFAULT_SKILLS) | set(DEFAULT_ROUTINGS) | plugin_modules()
         if workers == 1 or len(hard) < 2 * workers or not set(self.spec.skills) | set(self.spec.routings) <= known:
             return {k: self._build(*k) for k in keys}
-        import multiprocessing
-
         chunks = [hard[i::workers] for i in range(workers)]
-        spawn = multiprocessing.get_context("spawn")
-        with spawn.Pool(workers, initializer=load_plugins, initargs=(plugin_files(),)) as pool:
-            parts = pool.starmap(_build_chunk, [(self.spec, self.budget, chunk) for chunk in chunks])
+        with Runner(Backend("local", workers)) as runner:
+            parts = runner.map(_build_chunk, [(self.spec, self.budget, chunk) for chunk in chunks])
         out: dict[Any, list[_Level]] = {}
         for chunk, (structures, bounded) in zip(chunks, parts, strict=True):
             out.update(zip(chunk, structures, strict=True))

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from hlsm.parallel import Backend, ParallelError, Runner
+from hlsm.parallel import Backend, ParallelError, Runner, in_fresh_process
 
 
 def _square_and_pid(x: int) -> tuple[int, int]:
@@ -23,6 +23,11 @@ def test_local_runner_in_process_and_on_a_spawn_pool_keep_the_order() -> None:
         again = runner.map(_square_and_pid, jobs)  # the pool lives across calls
     assert [r[0] for r in pooled] == [i * i for i in range(6)] and os.getpid() not in {r[1] for r in pooled}
     assert {r[1] for r in again} <= {r[1] for r in pooled}
+
+
+def test_a_fresh_process_runs_the_job_elsewhere() -> None:
+    assert in_fresh_process(_square_and_pid, 7)[0] == 49
+    assert in_fresh_process(_square_and_pid, 7)[1] != os.getpid()
 
 
 def test_bad_backends_are_refused() -> None:
