@@ -18,8 +18,8 @@ never-trained ones), the set-up of DESIGN section 6. :func:`coverage` reports wh
 and contexts a split exercises (the networkx support graph built on it is
 :func:`hlsm.identify.graph.support_graph`).
 
-One module (about 430 lines): the config, the two holdout draws and the coverage counts share one
-vocabulary of programs, skill pairs and contexts.
+The config, the two holdout draws and the coverage counts share one vocabulary of programs, skill
+pairs and contexts.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The registry is public: :func:`register_skill` and :func:`register_routing` add 
 function on tensors, which is then usable wherever a :class:`~hlsm.spec.Spec` names it (simulator,
 Pyro model, checker, transformer data).
 
-One module on purpose (about 470 lines): the registry and the default library's 34 implementations,
-ten lines each, are read together; the registry probes each function it holds.
+The registry and the default library's 34 implementations, ten lines each, are read together; the
+registry probes each function it holds.
 """
 
 from __future__ import annotations

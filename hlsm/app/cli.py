@@ -7,8 +7,8 @@ that name (:mod:`hlsm.examples`; ``hlsm examples list``). Bad
 input (an unknown module, a malformed config, an impossible design, an unwritable output path)
 prints one message naming the input and the fix, and exits with code 2.
 
-One module (about 480 lines): the argument parser and one short handler per subcommand; each
-handler imports its job on first use, so ``hlsm --help`` imports no torch.
+The argument parser and one short handler per subcommand; each handler imports its job on first
+use, so ``hlsm --help`` imports no torch.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 Each function draws one figure from a saved record; what it computes is presentation only (an
 error bar from saved standard errors, a permutation already saved): the analyses live with the code
-that saves the results. The module is long (about 490 lines)
-because matplotlib code is."""
+that saves the results."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ candidate outside the generalisation set carries a reason: the symbols whose alt
 data equally well and an input where the answers differ; every verdict carries a status
 (:data:`STATUSES`) saying how far it can be trusted.
 
-One module (about 440 lines): the result type, the statuses and both classes' candidate verdicts
-with their reasons are read together.
+The result type, the statuses and both classes' candidate verdicts with their reasons are read
+together.
 """
 
 from __future__ import annotations

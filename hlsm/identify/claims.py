@@ -3,8 +3,8 @@
 Each ``check_c*`` function takes one :class:`TinyDesign`, asks the brute-force oracle
 (:mod:`hlsm.identify.oracle`) what the design identifies, and returns :class:`Check` rows: what the
 proposition predicts and what the oracle found. ``hlsm/sims/verify_claims.py`` runs them on hundreds of
-designs; ``tests/identify/test_claims.py`` on a few. One module (about 400 lines): one check per
-proposition, over the same tiny designs and stress families.
+designs; ``tests/identify/test_claims.py`` on a few. One check per proposition, over the same tiny designs and
+stress families.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ are fitted with :class:`hlsm.infer.scalable.ScalableLikelihood` instead (also ``
 at any size): no table is built, and where that likelihood bounds a term the fit maximises its
 certified lower bound and reports the interval's width at the estimate (``interval_width``).
 
-One module (about 480 lines): the config, both objectives and the restart loop share the
-parameterisation above, and the two objectives are tested equal.
+The config, both objectives and the restart loop share the parameterisation above, and the two
+objectives are tested equal.
 """
 
 from __future__ import annotations

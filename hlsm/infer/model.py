@@ -14,8 +14,8 @@ observed steps; hidden states are enumerated, never masked with ``obs_mask`` (wh
 spurious ``log |X|`` per masked element under enumeration). Groups are conditionally independent,
 so they sit in ``pyro.markov(history=0)`` contexts and reuse enumeration dims.
 
-One module (about 440 lines): the sampler and the scorer are one function of data, and the
-parameters and the noisy-state distribution exist for it alone.
+The sampler and the scorer are one function of data, and the parameters and the noisy-state
+distribution exist for it alone.
 """
 
 from __future__ import annotations
