@@ -25,6 +25,7 @@ from typing import Any
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError, shorten
 from hlsm.io import write_json
+from hlsm.lock import writing
 from hlsm.scales import SCALES
 
 EXIT_BAD_INPUT = 2
@@ -119,9 +120,10 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
                 labels.append(split)
     corpus = simulate(spec, programs, job.n, job.seed, exposure=job.exposure, epsilon=job.epsilon, split=labels)
     out = Path(job.out)
-    write_jsonl(corpus, out)
-    config = {"spec": spec.to_dict(), "design": design_cfg.to_dict(), "simulate": asdict(job)}
-    write_json(out.with_suffix(".config.json"), config)
+    with writing(out, "corpus file"):
+        write_jsonl(corpus, out)
+        config = {"spec": spec.to_dict(), "design": design_cfg.to_dict(), "simulate": asdict(job)}
+        write_json(out.with_suffix(".config.json"), config)
     summary = summarize(corpus)
     print(f"wrote {len(corpus):,} traces to {out}")
     print(json.dumps({"depth": summary["depth"], "split": summary["split"]}))
@@ -328,7 +330,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     design: SupportDesign | None = _evaluation_design(args.design, policy) if args.design else None
     results = evaluate_checkpoint(policy, design, examples=args.examples, seed=args.seed, checker=not args.no_checker)
     if args.out:
-        results.save(args.out)
+        with writing(args.out, "results file"):
+            results.save(args.out)
     print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}); {args.examples} examples per split, greedy")
     print(format_evaluation(results.to_dict()))
     if args.out:

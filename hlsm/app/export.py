@@ -51,6 +51,7 @@ from hlsm.io import atomic_write, read_text, write_text
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import derive_seed
 from hlsm.lm.evaluate import design_splits
+from hlsm.lock import writing
 from hlsm.programs import Program, ProgramBatch, execute
 from hlsm.spec import LETTERS, Spec
 from hlsm.stats import binomial_se
@@ -240,10 +241,11 @@ def export_design(
         "test": dict(Counter(r["split"] for r in test)),
     }
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_parquet(layout(train, trainer), folder / "train.parquet")
-    _write_parquet(layout(test, trainer), folder / "test.parquet")
-    write_text(folder / "export.json", json.dumps(summary, indent=2) + "\n")
+    with writing(folder, "export folder"):
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_parquet(layout(train, trainer), folder / "train.parquet")
+        _write_parquet(layout(test, trainer), folder / "test.parquet")
+        write_text(folder / "export.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

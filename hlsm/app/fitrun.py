@@ -47,6 +47,7 @@ from hlsm.infer.likelihood import library_tables
 from hlsm.infer.metrics import binding_accuracy, match_tables
 from hlsm.infer.selections import map_selections, selection_recovery
 from hlsm.io import atomic_write, write_json
+from hlsm.lock import writing
 from hlsm.programs import Program
 from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus, concat, read_jsonl, simulate
@@ -243,6 +244,21 @@ def run_fit(
     nuts = build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
     config = fit_config(section, progress)
     out = Path(out)
+    with writing(out, "fit folder"):
+        return _fit_into(out, design, str(design_path), section, nuts, config, data, resume)
+
+
+def _fit_into(
+    out: Path,
+    design: IdentifyDesign,
+    design_path: str,
+    section: FitSection,
+    nuts: NutsSection,
+    config: FitConfig,
+    data: str | None,
+    resume: bool,
+) -> FitMetrics:
+    """:func:`run_fit` once its inputs are read and ``out`` is locked."""
     if resume and not (out / "fit_state.pt").exists():  # as `hlsm train --resume`: an error, not a fresh start
         raise FitError(f"--resume given but '{out}' holds no fit_state.pt; start without --resume")
     out.mkdir(parents=True, exist_ok=True)
@@ -284,7 +300,7 @@ def run_fit(
             opened=opened,
         )
         metrics = FitMetrics(
-            design=str(design_path),
+            design=design_path,
             data=data,
             traces=len(corpus),
             fit=asdict(section),

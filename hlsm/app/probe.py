@@ -43,6 +43,7 @@ from hlsm.infer.letters import LetterRecords, fit_letters, hamming_to, near_miss
 from hlsm.io import json_safe, write_json, write_text
 from hlsm.lm.policy import Policy
 from hlsm.lm.probe import ProbeTraces, sample_traces
+from hlsm.lock import writing
 from hlsm.spec import Spec
 
 GROUPS = ("first", "seen", "rl", "never")
@@ -245,12 +246,13 @@ def run_probe(
     }
     if out is not None:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "probe.json", json_safe(result))
-        write_text(out / "probe.md", report(result))
-        from hlsm.app.plots import plot_probe_bindings
+        with writing(out, "probe folder"):
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / "probe.json", json_safe(result))
+            write_text(out / "probe.md", report(result))
+            from hlsm.app.plots import plot_probe_bindings
 
-        plot_probe_bindings(spec, result, out / "bindings.png")
+            plot_probe_bindings(spec, result, out / "bindings.png")
     return result
 
 

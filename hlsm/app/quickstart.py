@@ -26,6 +26,7 @@ from typing import Any
 from hlsm.app.plots import plot_corpus_summary
 from hlsm.design import DesignConfig, coverage, make_design
 from hlsm.io import write_json, write_text
+from hlsm.lock import writing
 from hlsm.simulate import concat, simulate, summarize, write_jsonl
 from hlsm.spec import Spec
 
@@ -76,6 +77,11 @@ class QuickstartConfig:
 def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig = QuickstartConfig()) -> Path:
     """Run the quickstart and return the path of ``report.md``."""
     out = Path(out)
+    with writing(out, "quickstart folder"):
+        return _quickstart(out, config)
+
+
+def _quickstart(out: Path, config: QuickstartConfig) -> Path:
     spec = Spec()
     design = make_design(spec, DesignConfig(seed=config.seed))
     corpora = [

@@ -30,6 +30,7 @@ import torch
 from hlsm.app.report import markdown_table, verdict_cell
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
+from hlsm.lock import writing
 from hlsm.scales import SCALES
 from hlsm.stats import SeedVerdict
 
@@ -239,14 +240,17 @@ def reproduce(
     for option, folder in (("--runs", runs_dir), ("--docs", docs_dir)):
         if folder.exists() and not folder.is_dir():
             raise ReproduceError(f"{option} '{folder}' is a file; give a folder (it is made if missing)")
-    outcomes = []
-    for name in names:
-        if echo:
-            print(f"[reproduce] {name} ({scale}) ...", flush=True)
-        outcome = run_sim(name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address)
-        if echo:
-            print(f"[reproduce] {name}: {outcome.status} in {outcome.wall_s / 60:.1f} min", flush=True)
-        outcomes.append(outcome)
-    path = write_results(scale, outcomes, runs_dir, docs_dir)
-    write_json(runs_dir / "outcomes.json", [asdict(o) for o in outcomes])
-    return path, outcomes
+    with writing(runs_dir, "reproduction folder"):
+        outcomes = []
+        for name in names:
+            if echo:
+                print(f"[reproduce] {name} ({scale}) ...", flush=True)
+            outcome = run_sim(
+                name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address
+            )
+            if echo:
+                print(f"[reproduce] {name}: {outcome.status} in {outcome.wall_s / 60:.1f} min", flush=True)
+            outcomes.append(outcome)
+        path = write_results(scale, outcomes, runs_dir, docs_dir)
+        write_json(runs_dir / "outcomes.json", [asdict(o) for o in outcomes])
+        return path, outcomes

@@ -43,6 +43,7 @@ from typing import Any, Literal
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
+from hlsm.lock import writing
 from hlsm.parallel import Backend, BackendKind, ParallelError, Runner
 
 Kind = Literal["fit", "identify", "sft"]
@@ -203,32 +204,38 @@ def run_sweep(section: SweepSection) -> tuple[Path, list[dict[str, Any]]]:
     """Run every unfinished cell of the grid and write the results table; returns its path and rows."""
     base = load_toml(section.base)
     out = Path(section.out)
-    rows: dict[str, dict[str, Any]] = {}
-    jobs = []
-    for overrides in cells(section.grid):
-        folder = out / "cells" / cell_id(overrides)
-        try:  # a key that cannot be set, or a value the config refuses, stops the sweep before it starts
-            CHECKS[section.kind](apply_overrides(base, overrides))
-        except HLSMError as err:
-            raise SweepError(f"grid cell {overrides}: {err}") from None
-        done = folder / "result.json"
-        if done.exists():
-            rows[folder.name] = {"cell": folder.name, **overrides, "status": "cached", **json.loads(done.read_text())}
-        else:
-            jobs.append((section.kind, base, overrides, str(folder.resolve())))
-    ran: list[dict[str, Any]] = []
-    if jobs:
-        backend = Backend(section.backend, section.workers if section.backend == "local" else 1, section.address)
-        try:
-            with Runner(backend) as runner:
-                ran = runner.map(run_cell, jobs)
-        except ParallelError as err:
-            raise SweepError(str(err)) from None
-    rows.update({r["cell"]: r for r in ran})
-    ordered = [rows[cell_id(o)] for o in cells(section.grid)]
-    write_json(out / "results.json", ordered)
-    write_text(out / "results.csv", _csv(ordered))
-    return out / "results.csv", ordered
+    with writing(out, "sweep folder"):
+        rows: dict[str, dict[str, Any]] = {}
+        jobs = []
+        for overrides in cells(section.grid):
+            folder = out / "cells" / cell_id(overrides)
+            try:  # a key that cannot be set, or a value the config refuses, stops the sweep before it starts
+                CHECKS[section.kind](apply_overrides(base, overrides))
+            except HLSMError as err:
+                raise SweepError(f"grid cell {overrides}: {err}") from None
+            done = folder / "result.json"
+            if done.exists():
+                rows[folder.name] = {
+                    "cell": folder.name,
+                    **overrides,
+                    "status": "cached",
+                    **json.loads(done.read_text()),
+                }
+            else:
+                jobs.append((section.kind, base, overrides, str(folder.resolve())))
+        ran: list[dict[str, Any]] = []
+        if jobs:
+            backend = Backend(section.backend, section.workers if section.backend == "local" else 1, section.address)
+            try:
+                with Runner(backend) as runner:
+                    ran = runner.map(run_cell, jobs)
+            except ParallelError as err:
+                raise SweepError(str(err)) from None
+        rows.update({r["cell"]: r for r in ran})
+        ordered = [rows[cell_id(o)] for o in cells(section.grid)]
+        write_json(out / "results.json", ordered)
+        write_text(out / "results.csv", _csv(ordered))
+        return out / "results.csv", ordered
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

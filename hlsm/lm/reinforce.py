@@ -71,6 +71,7 @@ from hlsm.lm.rundir import (
     append_jsonl,
     autocast_for,
     check_out,
+    lock_runs,
     make_evaluator,
     stack_runs,
     start_or_resume,
@@ -181,25 +182,26 @@ def train_rl_many(
     if len(inits) != len(configs):
         raise TrainingError(f"{len(inits)} --init checkpoints for {len(configs)} runs")
     configs, paths, resumes = stack_runs(configs, outs, resume)
-    loaded = []
-    for config, init, out, again in zip(configs, inits, paths, resumes, strict=True):
-        check_out(out, again)
-        calibration = read_calibration(Path(init).parent if Path(init).is_file() else init)
-        if calibration is not None and not calibration.passed and not config.rl.allow_uncalibrated:
-            raise TrainingError(calibration.refusal(str(init)))
-        policy = load_policy(init, what="--init checkpoint")
-        loaded.append((policy, resolve_task(config, policy.sft_record)))
-    first = configs[0].training
-    ctx = init_distributed(first.device)
-    try:
-        with torch_threads(first.threads):
-            runs = [
-                _member(c, p, t, Path(i), o, r, ctx, stop_at)
-                for c, (p, t), i, o, r in zip(configs, loaded, inits, paths, resumes, strict=True)
-            ]
-            return _train(runs, ctx, progress, stop_at)
-    finally:
-        shutdown(ctx)
+    with lock_runs(paths):
+        loaded = []
+        for config, init, out, again in zip(configs, inits, paths, resumes, strict=True):
+            check_out(out, again)
+            calibration = read_calibration(Path(init).parent if Path(init).is_file() else init)
+            if calibration is not None and not calibration.passed and not config.rl.allow_uncalibrated:
+                raise TrainingError(calibration.refusal(str(init)))
+            policy = load_policy(init, what="--init checkpoint")
+            loaded.append((policy, resolve_task(config, policy.sft_record)))
+        first = configs[0].training
+        ctx = init_distributed(first.device)
+        try:
+            with torch_threads(first.threads):
+                runs = [
+                    _member(c, p, t, Path(i), o, r, ctx, stop_at)
+                    for c, (p, t), i, o, r in zip(configs, loaded, inits, paths, resumes, strict=True)
+                ]
+                return _train(runs, ctx, progress, stop_at)
+        finally:
+            shutdown(ctx)
 
 
 def _record(config: RLConfig, task: Task, policy: Policy, init: Path) -> dict[str, Any]:

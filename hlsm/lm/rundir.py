@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from hlsm.lm.distributed import DistContext, barrier
 from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT
 from hlsm.lm.runconfig import RunConfig
+from hlsm.lock import writing_all
 from hlsm.spec import Spec
 from hlsm.traces import Tokenizer
 
@@ -53,6 +56,15 @@ def check_out(out: Path, resume: bool) -> None:
         raise TrainingError(f"--resume given but '{out}' holds no {CHECKPOINT_NAME}; start without --resume")
     if not resume and has_checkpoint:
         raise TrainingError(f"'{out}' already holds a run ({CHECKPOINT_NAME}); pass --resume or choose another --out")
+
+
+def lock_runs(paths: Sequence[Path]) -> AbstractContextManager[None]:
+    """Hold every run folder's lock (:func:`hlsm.lock.writing`) on the main rank, for a whole run: a
+    second process writing one of them is refused at once (the other ranks of a torchrun job write
+    the same folders under rank 0's lock)."""
+    if os.environ.get("RANK", "0") != "0":
+        return nullcontext()
+    return writing_all(paths, "run folder")
 
 
 def stack_runs(

@@ -56,6 +56,7 @@ from hlsm.lm.rundir import (
     append_jsonl,
     autocast_for,
     check_out,
+    lock_runs,
     make_evaluator,
     stack_runs,
     start_or_resume,
@@ -229,15 +230,16 @@ def train_sft_many(
     if not configs:
         return []
     configs, paths, resumes = stack_runs(configs, outs, resume)
-    for p, r in zip(paths, resumes, strict=True):
-        check_out(p, r)
-    cfg = configs[0].training
-    ctx = init_distributed(cfg.device)
-    try:
-        with torch_threads(cfg.threads):
-            return _train(configs, paths, resumes, ctx, progress, stop_at)
-    finally:
-        shutdown(ctx)
+    with lock_runs(paths):
+        for p, r in zip(paths, resumes, strict=True):
+            check_out(p, r)
+        cfg = configs[0].training
+        ctx = init_distributed(cfg.device)
+        try:
+            with torch_threads(cfg.threads):
+                return _train(configs, paths, resumes, ctx, progress, stop_at)
+        finally:
+            shutdown(ctx)
 
 
 @dataclass
