@@ -3,22 +3,29 @@
 Results hlsm writes (corpora, checkpoints, metrics, reports, posteriors, exports) go through
 :func:`atomic_path`: the content is written to a temporary file beside the target and renamed into
 place, so a killed run or a failed write never leaves a partial output file, and an existing file is
-replaced only by a complete one. (Figures, which are redrawn from results, and logs are written
-directly.)
+replaced only by a complete one (figures too); logs are appended directly.
+
+The same function is the one check of output targets and write failures: a target that exists must
+be a regular file (a device, a FIFO, a socket, a folder or a symbolic link is refused before anything
+is written, :func:`check_target`), and a write that fails for lack of room or rights (a full disk, a
+quota, a file-size limit, a read-only file system, permissions) raises :class:`OutputError` naming
+the output and the reason, with the temporary file removed and the earlier file untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hlsm.errors import InputError
+from hlsm.errors import HLSMError, InputError
 from hlsm.examples import resolve
 
 
@@ -29,29 +36,98 @@ def _umask() -> int:
     return mask
 
 
+REASONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file would exceed the file-size limit (ulimit -f)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "the operation is not permitted",
+}
+"""What a failed write's errno means, in the words of :class:`OutputError`'s message."""
+
+
+class OutputError(HLSMError, OSError):
+    """An output that cannot be written: the message names the path and the reason (``errno`` and
+    ``filename`` as an :class:`OSError`'s)."""
+
+    def __init__(self, message: str, code: int | None = None, path: str | None = None) -> None:
+        OSError.__init__(self, code, message, path)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def check_target(path: str | Path) -> None:
+    """Refuse an output target that exists and is not a regular file (nothing is written through a
+    link, into a device or in place of a folder); a new path or a regular file passes."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        reason = REASONS.get(err.errno or 0, err.strerror)
+        raise OutputError(f"cannot write '{path}': {reason}", err.errno, str(path)) from None
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise OutputError(f"output '{path}' exists and is {kind}, not a regular file; remove it or write elsewhere")
+
+
+def _os_error(err: BaseException) -> OSError | None:
+    """The :class:`OSError` behind ``err`` (itself, or its cause or context: ``torch.save`` wraps a
+    failed write in a ``RuntimeError``), or None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno is not None:
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without error, rename it to ``path``.
 
-    For writers that want a file name (``to_netcdf``). The parent folder is created. On any error the
-    temporary file is removed; an :class:`OSError` is re-raised naming ``path``, not the temporary file.
-    The file gets the mode a plain ``open(path, "w")`` would give (``0666`` less the umask).
+    For writers that want a file name (``to_netcdf``). The target is checked first
+    (:func:`check_target`) and its parent folder created. On any error the temporary file is
+    removed; a failed write (an :class:`OSError`, or an error caused by one) raises
+    :class:`OutputError` naming ``path``, not the temporary file, and the reason. The file gets the
+    mode a plain ``open(path, "w")`` would give (``0666`` less the umask).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    check_target(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        reason = REASONS.get(err.errno or 0, err.strerror)
+        raise OutputError(f"cannot write '{path}': {reason}", err.errno, str(path)) from None
     os.close(fd)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as err:  # name the output, not the temporary file
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, err.strerror, str(path)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        cause = None if isinstance(err, (KeyboardInterrupt, SystemExit)) else _os_error(err)
+        if cause is None:
+            raise
+        reason = REASONS.get(cause.errno or 0, cause.strerror)  # name the output, not the temporary file
+        raise OutputError(f"cannot write '{path}': {reason}", cause.errno, str(path)) from None
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], object], mode: str = "w", *, durable: bool = False) -> None:

@@ -14,6 +14,7 @@ use, so ``hlsm --help`` imports no torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import textwrap
@@ -24,7 +25,7 @@ from typing import Any
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError, shorten
-from hlsm.io import write_json
+from hlsm.io import check_target, write_json
 from hlsm.lock import writing
 from hlsm.scales import SCALES
 
@@ -120,6 +121,8 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
                 labels.append(split)
     corpus = simulate(spec, programs, job.n, job.seed, exposure=job.exposure, epsilon=job.epsilon, split=labels)
     out = Path(job.out)
+    for target in (out, out.with_suffix(".config.json")):
+        check_target(target)
     with writing(out, "corpus file"):
         write_jsonl(corpus, out)
         config = {"spec": spec.to_dict(), "design": design_cfg.to_dict(), "simulate": asdict(job)}
@@ -330,6 +333,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     design: SupportDesign | None = _evaluation_design(args.design, policy) if args.design else None
     results = evaluate_checkpoint(policy, design, examples=args.examples, seed=args.seed, checker=not args.no_checker)
     if args.out:
+        check_target(args.out)
         with writing(args.out, "results file"):
             results.save(args.out)
     print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}); {args.examples} examples per split, greedy")
@@ -604,6 +608,19 @@ PATH_OPTIONS = ("out", "design", "config", "ckpt", "data", "init", "grid", "figu
 """Options that name a file or folder: an empty or blank value is refused before any work."""
 
 
+EXIT_INTERRUPTED = 130
+"""The exit code after Ctrl-C (128 + SIGINT, as a shell reports it)."""
+
+INTERRUPTED = {
+    "train": "the last checkpoint is kept; the same command with --resume continues from it",
+    "fit": "the fit's checkpoint (fit_state.pt) is kept; the same command with --resume continues from it",
+    "reproduce": "finished experiments are kept; the same command continues with the next one",
+    "sweep": "finished cells are kept; the same command runs the others",
+    "": "no partial output file was left (results are written whole or not at all)",
+}
+"""What Ctrl-C leaves, per command, in the one line printed instead of a traceback."""
+
+
 def _check_paths(args: argparse.Namespace) -> None:
     for name in PATH_OPTIONS:
         value = getattr(args, name, None)
@@ -628,13 +645,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as err:
+        from hlsm.io import REASONS
+
         target = f" '{err.filename}'" if err.filename else ""
-        print(
-            f"hlsm {args.command}: error: cannot write or read{target}: {err.strerror}; "
-            "check the path and its permissions",
-            file=sys.stderr,
-        )
+        reason = REASONS.get(err.errno or 0, err.strerror or str(err))
+        fix = "; check the path and its permissions" if err.errno in (errno.EACCES, errno.EPERM, errno.ENOENT) else ""
+        print(f"hlsm {args.command}: error: cannot write or read{target}: {reason}{fix}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"hlsm {args.command}: interrupted; {INTERRUPTED.get(args.command, INTERRUPTED[''])}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -13,10 +13,12 @@ folder to edit.
 
 from __future__ import annotations
 
-import shutil
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from hlsm.errors import InputError
 
@@ -91,18 +93,25 @@ def resolve(path: str | Path) -> Path:
     return example_path(text) if text.startswith(PREFIX) else Path(path)
 
 
+def _write_bytes(data: bytes, f: BinaryIO) -> None:
+    f.write(data)
+
+
 def copy_examples(names: Iterable[str], folder: str | Path, *, overwrite: bool = False) -> list[Path]:
     """Copy the named examples (all when ``names`` is empty) into ``folder``; returns the new files.
 
     An existing file of the same name is an error unless ``overwrite`` (nothing is copied then).
     """
+    from hlsm.io import atomic_write, check_target  # hlsm.io reads examples: imported here, not above
+
     chosen = [example_path(n) for n in names] or [e.path for e in examples().values()]
     folder = Path(folder)
     targets = [folder / p.name for p in chosen]
-    clash = [str(t) for t in targets if t.exists()]
+    clash = [str(t) for t in targets if os.path.lexists(t)]
     if clash and not overwrite:
         raise ExampleError(f"{', '.join(clash)} already exist(s); choose another folder or pass --overwrite")
-    folder.mkdir(parents=True, exist_ok=True)
+    for target in targets:  # a link, a device or a folder in the way: refused before anything is copied
+        check_target(target)
     for source, target in zip(chosen, targets, strict=True):
-        shutil.copyfile(source, target)
+        atomic_write(target, partial(_write_bytes, source.read_bytes()), mode="wb")
     return targets

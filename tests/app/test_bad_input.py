@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -114,6 +115,20 @@ def binary(tmp: Path, name: str = "g.bin") -> str:
     return str(path)
 
 
+def fifo(tmp: Path, name: str = "pipe") -> str:
+    """A FIFO where an output file should go."""
+    os.mkfifo(tmp / name)
+    return str(tmp / name)
+
+
+def linked(tmp: Path, name: str) -> str:
+    """A folder holding ``name`` as a symbolic link to a file of the user's."""
+    (tmp / "own.txt").write_text("mine\n")
+    (tmp / "to").mkdir(exist_ok=True)
+    (tmp / "to" / name).symlink_to(tmp / "own.txt")
+    return str(tmp / "to")
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -129,6 +144,17 @@ CASES: list[Case] = [
     # -- inputs nobody listed (kinds: undecodable text, unallocatable sizes, silent hiding, unbounded
     # enumeration, empty paths, an empty resume, echoed megabytes)
     Case("simulate-binary-config", lambda t: ["simulate", "--config", binary(t)], "is not UTF-8 text (byte 0xbb"),
+    # -- output targets that are not regular files (kinds: a device, a FIFO, a folder, a link)
+    Case("simulate-out-device", lambda t: ["simulate", "--n", "5", "--out", "/dev/null"], "is a character device"),
+    Case(
+        "simulate-out-fifo", lambda t: ["simulate", "--n", "5", "--out", fifo(t)], "'{tmp}/pipe' exists and is a FIFO"
+    ),
+    Case("simulate-out-folder", lambda t: ["simulate", "--n", "5", "--out", str(t)], "exists and is a folder"),
+    Case(
+        "examples-copy-over-link",
+        lambda t: ["examples", "copy", "fit_tiny", "--to", linked(t, "fit_tiny.toml"), "--overwrite"],
+        "fit_tiny.toml' exists and is a symbolic link",
+    ),
     Case("identify-binary-design", lambda t: ["identify", "--design", binary(t)], "is not UTF-8 text"),
     Case(
         "fit-binary-data",
