@@ -47,6 +47,12 @@ class SimulateConfig:
     epsilon: float = 0.0
     out: str = "runs/simulate/corpus.jsonl"
 
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {self.epsilon}")
+
 
 def _cmd_modules(args: argparse.Namespace) -> None:
     from hlsm.modules import routings, skills
@@ -102,15 +108,22 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
             spec_raw[key] = value.split(",") if key in ("skills", "routings") else value
     spec = Spec.from_dict(spec_raw)
     design_cfg = DesignConfig.from_dict(raw.get("design", {}))
-    if args.depth is not None:
-        design_cfg = replace(design_cfg, train_depth=args.depth, deeper_depths=(args.depth + 1, args.depth + 2))
+    if args.depth is not None:  # deeper depths the config sets are kept (and checked against it)
+        given = "deeper_depths" in raw.get("design", {})
+        deeper = design_cfg.deeper_depths if given else (args.depth + 1, args.depth + 2)
+        design_cfg = DesignConfig.from_dict(
+            {**design_cfg.to_dict(), "train_depth": args.depth, "deeper_depths": deeper}
+        )
     job = build_dataclass(SimulateConfig, raw.get("simulate", {}), "simulate")
     overrides = {
         k: getattr(args, k) for k in ("n", "seed", "exposure", "epsilon", "out") if getattr(args, k) is not None
     }
     if args.splits is not None:
         overrides["splits"] = tuple(args.splits.split(","))
-    job = replace(job, **overrides)
+    try:
+        job = replace(job, **overrides)
+    except ValueError as err:
+        raise ConfigError(f"[simulate]: {err}") from None
     check_exposure(job.exposure)
     design = make_design(spec, design_cfg)
     programs, labels = [], []
@@ -429,9 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=_positive, help="string length n")
     p.add_argument("--skills", help="comma-separated skill names (default: the 24 of the library)")
     p.add_argument("--routings", help="comma-separated routing names (default: the 10 of the library)")
-    p.add_argument("--depth", type=_positive, help="training depth of the design (deeper splits: +1, +2)")
+    p.add_argument(
+        "--depth",
+        type=_positive,
+        help="training depth of the design (deeper splits: +1, +2 unless the config sets them)",
+    )
     p.add_argument("--splits", help="comma-separated splits to sample from: sft, rl, unseen, deeper")
-    p.add_argument("--n", type=int, help="number of traces")
+    p.add_argument("--n", type=_positive, help="number of traces")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--exposure", help="full | answer | steps:1,3")
     p.add_argument("--epsilon", type=float, help="corruption rate in [0, 1]")

@@ -84,6 +84,11 @@ def load_export_design(path: str | Path) -> tuple[Spec, SupportDesign, TaskForma
         check_sections(raw, DESIGN_SECTIONS)
         fmt = build_dataclass(TaskFormat, {"slots": None, **raw.get("format", {})}, "format")
         listed = any(k in raw for k in ("sft", "rl", "candidates"))
+        if not listed and "design" not in raw:  # not silently the default design
+            raise ConfigError(
+                "it has no [design] (drawn supports) and no [sft], [rl] or [candidates] (listed programs); "
+                "add one (`hlsm examples show fit_tiny` shows a file with listed programs)"
+            )
         if listed:
             parsed = parse_design(raw, f"design file '{path}'", resolve(path).parent)
             spec, design = parsed.spec, support_design(parsed)

@@ -81,6 +81,17 @@ class FitSection:
     workers: int = 1
     """Processes that build the scalable likelihood (at scale; the result does not depend on it)."""
 
+    def __post_init__(self) -> None:
+        for name in ("traces", "rl_traces"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0 (0: the population-limit corpus), got {value}")
+        if not 0.0 <= self.epsilon < 1.0:
+            raise ValueError(f"epsilon must be in [0, 1), got {self.epsilon}")
+        for name in ("view_inputs", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class NutsSection:
@@ -91,6 +102,11 @@ class NutsSection:
     warmup: int = 200
     samples: int = 200
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, least in (("chains", 1), ("warmup", 0), ("samples", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
 
 
 def _data(design: IdentifyDesign, section: FitSection, data: str | None) -> tuple[Corpus, list[Program], Corpus | None]:
@@ -261,10 +277,10 @@ def _fit_into(
     """:func:`run_fit` once its inputs are read and ``out`` is locked."""
     if resume and not (out / "fit_state.pt").exists():  # as `hlsm train --resume`: an error, not a fresh start
         raise FitError(f"--resume given but '{out}' holds no fit_state.pt; start without --resume")
-    out.mkdir(parents=True, exist_ok=True)
     spec = design.spec
     with torch_threads(1):
         corpus, support, noiseless = _data(design, section, data)
+        out.mkdir(parents=True, exist_ok=True)  # once the data are read: a refused run leaves no folder
         state = out / "fit_state.pt"
         if not resume:
             state.unlink(missing_ok=True)

@@ -240,6 +240,9 @@ def reproduce(
     for option, folder in (("--runs", runs_dir), ("--docs", docs_dir)):
         if folder.exists() and not folder.is_dir():
             raise ReproduceError(f"{option} '{folder}' is a file; give a folder (it is made if missing)")
+        existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):  # refused now, not after an hour of experiments
+            raise ReproduceError(f"{option} '{folder}' cannot be written ('{existing}' is read-only for this user)")
     with writing(runs_dir, "reproduction folder"):
         outcomes = []
         for name in names:

@@ -337,6 +337,36 @@ CASES: list[Case] = [
         ],
         "x.jsonl",
     ),
+    # -- values that used to pass silently (kinds: an empty run, a negative count, a zero that fails
+    # late after writing state, an empty design taken as the default)
+    Case("simulate-n-zero", lambda t: ["simulate", "--n", "0"], "--n: expected a positive number, got 0"),
+    Case(
+        "simulate-config-n-zero",
+        lambda t: ["simulate", "--config", write(t, "s.toml", "[simulate]\nn = 0\n")],
+        "[simulate]: n must be >= 1, got 0",
+    ),
+    Case(
+        "fit-negative-rl-traces",
+        lambda t: ["fit", "--design", write(t, "d.toml", IDENTIFY + "[fit]\nrl_traces = -5\n"), "--out", str(t / "f")],
+        "rl_traces must be >= 0",
+    ),
+    Case(
+        "fit-nuts-zero-chains",
+        lambda t: [
+            "fit",
+            "--design",
+            write(t, "d.toml", IDENTIFY + "[nuts]\nrun = true\nchains = 0\n"),
+            "--out",
+            str(t / "f"),
+            "--quiet",
+        ],
+        "chains must be >= 1, got 0",
+    ),
+    Case(
+        "export-empty-design",
+        lambda t: ["export", "--design", write(t, "d.toml", "# nothing\n"), "--format", "trl", "--out", str(t / "e")],
+        "has no [design]",
+    ),
     Case(
         "fit-unknown-fit-key",
         lambda t: ["fit", "--design", write(t, "d.toml", IDENTIFY + "[fit]\nsteps_per_moon = 3\n"), "--out", str(t)],

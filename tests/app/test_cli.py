@@ -88,6 +88,12 @@ out = "{out}"
     corpus = read_jsonl(Spec.tiny(skills=("reverse", "sort", "shift_up"), routings=("chain", "restart")), out)
     assert len(corpus) == 50
     assert set(corpus.programs.depth.tolist()) <= {2, 3}
+    # --depth sets the training depth; deeper depths the config sets stay (not silently replaced)
+    assert main(["simulate", "--config", str(config), "--depth", "2", "--n", "20"]) == 0
+    saved = json.loads(out.with_suffix(".config.json").read_text())["design"]
+    assert saved["train_depth"] == 2 and saved["deeper_depths"] == [3]  # not (3, 4)
+    assert main(["simulate", "--depth", "2", "--n", "20", "--out", str(tmp_path / "d.jsonl")]) == 0
+    assert json.loads((tmp_path / "d.config.json").read_text())["design"]["deeper_depths"] == [3, 4]
 
 
 BAD_INPUTS = {

@@ -63,6 +63,29 @@ def test_bad_requests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "unknown experiment" in capsys.readouterr().err
 
 
+def test_an_unwritable_docs_folder_is_refused_before_any_experiment_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import hlsm.app.reproduce as reproduce_module
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    docs.chmod(0o555)
+    if os.access(docs, os.W_OK):  # root writes anywhere: the file system's answer is simulated
+        real = os.access
+        monkeypatch.setattr(reproduce_module.os, "access", lambda p, m: False if Path(p) == docs else real(p, m))
+    ran: list[str] = []
+    monkeypatch.setattr(reproduce_module, "run_sim", lambda name, *a, **k: ran.append(name))
+    try:
+        with pytest.raises(ReproduceError, match="--docs .* cannot be written"):
+            reproduce("tiny", runs=tmp_path / "runs", docs=docs / "sub", echo=False)
+    finally:
+        docs.chmod(0o755)
+    assert ran == [] and not (tmp_path / "runs").exists()
+
+
 def test_predictions_at_a_glance_come_from_the_saved_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sims = tmp_path / "fakesims"
     sims.mkdir()
