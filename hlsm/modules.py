@@ -15,8 +15,11 @@ registry probes each function it holds.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +34,9 @@ RoutingFn = Callable[[Tensor, int], Tensor]
 """``fn(history, alphabet) -> u`` with ``history`` of shape ``(batch, l, n)``, ``l >= 1``."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+BUILT_IN = "built in"
+"""The :attr:`Skill.origin` of the default library's modules (called without the user-code boundary)."""
 
 
 class ModuleError(HLSMError):
@@ -65,6 +71,9 @@ class Skill:
     bijective: bool
     min_alphabet: int = 2
     min_length: int = 1
+    origin: str = BUILT_IN
+    """Where it was registered: :data:`BUILT_IN`, ``plugin file 'p.py'``, ``plugin entry point 'e'``
+    or ``registered in Python``."""
 
     @property
     def kind(self) -> str:
@@ -74,7 +83,7 @@ class Skill:
         return alphabet >= self.min_alphabet and length >= self.min_length
 
     def __call__(self, x: Tensor, alphabet: int) -> Tensor:
-        return self.fn(x, alphabet)
+        return self.fn(x, alphabet) if self.origin == BUILT_IN else _call_user(self, x, alphabet)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ class Routing:
     description: str
     min_alphabet: int = 2
     min_length: int = 1
+    origin: str = BUILT_IN
+    """Where it was registered (as :attr:`Skill.origin`)."""
     reads: tuple[int, ...] | None = None
     """The history items it reads (negative: from the end, as :func:`history_item`), declaring it
     position-wise (output symbol ``i`` depends on symbols ``i`` of those items only); ``None``:
@@ -115,7 +126,57 @@ class Routing:
         return alphabet >= self.min_alphabet and length >= self.min_length
 
     def __call__(self, history: Tensor, alphabet: int) -> Tensor:
-        return self.fn(history, alphabet)
+        return self.fn(history, alphabet) if self.origin == BUILT_IN else _call_user(self, history, alphabet)
+
+
+def _call_user(module: Skill | Routing, x: Tensor, alphabet: int) -> Tensor:
+    """A module that is not built in, called at the boundary: what it prints goes to stderr under its
+    name, and an exception or ``sys.exit`` in it becomes a :class:`ModuleError` that names the module,
+    where it was registered and an input it fails on."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            return module.fn(x, alphabet)
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 (a user's function may raise anything, sys.exit included)
+        what = (
+            f"called sys.exit({err.code!r})" if isinstance(err, SystemExit) else f"raised {type(err).__name__}: {err}"
+        )
+        raise ModuleError(
+            f"{module.kind} '{module.name}' ({module.origin}) {what} on a batch of {x.shape[0]} inputs"
+            f"{_failing_input(module, x, alphabet)}; fix the module, or leave it out of the spec"
+        ) from None
+    finally:
+        if printed.getvalue():
+            for line in printed.getvalue().splitlines():
+                print(f"[{module.kind} '{module.name}', {module.origin}] {line}", file=sys.stderr)
+
+
+def _failing_input(module: Skill | Routing, x: Tensor, alphabet: int, tries: int = 256) -> str:
+    """``", e.g. on input [..]"`` for the first row (of the first ``tries``) the module fails on alone."""
+    for i in range(min(tries, x.shape[0])):
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                module.fn(x[i : i + 1].clone(), alphabet)
+        except BaseException:  # noqa: BLE001
+            return f", e.g. on input {x[i].tolist()}"
+    return " (no single row of it fails alone)"
+
+
+_ORIGIN = ["registered in Python"]
+"""Where modules registered now come from (:func:`registering_from`)."""
+
+
+@contextlib.contextmanager
+def registering_from(origin: str) -> Iterator[None]:
+    """Modules registered inside the block record ``origin`` (``plugin file 'p.py'``), which errors
+    from them name."""
+    _ORIGIN.append(origin)
+    try:
+        yield
+    finally:
+        _ORIGIN.pop()
 
 
 _SKILLS: dict[str, Skill] = {}
@@ -144,7 +205,7 @@ def register_skill(
     _check_name(name, _SKILLS, "skill")
     sym = symbol if symbol is not None else _default_symbol("S", name)
     _check_symbol(sym, "S", "skill")
-    skill = Skill(name, sym, fn, description, bijective, min_alphabet, min_length)
+    skill = Skill(name, sym, fn, description, bijective, min_alphabet, min_length, _ORIGIN[-1])
     _probe(skill)
     _SKILLS[name] = skill
     return skill
@@ -180,7 +241,7 @@ def register_routing(
     sym = symbol if symbol is not None else _default_symbol("R", name)
     _check_symbol(sym, "R", "routing")
     declared = None if reads is None else tuple(reads)
-    routing = Routing(name, sym, fn, description, min_alphabet, min_length, declared)
+    routing = Routing(name, sym, fn, description, min_alphabet, min_length, _ORIGIN[-1], declared)
     _probe(routing)
     _ROUTINGS[name] = routing
     return routing
@@ -292,13 +353,23 @@ def _probe(module: Skill | Routing) -> None:
         check_module(module, alphabet, length)
 
 
+PROBE_BATCHES = (16, 4096)
+"""Batch sizes a module that is not built in is checked at: a small one, and one as large as the
+commands' batches of traces (a module that mixes rows only in large batches is caught)."""
+
+
 def check_module(module: Skill | Routing, alphabet: int, length: int) -> None:
     """What can be checked cheaply of a module at one size, on random inputs: it runs; it returns an int64
     tensor of shape ``(batch, n)`` (the dtype and shape named otherwise); its values stay in
     ``[0, alphabet)``; two calls agree (deterministic); and a permuted batch gives the permuted output
-    (rows do not mix). Raises :class:`ModuleError` naming the module, the size and what failed."""
+    (rows do not mix), at each of :data:`PROBE_BATCHES` (the built-in modules at the first).
+    Raises :class:`ModuleError` naming the module, the size and what failed."""
+    for batch in PROBE_BATCHES[:1] if module.origin == BUILT_IN else PROBE_BATCHES:
+        _check_batch(module, alphabet, length, batch)
+
+
+def _check_batch(module: Skill | Routing, alphabet: int, length: int, batch: int) -> None:
     gen = torch.Generator().manual_seed(0)
-    batch = 16
     shape = (batch, length) if isinstance(module, Skill) else (batch, 3, length)
     x = torch.randint(alphabet, shape, generator=gen)
     where = f"{module.kind} '{module.name}' at alphabet {alphabet}, length {length}"
@@ -557,10 +628,11 @@ _DEFAULT_ROUTING_TABLE: tuple[tuple[str, RoutingFn, str, int, tuple[int, ...]], 
 )
 
 # the default library's symbols are fixed by this table's order: S0..S23, R0..R9
-for _i, (_name, _fn, _desc, _bij, _minlen) in enumerate(_DEFAULT_SKILL_TABLE):
-    register_skill(_name, _fn, _desc, bijective=_bij, min_length=_minlen, symbol=f"S{_i}")
-for _i, (_rname, _rfn, _rdesc, _rminlen, _reads) in enumerate(_DEFAULT_ROUTING_TABLE):
-    register_routing(_rname, _rfn, _rdesc, min_length=_rminlen, symbol=f"R{_i}", reads=_reads)
+with registering_from(BUILT_IN):
+    for _i, (_name, _fn, _desc, _bij, _minlen) in enumerate(_DEFAULT_SKILL_TABLE):
+        register_skill(_name, _fn, _desc, bijective=_bij, min_length=_minlen, symbol=f"S{_i}")
+    for _i, (_rname, _rfn, _rdesc, _rminlen, _reads) in enumerate(_DEFAULT_ROUTING_TABLE):
+        register_routing(_rname, _rfn, _rdesc, min_length=_rminlen, symbol=f"R{_i}", reads=_reads)
 
 DEFAULT_SKILLS: tuple[str, ...] = tuple(row[0] for row in _DEFAULT_SKILL_TABLE)
 """The 24 default skills: 13 bijections, 11 many-to-one maps."""

@@ -84,15 +84,20 @@ def load_plugins(files: Sequence[str | Path] = (), *, entry_points: bool = True)
 
 
 def _load(points: Sequence[importlib.metadata.EntryPoint], files: Sequence[Path]) -> list[str]:
+    from hlsm.modules import registering_from
+
     loaded: list[str] = []
     for point in points:
         where = f"plugin entry point '{point.name}' ({point.value})"
         try:
-            target = point.load()
-            if callable(target):
-                target()
+            with registering_from(f"plugin entry point '{point.name}'"):
+                target = point.load()
+                if callable(target):
+                    target()
         except HLSMError as err:
             raise PluginError(f"{where}: {err}") from None
+        except SystemExit as err:
+            raise PluginError(f"{where} called sys.exit({err.code!r}) while loading; a plugin must not exit") from None
         except Exception as err:  # noqa: BLE001 (a third-party plugin may raise anything)
             raise PluginError(f"{where} failed: {type(err).__name__}: {err}") from None
         loaded.append(point.name)
@@ -101,9 +106,14 @@ def _load(points: Sequence[importlib.metadata.EntryPoint], files: Sequence[Path]
         if path.suffix != ".py":
             raise PluginError(f"plugin file '{path}' must be a Python file (.py)")
         try:
-            runpy.run_path(str(path), run_name=f"hlsm_plugin_{path.stem}")
+            with registering_from(f"plugin file '{path}'"):
+                runpy.run_path(str(path), run_name=f"hlsm_plugin_{path.stem}")
         except HLSMError as err:
             raise PluginError(f"plugin file '{path}': {err}") from None
+        except SystemExit as err:
+            raise PluginError(
+                f"plugin file '{path}' called sys.exit({err.code!r}) while loading; a plugin must not exit"
+            ) from None
         except Exception as err:  # noqa: BLE001
             raise PluginError(f"plugin file '{path}' failed: {type(err).__name__}: {err}") from None
         _LOADED_FILES.append(str(path.resolve()))

@@ -14,6 +14,7 @@ use, so ``hlsm --help`` imports no torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import sys
@@ -21,7 +22,7 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError, shorten
@@ -83,7 +84,7 @@ def _cmd_modules(args: argparse.Namespace) -> None:
             }
         )
     if args.json:
-        print(json.dumps({"alphabet": spec.alphabet, "length": spec.length, "modules": rows}, indent=2))
+        _print_json({"alphabet": spec.alphabet, "length": spec.length, "modules": rows}, indent=2)
         return
     sym_w = max(7, *(len(r["symbol"]) + 1 for r in rows))
     name_w = max(14, *(len(r["name"]) + 1 for r in rows))
@@ -142,7 +143,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         write_json(out.with_suffix(".config.json"), config)
     summary = summarize(corpus)
     print(f"wrote {len(corpus):,} traces to {out}")
-    print(json.dumps({"depth": summary["depth"], "split": summary["split"]}))
+    _print_json({"depth": summary["depth"], "split": summary["split"]})
 
 
 def _cmd_identify(args: argparse.Namespace) -> None:
@@ -173,7 +174,7 @@ def _cmd_identify(args: argparse.Namespace) -> None:
         write_json(Path(args.figure).with_suffix(".json"), figure)
         plot_support_graph(figure["graph"], figure["identification"], args.figure)
     if args.json:
-        print(json.dumps(report, indent=2))
+        _print_json(report, indent=2)
         return
     spec = design.spec
     print(f"design {args.design}: {len(corpus):,} traces, {len(design.candidates)} candidate programs")
@@ -209,7 +210,7 @@ def _cmd_fit(args: argparse.Namespace) -> None:
         args.design, args.out, data=args.data, progress=not args.quiet and not args.json, resume=args.resume
     )
     if args.json:
-        print(json.dumps(metrics.summary() | {"out": str(args.out)}, indent=2))
+        _print_json(metrics.summary() | {"out": str(args.out)}, indent=2)
         return
     rec, table = metrics.recovery, metrics.confusion
     print(f"fitted {metrics.traces:,} traces: best restart {metrics.best} of {len(metrics.restarts)}")
@@ -274,7 +275,7 @@ def _cmd_examples_list(args: argparse.Namespace) -> None:
 
     found = examples().values()
     if args.json:
-        print(json.dumps([{**asdict(e), "path": str(e.path)} for e in found], indent=2))
+        _print_json([{**asdict(e), "path": str(e.path)} for e in found], indent=2)
         return
     width = max(len(e.name) for e in found)
     for kind, title in (("design", "designs"), ("config", "training configs"), ("grid", "sweep grids")):
@@ -372,7 +373,7 @@ def _cmd_probe(args: argparse.Namespace) -> None:
         reference=args.reference,
     )
     if args.json:
-        print(json.dumps({k: result[k] for k in ("checkpoint", "traces", "records", "groups")} | {"out": out}))
+        _print_json({k: result[k] for k in ("checkpoint", "traces", "records", "groups")} | {"out": out})
         return
     counts = f"{result['records']:,} steps of {result['traces']:,} traces"
     print(f"{policy.kind} checkpoint {args.ckpt} (step {policy.step}): {counts}, own skill: {args.reference}")
@@ -395,7 +396,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
             kwargs[key] = getattr(args, key)
     result = run_benchmark(args.name, **kwargs)
     if args.json:
-        print(json.dumps(result))
+        _print_json(result)
     else:
         width = max(len(k) for k in result)
         for key, value in result.items():
@@ -408,7 +409,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     spec, design, fmt = load_export_design(args.design)
     summary = export_design(spec, design, args.out, args.format, fmt=fmt, inputs=args.inputs, seed=args.seed)
     print(f"wrote {args.out}/train.parquet ({sum(summary['train'].values()):,} RL prompts) and test.parquet")
-    print(json.dumps({"train": summary["train"], "test": summary["test"]}))
+    _print_json({"train": summary["train"], "test": summary["test"]})
 
 
 def _positive(text: str) -> int:
@@ -645,16 +646,37 @@ def _check_paths(args: argparse.Namespace) -> None:
             raise HLSMError(f"--{name} is empty; give a file or folder name")
 
 
+_JSON_OUT: list[TextIO] = []
+"""Where :func:`_print_json` writes: the real stdout while a ``--json`` command runs with everything
+else it prints (a plugin's prints, progress) sent to stderr."""
+
+
+def _print_json(value: Any, indent: int | None = None) -> None:
+    print(json.dumps(value, indent=indent), file=_JSON_OUT[-1] if _JSON_OUT else sys.stdout)
+
+
+def _run(args: argparse.Namespace) -> None:
+    _check_paths(args)
+    from hlsm.plugins import load_plugins
+
+    load_plugins(getattr(args, "plugin", []))
+    args.func(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hlsm`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _check_paths(args)
-        from hlsm.plugins import load_plugins
-
-        load_plugins(getattr(args, "plugin", []))
-        args.func(args)
+        if getattr(args, "json", False):  # stdout carries the JSON alone
+            _JSON_OUT.append(sys.stdout)
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    _run(args)
+            finally:
+                _JSON_OUT.pop()
+        else:
+            _run(args)
     except HLSMError as err:
         print(f"hlsm {args.command}: error: {shorten(str(err))}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -117,3 +117,86 @@ def test_sweep_workers_load_the_plugins(tmp_path: Path, backend: str) -> None:
     assert [r["status"] for r in rows] == ["done"] * 4 and all(r["unseen_total"] > 0 for r in rows)
     markers = len(list(tmp_path.glob("loaded-*")))  # the command and each worker process once
     assert markers == 3 if backend == "local" else markers >= 2
+
+
+# -- the boundary: a plugin that fails at use, exits, or prints
+
+
+def plugin(body: str, *register: str) -> str:
+    """A plugin file: ``body`` (functions) and the registration of each named skill."""
+    lines = [f'hlsm.register_skill("{n}", {n}, "{n}", bijective=True)' for n in register]
+    return "import sys\nimport torch\nimport hlsm\n\n" + body + "\n" + "\n".join(lines) + "\n"
+
+
+PICKY = """
+def picky(x, alphabet):
+    print("picky was called")
+    if x.shape[0] > 4096 and bool((x[:, 0] == 2).any()):  # the registration probe's batches pass
+        raise ValueError("I cannot take a 2 first")
+    return x.flip(1)
+"""
+PICKY_ROWS = """
+def picky_rows(x, alphabet):
+    if bool((x[:, 0] == 2).any()):
+        raise ValueError("I cannot take a 2 first")
+    return x.flip(1)
+"""
+LEAVING = """
+def leaving(x, alphabet):
+    if x.shape[0] > 4096:
+        sys.exit(0)
+    return x.flip(1)
+"""
+CHATTY = """
+def chatty(x, alphabet):
+    print("chatty says hello")
+    return x.flip(1)
+"""
+
+
+def test_a_plugin_failing_at_use_is_one_message_naming_the_file_the_module_and_an_input(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text(plugin(PICKY, "picky"))
+    run = _hlsm("simulate", "--plugin", "mine.py", "--skills", "reverse,picky", "--n", "20000", cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    error = [line for line in run.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1 and "Traceback" not in run.stderr
+    assert "skill 'picky' (plugin file 'mine.py') raised ValueError: I cannot take a 2 first" in error[0]
+    assert "(no single row of it fails alone)" in error[0]  # it fails on batches only: said so
+    # one that fails on single rows: the probe's random batch holds a 2 first, refused at registration
+    (tmp_path / "rows.py").write_text(plugin(PICKY_ROWS, "picky_rows"))
+    run = _hlsm("simulate", "--plugin", "rows.py", "--skills", "reverse,picky_rows", "--n", "200", cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "plugin file 'rows.py'" in run.stderr and "skill 'picky_rows'" in run.stderr
+
+
+MIXING = """
+def mixing(x, alphabet):
+    return x.roll(1, 0) if x.shape[0] > 1000 else x.flip(1)  # mixes rows in large batches only
+"""
+
+
+def test_a_module_that_mixes_rows_only_in_large_batches_is_refused_at_registration(tmp_path: Path) -> None:
+    (tmp_path / "mixing.py").write_text(plugin(MIXING, "mixing"))
+    run = _hlsm("modules", "--plugin", "mixing.py", cwd=tmp_path)
+    assert run.returncode == 2 and "skill 'mixing'" in run.stderr and "mixes rows of the batch" in run.stderr
+
+
+def test_a_plugin_that_exits_is_an_error_not_a_silent_success(tmp_path: Path) -> None:
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(0)\n")
+    run = _hlsm("modules", "--plugin", "exits.py", cwd=tmp_path)
+    assert run.returncode == 2 and "plugin file 'exits.py' called sys.exit(0) while loading" in run.stderr
+    (tmp_path / "leaves.py").write_text(plugin(LEAVING, "leaving"))
+    run = _hlsm("simulate", "--plugin", "leaves.py", "--skills", "reverse,leaving", "--n", "20000", cwd=tmp_path)
+    assert run.returncode == 2 and "skill 'leaving' (plugin file 'leaves.py') called sys.exit(0)" in run.stderr
+
+
+def test_a_plugins_prints_go_to_stderr_under_its_name_and_json_output_stays_json(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text(plugin(CHATTY, "chatty"))
+    run = _hlsm("simulate", "--plugin", "mine.py", "--skills", "reverse,chatty", "--n", "50", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1])["split"]  # the summary line is JSON
+    assert "[skill 'chatty', plugin file 'mine.py'] chatty says hello" in run.stderr
+    (tmp_path / "loud.py").write_text("print('loading my plugin')\n" + plugin(CHATTY, "chatty"))
+    listed = _hlsm("modules", "--json", "--plugin", "loud.py", cwd=tmp_path)
+    assert listed.returncode == 0 and "loading my plugin" in listed.stderr
+    assert "chatty" in {m["name"] for m in json.loads(listed.stdout)["modules"]}
