@@ -143,22 +143,34 @@ def atomic_write(path: str | Path, write: Callable[[Any], object], mode: str = "
             os.fsync(f.fileno())
 
 
-def read_text(path: str | Path, what: str = "file") -> str:
+MAX_CONFIG_BYTES = 16 << 20
+"""Largest config, design or plugin file read (16 MB): a larger one (``/dev/zero``, a corpus passed as a
+config) is refused after reading that much, not after filling the memory."""
+
+
+def read_text(path: str | Path, what: str = "file", max_bytes: int | None = MAX_CONFIG_BYTES) -> str:
     """The text of an input file, decoded as UTF-8; every failure is an :class:`InputError` naming the file.
 
     ``what`` says what the file is for ("config file", "corpus", ...). Every text input hlsm reads
     from the user (TOML configs and designs, JSONL corpora and records) goes through here; so
-    ``example:NAME`` reads the packaged example of that name (:mod:`hlsm.examples`).
+    ``example:NAME`` reads the packaged example of that name (:mod:`hlsm.examples`). At most
+    ``max_bytes`` are read (None: what :data:`hlsm.limits.MEMORY_FRACTION` of memory holds as text).
     """
+    from hlsm.limits import MEMORY_FRACTION, physical_memory
+
     path = resolve(path)
+    cap = int(MEMORY_FRACTION * physical_memory() / 4) if max_bytes is None else max_bytes  # str: up to 4 B/char
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(cap + 1)
     except FileNotFoundError:
         raise InputError(f"{what} '{path}' does not exist; check the path") from None
     except IsADirectoryError:
         raise InputError(f"{what} '{path}' is a folder, not a file") from None
     except OSError as err:
         raise InputError(f"cannot read {what} '{path}': {err.strerror}") from None
+    if len(data) > cap:
+        raise InputError(f"{what} '{path}' is larger than {cap:,} bytes; is it the right file?")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -5,7 +5,9 @@ estimate and the fix, instead of running for minutes or failing in the allocator
 
 - :data:`MAX_CANDIDATES` candidate programs in a design (``[candidates] depth`` enumerates
   ``(M K)^depth`` of them: 13.8 million at depth 3 on the default library);
-- :data:`MEMORY_FRACTION` of the machine's physical memory for one array (corpora, predictive tables).
+- :data:`MAX_PROGRAM_DEPTH` steps in a program of a design file;
+- :data:`MEMORY_FRACTION` of the machine's physical memory for one array (corpora, predictive tables,
+  the sequences a benchmark or the probe decodes at once: :func:`decoding_bytes`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from hlsm.errors import HLSMError
 
 MAX_CANDIDATES = 200_000
 """Most candidate programs a design may enumerate (identify, fit and export judge every one)."""
+
+MAX_PROGRAM_DEPTH = 64
+"""Most steps a program of a design file may have (the traces, the histories the checker and the fit
+build, and the prompts all grow with it; the experiments use depth 4)."""
 
 MEMORY_FRACTION = 0.5
 """Largest share of the machine's physical memory one array may take."""
@@ -47,6 +53,12 @@ def check_count(what: str, count: int, limit: int, fix: str) -> None:
     """Refuse to enumerate ``count`` items of ``what`` above ``limit``."""
     if count > limit:
         raise LimitError(f"{what}: {count:,} of them, more than the limit of {limit:,}; {fix}")
+
+
+def decoding_bytes(sequences: int, length: int, n_layer: int, d_model: int) -> int:
+    """Memory of decoding ``sequences`` token sequences of ``length`` at once: their tokens (int64) and
+    the key/value cache of every layer (fp32), the dominant terms."""
+    return sequences * length * (8 + 2 * n_layer * d_model * 4)
 
 
 def _size(nbytes: float) -> str:

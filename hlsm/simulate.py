@@ -218,7 +218,7 @@ def read_jsonl(spec: Spec, path: str | Path) -> Corpus:
     """
     path = Path(path)
     try:
-        lines = read_text(path, "corpus").splitlines()
+        lines = read_text(path, "corpus", max_bytes=None).splitlines()
     except InputError as err:
         raise CorpusError(str(err)) from None
     programs, all_states, masks, splits = [], [], [], []

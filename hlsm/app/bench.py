@@ -22,6 +22,7 @@ import torch
 from hlsm.design import DesignConfig, make_design
 from hlsm.errors import HLSMError
 from hlsm.examples import example_path
+from hlsm.limits import check_memory, decoding_bytes
 from hlsm.parallel import in_fresh_process
 from hlsm.simulate import simulate, simulate_naive
 from hlsm.spec import Spec
@@ -103,10 +104,13 @@ def bench_sample(
     from hlsm.lm.model import GPT, GPTConfig
     from hlsm.lm.sampling import generate
 
+    vocab, prompt_len = 48, 16
+    config = GPTConfig(vocab_size=vocab, max_len=prompt_len + new_tokens)
+    need = decoding_bytes(n, prompt_len + new_tokens, config.n_layer, config.d_model)
+    check_memory(f"sampling --n {n:,} prompts", need, "use a smaller --n")
     dev, sync = _lm_setup(device)
     torch.manual_seed(seed)
-    vocab, prompt_len = 48, 16
-    model = GPT(GPTConfig(vocab_size=vocab, max_len=prompt_len + new_tokens)).to(dev)
+    model = GPT(config).to(dev)
     prompts = torch.randint(vocab, (n, prompt_len), device=dev)
 
     def once(use_cache: bool) -> None:

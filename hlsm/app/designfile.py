@@ -47,8 +47,9 @@ import torch
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, section
 from hlsm.design import DesignConfig, SupportDesign, make_design
+from hlsm.errors import shorten
 from hlsm.examples import resolve
-from hlsm.limits import MAX_CANDIDATES, check_count
+from hlsm.limits import MAX_CANDIDATES, MAX_PROGRAM_DEPTH, check_count, check_memory
 from hlsm.programs import Program, all_programs
 from hlsm.simulate import Corpus, concat, population_corpus, read_jsonl
 from hlsm.spec import Spec
@@ -99,6 +100,10 @@ class IdentifyDesign:
         """The regime's data: every ``x_0`` (population limit), ``inputs`` random ones per program, or the file."""
         if self.corpus_path is not None:
             return read_jsonl(self.spec, self.corpus_path)
+        if self.inputs != "all":  # the corpus's states, before a single one is drawn
+            depth = max((p.depth for p in (*self.sft, *self.rl)), default=0)
+            states = int(self.inputs) * (len(self.sft) + len(self.rl)) * (depth + 1) * self.spec.length
+            check_memory(f"[data] inputs = {int(self.inputs):,}", 8 * states, "use fewer random inputs per program")
         parts = []
         for programs, exposure, split in ((self.sft, self.sft_exposure, "sft"), (self.rl, self.rl_exposure, "rl")):
             if not programs:
@@ -151,6 +156,11 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
     sft = [Program.from_names(spec, t) for t in sft_sec.programs]
     rl = [Program.from_names(spec, t) for t in rl_sec.programs]
     candidates = [Program.from_names(spec, t) for t in cand.programs]
+    for program in (*sft, *rl, *candidates):
+        check_count(
+            f"steps in program '{shorten(program.names(spec), 120)}'", program.depth, MAX_PROGRAM_DEPTH,
+            "design files take programs of at most that many steps",
+        )  # fmt: skip
     if "design" in raw:
         drawn = make_design(spec, DesignConfig.from_dict(section(raw, "design")))
         sft += list(drawn.programs("sft"))

@@ -270,7 +270,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
         except (pa.ArrowException, OSError) as err:
             raise ExportError(f"'{path}' is not a readable parquet file: {err}") from None
     records = []
-    for lineno, line in enumerate(read_text(path, "records file").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path, "records file", max_bytes=None).splitlines(), start=1):
         if not line.strip():
             continue
         try:

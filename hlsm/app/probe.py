@@ -41,6 +41,7 @@ from hlsm.infer.context import (
 )
 from hlsm.infer.letters import LetterRecords, fit_letters, hamming_to, near_misses
 from hlsm.io import json_safe, write_json, write_text
+from hlsm.limits import check_memory, decoding_bytes
 from hlsm.lm.policy import Policy
 from hlsm.lm.probe import ProbeTraces, sample_traces
 from hlsm.lock import writing
@@ -233,6 +234,9 @@ def run_probe(
     (``majority``; :data:`hlsm.infer.context.REFERENCES`)."""
     if examples < 1 or replicates < 2:
         raise ProbeError(f"examples must be >= 1 and replicates >= 2, got {examples} and {replicates}")
+    gpt = policy.model.config  # greedy and sampled traces of every split, decoded a split and mode at a time
+    need = decoding_bytes(examples, gpt.max_len, gpt.n_layer, gpt.d_model)
+    check_memory(f"the probe's --examples {examples:,} traces per split and mode", need, "use fewer --examples")
     traces = sample_traces(policy, design, examples=examples, seed=seed)
     spec = policy.spec
     # the task's routing symbols denote its routings (the transformer never chooses a routing)

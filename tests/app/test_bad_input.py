@@ -337,6 +337,26 @@ CASES: list[Case] = [
         ],
         "x.jsonl",
     ),
+    # -- sizes checked before they are allocated (kinds: random inputs, decoded prompts, an endless
+    # input file, a program's length)
+    Case(
+        "identify-huge-inputs",
+        lambda t: ["identify", "--design", write(t, "d.toml", IDENTIFY + "[data]\ninputs = 1000000000000\n")],
+        "[data] inputs = 1,000,000,000,000 would take about",
+    ),
+    Case("bench-sample-huge-n", lambda t: ["bench", "sample", "--n", "1000000000"], "use a smaller --n"),
+    Case("simulate-config-endless", lambda t: ["simulate", "--config", "/dev/zero"], "is larger than 16,777,216 bytes"),
+    Case(
+        "identify-long-program",
+        lambda t: [
+            "identify",
+            "--design",
+            write(
+                t, "d.toml", IDENTIFY.replace("chain:shift_up > restart:reverse", " > ".join(["chain:sort"] * 20000))
+            ),
+        ],
+        "20,000 of them, more than the limit of 64",
+    ),
     # -- values that used to pass silently (kinds: an empty run, a negative count, a zero that fails
     # late after writing state, an empty design taken as the default)
     Case("simulate-n-zero", lambda t: ["simulate", "--n", "0"], "--n: expected a positive number, got 0"),

@@ -77,3 +77,13 @@ def test_analyse_finds_a_planted_substitution(sft_run: Path) -> None:
 def test_probe_bad_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["probe", "--ckpt", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_probe_refuses_examples_it_cannot_hold_before_sampling(
+    sft_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "probe"
+    assert main(["probe", "--ckpt", str(sft_run), "--examples", "1000000000000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--examples 1,000,000,000,000 traces per split and mode would take about" in err
+    assert "use fewer --examples" in err and not out.exists()
