@@ -34,6 +34,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,8 +44,12 @@ from typing import Any, Literal
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
+from hlsm.limits import check_count
 from hlsm.lock import writing
 from hlsm.parallel import Backend, BackendKind, ParallelError, Runner
+
+MAX_CELLS = 1_000
+"""Most cells one grid file may ask for (each is a full run: a larger sweep is several files)."""
 
 Kind = Literal["fit", "identify", "sft"]
 KINDS: tuple[str, ...] = typing.get_args(Kind)
@@ -82,6 +87,11 @@ def load_grid(path: str | Path) -> SweepSection:
         raise ConfigError(f"[sweep] base is missing in '{path}': the design or config file every cell starts from")
     if section.workers < 1:
         raise ConfigError(f"[sweep] workers must be >= 1, got {section.workers}")
+    size = math.prod(len(v) for v in section.grid.values())
+    check_count(
+        f"grid file '{path}': cells ({' x '.join(str(len(v)) for v in section.grid.values())})", size, MAX_CELLS,
+        "split the grid into several files, or give fewer values per key",
+    )  # fmt: skip
     load_toml(section.base)  # fail now, with the file's name, rather than in every cell
     return section
 

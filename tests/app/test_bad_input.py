@@ -556,6 +556,20 @@ CASES: list[Case] = [
         "kind must be one of",
     ),
     Case(
+        "sweep-too-many-cells",
+        lambda t: [
+            "sweep",
+            "--grid",
+            write(
+                t,
+                "g.toml",
+                '[sweep]\nkind = "fit"\nbase = "b"\n[grid]\n"a" = ' + str(list(range(100))) + "\n"
+                '"b" = ' + str(list(range(100))) + "\n",
+            ),
+        ],
+        "cells (100 x 100): 10,000 of them, more than the limit of 1,000",
+    ),
+    Case(
         "sweep-missing-base",
         lambda t: [
             "sweep",
