@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -71,7 +72,13 @@ def writing(target: str | Path, what: str = "output") -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            who = holder(target) or "another process"
+            who = holder(target)
+            for _ in range(20):  # the holder writes its name just after it takes the lock
+                if who:
+                    break
+                time.sleep(0.05)
+                who = holder(target)
+            who = who or "another process"
             raise BusyError(
                 f"{what} '{target}' is being written by {who}; wait for it to finish, or write elsewhere"
             ) from None
