@@ -93,6 +93,10 @@ def test_a_file_size_limit_is_one_message_naming_the_file_and_leaves_no_partial_
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert earlier.read_text() == "earlier result\n" and _leftovers(tmp_path) == []
 
+    done = _limited(["examples", "copy", "default_library", "--to", "mine"], tmp_path, 1)
+    assert done.returncode == 2 and "cannot write" in done.stderr and "default_library.toml" in done.stderr
+    assert "file-size limit" in done.stderr and not (tmp_path / "mine" / "default_library.toml").exists()
+
     config = (CONFIGS / "sft_tiny.toml").read_text()  # checkpoints of a tiny model: tens of kilobytes
     (tmp_path / "sft.toml").write_text(config)
     run = tmp_path / "sft"
