@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import tomllib
 import types
@@ -33,10 +34,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
 
 
-def load_config(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> T:
-    """``parse(load_toml(path))``, with every :class:`ConfigError` message naming the file."""
+def load_config(
+    path: str | Path, parse: Callable[[dict[str, Any]], T], overrides: Mapping[str, Any] | None = None
+) -> T:
+    """``parse(load_toml(path))``, with ``overrides`` (dotted keys, :func:`apply_overrides`) applied
+    first and every :class:`ConfigError` message naming the file."""
     try:
-        return parse(load_toml(path))
+        raw = load_toml(path)
+        return parse(apply_overrides(raw, overrides) if overrides else raw)
     except ConfigError as err:
         message = str(err)
         raise ConfigError(message if str(path) in message else f"{path}: {message}") from None
@@ -181,3 +186,34 @@ def section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigError(f"[{name}] must be a table of keys, got {type(value).__name__}")
     return dict(value)
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with each dotted key set (``"fit.seed"`` sets ``base["fit"]["seed"]``; missing tables
+    are made); the one way a sweep cell and ``--set`` change a config."""
+    out = copy.deepcopy(dict(base))
+    for dotted, value in overrides.items():
+        *path, leaf = dotted.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"key '{dotted}': '{part}' is not a table of the config")
+        node[leaf] = value
+    return out
+
+
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as ``{dotted key: value}``: the value is read as TOML (``100``, ``true``,
+    ``[1, 2]``, ``"text"``), or taken as a string when it is not TOML (``device=cuda``)."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set '{item}': write SECTION.KEY=VALUE, e.g. --set training.steps=100")
+        try:
+            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = text.strip()
+    return out

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
+from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, parse_overrides
 from hlsm.errors import HLSMError, shorten
 from hlsm.io import check_target, write_json
 from hlsm.lock import writing
@@ -206,9 +206,9 @@ def _cmd_identify(args: argparse.Namespace) -> None:
 def _cmd_fit(args: argparse.Namespace) -> None:
     from hlsm.app.fitrun import run_fit
 
-    metrics = run_fit(
-        args.design, args.out, data=args.data, progress=not args.quiet and not args.json, resume=args.resume
-    )
+    progress = not args.quiet and not args.json
+    overrides = parse_overrides(args.set)
+    metrics = run_fit(args.design, args.out, data=args.data, progress=progress, resume=args.resume, overrides=overrides)
     if args.json:
         _print_json(metrics.summary() | {"out": str(args.out)}, indent=2)
         return
@@ -303,7 +303,7 @@ def _cmd_train_sft(args: argparse.Namespace) -> None:
     from hlsm.lm.sft import train_sft
     from hlsm.lm.sft_config import SFTConfig
 
-    config = SFTConfig.from_toml(args.config)
+    config = SFTConfig.from_toml(args.config, parse_overrides(args.set))
     result = train_sft(config, args.out, resume=args.resume)
     if result.rank == 0:
         print(f"trained {result.step} steps; outputs in {result.out}")
@@ -315,7 +315,7 @@ def _cmd_train_rl(args: argparse.Namespace) -> None:
     from hlsm.lm.reinforce import train_rl
     from hlsm.lm.rl_config import RLConfig
 
-    config = RLConfig.from_toml(args.config)
+    config = RLConfig.from_toml(args.config, parse_overrides(args.set))
     result = train_rl(config, args.init, args.out, resume=args.resume)
     if result.rank == 0:
         print(f"{result.updates} updates on {result.traces:,} sampled traces; outputs in {result.out}")
@@ -478,6 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true", help="continue a killed fit from OUT/fit_state.pt")
     p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a value of the file, e.g. --set fit.steps=50 (repeatable)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="print the summary (binding_accuracy, checker_agreement) as JSON"
     )
     p.set_defaults(func=_cmd_fit)
@@ -537,11 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
     stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
     q = stages.add_parser("sft", help="supervised training on golden traces; resumable, torchrun-ready")
     q.add_argument("--config", required=True, help="TOML file (see example:sft_cpu and hlsm.lm.sft_config)")
+    q.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="change a value of the config, e.g. --set training.steps=100 --set training.seed=3 (repeatable)",
+    )  # fmt: skip
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
     q.set_defaults(func=_cmd_train_sft)
     q = stages.add_parser("rl", help="REINFORCE from an SFT checkpoint; resumable, torchrun-ready")
     q.add_argument("--config", required=True, help="TOML file (see example:rl_cpu and hlsm.lm.rl_config)")
+    q.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="change a value of the config, e.g. --set training.steps=100 --set training.seed=3 (repeatable)",
+    )  # fmt: skip
     q.add_argument("--init", required=True, help="the SFT checkpoint.pt (or its run folder) to start from")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")

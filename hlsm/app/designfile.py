@@ -39,13 +39,14 @@ bare skill name for an atomic program. Instead of lists, a ``[design]`` table (t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, section
+from hlsm.config import ConfigError, apply_overrides, build_dataclass, check_sections, load_toml, section
 from hlsm.design import DesignConfig, SupportDesign, make_design
 from hlsm.errors import shorten
 from hlsm.examples import resolve
@@ -203,7 +204,13 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
     )
 
 
-def load_design(path: str | Path) -> IdentifyDesign:
-    """Read and validate a design file."""
+def load_design(path: str | Path, overrides: Mapping[str, Any] | None = None) -> IdentifyDesign:
+    """Read and validate a design file, with ``overrides`` (dotted keys: ``{"fit.steps": 50}``) set first."""
     path = Path(path)
-    return parse_design(load_toml(path), f"design file '{path}'", resolve(path).parent)
+    raw = load_toml(path)
+    if overrides:
+        try:
+            raw = apply_overrides(raw, overrides)
+        except ConfigError as err:
+            raise ConfigError(f"design file '{path}': {err}") from None
+    return parse_design(raw, f"design file '{path}'", resolve(path).parent)

@@ -242,12 +242,14 @@ def run_fit(
     data: str | None = None,
     progress: bool = True,
     resume: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> FitMetrics:
     """Run ``hlsm fit`` (see the module docstring); returns the metrics written to ``metrics.json``.
 
     ``design_path`` is a design file, an already-read design mapping (as :func:`load_design` reads
     it) or a parsed design (its ``sections`` hold ``[fit]`` and ``[nuts]``). The fit checkpoints to
     ``out/fit_state.pt`` as it goes; ``resume`` continues from it (a fresh run deletes it first).
+    ``overrides`` (dotted keys, ``{"fit.steps": 50}``) change a design file's values as it is read.
     """
     if isinstance(design_path, dict):
         design = parse_design(design_path, "the design mapping")
@@ -255,7 +257,7 @@ def run_fit(
     elif isinstance(design_path, IdentifyDesign):
         design, design_path = design_path, "<design>"
     else:
-        design = load_design(design_path)
+        design = load_design(design_path, overrides)
     section = build_dataclass(FitSection, design.sections.get("fit", {}), "fit")
     nuts = build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
     config = fit_config(section, progress)

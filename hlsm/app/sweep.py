@@ -28,7 +28,6 @@ before its first cell; on a cluster the plugin files, too, must be at the same p
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import io
@@ -41,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml
+from hlsm.config import ConfigError, apply_overrides, build_dataclass, check_sections, load_toml
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
 from hlsm.limits import check_count
@@ -104,20 +103,6 @@ def cells(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 def cell_id(overrides: dict[str, Any]) -> str:
     return hashlib.blake2b(json.dumps(overrides, sort_keys=True).encode(), digest_size=5).hexdigest()
-
-
-def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with each dotted key set (``"fit.seed"`` sets ``base["fit"]["seed"]``)."""
-    out = copy.deepcopy(base)
-    for dotted, value in overrides.items():
-        *path, leaf = dotted.split(".")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise SweepError(f"grid key '{dotted}': '{part}' is not a table in the base file")
-        node[leaf] = value
-    return out
 
 
 def _scalars(record: Any, prefix: str = "") -> dict[str, Any]:

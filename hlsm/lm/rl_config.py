@@ -221,9 +221,9 @@ class RLConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> RLConfig:
-        """Read a TOML file (errors name the file)."""
-        return load_config(path, cls.from_dict)
+    def from_toml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> RLConfig:
+        """Read a TOML file, with ``overrides`` (``{"training.steps": 100}``) set first (errors name the file)."""
+        return load_config(path, cls.from_dict, overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested dict (task sections only where the file gave them)."""

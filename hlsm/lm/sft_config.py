@@ -244,9 +244,9 @@ class SFTConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> SFTConfig:
-        """Read a TOML file (errors name the file)."""
-        return load_config(path, cls.from_dict)
+    def from_toml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> SFTConfig:
+        """Read a TOML file, with ``overrides`` (``{"training.steps": 100}``) set first (errors name the file)."""
+        return load_config(path, cls.from_dict, overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested dict; ``SFTConfig.from_dict`` of it (TOML nulls aside) rebuilds the config."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from hlsm.app.cli import main
-from hlsm.app.sweep import SweepError, apply_overrides, cell_id, cells, load_grid, run_sweep
-from hlsm.config import ConfigError
+from hlsm.app.sweep import cell_id, cells, load_grid, run_sweep
+from hlsm.config import ConfigError, apply_overrides
 from hlsm.examples import DESIGNS
 
 DESIGN = DESIGNS / "fit_control.toml"
@@ -32,7 +32,7 @@ def test_cells_and_overrides() -> None:
     base = {"fit": {"seed": 0}, "spec": {"alphabet": 3}}
     out = apply_overrides(base, {"fit.seed": 4, "nuts.run": True})
     assert out == {"fit": {"seed": 4}, "spec": {"alphabet": 3}, "nuts": {"run": True}} and base["fit"]["seed"] == 0
-    with pytest.raises(SweepError, match="not a table"):
+    with pytest.raises(ConfigError, match="not a table"):
         apply_overrides({"fit": 3}, {"fit.seed": 1})
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from hlsm.config import ConfigError, build_dataclass, check_choices, choices
+from hlsm.config import ConfigError, build_dataclass, check_choices, choices, parse_overrides
 
 
 @dataclass(frozen=True)
@@ -43,3 +43,19 @@ def test_an_instance_built_in_python_is_checked_too() -> None:
         Section(mode="c")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"maybe must be one of \['x'\], got 'z'"):
         Section(maybe="z")  # type: ignore[arg-type]
+
+
+def test_set_items_are_read_as_toml_values_or_plain_strings() -> None:
+    items = ["training.steps=100", "training.lr=3e-4", "design.deeper_depths=[4, 5]", "training.device=cuda"]
+    assert parse_overrides([*items, 'a.b = "x y"', "flag.on=true"]) == {
+        "training.steps": 100,
+        "training.lr": 3e-4,
+        "design.deeper_depths": [4, 5],
+        "training.device": "cuda",
+        "a.b": "x y",
+        "flag.on": True,
+    }
+    assert parse_overrides(None) == {}
+    for bad in ("steps", "=3", "a..b=1", ".a=1"):
+        with pytest.raises(ConfigError, match="write SECTION.KEY=VALUE"):
+            parse_overrides([bad])

@@ -252,6 +252,14 @@ def test_cli_train_sft(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(args) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main([*args, "--resume"]) == 0  # nothing left to do
+    # --set changes the file's values; a resume with other values is refused, as a changed file is
+    shorter = tmp_path / "shorter"
+    assert main([*args[:-1], str(shorter), "--set", "training.steps=12", "--set", "training.seed=3"]) == 0
+    saved = json.loads((shorter / "config.json").read_text())["training"]
+    assert saved["steps"] == 12 and saved["seed"] == 3
+    assert f"trained 12 steps; outputs in {shorter}" in capsys.readouterr().out
+    assert main([*args[:-1], str(shorter), "--resume", "--set", "training.seed=4"]) == 2
+    assert "different config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
