@@ -19,6 +19,7 @@ seconds. Rerunning reuses finished training runs.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,15 @@ def run_quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig
         return _quickstart(out, config)
 
 
+def _say(text: str) -> None:
+    """One line of progress on stderr (the report is the result; this says the run is alive)."""
+    print(f"[quickstart] {text}", file=sys.stderr, flush=True)
+
+
 def _quickstart(out: Path, config: QuickstartConfig) -> Path:
     spec = Spec()
     design = make_design(spec, DesignConfig(seed=config.seed))
+    _say(f"1/4 simulating {config.traces_per_split:,} traces per split of the default design ...")
     corpora = [
         simulate(
             spec,
@@ -144,11 +151,16 @@ def _quickstart(out: Path, config: QuickstartConfig) -> Path:
         "```",
     ]
     lines = ["# hlsm quickstart", "", "## 1. Simulate", "", *lines[2:]]
+    _say("2/4 identify: which unseen and deeper programs the supports determine ...")
     lines += _identify_section(spec, design, corpora, out)
+    _say("3/4 fit: bindings and tables of a tiny design by MAP with restarts ...")
     lines += _fit_section(config, out)
     if config.transformer:
+        minutes = "under a minute" if config.scale == "tiny" else "a few minutes"
+        _say(f"4/4 transformer: SFT until the calibration gate, then atomic and compound RL ({minutes}) ...")
         lines += _transformer_section(config, out)
     report = out / "report.md"
+    _say(f"done: {report}")
     write_text(report, "\n".join(lines) + "\n")
     return report
 

@@ -247,7 +247,7 @@ def reproduce(
         outcomes = []
         for name in names:
             if echo:
-                print(f"[reproduce] {name} ({scale}) ...", flush=True)
+                print(f"[reproduce] {name} ({scale}) ... log: {runs_dir / name / 'log.txt'}", flush=True)
             outcome = run_sim(
                 name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address
             )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -251,7 +252,12 @@ def _stage(runner: Runner, kind: str, jobs: Sequence[tuple[Any, ...]], scale: Ex
     threads = scale.sft.training.threads
     if threads is not None and jobs and runner.parallel > len(jobs):
         threads *= runner.parallel // len(jobs)
-    return runner.map(_job, [(kind, args, threads) for args in jobs])
+    where = f"{runner.parallel} worker(s)" if runner.parallel else "the Ray cluster"
+    print(f"[experiment] {kind}: {len(jobs)} job(s) on {where} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    out = runner.map(_job, [(kind, args, threads) for args in jobs])
+    print(f"[experiment] {kind}: done in {(time.perf_counter() - start) / 60:.1f} min", file=sys.stderr, flush=True)
+    return out
 
 
 def _backend(scale: ExperimentScale) -> Backend:

@@ -185,6 +185,10 @@ def test_quickstart_writes_report_and_figure(tmp_path: Path, capsys: pytest.Capt
     assert summary["sft_coverage"]["skills_covered"] == 24
     corpus = read_jsonl(Spec(), out / "corpus.jsonl")
     assert len(corpus) == 800
+    err = capsys.readouterr().err  # progress: every stage announced, the experiment's stages too
+    for stage in ("[quickstart] 1/4", "[quickstart] 2/4", "[quickstart] 3/4", "[quickstart] 4/4", "[experiment] sft"):
+        assert stage in err
+    assert f"[quickstart] done: {out / 'report.md'}" in err
 
 
 def test_bench_simulate_json(capsys: pytest.CaptureFixture[str]) -> None:
