@@ -319,6 +319,12 @@ def _cmd_train_rl(args: argparse.Namespace) -> None:
     result = train_rl(config, args.init, args.out, resume=args.resume)
     if result.rank == 0:
         print(f"{result.updates} updates on {result.traces:,} sampled traces; outputs in {result.out}")
+        if result.updates == 0:
+            print(
+                "  no update: in every sampled group all traces scored alike (all wrong, or all right), so the "
+                "leave-one-out advantages were 0. The policy gives RL nothing to learn from: train SFT longer "
+                "(the tiny configs are smoke tests of the path, not of learning), or raise the budget."
+            )
         for name, acc in result.evaluation.items():
             print(f"  {name:<12} accuracy {acc['accuracy']:.3f} +- {acc['se']:.3f}  (n={acc['n']})")
 

@@ -112,6 +112,14 @@ def behaves_like(expected: Mapping[str, str], outcome: str) -> str:
     return ", ".join(c for c in CLASSES if expected.get(c) == outcome) or "none of them"
 
 
+SMOKE = (
+    "**Smoke test.** The `tiny` scale checks that every step of the experiment runs, in seconds: its "
+    "model and budgets are far too small to learn the task, so its accuracies (often 0) and verdicts say "
+    "nothing about the claim. Run `--scale cpu` for numbers that do."
+)
+"""The banner of every report at the ``tiny`` scale."""
+
+
 def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Sequence[Check]) -> str:
     """The markdown section of a transformer experiment (a saved :class:`hlsm.lm.summary.ExperimentSummary`).
 
@@ -169,6 +177,8 @@ def arm_report(results: ExperimentSummary, title: str, claim: str, checks: Seque
         f"\nScale `{settings.get('scale', '?')}`, seeds {', '.join(map(str, seeds))}, "
         f"{settings.get('eval_examples', '?')} greedy examples per split and seed.\n",
     ]
+    if settings.get("scale") == "tiny":
+        parts.append(f"{SMOKE}\n")
     if any(c is not None for by in results.calibration.values() for c in by.values()):
         parts.append(calibration_table(results))
     parts += [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hlsm.app.report import arm_report, interval_cell, markdown_table, percent
+import dataclasses
+
+from hlsm.app.report import SMOKE, arm_report, interval_cell, markdown_table, percent
 from hlsm.lm.records import Calibration
 from hlsm.lm.summary import Contrast, ExperimentSummary
 from hlsm.stats import Accuracy, Interval, PairedDifference, pooled_difference, seed_verdict, t_interval
@@ -56,6 +58,9 @@ def test_arm_report_one_seed_shows_the_paired_se_and_no_verdict() -> None:
     assert "| a - b on unseen | a > b | +10.0 | +10.0 ± 2.0 (paired SE; +5.0 SE) | - | **too few seeds** |" in text
     assert "| a - b on deeper_4 | x | - | - | - | **not measured at this scale** |" in text
     assert "SFT quality per seed" not in text  # no gate: no calibration table
+    assert SMOKE in text  # a tiny-scale report says it is a smoke test; another scale's does not
+    cpu = dataclasses.replace(_results({"0": 0.1}), settings={"scale": "cpu", "eval_examples": 200})
+    assert SMOKE not in arm_report(cpu, "T", "claim", [("a - b", "unseen", "a > b")])
 
 
 def test_arm_report_judges_on_the_seed_interval() -> None:

@@ -433,6 +433,8 @@ def test_cli_train_rl_then_evaluate(sft_ckpt: Path, tmp_path: Path, capsys: pyte
     assert main(["train", "rl", "--config", str(RL_TINY), "--init", str(sft_ckpt), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "sampled traces; outputs in" in printed and (out / "summary.json").exists()
+    updates = json.loads((out / "summary.json").read_text())["updates"]
+    assert ("no update: in every sampled group all traces scored alike" in printed) == (updates == 0)
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--ckpt", str(out), "--examples", "16", "--out", str(report)]) == 0
     printed = capsys.readouterr().out
