@@ -92,7 +92,31 @@ class Spec:
                     check_module(module, self.alphabet, self.length)
                 except ModuleError as err:
                     raise SpecError(str(err)) from None
+        custom = [i for i, k in enumerate(skill_objs) if k.name not in DEFAULT_SKILLS]
+        if custom:
+            self._refuse_equal_skills(skill_objs, custom)
         object.__setattr__(self, "_modules", (skill_objs, routing_objs))
+
+    def _refuse_equal_skills(self, skills: tuple[Skill, ...], custom: list[int]) -> None:
+        """A custom skill equal to another skill of the library on this spec's states is a slip (two
+        symbols for one module, which no data can tell apart): refused, both named. Checked on every
+        state up to 4,096 of them, else on 4,096 random ones."""
+        size = self.alphabet**self.length
+        if size <= 4096:
+            codes = torch.arange(size)
+            x = torch.stack([(codes // self.alphabet**p) % self.alphabet for p in reversed(range(self.length))], 1)
+        else:
+            x = torch.randint(self.alphabet, (4096, self.length), generator=torch.Generator().manual_seed(0))
+        outputs = [k(x.clone(), self.alphabet) for k in skills]
+        for i in custom:
+            for j, other in enumerate(skills):
+                if j != i and torch.equal(outputs[i], outputs[j]):
+                    where = "every state" if size <= 4096 else "4,096 random states"
+                    raise SpecError(
+                        f"skill '{skills[i].name}' ({skills[i].origin}) equals '{other.name}' on {where} of "
+                        f"A={self.alphabet}, n={self.length}: two symbols for one module, which no data can "
+                        f"tell apart; drop one of them from the library"
+                    )
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled by module names: the receiving process resolves them in its own registry (a worker

@@ -157,6 +157,15 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
     sft = [Program.from_names(spec, t) for t in sft_sec.programs]
     rl = [Program.from_names(spec, t) for t in rl_sec.programs]
     candidates = [Program.from_names(spec, t) for t in cand.programs]
+    shown = {p: name for name, programs in (("SFT", sft), ("RL", rl)) for p in programs}
+    overlap = [p for p in candidates if p in shown]
+    if overlap:
+        p = overlap[0]
+        raise ConfigError(
+            f"{source}: candidate '{p.names(spec)}' is also an {shown[p]} program: a candidate is a program "
+            f"the supports do not show; remove it from [candidates] or from [{shown[p].lower()}]"
+            + (f" ({len(overlap)} such candidates)" if len(overlap) > 1 else "")
+        )
     for program in (*sft, *rl, *candidates):
         check_count(
             f"steps in program '{shorten(program.names(spec), 120)}'", program.depth, MAX_PROGRAM_DEPTH,

@@ -133,24 +133,24 @@ def picky(x, alphabet):
     print("picky was called")
     if x.shape[0] > 4096 and bool((x[:, 0] == 2).any()):  # the registration probe's batches pass
         raise ValueError("I cannot take a 2 first")
-    return x.flip(1)
+    return (x + 2) % alphabet
 """
 PICKY_ROWS = """
 def picky_rows(x, alphabet):
     if bool((x[:, 0] == 2).any()):
         raise ValueError("I cannot take a 2 first")
-    return x.flip(1)
+    return (x + 2) % alphabet
 """
 LEAVING = """
 def leaving(x, alphabet):
     if x.shape[0] > 4096:
         sys.exit(0)
-    return x.flip(1)
+    return (x + 2) % alphabet
 """
 CHATTY = """
 def chatty(x, alphabet):
     print("chatty says hello")
-    return x.flip(1)
+    return (x + 2) % alphabet
 """
 
 
@@ -171,7 +171,7 @@ def test_a_plugin_failing_at_use_is_one_message_naming_the_file_the_module_and_a
 
 MIXING = """
 def mixing(x, alphabet):
-    return x.roll(1, 0) if x.shape[0] > 1000 else x.flip(1)  # mixes rows in large batches only
+    return x.roll(1, 0) if x.shape[0] > 1000 else (x + 2) % alphabet  # mixes rows in large batches only
 """
 
 
@@ -200,3 +200,22 @@ def test_a_plugins_prints_go_to_stderr_under_its_name_and_json_output_stays_json
     listed = _hlsm("modules", "--json", "--plugin", "loud.py", cwd=tmp_path)
     assert listed.returncode == 0 and "loading my plugin" in listed.stderr
     assert "chatty" in {m["name"] for m in json.loads(listed.stdout)["modules"]}
+
+
+SWAP_ENDS = """
+def swap_ends(x, alphabet):
+    y = x.clone()
+    y[:, 0], y[:, -1] = x[:, -1], x[:, 0]
+    return y
+"""
+
+
+def test_a_plugin_skill_equal_to_a_library_skill_on_the_spec_is_refused(tmp_path: Path) -> None:
+    """swap_ends is reverse at n = 3 (a slip: two symbols for one module) but not at n = 4."""
+    (tmp_path / "ends.py").write_text(plugin(SWAP_ENDS, "swap_ends"))
+    args = ["simulate", "--plugin", "ends.py", "--skills", "reverse,swap_ends", "--n", "20", "--alphabet", "4"]
+    same = _hlsm(*args, "--length", "3", cwd=tmp_path)
+    assert same.returncode == 2
+    assert "skill 'swap_ends' (plugin file 'ends.py') equals 'reverse' on every state of A=4, n=3" in same.stderr
+    other = _hlsm(*args, "--length", "4", "--out", str(tmp_path / "c.jsonl"), cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
