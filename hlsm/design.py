@@ -14,7 +14,7 @@ A :class:`SupportDesign` holds named splits of programs:
 :func:`make_design` builds one from a :class:`DesignConfig`, either by splitting random programs
 (``holdout = "programs"``) or by holding out skill *pairs* (``holdout = "pairs"``: every skill has
 ``successors`` allowed next skills in SFT, the other pairs are split into RL-usable and
-never-trained ones), the set-up of DESIGN section 6. :func:`coverage` reports which modules, pairs
+never-trained ones), the transformer experiments' set-up. :func:`coverage` reports which modules, pairs
 and contexts a split exercises (the networkx support graph built on it is
 :func:`hlsm.identify.graph.support_graph`).
 

@@ -7,8 +7,8 @@ most two routing symbols, so the consistent routing bindings are the solutions o
 constraint problem, enumerated by backtracking (``theory/identifiability.md``, section 4).
 
 Under each consistent ``b`` the known entries are the pinned ones; every other entry is free.
-Traces that hide states (answer-only RL records) are used by the sound approximation of DESIGN
-section 2: forward propagation of known states, then, when a record has exactly one unknown entry on
+Traces that hide states (answer-only RL records) are used by a sound approximation:
+forward propagation of known states, then, when a record has exactly one unknown entry on
 its path, every value of that entry is tried (``|X| <= MAX_INVERT_STATES``) and the entry is pinned
 if exactly one value reproduces the shown states; repeated to a fixpoint. Unseen programs are
 evaluated with *unknown* propagated through the routings that read it; an answer is identified iff it

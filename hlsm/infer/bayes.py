@@ -25,7 +25,7 @@ is *open* for a symbol when the data hold less than ``evidence`` nats against it
 ``log p(corpus)`` in that binding, against the row's best); a program is identified only if its
 answer is the same whichever open binding each of its symbols takes. The verdict is compared with
 the exact checker's generalisation set (:func:`hlsm.identify.checker.identify`) in a confusion
-table (``theory/identifiability.md``; DESIGN section 3, the first two views).
+table (``theory/identifiability.md``; the first two of the three views of docs/index.md).
 """
 
 from __future__ import annotations

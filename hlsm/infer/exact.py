@@ -1,7 +1,7 @@
 """Brute-force enumeration on tiny instances: the oracle the Pyro model and the checkers are tested against.
 
 Everything here is plain Python over float64 numbers and follows the definitions of
-``theory/model.md`` (DESIGN section 2) literally, with no Pyro and no vectorisation, so that it is
+``theory/model.md`` literally, with no Pyro and no vectorisation, so that it is
 obviously correct and independent of :mod:`hlsm.infer.model`. The probability of one trace, given its
 program ``pi = ((m_1, k_1), ..., (m_L, k_L))`` and input ``x_0``, is the sum over every selection
 sequence ``(R_1, K_1, ..., R_L, K_L)`` and every value of the hidden states of::

@@ -1,6 +1,6 @@
 """The Pyro HLSM: one plain function that samples traces (``data=None``) or scores a corpus (``obs=``).
 
-The generative cascade of ``theory/model.md`` (DESIGN section 2), for each trace:
+The generative cascade of ``theory/model.md``, for each trace:
 
 - level 0, task: program index ``~ Cat(w)`` over the support, ``x_0 ~ Uniform(X)``;
 - level 1, selections: ``R_l ~ Cat(beta[tau_l])`` (none for an atomic program) and

@@ -7,7 +7,7 @@ step separators ``>``, each either ``n`` letters or unreadable. Its *first depar
 (none) when the trace is right and well formed. A departure is attributed to the step's skill,
 its routing and its (predecessor skill, skill) pair (``start`` before the first step).
 
-*Per-step conditional accuracy* (DESIGN section 6): step ``l`` is *reached* when steps ``< l`` are
+*Per-step conditional accuracy*: step ``l`` is *reached* when steps ``< l`` are
 right, and *right* when its state is right too; the accuracy is right / reached, reported per
 depth and step, and pooled over steps by the status of the step's pair in SFT: ``first`` (step 1,
 no predecessor), ``seen`` (the pair occurs in the SFT programs), ``unseen``. The unseen-pair step

@@ -10,11 +10,11 @@ The *prompt* is ``<bos> x_0 | <program>``; the model is trained to continue it w
 prompt). :class:`TaskFormat` chooses how the program is written:
 
 - ``slots=W`` (default ``4``): ``W`` slots of two symbols (routing or ``NOP``, skill or ``NOP``),
-  so every prompt has ``1 + n + 1 + 2 W`` tokens. DESIGN section 6: with variable-length prompts,
+  so every prompt has ``1 + n + 1 + 2 W`` tokens. With variable-length prompts,
   programs deeper than the training depth fail for length reasons alone.
 - ``slots=None``: the plain variable-length symbols ``tau_1 sigma_1 ... tau_L sigma_L``.
 - ``echo=True``: every step shows its skill symbol before its result (``> S3 fedcba``), the
-  positive control of DESIGN section 6 under which the entanglement gap disappears.
+  positive control under which the entanglement gap disappears.
 
 Generations are parsed back by :func:`hlsm.traces.parse`, the one strict parser of the format.
 """

@@ -1,7 +1,7 @@
 """Data sources and batches of tokenised examples for the transformer.
 
 A *source* is a named set of programs with a weight; a training batch is a weighted mixture of
-sources (e.g. the DESIGN section 6 recipe: atomic / depth-2 / depth-3 / depth-4 programs at
+sources (e.g. the default recipe: atomic / depth-2 / depth-3 / depth-4 programs at
 20/30/40/10). :func:`sample_examples` draws, for each example, a source by weight, a program
 uniformly from it and ``x_0`` uniformly from ``X``, runs the program (:func:`hlsm.programs.execute`)
 and encodes the true execution as a full golden trace (:func:`hlsm.lm.data.encode_example`). That is

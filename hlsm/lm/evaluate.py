@@ -140,7 +140,7 @@ def greedy_exact_match(
 # a whole design: splits, identified / not identified, strata, per-step attribution
 
 LOW_ENTROPY_SKILLS = ("sort", "sort_desc", "running_max", "running_min", "fill_first", "fill_last")
-"""Skills whose outputs are few and skewed, so that an answer can be guessed (DESIGN section 6:
+"""Skills whose outputs are few and skewed, so that an answer can be guessed (the default transformer task:
 sort, running max, fill-first; with their mirror images). Skills missing from the spec are ignored."""
 
 

@@ -3,7 +3,7 @@
 An :class:`ExperimentScale` holds everything about an experiment's size: the base SFT and RL
 configs every arm starts from, the seeds, the examples per evaluation split, the workers.
 :func:`scale_preset` gives the ``tiny`` (tests), ``cpu`` (``hlsm reproduce --scale cpu``) and
-``gpu`` (DESIGN section 6 advice) settings; :func:`held_out_design` the design keys of an arm whose
+``gpu`` settings; :func:`held_out_design` the design keys of an arm whose
 SFT support leaves some skills out.
 """
 
@@ -72,7 +72,7 @@ def scale_preset(name: str) -> ExperimentScale:
     The scale's SFT and RL configs are the example configs ``example:sft_NAME`` and
     ``example:rl_NAME`` (``hlsm/examples/configs/``; ``hlsm examples show sft_cpu``), so that a scale
     and the example of its name are one thing. tiny: seconds, for tests (1 seed, a gate that always
-    passes). cpu: DESIGN section 6's task with a 2-layer d = 96 model (0.23M parameters) trained to
+    passes). cpu: the default task with a 2-layer d = 96 model (0.23M parameters) trained to
     the calibration gate (:data:`GATE`), RL 150k sampled traces a run, 512 examples per split, seeds
     0-4 on 2 worker processes. gpu: the 0.6M model, 2.4M traces at lr 5e-5, 2,048 examples per
     split, the checker strata, 5 seeds, every run of a stage in one stack.
@@ -94,7 +94,7 @@ MODEL_LADDER: dict[str, dict[str, int]] = {
     "25M": {"n_layer": 8, "n_head": 8, "d_model": 512},
 }
 """Model sizes to put a result on a size axis (``[model]`` keys; the name is the parameter count on the
-cpu task): 0.2M is the cpu scale's model, 0.6M the gpu scale's and DESIGN section 6's, 1.2M the
+cpu task): 0.2M is the cpu scale's model, 0.6M the gpu scale's, 1.2M the
 largest of the CPU size study (docs/howto/experiments.md), 5M and 25M the steps a GPU makes
 affordable (``--size`` of the experiments and of ``hlsm bench train|rl``)."""
 

@@ -1,4 +1,4 @@
-"""REINFORCE from an SFT checkpoint: the DESIGN section 6 recipe, resumable and torchrun-ready.
+"""REINFORCE from an SFT checkpoint: the default recipe, resumable and torchrun-ready.
 
 One *update*: sampling rounds of ``prompts_per_round`` prompts x ``group_size`` traces
 (:mod:`hlsm.lm.rollout`) until at least ``min_mixed_groups`` groups have mixed rewards (groups with

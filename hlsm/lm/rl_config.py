@@ -8,7 +8,7 @@ TOML layout (every section and key optional; defaults shown)::
     rl_kind = "compound"        #   rl_kind ("compound" | "atomic") and rl_inside, which choose
     rl_inside = false           #   the RL arm (the design's `rl` split)
 
-    [rl]                        # RLSettings: the algorithm (DESIGN section 6 recipe)
+    [rl]                        # RLSettings: the algorithm (the default recipe)
     programs = "rl"             # prompts from the design's split: rl | sft
     group_size = 16             # traces sampled per prompt (G)
     prompts_per_round = 32      # prompts per sampling round (over all ranks)

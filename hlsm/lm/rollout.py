@@ -8,7 +8,7 @@ final state equals the true answer ``x_L``, else ``0`` (with ``[rl] reward = "le
 fraction of the answer's letters it gets right); a generation that does not parse is *malformed*
 (reward 0, counted). Intermediate states are not rewarded.
 
-*Dynamic sampling* (DESIGN section 6): a group whose ``G`` rewards are all equal has zero
+*Dynamic sampling*: a group whose ``G`` rewards are all equal has zero
 leave-one-out advantage everywhere and carries no gradient; :class:`GroupBuffer` drops such groups
 and keeps the *mixed* ones until enough are held for an update.
 

@@ -1,6 +1,6 @@
 """Does RL on compound programs outside the SFT support beat RL on atomic programs, at equal budget?
 
-Claim tested (DESIGN section 1, claims 3-4; published figure at depth L = 4, trained at L = 3: SFT
+Claim tested (the paper's claims 3 and 4, docs/index.md; published figure at depth L = 4, trained at L = 3: SFT
 4.8%, SFT + RL atomic 14.8%, SFT + RL compound 42.6%): after SFT on golden traces of seen skill
 pairs, REINFORCE on compound programs that use unseen pairs (outside the SFT support) raises greedy
 accuracy on unseen compositions at the training depth and on deeper programs, while REINFORCE on
@@ -33,7 +33,7 @@ from hlsm.lm.summary import ExperimentSummary
 from hlsm.sims._common import ArmConfig, run_from_command_line
 
 PUBLISHED = {"sft": {"deeper_4": 0.048}, "sft+rl atomic": {"deeper_4": 0.148}, "sft+rl compound": {"deeper_4": 0.426}}
-"""Kong et al. (ICML 2026), depth 4 after training at depth 3 (DESIGN section 1, claim 4)."""
+"""Kong et al. (ICML 2026), depth 4 after training at depth 3 (the paper's claim 4, docs/index.md)."""
 
 ARMS = (
     Arm("sft"),

@@ -1,6 +1,6 @@
 """Does composability need composed exposure during RL: a skill known alone, reintroduced atom-only or composed?
 
-Claim tested (the paper's finding 2, DESIGN section 1, claim 4; theory C2 interfaces and C4 what RL
+Claim tested (the paper's finding 2, its claim 4 in docs/index.md; theory C2 interfaces and C4 what RL
 adds): "skill composability requires combinational exposure during RL: when held-out skills are
 reintroduced, composed examples repair generalisation better than atom-only examples". SFT shows
 the held-out skill atomically (its atomic program is in SFT and the calibration gate scores it) but

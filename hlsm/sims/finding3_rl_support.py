@@ -1,6 +1,6 @@
 """Does RL help more when its prompts lie outside the SFT support than inside it?
 
-Claim tested (DESIGN section 1, claims 2 and 5; theory C4/C5): answer-only RL data whose answers
+Claim tested (the paper's claims 2 and 5, docs/index.md; theory C4/C5): answer-only RL data whose answers
 the SFT data already determine adds nothing at the population limit, so RL on programs inside the
 SFT support (compositions SFT showed with golden traces) should gain less on unseen compositions
 and deeper programs than RL, at the same budget of sampled traces, on compound programs outside it

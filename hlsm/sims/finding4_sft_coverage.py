@@ -1,6 +1,6 @@
 """Does RL outside the SFT support need SFT to cover every atomic module first?
 
-Claim tested (DESIGN section 1, claim 5, the protocol; theory C5): "SFT covers every atomic module
+Claim tested (the paper's claim 5, the protocol, docs/index.md; theory C5): "SFT covers every atomic module
 through compositional traces, then RL targets novel compositions outside the SFT support" is the
 recipe. Crossing SFT coverage (every skill, or some skills missing from SFT entirely: their atomic
 programs and every pair using them, ``[design] held_out_skills``) with RL (none, or compound RL

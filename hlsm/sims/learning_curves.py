@@ -1,6 +1,6 @@
 """RL learning curves: when does compound RL overtake atomic RL, and how does that read beside the theory?
 
-Claim shown (DESIGN section 7, "the curve, not a point"; theory C4/C5): along the RL budget,
+Claim shown (docs/howto/experiments.md, "the curve, not a point"; theory C4/C5): along the RL budget,
 accuracy on unseen compositions and deeper programs rises with compound RL outside the SFT support
 and stays flat with atomic RL (and gains less with compound RL inside the support), as the theory's
 generalisation set grows with compound programs outside the support and not with atomic ones.

@@ -1,6 +1,6 @@
 """Three views of one question: which unseen programs does a support determine?
 
-Claim tested (DESIGN section 3; theory C1 and C2): for the same supports, (1) the exact H-lib
+Claim tested (the three views of docs/index.md; theory C1 and C2): for the same supports, (1) the exact H-lib
 checker, (2) the Bayesian view (a MAP fit with restarts in the H-lib class on the population-limit
 corpus: confident, correct and restart-stable answers) and (3) a transformer trained by SFT (and
 REINFORCE where the support has RL programs) answer the question per unseen program. The exact

@@ -7,7 +7,7 @@ population-limit corpus, and call an unseen program "identified by VI" when the 
 predictive answer is confident (>= 0.9 on every input), correct on every input, and the near-best
 restarts agree (:mod:`hlsm.infer.bayes`). Compare with the exact H-lib checker's generalisation set.
 
-Claim tested (DESIGN section 3): the Bayesian and exact views agree on at least 90% of candidate
+Claim tested (the three views of docs/index.md): the Bayesian and exact views agree on at least 90% of candidate
 programs; every disagreement is listed in ``results.json`` with both views' numbers.
 """
 
@@ -125,7 +125,7 @@ def report(results: dict[str, Any]) -> str:
         f"({total['both'] + total['neither']} of {total['total']} candidates, {percent(total['agreement'])};"
         f" {results['config']['designs']} designs, {results['config']['restarts']} restarts each).\n",
         markdown_table(("regime", "candidates", "both in G", "neither", "checker only", "VI only", "agreement"), rows),
-        "\nDisagreements (each one is explained in the issue notes: a second exact mode that no random restart",
+        "\nDisagreements (each one is of one of two kinds: a second exact mode that no random restart",
         "reached, or a soft binding resampled at every step mixing two consistent global bindings):\n",
         markdown_table(
             ("design seed", "regime", "program", "checker", "VI confidence", "VI verdict"),

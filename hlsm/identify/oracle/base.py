@@ -1,6 +1,6 @@
 """Brute-force identifiability oracle on tiny instances: version spaces of H-lib and H-tab.
 
-This module follows the definitions of DESIGN section 2 ("Identifiability") and ``theory/`` literally
+This module follows the definitions of ``theory/`` literally
 and is deliberately independent of the fast checker :mod:`hlsm.identify.checker`, which it is used to verify.
 
 Hypothesis classes (symbol ``i`` truly denotes module ``i``):
