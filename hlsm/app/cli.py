@@ -428,9 +428,26 @@ def _positive(text: str) -> int:
     return value
 
 
+EXAMPLES = """examples:
+  hlsm quickstart --scale tiny                           the whole pipeline in small (seconds)
+  hlsm identify --design example:c2_interfaces           which unseen programs a support determines
+  hlsm fit --design example:fit_tiny --out runs/fit      the Bayesian view, with the checker beside it
+  hlsm train sft --config example:sft_tiny --out runs/sft --set training.steps=60
+  hlsm train rl --config example:rl_tiny --init runs/sft --out runs/rl
+  hlsm probe --ckpt runs/rl                              which skill each symbol executes
+  hlsm reproduce --scale cpu                             every experiment, then docs/results.md
+  hlsm examples list                                     the shipped designs and configs
+
+COMMAND --help describes each command; the README lists them all."""
+"""The examples ``hlsm --help`` ends with."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hlsm", description="Hierarchical latent selection models of reasoning traces."
+        prog="hlsm",
+        description="Hierarchical latent selection models of reasoning traces.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from hlsm import __version__
 

@@ -184,7 +184,7 @@ def _identify_section(spec: Spec, design: Any, corpora: list[Any], out: Path) ->
         if ident.exact
         else f"|X| = {spec.num_states:,} is too large to compare modules on every state and history, so they "
         "are compared on a probe set: every verdict has status `probes`, neither exact nor a bound "
-        "(theory/identifiability.md, section 4)"
+        "(`theory/identifiability.md`, section 4, in the source distribution)"
     )
     return [
         "",

@@ -330,3 +330,19 @@ def test_examples_list_names_every_example_by_kind(capsys: pytest.CaptureFixture
     assert max(len(line) for line in out.splitlines()) <= 120
     assert main(["identify", "--design", "example:c5_rl_outside", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["generalisation_set_size"] > 0
+
+
+def test_the_help_examples_are_commands_the_parser_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from hlsm.app.cli import EXAMPLES, build_parser
+
+    commands = [line.split("  ")[1] if line.count("  ") > 1 else line.strip() for line in EXAMPLES.splitlines()]
+    commands = [c.strip() for c in commands if c.strip().startswith("hlsm ")]
+    assert len(commands) == 8
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command)[1:])  # exits 2 on a drifted example
+        assert callable(args.func)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples:" in capsys.readouterr().out
