@@ -9,6 +9,12 @@ class HLSMError(ValueError):
     """Bad input: the message names the input and the fix."""
 
 
+class SlipWarning(UserWarning):
+    """Input that is valid but probably not what was meant (two skills equal on the spec's states, a
+    candidate that a support shows). The command goes on; ``HLSM_IGNORE_SLIPS=1`` silences it on the
+    command line, ``warnings.filterwarnings("ignore", category=SlipWarning)`` in Python."""
+
+
 class InputError(HLSMError):
     """An input file that cannot be read as text: missing, a folder, unreadable, or not UTF-8."""
 

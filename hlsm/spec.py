@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hlsm.errors import HLSMError
+from hlsm.errors import HLSMError, SlipWarning
 from hlsm.modules import (
     DEFAULT_ROUTINGS,
     DEFAULT_SKILLS,
@@ -94,13 +95,13 @@ class Spec:
                     raise SpecError(str(err)) from None
         custom = [i for i, k in enumerate(skill_objs) if k.name not in DEFAULT_SKILLS]
         if custom:
-            self._refuse_equal_skills(skill_objs, custom)
+            self._warn_equal_skills(skill_objs, custom)
         object.__setattr__(self, "_modules", (skill_objs, routing_objs))
 
-    def _refuse_equal_skills(self, skills: tuple[Skill, ...], custom: list[int]) -> None:
-        """A custom skill equal to another skill of the library on this spec's states is a slip (two
-        symbols for one module, which no data can tell apart): refused, both named. Checked on every
-        state up to 4,096 of them, else on 4,096 random ones."""
+    def _warn_equal_skills(self, skills: tuple[Skill, ...], custom: list[int]) -> None:
+        """A custom skill equal to another skill of the library on this spec's states is probably a
+        slip (two symbols for one module, which no data can tell apart): a :class:`SlipWarning` names
+        both. Checked on every state up to 4,096 of them, else on 4,096 random ones."""
         size = self.alphabet**self.length
         if size <= 4096:
             codes = torch.arange(size)
@@ -112,11 +113,14 @@ class Spec:
             for j, other in enumerate(skills):
                 if j != i and torch.equal(outputs[i], outputs[j]):
                     where = "every state" if size <= 4096 else "4,096 random states"
-                    raise SpecError(
+                    warnings.warn(
                         f"skill '{skills[i].name}' ({skills[i].origin}) equals '{other.name}' on {where} of "
                         f"A={self.alphabet}, n={self.length}: two symbols for one module, which no data can "
-                        f"tell apart; drop one of them from the library"
+                        f"tell apart; drop one of them unless that is the point",
+                        SlipWarning,
+                        stacklevel=4,
                     )
+                    return
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled by module names: the receiving process resolves them in its own registry (a worker

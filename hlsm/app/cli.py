@@ -17,15 +17,17 @@ import argparse
 import contextlib
 import errno
 import json
+import os
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, parse_overrides
-from hlsm.errors import HLSMError, shorten
+from hlsm.errors import HLSMError, SlipWarning, shorten
 from hlsm.io import check_target, write_json
 from hlsm.lock import writing
 from hlsm.scales import SCALES
@@ -700,10 +702,36 @@ def _run(args: argparse.Namespace) -> None:
     args.func(args)
 
 
+SILENCE_SLIPS = "HLSM_IGNORE_SLIPS"
+"""The environment variable that silences :class:`hlsm.errors.SlipWarning` on the command line."""
+
+
+def _show_slip(command: str) -> Any:
+    """A ``warnings.showwarning`` that prints a :class:`SlipWarning` as one line naming the command."""
+    original = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, SlipWarning):
+            silence = f"{SILENCE_SLIPS}=1 silences it"
+            print(f"hlsm {command}: warning: {message} ({silence})", file=sys.stderr)
+        else:
+            original(message, category, *args, **kwargs)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hlsm`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_slip(args.command)
+        if os.environ.get(SILENCE_SLIPS):
+            warnings.simplefilter("ignore", SlipWarning)
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if getattr(args, "json", False):  # stdout carries the JSON alone
             _JSON_OUT.append(sys.stdout)

@@ -39,6 +39,7 @@ bare skill name for an atomic program. Instead of lists, a ``[design]`` table (t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ import torch
 
 from hlsm.config import ConfigError, apply_overrides, build_dataclass, check_sections, load_toml, section
 from hlsm.design import DesignConfig, SupportDesign, make_design
-from hlsm.errors import shorten
+from hlsm.errors import SlipWarning, shorten
 from hlsm.examples import resolve
 from hlsm.limits import MAX_CANDIDATES, MAX_PROGRAM_DEPTH, check_count, check_memory
 from hlsm.programs import Program, all_programs
@@ -161,10 +162,12 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
     overlap = [p for p in candidates if p in shown]
     if overlap:
         p = overlap[0]
-        raise ConfigError(
-            f"{source}: candidate '{p.names(spec)}' is also an {shown[p]} program: a candidate is a program "
-            f"the supports do not show; remove it from [candidates] or from [{shown[p].lower()}]"
-            + (f" ({len(overlap)} such candidates)" if len(overlap) > 1 else "")
+        warnings.warn(
+            f"{source}: candidate '{p.names(spec)}' is also an {shown[p]} program, so its answer is shown, "
+            f"not inferred; remove it from [candidates] or from [{shown[p].lower()}] unless that is the point"
+            + (f" ({len(overlap)} such candidates)" if len(overlap) > 1 else ""),
+            SlipWarning,
+            stacklevel=2,
         )
     for program in (*sft, *rl, *candidates):
         check_count(

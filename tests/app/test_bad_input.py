@@ -357,16 +357,6 @@ CASES: list[Case] = [
         ],
         "20,000 of them, more than the limit of 64",
     ),
-    # -- slips: a candidate the supports show
-    Case(
-        "identify-candidate-in-support",
-        lambda t: [
-            "identify",
-            "--design",
-            write(t, "d.toml", IDENTIFY.replace("chain:shift_up > restart:reverse", "chain:sort > restart:reverse")),
-        ],
-        "candidate 'chain:sort > restart:reverse' is also an SFT program",
-    ),
     # -- values that used to pass silently (kinds: an empty run, a negative count, a zero that fails
     # late after writing state, an empty design taken as the default)
     Case("simulate-n-zero", lambda t: ["simulate", "--n", "0"], "--n: expected a positive number, got 0"),
