@@ -448,7 +448,7 @@ CASES: list[Case] = [
     ),
     Case(
         "sft-wrong-type",
-        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("steps = 30", "steps = '30'"))],
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("steps = 200", "steps = '200'"))],
         "steps",
     ),
     Case(

@@ -128,7 +128,7 @@ def test_a_write_that_fails_inside_a_writer_names_the_output(tmp_path: Path) -> 
 
 
 def test_ctrl_c_is_one_line_saying_what_was_kept_and_exit_130(tmp_path: Path) -> None:
-    config = (CONFIGS / "sft_tiny.toml").read_text().replace("steps = 30", "steps = 100000")
+    config = (CONFIGS / "sft_tiny.toml").read_text().replace("steps = 200", "steps = 100000")
     (tmp_path / "long.toml").write_text(config)
     run = tmp_path / "sft"
     command = [sys.executable, "-m", "hlsm.app.cli", "train", "sft", "--config", "long.toml", "--out", str(run)]

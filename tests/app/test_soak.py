@@ -23,9 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 def _config(tmp: Path) -> Path:
-    text = (CONFIGS / "sft_tiny.toml").read_text().replace("steps = 30", "steps = 1500")
+    text = (CONFIGS / "sft_tiny.toml").read_text().replace("steps = 200", "steps = 1500")
     path = tmp / "sft.toml"
-    path.write_text(text.replace("checkpoint_every = 10", "checkpoint_every = 25"))
+    path.write_text(text.replace("checkpoint_every = 50", "checkpoint_every = 25"))
     return path
 
 

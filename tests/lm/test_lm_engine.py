@@ -43,8 +43,16 @@ from hlsm.lm.stacked import StackedGPT
 TINY = CONFIGS / "sft_tiny.toml"
 
 
-def tiny(seed: int = 0, gate: dict[str, Any] | None = None, **training: Any) -> SFTConfig:
+def load_tiny() -> dict[str, Any]:
+    """example:sft_tiny at the length these tests are written for (30 steps, a checkpoint every 10):
+    the example itself trains longer, so that RL from it has groups to learn from."""
     raw = load_toml(TINY)
+    raw["training"] |= {"steps": 30, "checkpoint_every": 10}
+    return raw
+
+
+def tiny(seed: int = 0, gate: dict[str, Any] | None = None, **training: Any) -> SFTConfig:
+    raw = load_tiny()
     raw["training"] |= {"seed": seed, "eval_examples": 8} | training
     raw["design"] = raw.get("design", {}) | {"seed": seed}
     if gate is not None:
@@ -214,10 +222,10 @@ def test_a_batched_run_killed_in_the_middle_resumes_exactly(tmp_path: Path) -> N
 
 def test_runs_of_different_shapes_train_as_separate_stacks(tmp_path: Path) -> None:
     """A member of another model size (or batch size) gets a stack of its own; each equals its run alone."""
-    raw = load_toml(TINY)
+    raw = load_tiny()
     raw["model"]["d_model"] = 16
     raw["training"] |= {"steps": 6, "eval_examples": 8}
-    narrow = load_toml(TINY)  # atomic programs only: shorter batches than the others (another width)
+    narrow = load_tiny()  # atomic programs only: shorter batches than the others (another width)
     narrow["data"] = [{"name": "atomic", "programs": "atomic"}]
     narrow["model"]["max_len"] = 20  # the same model sizes as tiny()'s
     narrow["training"] |= {"steps": 6, "eval_examples": 8}
@@ -324,7 +332,7 @@ def test_ragged_rl_members_at_a_real_size_agree_to_rounding(tmp_path: Path) -> N
     weights differ by at most 8.1e-6 (0.05% of lr x updates, the most Adam can move a weight) and
     logged floats by 1e-4 relative, while every count and every evaluation is identical. Required:
     weights within 1% of lr x updates, floats within 1e-3 relative, counts and evaluations equal."""
-    raw = load_toml(TINY)
+    raw = load_tiny()
     raw["training"] |= {"steps": 150, "checkpoint_every": 150, "eval_examples": 8}
     raw["model"] |= {"n_layer": 2, "n_head": 4, "d_model": 96}
     train_sft(SFTConfig.from_dict(raw), tmp_path / "sft", progress=False)

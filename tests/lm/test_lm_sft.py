@@ -38,8 +38,16 @@ from hlsm.spec import Spec
 TINY = CONFIGS / "sft_tiny.toml"
 
 
-def tiny(**training: Any) -> SFTConfig:
+def load_tiny() -> dict[str, Any]:
+    """example:sft_tiny at the length these tests are written for (30 steps, a checkpoint every 10):
+    the example itself trains longer, so that RL from it has groups to learn from."""
     raw = load_toml(TINY)
+    raw["training"] |= {"steps": 30, "checkpoint_every": 10}
+    return raw
+
+
+def tiny(**training: Any) -> SFTConfig:
+    raw = load_tiny()
     raw["training"] |= training
     return SFTConfig.from_dict(raw)
 
@@ -116,7 +124,7 @@ def test_a_run_restores_the_thread_count(tmp_path: Path) -> None:
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
     """N steps in one go == k steps, stop ("kill" after a save), resume to N: identical parameters."""
-    raw = load_toml(TINY)
+    raw = load_tiny()
     raw["model"]["dropout"] = 0.1  # dropout draws from the torch RNG: its state must be restored too
     raw["training"] |= {"steps": 20, "checkpoint_every": 4, "eval_every": 6, "log_every": 3}
     cfg = SFTConfig.from_dict(raw)
@@ -177,7 +185,7 @@ def _ddp_worker(rank: int, world: int, port: int, raw: dict[str, Any], out: str,
 def test_ddp_on_cpu_ranks_agree_with_each_other_and_with_one_process(tmp_path: Path) -> None:
     """Two ranks and one process end with the same parameters; the gate (checked at step 4 of 6,
     passable) stops every rank at the same step, with rank 0's scores shared to rank 1."""
-    raw = load_toml(TINY)
+    raw = load_tiny()
     raw["training"] |= {"steps": 6, "checkpoint_every": 3, "eval_every": 0, "eval_examples": 8}
     raw["gate"] = {"seen": 0.0, "atomic": 0.0, "every": 4, "examples": 8}
     mp.spawn(_ddp_worker, args=(2, _free_port(), raw, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True)
@@ -204,7 +212,7 @@ def test_example_configs_load() -> None:
     assert [s.name for s in cpu.eval_sets] == ["unseen"] and cpu.gate == GateConfig(0.95, 0.98, 200, 256)
     assert cpu.model.gpt(vocab_size=40, max_len=48).d_model == 96
     assert scale_preset("cpu").sft == cpu and scale_preset("gpu").sft.model.d_model == 128  # one preset, one name
-    small = SFTConfig.from_toml(TINY)
+    small = SFTConfig.from_dict(load_tiny())
     assert SFTConfig.from_dict(json.loads(json.dumps(small.to_dict()))) == small
     plain = SFTConfig.from_dict({"format": {"plain": True, "echo": True}})
     assert plain.format == TaskFormat(slots=None, echo=True) and plain.eval_sets == plain.data
@@ -247,7 +255,7 @@ def test_cli_train_sft(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     args = ["train", "sft", "--config", str(TINY), "--out", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert f"trained 30 steps; outputs in {out}" in printed and "atomic" in printed
+    assert f"trained 200 steps; outputs in {out}" in printed and "atomic" in printed
     assert (out / "checkpoint.pt").exists() and (out / "metrics.jsonl").exists()
     assert main(args) == 2
     assert "already holds a run" in capsys.readouterr().err
@@ -326,7 +334,7 @@ def test_cpu_config_learns_the_atomic_skills(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
-    raw = load_toml(TINY)
+    raw = load_tiny()
     raw["training"] |= {"steps": 400, "checkpoint_every": 20, "eval_every": 0}
     config = tmp_path / "run.toml"
     lines = []
@@ -357,7 +365,7 @@ def test_a_killed_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
 
 
 def _gated(seen: float, atomic: float, every: int = 10, **training: Any) -> SFTConfig:
-    raw = load_toml(TINY)
+    raw = load_tiny()
     raw["training"] |= training
     raw["gate"] = {"seen": seen, "atomic": atomic, "every": every, "examples": 16}
     return SFTConfig.from_dict(raw)
