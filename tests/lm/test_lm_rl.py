@@ -544,3 +544,13 @@ def test_a_killed_rl_run_resumes_to_the_same_parameters(sft_ckpt: Path, tmp_path
     b = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     assert a.step == b.step and a.extra["traces"] == b.extra["traces"]
     assert all(torch.equal(a.model[k], b.model[k]) for k in a.model)
+
+
+def test_the_tiny_examples_make_real_updates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """example:sft_tiny as shipped, then example:rl_tiny from it: RL finds groups to learn from (a
+    smoke test that does the thing, not only the path)."""
+    sft, rl = tmp_path / "sft", tmp_path / "rl"
+    assert main(["train", "sft", "--config", "example:sft_tiny", "--out", str(sft)]) == 0
+    assert main(["train", "rl", "--config", "example:rl_tiny", "--init", str(sft), "--out", str(rl)]) == 0
+    assert json.loads((rl / "summary.json").read_text())["updates"] >= 1
+    assert "no update" not in capsys.readouterr().out
