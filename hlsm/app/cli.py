@@ -148,11 +148,38 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     _print_json({"depth": summary["depth"], "split": summary["split"]})
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from hlsm.app.compare import compare_regimes, comparison_table
+
+    cls = "lib" if args.hypothesis_class == "both" else args.hypothesis_class
+    record = compare_regimes([args.design, *args.compare], cls)
+    if args.figure:
+        from hlsm.app.plots import plot_regime_comparison
+
+        write_json(Path(args.figure).with_suffix(".json"), record)
+        plot_regime_comparison(record, args.figure)
+    if args.json:
+        _print_json(record, indent=2)
+        return
+    print(f"{len(record['rows'])} candidate programs under {len(record['regimes'])} regimes (H-{cls}):\n")
+    print(comparison_table(record))
+    first = record["regimes"][0]["name"]
+    for name, added in record["adds"].items():
+        print(f"\n{name} identifies {len(added)} candidate(s) that {first} does not" + (":" if added else "."))
+        for program in added[:10]:
+            print(f"  {program}")
+        if len(added) > 10:
+            print(f"  ... and {len(added) - 10} more")
+
+
 def _cmd_identify(args: argparse.Namespace) -> None:
     from hlsm.app.designfile import load_design
     from hlsm.identify.checker import identify
     from hlsm.identify.graph import graph_diagnostics
 
+    if args.compare:
+        _cmd_compare(args)
+        return
     design = load_design(args.design)
     corpus = design.corpus()
     classes = ["lib", "tab"] if args.hypothesis_class == "both" else [args.hypothesis_class]
@@ -492,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="hypothesis class: lib (symbols bind to library modules), tab (skills are any tables), both",
     )
     p.add_argument("--figure", help="write the support graph, coloured by identification, to this PNG")
+    p.add_argument(
+        "--compare", nargs="+", metavar="DESIGN",
+        help="other regimes (design files, one library): a candidate x regime table (and --figure: its chart)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_identify)
 
     p = sub.add_parser("fit", help="fit bindings and tables by MAP with restarts; compare with the checker")

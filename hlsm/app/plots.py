@@ -58,6 +58,41 @@ def plot_corpus_summary(summary: dict[str, Any], path: str | Path, title: str = 
     return _save(fig, path)
 
 
+def plot_regime_comparison(record: dict[str, Any], path: str | Path, limit: int = 60) -> Path:
+    """Candidates x regimes (:func:`hlsm.app.compare.compare_regimes`): green where the regime's
+    support identifies the candidate, grey where it does not, white where it is not a candidate of that
+    regime; the candidates some regime identifies and another does not come first (at most ``limit`` rows)."""
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
+    from hlsm.app.compare import differing
+
+    names = [r["name"] for r in record["regimes"]]
+    rows = record["rows"]
+    differs = differing(record)
+    same = [r for r in rows if r not in differs]
+    shown = (differs + same)[:limit]
+    code = {None: 0, False: 1, True: 2}
+    grid = np.array([[code[r["verdicts"][n]] for n in names] for r in shown]).reshape(len(shown), len(names))
+    height = 1.6 + 0.22 * len(shown)
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.6 + 1.3 * len(names)), height))
+    ax.imshow(grid, cmap=ListedColormap(["white", "#cccccc", "#2ca02c"]), vmin=0, vmax=2, aspect="auto")
+    ax.set_xticks(
+        range(len(names)), [f"{r['name']}\n{r['identified']}/{r['candidates']} in G" for r in record["regimes"]]
+    )
+    ax.set_yticks(range(len(shown)), [r["program"] for r in shown], fontsize=7)
+    ax.xaxis.tick_top()
+    more = f", the first {len(shown)} of {len(rows)} shown" if len(rows) > len(shown) else ""
+    fig.suptitle(
+        f"Which candidates each regime identifies (H-{record['class']})\n"
+        "green: identified; grey: not; white: not a candidate there\n"
+        f"{len(differs)} rows differ between regimes (first){more}",
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / height))
+    return _save(fig, path)
+
+
 def plot_support_graph(record: dict[str, Any], identification: dict[str, Any], path: str | Path) -> Path:
     """The support graph (routing -> skill contexts, skill -> skill successions), nodes coloured by
     whether the checker identified the symbol. ``record`` is :func:`hlsm.identify.graph.graph_record`

@@ -346,3 +346,26 @@ def test_the_help_examples_are_commands_the_parser_accepts(capsys: pytest.Captur
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_identify_compares_regimes_in_one_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """c5 has c4's SFT with RL outside its support instead of inside: the table shows what that adds."""
+    figure = tmp_path / "regimes.png"
+    argv = ["identify", "--design", "example:c4_rl_inside", "--compare", "example:c5_rl_outside"]
+    assert main([*argv, "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "| `chain:sort > restart:sort` | not | in G |" in out
+    assert "| **identified** | **62 / 142** | **96 / 140** |" in out
+    assert "c5_rl_outside identifies 34 candidate(s) that c4_rl_inside does not:" in out
+    assert figure.stat().st_size > 10_000 and json.loads(figure.with_suffix(".json").read_text())["class"] == "lib"
+    assert main([*argv, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert [r["identified"] for r in record["regimes"]] == [62, 96] and len(record["adds"]["c5_rl_outside"]) == 34
+    # the other direction: a regime compared with itself adds nothing and differs nowhere
+    assert main(["identify", "--design", "example:c4_rl_inside", "--compare", "example:c4_rl_inside", "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["adds"] == {"2:c4_rl_inside": []}
+    assert all(len(set(r["verdicts"].values())) == 1 for r in same["rows"])
+    # regimes of two libraries are refused
+    assert main(["identify", "--design", "example:c4_rl_inside", "--compare", "example:fit_tiny"]) == 2
+    assert "another [spec]" in capsys.readouterr().err
