@@ -172,6 +172,11 @@ def test_quickstart_writes_report_and_figure(tmp_path: Path, capsys: pytest.Capt
     report = (out / "report.md").read_text()
     for section in ("## 1. Simulate", "## 2. Identify", "## 3. Fit", "## 4. SFT, RL, evaluate"):
         assert section in report
+    top = report.split("## 1. Simulate")[0]  # what the run shows comes first, with its terms glossed
+    assert "What this run shows" in top and "is a smoke test" in top and "**Calibration gate**" in top
+    assert "the support decides: with the same SFT, RL on programs outside the SFT support determines 34" in top
+    assert "| `chain:sort > restart:sort` | not | in G |" in report
+    assert len(json.loads((out / "regimes.json").read_text())["rows"]) == 142
     for figure in ("fit/tables.png", "fit/predictive.png", "transformer/accuracy.png"):
         assert f"]({figure})" in report and (out / figure).stat().st_size > 0
     assert json.loads((out / "identify.json").read_text())["unseen_total"] == 300
