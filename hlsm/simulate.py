@@ -17,13 +17,13 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from hlsm._lazy import callable_module as _callable_module
 from hlsm.errors import HLSMError, InputError
 from hlsm.io import atomic_write, read_text
 from hlsm.limits import check_memory
 from hlsm.programs import NO_ROUTING, PAD, Program, ProgramBatch, ProgramError, execute, run_step
+from hlsm.runtime import progress_bar
 from hlsm.spec import Spec
 from hlsm.traces import TraceFormatError, check_exposure, exposure_mask, parse, render
 
@@ -176,7 +176,7 @@ def simulate_naive(
     rng = random.Random(seed)
     w = [1.0] * len(programs) if weights is None else list(weights)
     out = []
-    for _ in tqdm(range(n), disable=not progress, desc="naive sampler"):
+    for _ in progress_bar(iterable=range(n), disable=not progress, desc="naive sampler"):
         program = rng.choices(programs, weights=w)[0]
         states = [[rng.randrange(spec.alphabet) for _ in range(spec.length)]]
         for m, k in program.steps:

@@ -438,14 +438,13 @@ def bench_identify(n: int = 20, seed: int = 0, progress: bool = True) -> dict[st
 
     ``ratio`` = oracle time / checker time on the tiny designs (both must agree; checked here).
     """
-    from tqdm import tqdm
-
     from hlsm.identify.checker import identify
     from hlsm.identify.claims import random_design
+    from hlsm.runtime import progress_bar
     from hlsm.simulate import concat, population_corpus
 
     fast = slow = 0.0
-    for i in tqdm(range(n), disable=not progress, desc="tiny designs"):
+    for i in progress_bar(iterable=range(n), disable=not progress, desc="tiny designs"):
         tiny = random_design(seed + i, n_rl=1)
         corpus = tiny.corpus()
         start = time.perf_counter()

@@ -44,7 +44,6 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, TraceEnum_ELBO
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from hlsm.infer import fitstate
 from hlsm.infer.fitstate import FitError
@@ -52,6 +51,7 @@ from hlsm.infer.likelihood import MAX_DENSE_STATES, CorpusLikelihood, library_ta
 from hlsm.infer.model import HLSMParams, enumerated_log_likelihood, hlsm
 from hlsm.infer.scalable import ScalableLikelihood
 from hlsm.programs import Program
+from hlsm.runtime import progress_bar
 from hlsm.simulate import Corpus
 from hlsm.spec import Spec
 
@@ -342,7 +342,7 @@ def fit(
             done = [{f: getattr(r, f) for f in RestartResult.__dataclass_fields__} for r in results]
             fitstate.save_state(checkpoint, {"key": key, "done": done, "current": running})
 
-    with tqdm(total=config.steps * config.restarts, disable=not config.progress, desc="fit") as bar:
+    with progress_bar(total=config.steps * config.restarts, disable=not config.progress, desc="fit") as bar:
         bar.update(sum(len(r.history) for r in results))
         for r, seed in enumerate(_restart_seeds(config)):
             if r < len(results):
@@ -401,7 +401,7 @@ def _fit_fast(
     config: FitConfig,
     restart: int,
     seed: int,
-    bar: tqdm,
+    bar: Any,
     resume: dict[str, Any] | None = None,
     save: Callable[[dict[str, Any]], None] | None = None,
     every: int = 100,
@@ -482,7 +482,7 @@ def _fit_pyro(
     config: FitConfig,
     restart: int,
     seed: int,
-    bar: tqdm,
+    bar: Any,
 ) -> RestartResult:
     pyro.clear_param_store()
     model = _pyro_model(spec, corpus, support, init, config)

@@ -44,7 +44,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from hlsm.io import write_json
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, capture_rng_state, restore_rng_state, save_checkpoint
@@ -77,7 +76,7 @@ from hlsm.lm.rundir import (
     start_or_resume,
 )
 from hlsm.lm.stacked import StackedGPT, gpt_from_state
-from hlsm.runtime import torch_threads
+from hlsm.runtime import progress_bar, torch_threads
 from hlsm.traces import Tokenizer
 
 # per-update sums logged as means; order of the stats vector
@@ -321,7 +320,7 @@ def _member(
 
 
 def _train(runs: list[_Run], ctx: DistContext, progress: bool, stop_at: int | None) -> list[RLResult]:
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(r.config.rl.budget_traces for r in runs),
         initial=sum(r.traces for r in runs),
         desc="rl" if len(runs) == 1 else f"rl x{len(runs)}",

@@ -39,7 +39,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from hlsm.design import SupportDesign, make_design
 from hlsm.io import write_json
@@ -63,7 +62,7 @@ from hlsm.lm.rundir import (
 )
 from hlsm.lm.sft_config import GateConfig, SFTConfig, TrainingConfig
 from hlsm.lm.stacked import StackedGPT, gpt_from_state
-from hlsm.runtime import torch_threads
+from hlsm.runtime import progress_bar, torch_threads
 from hlsm.traces import Tokenizer
 
 
@@ -319,7 +318,7 @@ def _train(
     stop_at: int | None,
 ) -> list[SFTResult]:
     runs = [_member(c, o, r, ctx, stop_at) for c, o, r in zip(configs, outs, resumes, strict=True)]
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(r.config.training.steps for r in runs),
         initial=sum(r.start for r in runs),
         desc="sft" if len(runs) == 1 else f"sft x{len(runs)}",

@@ -28,8 +28,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from hlsm.identify.checker import identify
 from hlsm.identify.claims import (
     STRESS_FAMILIES,
@@ -51,6 +49,7 @@ from hlsm.identify.claims import (
 from hlsm.identify.oracle import OracleError
 from hlsm.io import write_json, write_text
 from hlsm.programs import Program, all_programs
+from hlsm.runtime import progress_bar
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def verify(cfg: Config) -> dict[str, Any]:
     designs and on each stress family (:data:`hlsm.identify.claims.STRESS_FAMILIES`)."""
     families: dict[str, list[Check]] = {"random": []}
     skipped: dict[str, int] = defaultdict(int)
-    for i in tqdm(range(cfg.designs), desc="claims"):
+    for i in progress_bar(iterable=range(cfg.designs), desc="claims"):
         rng = random.Random(cfg.seed * 100_003 + i)
         design = random_design(
             cfg.seed * 100_003 + i, atomic_fraction=rng.choice([0.5, 0.8, 1.0]), n_rl=rng.choice([1, 2])
@@ -113,7 +112,7 @@ def verify(cfg: Config) -> dict[str, Any]:
             skipped["random"] += 1
     for family in STRESS_FAMILIES:
         families[family] = []
-        for i in tqdm(range(cfg.stress_designs), desc=family):
+        for i in progress_bar(iterable=range(cfg.stress_designs), desc=family):
             try:
                 families[family] += _design_checks(stress_design(50_000 + i, family))
             except OracleError:
@@ -151,7 +150,7 @@ def budget_curves(cfg: Config) -> dict[str, Any]:
             for kind in ("atomic", "compound"):
                 for where in ("inside", "outside"):
                     curves[f"{sft_kind}|{hc}|{kind}|{where}"] = {str(b): [] for b in cfg.budgets}
-    for i in tqdm(range(cfg.budget_designs), desc="budget"):
+    for i in progress_bar(iterable=range(cfg.budget_designs), desc="budget"):
         rng = random.Random(10_000 + i)
         spec = random_spec(rng)
         compound: set[Program] = set()
@@ -184,7 +183,7 @@ def finite_sample(cfg: Config) -> dict[str, Any]:
     """Part 3: H-tab, finite samples — does compound RL beat atomic RL at equal budget? (oracle)."""
     outcome: dict[str, Any] = {"compound > atomic": 0, "equal": 0, "compound < atomic": 0, "skipped": 0}
     totals = {"sft": 0, "atomic": 0, "compound": 0, "candidates": 0}
-    for i in tqdm(range(cfg.finite_designs), desc="finite"):
+    for i in progress_bar(iterable=range(cfg.finite_designs), desc="finite"):
         rng = random.Random(20_000 + i)
         design = random_design(20_000 + i, atomic_fraction=0.6, n_rl=0)
         spec = design.spec

@@ -19,15 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from hlsm.app.plots import plot_view_confusion
 from hlsm.app.report import markdown_table, percent
 from hlsm.identify.claims import random_design
 from hlsm.infer.bayes import add_confusions, compare_with_checker
 from hlsm.infer.fitting import FitConfig
 from hlsm.io import write_json, write_text
-from hlsm.runtime import torch_threads
+from hlsm.runtime import progress_bar, torch_threads
 from hlsm.sims._common import preset_from_command_line
 
 REGIMES: dict[str, dict[str, Any]] = {
@@ -76,7 +74,7 @@ def main(cfg: Config) -> dict[str, Any]:
     designs, tables, disagreements = [], [], []
     start = time.perf_counter()
     with torch_threads(1):
-        for i in tqdm(range(cfg.designs), desc="designs"):
+        for i in progress_bar(iterable=range(cfg.designs), desc="designs"):
             regime = cfg.regimes[i % len(cfg.regimes)]
             design = random_design(cfg.seed + i, **REGIMES[regime])
             comparison = compare_with_checker(
