@@ -58,6 +58,9 @@ class OutputError(HLSMError, OSError):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:  # back from a worker process as it was raised
+        return (type(self), (self.message, self.errno, self.filename))
+
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -86,13 +89,16 @@ def check_target(path: str | Path) -> None:
 
 
 def _os_error(err: BaseException) -> OSError | None:
-    """The :class:`OSError` behind ``err`` (itself, or its cause or context: ``torch.save`` wraps a
-    failed write in a ``RuntimeError``), or None."""
+    """The :class:`OSError` behind ``err`` (itself, or the error it wraps: ``torch.save`` raises a
+    ``RuntimeError`` while handling a failed write), or None. An error raised while handling an
+    unrelated one counts only when the wrapped error is a failed write (:data:`REASONS`)."""
     seen: set[int] = set()
+    first = True
     while err is not None and id(err) not in seen:
-        if isinstance(err, OSError) and err.errno is not None:
+        if isinstance(err, OSError) and err.errno is not None and (first or err.errno in REASONS):
             return err
         seen.add(id(err))
+        first = False
         err = err.__cause__ or err.__context__  # type: ignore[assignment]
     return None
 
@@ -148,6 +154,18 @@ MAX_CONFIG_BYTES = 16 << 20
 config) is refused after reading that much, not after filling the memory."""
 
 
+def _read_up_to(f: Any, limit: int, chunk: int = 1 << 20) -> bytes:
+    """At most ``limit`` bytes of a stream, read a megabyte at a time (nothing reserved up front)."""
+    parts, total = [], 0
+    while total < limit:
+        part = f.read(min(chunk, limit - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
+
+
 def read_text(path: str | Path, what: str = "file", max_bytes: int | None = MAX_CONFIG_BYTES) -> str:
     """The text of an input file, decoded as UTF-8; every failure is an :class:`InputError` naming the file.
 
@@ -162,7 +180,10 @@ def read_text(path: str | Path, what: str = "file", max_bytes: int | None = MAX_
     cap = int(MEMORY_FRACTION * physical_memory() / 4) if max_bytes is None else max_bytes  # str: up to 4 B/char
     try:
         with open(path, "rb") as f:
-            data = f.read(cap + 1)
+            size = os.fstat(f.fileno()).st_size if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+            if size is not None and size > cap:
+                raise InputError(f"{what} '{path}' is larger than {cap:,} bytes ({size:,}); is it the right file?")
+            data = f.read() if size is not None else _read_up_to(f, cap + 1)  # a device or a pipe: in chunks
     except FileNotFoundError:
         raise InputError(f"{what} '{path}' does not exist; check the path") from None
     except IsADirectoryError:

@@ -15,6 +15,7 @@ machines on network file systems, so runs on several machines should write disti
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sys
@@ -36,8 +37,8 @@ class BusyError(HLSMError):
 def lock_file(target: str | Path) -> Path:
     """The lock file of ``target``: a hidden file beside it (``DIR/.NAME.lock``, ``DIR`` resolved, so
     two spellings of one target share a lock)."""
-    target = Path(target).absolute()
-    return Path(os.path.realpath(target.parent)) / f".{target.name}.lock"
+    target = Path(os.path.realpath(target))  # every spelling of one target (links included) shares a lock
+    return target.parent / f".{target.name}.lock"
 
 
 def holder(target: str | Path) -> str:
@@ -48,28 +49,26 @@ def holder(target: str | Path) -> str:
         return ""
 
 
-@contextmanager
-def writing(target: str | Path, what: str = "output") -> Iterator[None]:
-    """Hold the exclusive lock on ``target`` (a run folder or an output file) for the block.
+UNSUPPORTED = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EACCES, errno.EPERM, errno.EROFS}
+"""Where a lock file cannot be made or locked (a read-only parent folder, a file system without
+``flock``): the command goes on without the lock, as it did before locks existed."""
 
-    Raises
-    ------
-    BusyError
-        When another process holds it: the message names ``what``, the target, the holder and the fix.
-    """
-    path = lock_file(target)
-    if path in _HELD:
-        _HELD[path] += 1
-        try:
-            yield
-        finally:
-            _HELD[path] -= 1
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+def _acquire(path: Path, target: str | Path, what: str, wait: bool) -> int | None:
+    """The descriptor of ``path`` locked exclusively, or None where locks are unavailable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
     while True:  # a holder that unlinks the file between our open and our lock leaves us a dead inode
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            if err.errno in UNSUPPORTED:
+                return None
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             who = holder(target)
@@ -82,16 +81,52 @@ def writing(target: str | Path, what: str = "output") -> Iterator[None]:
             raise BusyError(
                 f"{what} '{target}' is being written by {who}; wait for it to finish, or write elsewhere"
             ) from None
+        except OSError as err:
+            os.close(fd)
+            if err.errno in UNSUPPORTED:
+                return None
+            raise
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
             same = False
         if same:
-            break
+            return fd
         os.close(fd)
-    command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)) or "python"
-    os.ftruncate(fd, 0)
-    os.write(fd, f"PID {os.getpid()} ({command})\n".encode())
+
+
+@contextmanager
+def writing(target: str | Path, what: str = "output", *, wait: bool = False) -> Iterator[None]:
+    """Hold the exclusive lock on ``target`` (a run folder or an output file) for the block.
+
+    ``wait``: block until the holder releases it (the experiment cache, where another experiment may be
+    training the same run) instead of refusing. Where no lock can be taken (a read-only parent folder,
+    a file system without ``flock``) the block runs unlocked.
+
+    Raises
+    ------
+    BusyError
+        When another process holds it (and not ``wait``): the message names ``what``, the target, the
+        holder and the fix.
+    """
+    path = lock_file(target)
+    if path in _HELD:
+        _HELD[path] += 1
+        try:
+            yield
+        finally:
+            _HELD[path] -= 1
+        return
+    fd = _acquire(path, target, what, wait)
+    if fd is None:
+        yield
+        return
+    try:
+        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)) or "python"
+        os.ftruncate(fd, 0)
+        os.write(fd, f"PID {os.getpid()} ({command})\n".encode())
+    except OSError:
+        pass  # the lock holds; only its holder's name is missing
     _HELD[path] = 1
     try:
         yield
@@ -105,9 +140,10 @@ def writing(target: str | Path, what: str = "output") -> Iterator[None]:
 
 
 @contextmanager
-def writing_all(targets: Sequence[str | Path], what: str = "output") -> Iterator[None]:
-    """:func:`writing` on every target, taken in order and released together."""
+def writing_all(targets: Sequence[str | Path], what: str = "output", *, wait: bool = False) -> Iterator[None]:
+    """:func:`writing` on every target, released together; taken in the order of their lock files, so
+    that processes waiting on overlapping sets cannot deadlock."""
     with ExitStack() as stack:
-        for target in targets:
-            stack.enter_context(writing(target, what))
+        for target in sorted(targets, key=lock_file):
+            stack.enter_context(writing(target, what, wait=wait))
         yield

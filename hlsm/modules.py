@@ -137,16 +137,16 @@ def _call_user(module: Skill | Routing, x: Tensor, alphabet: int) -> Tensor:
     try:
         with contextlib.redirect_stdout(printed):
             return module.fn(x, alphabet)
-    except (KeyboardInterrupt, GeneratorExit):
-        raise
-    except BaseException as err:  # noqa: BLE001 (a user's function may raise anything, sys.exit included)
+    except MemoryError:
+        raise  # the machine's limit, not the module's fault
+    except (Exception, SystemExit) as err:  # a user's function may raise anything, sys.exit included
         what = (
             f"called sys.exit({err.code!r})" if isinstance(err, SystemExit) else f"raised {type(err).__name__}: {err}"
         )
         raise ModuleError(
             f"{module.kind} '{module.name}' ({module.origin}) {what} on a batch of {x.shape[0]} inputs"
             f"{_failing_input(module, x, alphabet)}; fix the module, or leave it out of the spec"
-        ) from None
+        ) from err
     finally:
         if printed.getvalue():
             for line in printed.getvalue().splitlines():
@@ -159,7 +159,7 @@ def _failing_input(module: Skill | Routing, x: Tensor, alphabet: int, tries: int
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 module.fn(x[i : i + 1].clone(), alphabet)
-        except BaseException:  # noqa: BLE001
+        except (Exception, SystemExit):
             return f", e.g. on input {x[i].tolist()}"
     return " (no single row of it fails alone)"
 
@@ -394,19 +394,28 @@ def _check_batch(module: Skill | Routing, alphabet: int, length: int, batch: int
     if not torch.equal(run(x[perm]), y[perm]):
         raise ModuleError(f"{where} mixes rows of the batch: a permuted batch did not give the permuted output")
     if isinstance(module, Routing) and module.reads is not None:
-        read = module.read_positions(x.shape[1])
-        assert read is not None
-        for pos in range(x.shape[1]):  # an item it does not declare changes nothing
-            if pos not in read:
-                other = x.clone()
-                other[:, pos] = (other[:, pos] + 1) % alphabet
-                if not torch.equal(run(other), y):
-                    raise ModuleError(f"{where} reads history item {pos}, which its reads={module.reads} leave out")
-        for i in range(length):  # symbol i of the output depends on symbols i only
-            other = x.clone()
-            other[:, :, [j for j in range(length) if j != i]] += 1
-            if not torch.equal(run(other % alphabet)[:, i], y[:, i]):
-                raise ModuleError(f"{where} is not position-wise, as reads={module.reads} declares")
+        for items in READS_HISTORIES:  # several lengths: at one length, -2 and 1 can be the same item
+            h = torch.randint(alphabet, (batch, items, length), generator=gen)
+            out = run(h)
+            read = module.read_positions(items)
+            assert read is not None
+            for pos in range(items):  # an item it does not declare changes nothing
+                if pos not in read:
+                    other = h.clone()
+                    other[:, pos] = (other[:, pos] + 1) % alphabet
+                    if not torch.equal(run(other), out):
+                        raise ModuleError(
+                            f"{where} reads history item {pos} of {items}, which its reads={module.reads} leave out"
+                        )
+            for i in range(length):  # symbol i of the output depends on symbols i only
+                other = h.clone()
+                other[:, :, [j for j in range(length) if j != i]] += 1
+                if not torch.equal(run(other % alphabet)[:, i], out[:, i]):
+                    raise ModuleError(f"{where} is not position-wise, as reads={module.reads} declares")
+
+
+READS_HISTORIES = (1, 2, 3, 5)
+"""History lengths a routing's declared reads are checked at."""
 
 
 # ---------------------------------------------------------------------------------------------

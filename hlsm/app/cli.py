@@ -521,7 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figure", help="write the support graph, coloured by identification, to this PNG")
     p.add_argument(
         "--compare", nargs="+", metavar="DESIGN",
-        help="other regimes (design files, one library): a candidate x regime table (and --figure: its chart)",
+        help="other regimes (design files, one library): a candidate x regime table under H-lib (H-tab with "
+        "--class tab; and --figure: its chart)",
     )  # fmt: skip
     p.set_defaults(func=_cmd_identify)
 

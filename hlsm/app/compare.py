@@ -74,7 +74,8 @@ def comparison_table(record: dict[str, Any], limit: int | None = 40) -> str:
     text = markdown_table(("candidate (verdicts differ)", *names), [*shown, totals])
     if limit is not None and len(rows) > limit:
         text += f"\n({len(rows) - limit} more differing rows in the JSON output)"
-    alike = [r for r in record["rows"] if r not in differing(record)]
+    differs = {id(r) for r in differing(record)}
+    alike = [r for r in record["rows"] if id(r) not in differs]
     in_all = sum(any(v for v in r["verdicts"].values()) for r in alike)
     text += (
         f"\n\n{len(alike)} more candidates get the same verdict wherever they are judged: "

@@ -70,7 +70,8 @@ def plot_regime_comparison(record: dict[str, Any], path: str | Path, limit: int 
     names = [r["name"] for r in record["regimes"]]
     rows = record["rows"]
     differs = differing(record)
-    same = [r for r in rows if r not in differs]
+    ids = {id(r) for r in differs}
+    same = [r for r in rows if id(r) not in ids]
     shown = (differs + same)[:limit]
     code = {None: 0, False: 1, True: 2}
     grid = np.array([[code[r["verdicts"][n]] for n in names] for r in shown]).reshape(len(shown), len(names))

@@ -42,6 +42,7 @@ from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
 from hlsm.lm.sft import stack_key, train_sft_many
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.lm.summary import ExperimentSummary, Keep, summarise
+from hlsm.lock import writing_all
 from hlsm.parallel import Backend, Runner
 from hlsm.runtime import torch_threads
 
@@ -130,12 +131,14 @@ def run_sft(config: SFTConfig, cache: str | Path, *, progress: bool = False) -> 
 def run_sft_many(configs: Sequence[SFTConfig], cache: str | Path, *, progress: bool = False) -> list[Path]:
     """:func:`run_sft` of every config, the unfinished ones trained as one stack (:func:`train_sft_many`)."""
     runs = [sft_run_path(c, cache) for c in configs]
-    todo = [(c, r) for c, r in zip(configs, runs, strict=True) if not _finished(r)]
-    if todo:
-        train_sft_many(
-            [c for c, _ in todo], [r for _, r in todo], resume=[(r / "checkpoint.pt").exists() for _, r in todo],
-            progress=progress,
-        )  # fmt: skip
+    # another experiment sharing the cache may be training one of them: wait for it, then look again
+    with writing_all([r for r in runs if not _finished(r)], "cached run folder", wait=True):
+        todo = [(c, r) for c, r in zip(configs, runs, strict=True) if not _finished(r)]
+        if todo:
+            train_sft_many(
+                [c for c, _ in todo], [r for _, r in todo], resume=[(r / "checkpoint.pt").exists() for _, r in todo],
+                progress=progress,
+            )  # fmt: skip
     return runs
 
 
@@ -147,12 +150,13 @@ def run_rl(config: RLConfig, init: Path, cache: str | Path, *, progress: bool = 
 def run_rl_many(jobs: Sequence[tuple[RLConfig, Path]], cache: str | Path, *, progress: bool = False) -> list[Path]:
     """:func:`run_rl` of every ``(config, init)``, the unfinished ones trained as one stack (:func:`train_rl_many`)."""
     runs = [rl_run_path(c, i, cache) for c, i in jobs]
-    todo = [(c, i, r) for (c, i), r in zip(jobs, runs, strict=True) if not _finished(r)]
-    if todo:
-        train_rl_many(
-            [c for c, _, _ in todo], [i for _, i, _ in todo], [r for _, _, r in todo],
-            resume=[(r / "checkpoint.pt").exists() for _, _, r in todo], progress=progress,
-        )  # fmt: skip
+    with writing_all([r for r in runs if not _finished(r)], "cached run folder", wait=True):  # as run_sft_many
+        todo = [(c, i, r) for (c, i), r in zip(jobs, runs, strict=True) if not _finished(r)]
+        if todo:
+            train_rl_many(
+                [c for c, _, _ in todo], [i for _, i, _ in todo], [r for _, _, r in todo],
+                resume=[(r / "checkpoint.pt").exists() for _, _, r in todo], progress=progress,
+            )  # fmt: skip
     return runs
 
 

@@ -230,6 +230,10 @@ def test_a_spec_pickles_by_module_names(custom_modules: tuple[str, str]) -> None
     assert again == spec and again.skill_modules[1] is get_skill(skill_name)
 
 
+def _second_item(h: Tensor, a: int) -> Tensor:
+    return history_item(h, 1)
+
+
 def _rotate_last(h: Tensor, a: int) -> Tensor:  # reads x_{l-1}, but not position by position
     return torch.roll(history_item(h, -1), 1, dims=-1)
 
@@ -243,8 +247,10 @@ def test_declared_reads_are_checked_at_registration_and_used_by_the_likelihood()
         assert get_routing("chain").read_positions(3) == (2,) and get_routing("skip").read_positions(1) == (0,)
     finally:
         unregister("last_plus_first")
-    with pytest.raises(ModuleError, match=r"reads history item 0, which its reads=\(-1,\) leave out"):
+    with pytest.raises(ModuleError, match=r"reads history item 0 of 2, which its reads=\(-1,\) leave out"):
         register_routing("liar", _last_plus_first_plus_one, "claims to read the last item only", reads=(-1,))
+    with pytest.raises(ModuleError, match=r"reads history item 1 of 2, which its reads=\(-2,\) leave out"):
+        register_routing("x1_as_skip", _second_item, "x_1, declared as x_{l-2} (the same item at 3 items)", reads=(-2,))
     with pytest.raises(ModuleError, match="is not position-wise"):
         register_routing("rolled", _rotate_last, "x_{l-1} rotated", reads=(-1,))
     with pytest.raises(ModuleError, match="reads must be a non-empty sequence"):
