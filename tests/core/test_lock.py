@@ -81,3 +81,19 @@ def test_commands_refuse_a_target_another_process_writes(
             err = capsys.readouterr().err
             assert f"is being written by PID {proc.pid}" in err and "Traceback" not in err
             assert not target.exists()  # nothing written, nothing interleaved
+
+
+def test_a_waiting_writer_gets_the_lock_when_the_holder_leaves(tmp_path: Path) -> None:
+    """The experiment cache's mode: wait for the run another experiment is training, then go on."""
+    import threading
+    import time
+
+    target = tmp_path / "cache" / "sft-0"
+    with held_elsewhere(target) as proc:
+        start = time.monotonic()
+        timer = threading.Timer(1.0, proc.kill)  # the holder leaves after a second
+        timer.start()
+        with writing(target, wait=True):
+            assert holder(target).startswith(f"PID {os.getpid()} (")
+        timer.join()
+    assert time.monotonic() - start >= 0.9
