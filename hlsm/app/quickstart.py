@@ -334,5 +334,5 @@ def _transformer_section(config: QuickstartConfig, out: Path) -> tuple[list[str]
             f"{z:.1f} paired SEs from 0 ({word} than 3)"
         )
         section += f"\nThe main effect: {effect}.\n"
-        headline = f"the transformer, one seed: {effect} (section 4)."
+        headline = f"the transformer, one seed: {effect}; see section 4."
     return ["", *section.splitlines(), "", "![accuracy](transformer/accuracy.png)"], headline
