@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, parse_overrides
+from hlsm.config import ConfigError, apply_overrides, build_dataclass, check_sections, load_toml, parse_overrides
 from hlsm.errors import HLSMError, SlipWarning, shorten
 from hlsm.io import check_target, write_json
 from hlsm.lock import writing
@@ -103,6 +103,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     from hlsm.traces import check_exposure
 
     raw: dict[str, Any] = load_toml(args.config) if args.config else {}
+    raw = apply_overrides(raw, parse_overrides(args.set))
     check_sections(raw, ("spec", "design", "simulate"), f"'{args.config}'" if args.config else "")
     spec_raw = dict(raw.get("spec", {}))
     for key in ("alphabet", "length", "skills", "routings"):
@@ -491,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="sample a corpus of traces to JSONL")
     p.add_argument("--config", help="TOML file with [spec], [design] and [simulate] sections")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="set a value of the config, e.g. --set design.n_sft=50 (repeatable; the flags below win)",
+    )  # fmt: skip
     p.add_argument("--alphabet", type=_positive, help="alphabet size A")
     p.add_argument("--length", type=_positive, help="string length n")
     p.add_argument("--skills", help="comma-separated skill names (default: the 24 of the library)")

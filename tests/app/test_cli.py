@@ -94,6 +94,11 @@ out = "{out}"
     assert saved["train_depth"] == 2 and saved["deeper_depths"] == [3]  # not (3, 4)
     assert main(["simulate", "--depth", "2", "--n", "20", "--out", str(tmp_path / "d.jsonl")]) == 0
     assert json.loads((tmp_path / "d.config.json").read_text())["design"]["deeper_depths"] == [3, 4]
+    # --set changes a value of the file; the flags win over it
+    argv = ["simulate", "--config", str(config), "--set", "design.seed=7", "--set", "simulate.n=30", "--n", "20"]
+    assert main(argv) == 0
+    saved = json.loads(out.with_suffix(".config.json").read_text())
+    assert saved["design"]["seed"] == 7 and saved["simulate"]["n"] == 20
 
 
 BAD_INPUTS = {
