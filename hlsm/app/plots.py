@@ -554,25 +554,31 @@ def plot_fit_predictive(candidates: list[dict[str, Any]], path: str | Path, conf
     colour = {True: "tab:green", False: "tab:red", None: "tab:grey"}
     if len(candidates) > 40:
         return _plot_many_predictive(candidates, path, confident, colour)
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(candidates) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(candidates) + 1.6))
     ys = range(len(candidates))
     ax.barh(ys, [c["confidence"] for c in candidates], color=[colour[c["checker"]] for c in candidates])
     for y, c in zip(ys, candidates, strict=True):
-        mark = "" if c["accuracy"] == 1.0 else f"  acc {c['accuracy']:.2f}"
+        mark = "" if c["accuracy"] == 1.0 else f"; right on {c['accuracy']:.0%} of inputs"
         ax.text(
             c["confidence"] + 0.01,
             y,
-            ("VI: identified" if c["identified"] else "VI: not") + mark,
+            ("fit: identified" if c["identified"] else "fit: not identified") + mark,
             va="center",
             fontsize=7,
         )
-    ax.axvline(confident, color="black", linestyle="--", linewidth=1)
+    line = ax.axvline(confident, color="black", linestyle="--", linewidth=1)
     ax.set_yticks(list(ys), [c["program"] for c in candidates], fontsize=7)
-    ax.set_xlim(0, 1.35)
-    ax.set_xlabel("min over inputs of the modal answer's predictive probability")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[v]) for v in (True, False, None)]
-    ax.legend(handles, ["checker: in G", "checker: not in G", "no checker verdict"], fontsize=7, loc="lower right")
-    ax.set_title("Posterior predictive on candidate programs")
+    ax.set_xlim(0, 1.9)
+    ax.set_xlabel("the fit's confidence (the modal answer's least predictive probability over inputs)", fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[v]) for v in (True, False, None)] + [line]
+    labels = [
+        "exact checker: in G",
+        "exact checker: not in G",
+        "no checker verdict",
+        f"threshold {confident}:\nfit says identified\nat or above it",
+    ]
+    ax.legend(handles, labels, fontsize=7, loc="center right")  # right of every bar and its label
+    ax.set_title("The fit's view of each candidate (bars) and the exact checker's (colours)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
