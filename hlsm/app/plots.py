@@ -749,7 +749,9 @@ def plot_probe_bindings(spec: Any, result: dict[str, Any], path: str | Path) -> 
     )
     fig.suptitle(
         f"Probe of a {result.get('checkpoint', {}).get('kind', '')} checkpoint: entanglement by context ({summary}); "
-        "cells: f first, s SFT pair, r RL pair, n never trained",
+        "cells: f first, s SFT pair, r RL pair, n never trained\n"
+        f"rows: the {len(symbols)} skills of the checkpoint's own library (its [spec]: A = {spec.alphabet}, "
+        f"n = {spec.length}), each symbol with the skill it denotes; columns: the step before",
         fontsize=9,
     )
     fig.tight_layout()
