@@ -200,9 +200,13 @@ def _cmd_identify(args: argparse.Namespace) -> None:
         from hlsm.app.plots import plot_support_graph
         from hlsm.identify.graph import graph_record
 
-        figure = {"graph": graph_record(design.spec, support), "identification": main_result.to_dict()}
+        figure = {
+            "graph": graph_record(design.spec, support),
+            "candidates": graph_record(design.spec, design.candidates),
+            "identification": main_result.to_dict(),
+        }
         write_json(Path(args.figure).with_suffix(".json"), figure)
-        plot_support_graph(figure["graph"], figure["identification"], args.figure)
+        plot_support_graph(figure["graph"], figure["identification"], args.figure, figure["candidates"])
     if args.json:
         _print_json(report, indent=2)
         return

@@ -6,7 +6,6 @@ that saves the results."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -94,58 +93,55 @@ def plot_regime_comparison(record: dict[str, Any], path: str | Path, limit: int 
     return _save(fig, path)
 
 
-def plot_support_graph(record: dict[str, Any], identification: dict[str, Any], path: str | Path) -> Path:
-    """The support graph (routing -> skill contexts, skill -> skill successions), nodes coloured by
-    whether the checker identified the symbol. ``record`` is :func:`hlsm.identify.graph.graph_record`
-    (node-link data), ``identification`` is ``Identification.to_dict()``."""
-    import networkx as nx
+def plot_support_graph(
+    record: dict[str, Any], identification: dict[str, Any], path: str | Path, candidates: dict[str, Any] | None = None
+) -> Path:
+    """The support as two grids, readable at any library size: which (routing, skill) contexts and which
+    skill successions the traces show (grey, darker = more program steps), and where a candidate needs
+    one that no trace shows (orange x: a held-out pair or context). Tick labels are green where the
+    checker identified the symbol, red where not. ``record`` and ``candidates`` are
+    :func:`hlsm.identify.graph.graph_record` of the support and of the candidates; ``identification``
+    is ``Identification.to_dict()``."""
+    import numpy as np
 
-    graph = nx.node_link_graph(record, edges="edges")
+    nodes = {n["id"]: n for n in record["nodes"]}
+    routings = [n for n, d in nodes.items() if d["kind"] == "routing"]
+    skills = [n for n, d in nodes.items() if d["kind"] == "skill"]
     status = {**identification["skills"], **identification["routings"]}
-    routing_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "routing"]
-    skill_nodes = [n for n, d in graph.nodes(data=True) if d["kind"] == "skill"]
-    pos = {}
-    for i, n in enumerate(routing_nodes):
-        pos[n] = (0.0, -i / max(1, len(routing_nodes) - 1))
-    for i, n in enumerate(skill_nodes):
-        angle = 2 * math.pi * i / max(1, len(skill_nodes))
-        pos[n] = (1.6 + 0.9 * math.cos(angle), -0.5 + 0.9 * math.sin(angle))
-    fig, ax = plt.subplots(figsize=(10, 7))
-    colours = ["tab:green" if status[n]["identified"] else "tab:red" for n in graph.nodes]
-    shapes = {n: ("s" if graph.nodes[n]["kind"] == "routing" else "o") for n in graph.nodes}
-    for shape in ("s", "o"):
-        nodes = [n for n in graph.nodes if shapes[n] == shape]
-        nx.draw_networkx_nodes(
-            graph,
-            pos,
-            nodelist=nodes,
-            node_shape=shape,
-            ax=ax,
-            node_size=650,
-            node_color=[colours[list(graph.nodes).index(n)] for n in nodes],
+
+    def grid(edges: list[dict[str, Any]], kind: str, rows: list[str]) -> Any:
+        out = np.zeros((len(rows), len(skills)))
+        for e in edges:
+            if e["kind"] == kind and e["source"] in rows:
+                out[rows.index(e["source"]), skills.index(e["target"])] += e["count"]
+        return out
+
+    panels = (("context", routings, "routing of the step"), ("successor", skills, "previous step's skill"))
+    size = max(4.0, 0.32 * len(skills) + 2.5)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, (kind, rows, ylabel) in zip(axes, panels, strict=True):
+        shown = grid(record["edges"], kind, rows)
+        needed = grid(candidates["edges"], kind, rows) if candidates is not None else np.zeros_like(shown)
+        ax.imshow(np.log1p(shown), cmap="Greys", vmin=0, vmax=max(1.0, float(np.log1p(shown).max())), aspect="auto")
+        for r, c in zip(*np.nonzero((needed > 0) & (shown == 0)), strict=True):
+            ax.text(c, r, "x", ha="center", va="center", color="tab:orange", fontsize=9, fontweight="bold")
+        ax.set_xticks(range(len(skills)), [f"{s} {nodes[s]['name']}" for s in skills], rotation=90, fontsize=7)
+        ax.set_yticks(range(len(rows)), [f"{r} {nodes[r]['name']}" for r in rows], fontsize=7)
+        ticks = [*zip(ax.get_xticklabels(), skills, strict=True), *zip(ax.get_yticklabels(), rows, strict=True)]
+        for label, symbol in ticks:
+            label.set_color("tab:green" if status[symbol]["identified"] else "tab:red")
+        ax.set_xlabel("skill of the step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(
+            "contexts (routing, skill)" if kind == "context" else "successions (skill, next skill)", fontsize=9
         )
-    labels = {n: f"{n}\n{graph.nodes[n]['name']}" for n in graph.nodes}
-    nx.draw_networkx_labels(graph, pos, labels, font_size=6, ax=ax)
-    contexts = [(u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "context"]
-    successions = [(u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "successor"]
-    nx.draw_networkx_edges(graph, pos, edgelist=contexts, ax=ax, edge_color="tab:blue", alpha=0.35, arrows=False)
-    nx.draw_networkx_edges(
-        graph,
-        pos,
-        edgelist=successions,
-        ax=ax,
-        edge_color="tab:gray",
-        alpha=0.5,
-        connectionstyle="arc3,rad=0.2",
-        arrowsize=8,
-    )
     g, total = identification["generalisation_set_size"], identification["unseen_total"]
-    ax.set_title(
-        f"Support graph (H-{identification['hypothesis_class']}): green = identified, red = not; "
-        f"squares routings, circles skills; blue = context, grey = succession. G = {g}/{total}",
+    fig.suptitle(
+        f"Support (H-{identification['hypothesis_class']}): grey = shown by the traces (darker: more steps); "
+        "orange x = a candidate needs it and no trace shows it\n"
+        f"labels: green = symbol identified, red = not; G = {g} of {total} candidates",
         fontsize=9,
     )
-    ax.axis("off")
     fig.tight_layout()
     return _save(fig, path)
 

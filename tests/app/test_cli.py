@@ -271,6 +271,10 @@ def test_identify_table_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture
     spec = Spec.from_dict(tomllib.loads((DESIGNS / "c3_sort_masks_routing.toml").read_text())["spec"])
     assert {n["id"] for n in record["graph"]["nodes"]} == set(spec.skill_symbols) | set(spec.routing_symbols)
     assert record["identification"]["routings"]["R0"]["identified"] is False
+    # and what the candidates need: every candidate step's context and succession, as a graph record
+    needed = {(e["source"], e["target"]) for e in record["candidates"]["edges"]}
+    shown = {(e["source"], e["target"]) for e in record["graph"]["edges"]}
+    assert needed and needed - shown  # the candidates use pairs the support never shows (drawn as x)
 
 
 IDENTIFY_ERRORS = {
