@@ -62,6 +62,12 @@ class OutputError(HLSMError, OSError):
         return (type(self), (self.message, self.errno, self.filename))
 
 
+def _write_failed(path: str | Path, err: OSError) -> OutputError:
+    """The :class:`OutputError` of a failed write of ``path``: the output named, the errno explained."""
+    reason = REASONS.get(err.errno or 0, err.strerror)
+    return OutputError(f"cannot write '{path}': {reason}", err.errno, str(path))
+
+
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
     (stat.S_ISCHR, "a character device"),
@@ -80,8 +86,7 @@ def check_target(path: str | Path) -> None:
     except FileNotFoundError:
         return
     except OSError as err:
-        reason = REASONS.get(err.errno or 0, err.strerror)
-        raise OutputError(f"cannot write '{path}': {reason}", err.errno, str(path)) from None
+        raise _write_failed(path, err) from None
     if stat.S_ISREG(mode):
         return
     kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
@@ -119,8 +124,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:
-        reason = REASONS.get(err.errno or 0, err.strerror)
-        raise OutputError(f"cannot write '{path}': {reason}", err.errno, str(path)) from None
+        raise _write_failed(path, err) from None
     os.close(fd)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
@@ -132,8 +136,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         cause = None if isinstance(err, (KeyboardInterrupt, SystemExit)) else _os_error(err)
         if cause is None:
             raise
-        reason = REASONS.get(cause.errno or 0, cause.strerror)  # name the output, not the temporary file
-        raise OutputError(f"cannot write '{path}': {reason}", cause.errno, str(path)) from None
+        raise _write_failed(path, cause) from None  # the output named, not the temporary file
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], object], mode: str = "w", *, durable: bool = False) -> None:
@@ -180,7 +183,8 @@ def read_text(path: str | Path, what: str = "file", max_bytes: int | None = MAX_
     cap = int(MEMORY_FRACTION * physical_memory() / 4) if max_bytes is None else max_bytes  # str: up to 4 B/char
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+            st = os.fstat(f.fileno())
+            size = st.st_size if stat.S_ISREG(st.st_mode) else None
             if size is not None and size > cap:
                 raise InputError(f"{what} '{path}' is larger than {cap:,} bytes ({size:,}); is it the right file?")
             data = f.read() if size is not None else _read_up_to(f, cap + 1)  # a device or a pipe: in chunks

@@ -102,10 +102,9 @@ class Spec:
         """A custom skill equal to another skill of the library on this spec's states is probably a
         slip (two symbols for one module, which no data can tell apart): a :class:`SlipWarning` names
         both. Checked on every state up to 4,096 of them, else on 4,096 random ones."""
-        size = self.alphabet**self.length
+        size = self.num_states
         if size <= 4096:
-            codes = torch.arange(size)
-            x = torch.stack([(codes // self.alphabet**p) % self.alphabet for p in reversed(range(self.length))], 1)
+            x = self.all_states()
         else:
             x = torch.randint(self.alphabet, (4096, self.length), generator=torch.Generator().manual_seed(0))
         outputs = [k(x.clone(), self.alphabet) for k in skills]

@@ -476,6 +476,14 @@ COMMAND --help describes each command; the README lists them all."""
 """The examples ``hlsm --help`` ends with."""
 
 
+def _add_set(parser: argparse.ArgumentParser, example: str, note: str = "") -> None:
+    """The ``--set KEY=VALUE`` option of a command that reads a config or design file."""
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help=f"change a value of the file for this run, e.g. --set {example} (repeatable{note})",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hlsm",
@@ -496,10 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="sample a corpus of traces to JSONL")
     p.add_argument("--config", help="TOML file with [spec], [design] and [simulate] sections")
-    p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
-        help="set a value of the config, e.g. --set design.n_sft=50 (repeatable; the flags below win)",
-    )  # fmt: skip
+    _add_set(p, "design.n_sft=50", "; the flags below win")
     p.add_argument("--alphabet", type=_positive, help="alphabet size A")
     p.add_argument("--length", type=_positive, help="string length n")
     p.add_argument("--skills", help="comma-separated skill names (default: the 24 of the library)")
@@ -543,12 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (params.pt, metrics.json, figures)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true", help="continue a killed fit from OUT/fit_state.pt")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="change a value of the file, e.g. --set fit.steps=50 (repeatable)",
-    )
+    _add_set(p, "fit.steps=50")
     p.add_argument(
         "--json", action="store_true", help="print the summary (binding_accuracy, checker_agreement) as JSON"
     )
@@ -609,19 +609,13 @@ def build_parser() -> argparse.ArgumentParser:
     stages = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
     q = stages.add_parser("sft", help="supervised training on golden traces; resumable, torchrun-ready")
     q.add_argument("--config", required=True, help="TOML file (see example:sft_cpu and hlsm.lm.sft_config)")
-    q.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
-        help="change a value of the config, e.g. --set training.steps=100 --set training.seed=3 (repeatable)",
-    )  # fmt: skip
+    _add_set(q, "training.steps=100 --set training.seed=3")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
     q.set_defaults(func=_cmd_train_sft)
     q = stages.add_parser("rl", help="REINFORCE from an SFT checkpoint; resumable, torchrun-ready")
     q.add_argument("--config", required=True, help="TOML file (see example:rl_cpu and hlsm.lm.rl_config)")
-    q.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
-        help="change a value of the config, e.g. --set training.steps=100 --set training.seed=3 (repeatable)",
-    )  # fmt: skip
+    _add_set(q, "training.steps=100 --set training.seed=3")
     q.add_argument("--init", required=True, help="the SFT checkpoint.pt (or its run folder) to start from")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")

@@ -68,14 +68,15 @@ def comparison_table(record: dict[str, Any], limit: int | None = 40) -> str:
     total row, and a line counting the rows every regime judges alike."""
     names = [r["name"] for r in record["regimes"]]
     cell = {True: "in G", False: "not", None: "-"}
-    rows = [(f"`{row['program']}`", *(cell[row["verdicts"][n]] for n in names)) for row in differing(record)]
+    differs = differing(record)
+    rows = [(f"`{row['program']}`", *(cell[row["verdicts"][n]] for n in names)) for row in differs]
     shown = rows if limit is None else rows[:limit]
     totals = ("**identified**", *(f"**{r['identified']} / {r['candidates']}**" for r in record["regimes"]))
     text = markdown_table(("candidate (verdicts differ)", *names), [*shown, totals])
     if limit is not None and len(rows) > limit:
         text += f"\n({len(rows) - limit} more differing rows in the JSON output)"
-    differs = {id(r) for r in differing(record)}
-    alike = [r for r in record["rows"] if id(r) not in differs]
+    ids = {id(r) for r in differs}
+    alike = [r for r in record["rows"] if id(r) not in ids]
     in_all = sum(any(v for v in r["verdicts"].values()) for r in alike)
     text += (
         f"\n\n{len(alike)} more candidates get the same verdict wherever they are judged: "
