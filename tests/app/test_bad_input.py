@@ -251,6 +251,11 @@ CASES: list[Case] = [
         lambda t: ["simulate", "--config", write(t, "c.toml", SPEC + "[design]\nn_sft = 500\n"), "--n", "5"],
         "lower the split sizes",
     ),
+    Case("simulate-length-one", lambda t: ["simulate", "--length", "1"], "needs A >= 2 and n >= 2"),
+    Case(
+        "simulate-alphabet-too-large", lambda t: ["simulate", "--alphabet", "30"], "alphabet must be between 2 and 26"
+    ),
+    Case("simulate-bad-epsilon", lambda t: ["simulate", "--epsilon", "1.5"], "epsilon must be in [0, 1]"),
     Case("simulate-bad-toml", lambda t: ["simulate", "--config", write(t, "c.toml", "[spec\n")], "is not valid TOML"),
     Case("simulate-missing-config", lambda t: ["simulate", "--config", str(t / "nope.toml")], "nope.toml"),
     Case(
@@ -309,7 +314,50 @@ CASES: list[Case] = [
         lambda t: ["identify", "--design", write(t, "d.toml", IDENTIFY + '[data]\ncorpus = "gone.jsonl"\n')],
         "gone.jsonl",
     ),
+    Case(
+        "identify-empty-support",
+        lambda t: ["identify", "--design", write(t, "d.toml", SPEC + "[candidates]\ndepth = 1\n")],
+        "empty support",
+    ),
+    Case(
+        "identify-no-candidates",
+        lambda t: ["identify", "--design", write(t, "d.toml", SPEC + "[sft]\natomic = true\n")],
+        "no candidate programs",
+    ),
+    Case(
+        "identify-negative-inputs",
+        lambda t: ["identify", "--design", write(t, "d.toml", IDENTIFY + "[data]\ninputs = -4\n")],
+        "positive integer",
+    ),
     # -- fit
+    Case(
+        "fit-foreign-symbol",  # a corpus of another library: a symbol the design's spec does not know
+        lambda t: [
+            "fit",
+            "--design",
+            write(t, "d.toml", IDENTIFY),
+            "--data",
+            write(t, "c.jsonl", CORPUS_LINE.replace("S0 >", "S9 >") + "\n"),
+            "--out",
+            str(t / "fit"),
+            "--quiet",
+        ],
+        "S9",
+    ),
+    Case(
+        "fit-state-outside-x",
+        lambda t: [
+            "fit",
+            "--design",
+            write(t, "d.toml", IDENTIFY),
+            "--data",
+            write(t, "c.jsonl", CORPUS_LINE.replace('"cb"', '"zz"').replace("> cb >", "> zz >") + "\n"),
+            "--out",
+            str(t / "fit"),
+            "--quiet",
+        ],
+        "zz",
+    ),
     Case(
         "fit-truncated-data",
         lambda t: [
@@ -460,6 +508,19 @@ CASES: list[Case] = [
         "sft-impossible-split-sizes",
         lambda t: ["train", "sft", "--config", write(t, "s.toml", SFT.replace("n_sft = 4", "n_sft = 400"))],
         "lower the split size",
+    ),
+    Case(
+        "sft-unknown-section",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", "[trainer]\n")],
+        "unknown section(s) ['trainer']",
+    ),
+    Case(
+        "sft-bad-toml", lambda t: ["train", "sft", "--config", write(t, "s.toml", "[training\n")], "is not valid TOML"
+    ),
+    Case(
+        "sft-too-few-slots",
+        lambda t: ["train", "sft", "--config", write(t, "s.toml", "[format]\nslots = 2\n[design]\ntrain_depth = 3\n")],
+        "does not fit TaskFormat(slots=2)",
     ),
     Case(
         "sft-unwritable-out",

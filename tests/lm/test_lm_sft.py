@@ -270,31 +270,6 @@ def test_cli_train_sft(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert "different config" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "text, fragment",
-    [
-        ("[training]\nsteps = 'x'\n", "[training] key 'steps' must be of type int"),
-        ("[trainer]\n", "unknown section(s) ['trainer']"),
-        ("[training\n", "is not valid TOML"),
-        ("[design]\ntrain_depth = 1\nn_sft = 1000\n", "asks for 1200 distinct depth-1 programs"),
-        ("[format]\nslots = 2\n[design]\ntrain_depth = 3\n", "does not fit TaskFormat(slots=2)"),
-    ],
-)
-def test_cli_config_errors_exit_2_without_output(tmp_path: Path, text: str, fragment: str) -> None:
-    config = _toml(tmp_path / "bad.toml", text)
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hlsm", "train", "sft", "--config", str(config), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hlsm train: error: ") and fragment in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr and not out.exists()
-
-
 # ---------------------------------------------------------------------------------------------
 # benchmarks
 
