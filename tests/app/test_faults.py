@@ -4,6 +4,7 @@ path and the reason, no traceback, no partial file, and earlier results untouche
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import resource
@@ -132,7 +133,12 @@ def test_ctrl_c_is_one_line_saying_what_was_kept_and_exit_130(tmp_path: Path) ->
     (tmp_path / "long.toml").write_text(config)
     run = tmp_path / "sft"
     command = [sys.executable, "-m", "hlsm.app.cli", "train", "sft", "--config", "long.toml", "--out", str(run)]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job (``pytest &``, nohup) ignores SIGINT and its children inherit that;
+    # the command under test gets the default disposition a terminal's foreground job has.
+    restore = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore
+    )
     try:
         deadline = time.monotonic() + 120
         while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:

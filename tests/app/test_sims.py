@@ -13,6 +13,7 @@ import pytest
 import hlsm.sims
 from hlsm.app.reproduce import EXPERIMENTS, ON_REQUEST
 from hlsm.lm.presets import SCALES, scale_preset
+from hlsm.sims._common import ArmConfig
 
 SIMS = Path(hlsm.sims.__file__).parent
 
@@ -56,10 +57,19 @@ def test_sim_runs(name: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS + ON_REQUEST))
 def test_sim_presets_build(name: str) -> None:
-    """Every scale's preset of every experiment of `hlsm reproduce` builds (gpu cannot run here)."""
+    """Every scale's preset of every experiment of `hlsm reproduce` builds (gpu cannot run here): the
+    tiny preset is a reduction, not the cpu run under another name, and a transformer experiment
+    trains what the scale registry says at each scale (its seeds and its model)."""
     module = load(name)
-    for scale in SCALES:
-        assert isinstance(module.Config.preset(scale), module.Config)
+    presets = {scale: module.Config.preset(scale) for scale in SCALES}
+    assert all(type(p) is module.Config for p in presets.values())
+    assert presets["tiny"] != presets["cpu"]
+    if isinstance(presets["cpu"], ArmConfig):
+        for scale, preset in presets.items():
+            trained, _, _ = preset.setup()
+            registry = scale_preset(scale)
+            assert trained.seeds == registry.seeds and trained.sft.model == registry.sft.model
+            assert trained.rl.rl.budget_traces == registry.rl.rl.budget_traces
     if name == "three_views":
         for scale in SCALES:
             assert module.views_scale(scale).sft.spec.num_states == 64

@@ -118,25 +118,54 @@ def test_finite_sample_identifies_less_than_population() -> None:
     assert full.generalisation_set == candidates and few.generalisation_set == []
 
 
+def _answers(spec: Spec, program: Program, x: torch.Tensor) -> torch.Tensor:
+    """The program's answers on ``x`` (``(B, n)``), run module by module (independent of the checker)."""
+    history = x[:, None, :]
+    for routing, skill in program.steps:
+        y = spec.apply_skill(skill, spec.apply_routing(routing, history))
+        history = torch.cat([history, y[:, None, :]], dim=1)
+    return history[:, -1]
+
+
 def test_checker_scales_to_the_default_library() -> None:
-    """Default library, golden and answer-only data on 64 inputs per program: runs and is correct."""
+    """Default library (|X| = 262,144), golden SFT and answer-only RL data on 64 inputs per program.
+
+    Good case: every module is pinned, so every candidate is determined. Bad case: with the data of
+    one routing taken out, that routing is not identified, and a candidate that uses it is in the
+    generalisation set exactly when substituting any routing for it leaves its answers unchanged
+    (checked by running the substituted programs on 512 fresh inputs, module by module)."""
     from hlsm.design import DesignConfig, make_design
 
     spec = Spec()
     design = make_design(spec, DesignConfig(n_sft=60, n_rl=20, n_unseen=100, n_deeper=30))
     gen = torch.Generator().manual_seed(0)
     inputs = torch.randint(8, (64, 6), generator=gen)
-    corpus = concat(
-        [
-            population_corpus(spec, design.programs("sft"), "full", inputs=inputs),
-            population_corpus(spec, design.programs("rl"), "answer", "rl", inputs=inputs),
-        ]
-    )
     candidates = list(design.programs("unseen")) + list(design.programs("deeper"))
-    result = identify(spec, corpus, candidates, "lib")
-    assert all(result.skill_identified) and sum(result.routing_identified) == sum(
-        1 for m in range(10) if m in {r for p in design.programs("sft") for r in p.routings}
-    )
-    assert len(result.generalisation_set) <= len(candidates)
-    for v in result.verdicts:
-        assert v.identified or v.reason
+
+    def check(withheld: int | None) -> list[Program]:
+        def keep(split: str) -> list[Program]:
+            return [p for p in design.programs(split) if withheld not in p.routings]
+
+        corpus = concat(
+            [
+                population_corpus(spec, keep("sft"), "full", inputs=inputs),
+                population_corpus(spec, keep("rl"), "answer", "rl", inputs=inputs),
+            ]
+        )
+        result = identify(spec, corpus, candidates, "lib")
+        assert all(result.skill_identified) and not result.lower_bound
+        assert [not ok for ok in result.routing_identified] == [m == withheld for m in range(spec.num_routings)]
+        return result.generalisation_set
+
+    assert check(None) == candidates
+    withheld = 5  # max_first: the routing the most candidates use
+    generalisation = check(withheld)
+    fresh = torch.randint(8, (512, 6), generator=gen)
+    for program in candidates:
+        variants = [
+            Program(tuple((m if r == withheld else r, k) for r, k in program.steps)) for m in range(spec.num_routings)
+        ]
+        answers = [_answers(spec, v, fresh) for v in variants]
+        invariant = all(torch.equal(a, answers[0]) for a in answers)
+        assert (program in generalisation) == invariant, program.names(spec)
+    assert 0 < sum(withheld in p.routings for p in generalisation) < sum(withheld in p.routings for p in candidates)
