@@ -16,7 +16,7 @@ run: $(STAMP)  ## the main job: the whole pipeline in small, runs/quickstart/rep
 	$(BIN)/hlsm quickstart
 
 test: $(STAMP)  ## lint, type-check, then the default (fast) test suite
-	$(BIN)/ruff check hlsm tests
+	$(BIN)/ruff check hlsm sims tests scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -27,7 +27,7 @@ test-all: $(STAMP)  ## every test, the slow and release ones included
 	$(BIN)/python -m pytest -q -m '' $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hlsm tests
+	$(BIN)/ruff check hlsm sims tests scripts
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -37,8 +37,9 @@ from typing import Any
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.summary import ExperimentSummary
-from hlsm.sims._common import ArmConfig, run_from_command_line
-from hlsm.sims.finding1_rl_data import PUBLISHED
+
+from ._common import ArmConfig, run_from_command_line
+from .finding1_rl_data import PUBLISHED
 
 DEFAULT_LEVELS = {"tiny": (0.0,), "cpu": (), "gpu": (0.6, 0.8, 0.9)}
 """The SFT levels below the scale's gate (seen and atomic thresholds) per scale; tiny's gate passes anyway.
@@ -56,7 +57,7 @@ Level = tuple[str, float] | str
 CALIBRATED = "gate"
 """The label of the scale's own gate, the top level."""
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 
 

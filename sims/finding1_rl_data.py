@@ -30,7 +30,8 @@ from pathlib import Path
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.summary import ExperimentSummary
-from hlsm.sims._common import ArmConfig, run_from_command_line
+
+from ._common import ArmConfig, run_from_command_line
 
 PUBLISHED = {"sft": {"deeper_4": 0.048}, "sft+rl atomic": {"deeper_4": 0.148}, "sft+rl compound": {"deeper_4": 0.426}}
 """Kong et al. (ICML 2026), depth 4 after training at depth 3 (the paper's claim 4, docs/index.md)."""
@@ -48,7 +49,7 @@ PAIRS = {"H-lib": "no effect", "H-tab": "no effect", "per-pair tables": "held"}
 NOTHING = {"H-lib": "no effect", "H-tab": "no effect", "per-pair tables": "no effect"}
 """... and for RL on atoms alone."""
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     ("sft+rl compound - sft+rl atomic", "unseen", "compound RL > atomic RL on unseen depth-3 compositions", PAIRS),

@@ -33,12 +33,13 @@ from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.presets import held_out_design
 from hlsm.lm.summary import ExperimentSummary, Keep, uses_skills
-from hlsm.sims._common import ArmConfig, run_from_command_line
+
+from ._common import ArmConfig, run_from_command_line
 
 DEFAULT_HELD_OUT = {"tiny": ("rotate_right",), "cpu": ("swap_pairs",), "gpu": ("swap_pairs",)}
 
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 LEARNT = {"H-lib": "held", "H-tab": "held", "per-pair tables": "held"}
 """Every class: the answers of RL programs using the skill identify it (module docstring)."""

@@ -36,11 +36,12 @@ from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.presets import held_out_design
 from hlsm.lm.summary import ExperimentSummary
-from hlsm.sims._common import ArmConfig, run_from_command_line
-from hlsm.sims.finding1_rl_data import NOTHING, PAIRS
-from hlsm.sims.finding2_absent_skill import DEFAULT_HELD_OUT, skill_splits
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
+from ._common import ArmConfig, run_from_command_line
+from .finding1_rl_data import NOTHING, PAIRS
+from .finding2_absent_skill import DEFAULT_HELD_OUT, skill_splits
+
+TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     (

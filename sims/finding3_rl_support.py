@@ -28,8 +28,9 @@ from pathlib import Path
 from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.summary import ExperimentSummary
-from hlsm.sims._common import ArmConfig, run_from_command_line
-from hlsm.sims.finding1_rl_data import PAIRS
+
+from ._common import ArmConfig, run_from_command_line
+from .finding1_rl_data import PAIRS
 
 ARMS = (
     Arm("sft"),
@@ -39,7 +40,7 @@ ARMS = (
 SPLITS = {name: (name, None) for name in ("seen", "unseen", "deeper_3", "deeper_4", "atomic")}
 
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 CHECKS = (
     ("sft+rl outside - sft+rl inside", "unseen", "RL outside > RL inside on unseen compositions", PAIRS),

@@ -30,14 +30,15 @@ from hlsm.app.report import write_arm_outputs
 from hlsm.lm.experiment import Arm, run_and_summarise
 from hlsm.lm.presets import held_out_design
 from hlsm.lm.summary import ExperimentSummary, uses_skills
-from hlsm.sims._common import ArmConfig, run_from_command_line
-from hlsm.sims.finding1_rl_data import PAIRS
+
+from ._common import ArmConfig, run_from_command_line
+from .finding1_rl_data import PAIRS
 
 DEFAULT_MISSING = {"tiny": ("rotate_right",), "cpu": ("swap_pairs", "complement"), "gpu": ("swap_pairs", "complement")}
 OUTSIDE = {"rl_kind": "compound", "rl_inside": False}
 
 
-TITLE = (__doc__ or "").split("\n")[0] + f" (`hlsm/sims/{Path(__file__).name}`)"
+TITLE = (__doc__ or "").split("\n")[0] + f" (`sims/{Path(__file__).name}`)"
 CLAIM = (__doc__ or "\n\n").split("\n\n")[1]
 ABSENT = {"H-lib": "held", "H-tab": "held", "per-pair tables": "held"}
 """What each class predicts where answer-only data of programs using an absent skill are observed

@@ -27,8 +27,9 @@ from hlsm.app.plots import plot_learning_curves
 from hlsm.app.report import markdown_table
 from hlsm.io import write_json, write_text
 from hlsm.lm.experiment import Arm, run_and_summarise
-from hlsm.sims._common import ArmConfig, run_from_command_line
 from hlsm.stats import t_interval
+
+from ._common import ArmConfig, run_from_command_line
 
 ARMS = (
     Arm("RL atomic", rl={"rl_kind": "atomic", "rl_inside": False}),
@@ -103,7 +104,7 @@ def main(cfg: Config) -> dict[str, Any]:
     write_json(out / "results.json", results)
     figure = plot_learning_curves(curves, budget, out / "learning_curves.png", splits)
     lines = [
-        f"## {(__doc__ or '').splitlines()[0]} (`hlsm/sims/{Path(__file__).name}`)\n",
+        f"## {(__doc__ or '').splitlines()[0]} (`sims/{Path(__file__).name}`)\n",
         (__doc__ or "\n\n").split("\n\n")[1],
         "",
         f"![learning curves]({figure.name})",

@@ -46,8 +46,9 @@ from hlsm.lm.policy import load_policy
 from hlsm.lm.presets import scale_preset
 from hlsm.lm.probe import ProbeTraces, sample_traces
 from hlsm.lm.records import curve_checkpoints, read_curve
-from hlsm.sims._common import preset_from_command_line
 from hlsm.stats import PairedDifference, SeedVerdict, seed_verdict, t_interval
+
+from ._common import preset_from_command_line
 
 ARMS = (
     Arm("sft"),
@@ -425,7 +426,7 @@ def report(results: dict[str, Any]) -> str:
     groups = ("first", "seen", "rl", "never", "depth 4")
     gate = results.get("calibration") or {}
     lines = [
-        f"## {(__doc__ or '').splitlines()[0]} (`hlsm/sims/{Path(__file__).name}`)\n",
+        f"## {(__doc__ or '').splitlines()[0]} (`sims/{Path(__file__).name}`)\n",
         (__doc__ or "\n\n").split("\n\n")[2].replace("\n", " ") + "\n",
         "The checkpoints are `finding1_rl_data`'s (seeds "
         + ", ".join(gate)

@@ -35,8 +35,9 @@ from hlsm.lm.presets import GATE, SCALES, ExperimentScale, held_out_design, scal
 from hlsm.lm.records import EvaluationRecord
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.runtime import torch_threads
-from hlsm.sims._common import preset_from_command_line
 from hlsm.simulate import concat, population_corpus
+
+from ._common import preset_from_command_line
 
 HELD_OUT = ("shift_down",)
 SOLVED = 0.5
@@ -198,7 +199,7 @@ def report(results: dict[str, Any]) -> str:
     vi_ok = all((s["vi_checker_agreement"] or 0) >= 0.9 for s in results["summary"].values())
     return "\n".join(
         [
-            "## Three views of identifiability (`hlsm/sims/three_views.py`)\n",
+            "## Three views of identifiability (`sims/three_views.py`)\n",
             (__doc__ or "").split("\n\n")[1],
             f"\nScale `{results['config']['scale']}`, seeds {results['config']['seeds']}; held-out skill "
             f"{', '.join(HELD_OUT)}; a program is solved by the transformer at greedy accuracy >= {SOLVED:.0%}. SFT "

@@ -52,9 +52,10 @@ from hlsm.design import SPLITS, DesignConfig, RLKind, make_design
 from hlsm.io import write_json, write_text
 from hlsm.programs import Program
 from hlsm.runtime import torch_threads
-from hlsm.sims._common import preset_from_command_line
 from hlsm.simulate import simulate, summarize
 from hlsm.spec import Spec
+
+from ._common import preset_from_command_line
 
 ARMS: tuple[RLKind, ...] = ("compound", "atomic")
 
@@ -267,7 +268,7 @@ def report(results: dict[str, Any]) -> str:
             )
     return "\n".join(
         [
-            "## Trace distributions of the default supports (`hlsm/sims/trace_distributions.py`)\n",
+            "## Trace distributions of the default supports (`sims/trace_distributions.py`)\n",
             "What the simulator produces for the default library (A = 8, n = 6, 24 skills, 10 routings): the",
             "supports' depth, the share of programs with a many-to-one skill, and the answer entropy given the",
             f"program (bits, cap {results['entropy_cap_bits']:.0f}) without and with corruption eps = {eps[-1]}.",

@@ -274,7 +274,7 @@ def write_report(results: dict[str, Any], cfg: Config, out: Path) -> Path:
     finite = results["finite_sample_tab"]
     total = finite["total_G"]
     lines = [
-        f"## {__doc__.splitlines()[0]} (`hlsm/sims/{Path(__file__).name}`)\n",
+        f"## {__doc__.splitlines()[0]} (`sims/{Path(__file__).name}`)\n",
         __doc__.split("\n\n")[1],
         f"\n{cfg.designs} random designs and {cfg.stress_designs} per stress family ({', '.join(STRESS_FAMILIES)}); "
         f"designs over the oracle's budget skipped: {skipped}. Lowest agreement over all checks: {lowest}.\n",

@@ -32,7 +32,8 @@ from hlsm.app.fitrun import run_fit
 from hlsm.app.report import markdown_table, percent
 from hlsm.examples import example_path
 from hlsm.io import write_json, write_text
-from hlsm.sims._common import preset_from_command_line
+
+from ._common import preset_from_command_line
 
 DESIGN = example_path("default_library")
 
@@ -158,7 +159,7 @@ def report(results: dict[str, Any]) -> str:
     )
     fit = results["fit"]
     lines = [
-        "## Variational recovery at the default library's scale (`hlsm/sims/vi_at_scale.py`)\n",
+        "## Variational recovery at the default library's scale (`sims/vi_at_scale.py`)\n",
         "Claim: on the default library (|X| = 262,144) the fit recovers every binding and agrees with the",
         "exact H-lib checker on at least 95% of the candidates, within 10 minutes on 2 cores: "
         f"**{held}** (bindings {percent(s['binding_accuracy'])}, agreement {percent(agreement or 0.0)} of "

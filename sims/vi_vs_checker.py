@@ -26,7 +26,8 @@ from hlsm.infer.bayes import add_confusions, compare_with_checker
 from hlsm.infer.fitting import FitConfig
 from hlsm.io import write_json, write_text
 from hlsm.runtime import progress_bar, torch_threads
-from hlsm.sims._common import preset_from_command_line
+
+from ._common import preset_from_command_line
 
 REGIMES: dict[str, dict[str, Any]] = {
     "sft+rl": {},
@@ -117,7 +118,7 @@ def report(results: dict[str, Any]) -> str:
         for name, t in {**results["by_regime"], "all": total}.items()
     ]
     lines = [
-        "## The exact and Bayesian views of identifiability (`hlsm/sims/vi_vs_checker.py`)\n",
+        "## The exact and Bayesian views of identifiability (`sims/vi_vs_checker.py`)\n",
         "Claim: on random tiny designs the fitted model's confident, correct and restart-stable answers",
         f"coincide with the exact H-lib checker's generalisation set on at least 90% of candidates: **{held}**",
         f"({total['both'] + total['neither']} of {total['total']} candidates, {percent(total['agreement'])};"

@@ -15,6 +15,7 @@ import ast
 import importlib
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hlsm"
+SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+MAPPED = {name: ROOT / folder for name, folder in SETUPTOOLS["package-dir"].items()}
+"""Packages whose source lives outside ``hlsm/`` (``hlsm.sims`` is the top-level ``sims/``)."""
 LAYERS = ("identify", "infer", "lm", "app", "sims")
 ALLOWED = {
     "core": {"core"},
@@ -45,8 +49,19 @@ def layer_of_module(name: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
 
 
-def layer_of_file(path: Path, package: Path = PACKAGE) -> str:
-    rel = path.relative_to(package)
+def sources(package: Path = PACKAGE) -> list[tuple[Path, Path]]:
+    """``(file, path inside the package)`` of every module: ``hlsm/`` and, for the real package, the
+    folders setuptools maps into it (``sims/x.py`` -> ``sims/x.py`` inside ``hlsm``)."""
+    found = [(path, path.relative_to(package)) for path in package.rglob("*.py")]
+    if package == PACKAGE:
+        for name, folder in MAPPED.items():
+            inside = Path(*name.split(".")[1:])
+            found += [(path, inside / path.relative_to(folder)) for path in folder.rglob("*.py")]
+    return sorted(found)
+
+
+def layer_of_file(rel: Path) -> str:
+    """The layer of a module given its path inside the package."""
     if rel.parts == ("__main__.py",):
         return "entry"
     return rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in LAYERS else "core"
@@ -66,18 +81,17 @@ def _lazy_names(package: Path = PACKAGE) -> dict[str, str]:
     return {}
 
 
-def _package_of(path: Path, package: Path) -> list[str]:
-    """The dotted package a file belongs to (``hlsm/lm/sft.py`` -> ``["hlsm", "lm"]``)."""
-    parts = list(path.relative_to(package.parent).with_suffix("").parts)
-    return parts[:-1]  # hlsm/lm/sft.py -> hlsm.lm; hlsm/lm/__init__.py -> hlsm.lm as well
+def _package_of(rel: Path) -> list[str]:
+    """The dotted package of a module given its path inside ``hlsm`` (``lm/sft.py`` -> ``["hlsm", "lm"]``)."""
+    return ["hlsm", *rel.parts[:-1]]  # lm/sft.py -> hlsm.lm; lm/__init__.py -> hlsm.lm as well
 
 
-def runtime_imports(tree: ast.AST, path: Path | None = None, package: Path = PACKAGE) -> Iterator[tuple[int, str]]:
+def runtime_imports(tree: ast.AST, rel: Path | None = None, package: Path = PACKAGE) -> Iterator[tuple[int, str]]:
     """``(line, module)`` of every import that can run: nested ones too, not those under TYPE_CHECKING.
 
-    Relative imports are resolved against ``path``'s package; ``from hlsm import NAME`` resolves a
-    lazy public name to the module that defines it; ``importlib.import_module("hlsm...")`` with a
-    literal name counts as an import.
+    Relative imports are resolved against the package of ``rel`` (the path inside ``hlsm``);
+    ``from hlsm import NAME`` resolves a lazy public name to the module that defines it;
+    ``importlib.import_module("hlsm...")`` with a literal name counts as an import.
     """
     lazy = _lazy_names(package)
     stack = [tree]
@@ -92,8 +106,8 @@ def runtime_imports(tree: ast.AST, path: Path | None = None, package: Path = PAC
                 yield from ((child.lineno, alias.name) for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
                 base = child.module or ""
-                if child.level and path is not None:
-                    here = _package_of(path, package)
+                if child.level and rel is not None:
+                    here = _package_of(rel)
                     parent = here[: len(here) - child.level + 1]
                     base = ".".join([*parent, *([base] if base else [])])
                 if base == "hlsm":  # from hlsm import fitstate / fit -> the module behind the name
@@ -115,9 +129,9 @@ def runtime_imports(tree: ast.AST, path: Path | None = None, package: Path = PAC
 def violations(package: Path = PACKAGE) -> list[str]:
     """Every import under ``package`` that breaks the contract, as ``file:line message``."""
     found = []
-    for path in sorted(package.rglob("*.py")):
-        layer = layer_of_file(path, package)
-        for line, module in runtime_imports(ast.parse(path.read_text(), str(path)), path, package):
+    for path, rel in sources(package):
+        layer = layer_of_file(rel)
+        for line, module in runtime_imports(ast.parse(path.read_text(), str(path)), rel, package):
             where = f"{path.relative_to(package.parent)}:{line}"
             top = module.split(".")[0]
             if top == "hlsm" and module != "hlsm":
@@ -171,10 +185,10 @@ def test_the_contract_flags_a_wrong_import(tmp_path: Path) -> None:
 
 def test_sims_are_never_imported_by_the_library() -> None:
     """The experiments are the top: no other module imports them (``hlsm reproduce`` runs them as processes)."""
-    for path in PACKAGE.rglob("*.py"):
-        if layer_of_file(path) == "sims":
+    for path, rel in sources():
+        if layer_of_file(rel) == "sims":
             continue
-        for line, module in runtime_imports(ast.parse(path.read_text()), path):
+        for line, module in runtime_imports(ast.parse(path.read_text()), rel):
             assert not module.startswith("hlsm.sims"), f"{path.relative_to(ROOT)}:{line} imports {module}"
 
 
@@ -217,3 +231,12 @@ def test_import_hlsm_and_help_load_no_torch() -> None:
         "assert 'torch' not in sys.modules, 'hlsm --help loaded torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
+
+
+def test_the_packages_setuptools_ships_are_the_folders() -> None:
+    """pyproject.toml lists the packages by hand (a mapped folder rules out package discovery): the
+    list is every folder of ``hlsm/`` with an ``__init__.py``, plus the mapped ones, each of which exists."""
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert set(SETUPTOOLS["packages"]) == folders | set(MAPPED)
+    assert all((folder / "__init__.py").exists() for folder in MAPPED.values())
+    assert not (PACKAGE / "sims").exists(), "the experiments live in the top-level sims/ only"

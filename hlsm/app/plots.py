@@ -147,7 +147,7 @@ def plot_support_graph(
 
 
 def plot_budget_curves(budget: dict[str, Any], path: str | Path) -> Path:
-    """Mean fraction of candidates in G against RL budget (``hlsm/sims/verify_claims.py``, part 2).
+    """Mean fraction of candidates in G against RL budget (``sims/verify_claims.py``, part 2).
 
     Panels: hypothesis class (rows) x SFT covering all atoms or missing some (columns); one line per
     RL protocol (atomic / compound programs, inside / outside the SFT support).
@@ -195,7 +195,7 @@ def plot_module_usage(series: dict[str, dict[str, Any]], path: str | Path, title
     series (e.g. per support split).
 
     ``series`` maps a label to a dict with ``skills`` and ``routings``, each ``{name: share}``
-    (as saved by ``hlsm/sims/trace_distributions.py``); a series with no routed step draws no routing bars.
+    (as saved by ``sims/trace_distributions.py``); a series with no routed step draws no routing bars.
     """
     labels = list(series)
     fig, axes = plt.subplots(2, 1, figsize=(14, 8.5), gridspec_kw={"height_ratios": [1.5, 1]})
@@ -232,7 +232,7 @@ def plot_answer_statistics(
     ``series`` maps a label to a dict with ``depth`` (``{depth: share}``), ``answers``
     (``{str(epsilon): {"entropy_bits", "distinct_fraction", "changed_fraction"}}``) and
     ``per_program`` (``entropy_bits`` and ``many_to_one`` lists), as saved by
-    ``hlsm/sims/trace_distributions.py``. ``entropy_cap`` is ``log2`` of the inputs per program, the
+    ``sims/trace_distributions.py``. ``entropy_cap`` is ``log2`` of the inputs per program, the
     largest plug-in entropy.
     """
     labels = list(series)
@@ -428,7 +428,7 @@ def plot_dose_response(results: dict[str, Any], path: str | Path, published: dic
 def plot_view_confusion(results: dict[str, Any], path: str | Path) -> Path:
     """The exact checker against the Bayesian view: the pooled 2 x 2 table and agreement per regime.
 
-    ``results`` is the ``results.json`` of ``hlsm/sims/vi_vs_checker.py`` (keys ``total``, ``by_regime``).
+    ``results`` is the ``results.json`` of ``sims/vi_vs_checker.py`` (keys ``total``, ``by_regime``).
     """
     total = results["total"]
     grid = [[total["both"], total["checker_only"]], [total["vi_only"], total["neither"]]]
@@ -608,7 +608,7 @@ def plot_three_views(results: dict[str, Any], path: str | Path) -> Path:
     """One panel per support: the transformer's accuracy against the fit's confidence, per program,
     coloured by the exact checker's verdict (filled: the fit also calls it identified).
 
-    ``results`` is the ``results.json`` of ``hlsm/sims/three_views.py`` (key ``rows``).
+    ``results`` is the ``results.json`` of ``sims/three_views.py`` (key ``rows``).
     """
     rows = results["rows"]
     names = list(dict.fromkeys(r["arm"] for r in rows))
@@ -654,7 +654,7 @@ def plot_learning_curves(
 
     ``curves`` is ``{arm: {seed: [CurvePoint dict]}}`` (:class:`hlsm.lm.records.CurvePoint`): one
     panel per split of ``splits``, a line per arm through the across-seed means at each point (x:
-    the mean traces sampled by then), faint lines per seed. ``budget`` (``hlsm/sims/verify_claims.py``'s
+    the mean traces sampled by then), faint lines per seed. ``budget`` (``sims/verify_claims.py``'s
     saved ``budget`` part) adds a panel: mean |G| / candidates against the RL budget in programs, for
     the H-lib class with SFT covering every atom; None leaves it out.
     """
@@ -757,7 +757,7 @@ def plot_probe_bindings(spec: Any, result: dict[str, Any], path: str | Path) -> 
 def plot_probe_arms(results: dict[str, Any], path: str | Path) -> Path:
     """Entanglement and unexplained share by context group for each arm, mean over seeds with 95% t intervals.
 
-    ``results`` is ``hlsm/sims/probe_transformer.py``'s ``results.json`` (key ``summary``).
+    ``results`` is ``sims/probe_transformer.py``'s ``results.json`` (key ``summary``).
     """
     import numpy as np
 
@@ -793,7 +793,7 @@ def plot_probe_curve(results: dict[str, Any], path: str | Path) -> Path:
     """The probe along the RL budget: entanglement and unexplained share on RL-practised and never-trained
     pairs against sampled traces, per RL arm, mean over seeds with 95% t intervals.
 
-    ``results`` is ``hlsm/sims/probe_transformer.py``'s ``results.json`` (key ``curve``).
+    ``results`` is ``sims/probe_transformer.py``'s ``results.json`` (key ``curve``).
     """
     from hlsm.stats import t_interval
 

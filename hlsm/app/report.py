@@ -1,6 +1,6 @@
 """Markdown reports of saved results: the pieces that ``docs/results.md`` is assembled from.
 
-Each experiment in ``hlsm/sims/`` writes ``runs/<name>/report.md`` next to its ``results.json``, built
+Each experiment in ``sims/`` writes ``runs/<name>/report.md`` next to its ``results.json``, built
 with these helpers from the saved results only; :mod:`hlsm.app.reproduce` collects the reports, and
 reads the predictions each experiment tested from ``results.json`` (``predictions``,
 :func:`prediction_rows`).

@@ -1,6 +1,6 @@
 """``hlsm reproduce --scale cpu|gpu``: run every experiment of :mod:`hlsm.sims` and write ``docs/results.md``.
 
-Each experiment is one module of ``hlsm/sims/`` and runs as its own process
+Each experiment is one module of ``sims/`` and runs as its own process
 (``python -m hlsm.sims.<name> --scale S --out DIR``; the library never imports them), so a
 reproduction works from an installed package as from a checkout. It writes ``DIR/results.json``,
 its figures and ``DIR/report.md``. A finished

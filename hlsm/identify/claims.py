@@ -2,7 +2,7 @@
 
 Each ``check_c*`` function takes one :class:`TinyDesign`, asks the brute-force oracle
 (:mod:`hlsm.identify.oracle`) what the design identifies, and returns :class:`Check` rows: what the
-proposition predicts and what the oracle found. ``hlsm/sims/verify_claims.py`` runs them on hundreds of
+proposition predicts and what the oracle found. ``sims/verify_claims.py`` runs them on hundreds of
 designs; ``tests/identify/test_claims.py`` on a few. One check per proposition, over the same tiny designs and
 stress families.
 """

@@ -83,14 +83,37 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 
 def test_wheel_and_sdist_carry_the_examples_and_the_experiments(installed: Installed) -> None:
     shipped = {f"hlsm/examples/{e.path.parent.name}/{e.path.name}" for e in examples().values()}
-    sims = {f"hlsm/sims/{p.name}" for p in (ROOT / "hlsm" / "sims").glob("*.py")}
-    in_wheel = set(zipfile.ZipFile(installed.wheel).namelist())
+    sources = sorted((ROOT / "sims").glob("*.py"))
+    assert len(sources) > 10
+    sims = {f"hlsm/sims/{p.name}" for p in sources}  # the top-level sims/ ships as hlsm.sims
+    wheel = zipfile.ZipFile(installed.wheel)
+    in_wheel = set(wheel.namelist())
     assert shipped | sims <= in_wheel, sorted((shipped | sims) - in_wheel)
+    assert not [n for n in in_wheel if n.startswith("sims/")], "sims/ must ship only as hlsm.sims"
     with tarfile.open(installed.sdist) as tar:
         prefix = f"hlsm-{__version__}/"
         in_sdist = {n.removeprefix(prefix) for n in tar.getnames()}
     extras = {"LICENSE", "README.md", "CHANGELOG.md", "CITATION.cff", "pyproject.toml", "constraints.txt", "Makefile"}
-    assert shipped | sims | extras | {"tests/app/test_wheel.py", "theory/README.md", "docs/index.md"} <= in_sdist
+    checkout = {f"sims/{p.name}" for p in sources}
+    assert shipped | checkout | extras | {"tests/app/test_wheel.py", "theory/README.md", "docs/index.md"} <= in_sdist
+    # the installed hlsm.sims is the checkout's sims/, file for file
+    where = subprocess.run(
+        [
+            str(installed.venv / "bin" / "python"),
+            "-c",
+            "import hlsm.sims, pathlib; print(pathlib.Path(hlsm.sims.__file__).parent)",
+        ],
+        cwd=installed.work,
+        env=installed.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.strip()
+    installed_sims = Path(where)
+    assert installed_sims.parts[-2:] == ("hlsm", "sims") and "site-packages" in installed_sims.parts
+    assert sorted(p.name for p in installed_sims.glob("*.py")) == [p.name for p in sources]
+    assert all((installed_sims / p.name).read_bytes() == p.read_bytes() for p in sources)
     assert installed.wheel.name == f"hlsm-{__version__}-py3-none-any.whl"
 
 

@@ -1,7 +1,7 @@
 """Propositions C1–C5 (theory/identifiability.md) checked against the brute-force oracle.
 
 Every row whose claim does not start with ``rate:`` is a theorem: it must agree on every design.
-``hlsm/sims/verify_claims.py`` runs the same checks on hundreds of designs.
+``sims/verify_claims.py`` runs the same checks on hundreds of designs.
 """
 
 from __future__ import annotations
