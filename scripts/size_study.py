@@ -64,7 +64,10 @@ def main() -> None:
         start = time.perf_counter()
         cfg = finding1_rl_data.Config(
             scale=args.scale,
-            seeds=tuple(args.seeds), size=size, out=str(folder / "finding1_rl_data"), cache=str(folder / "cache")
+            seeds=tuple(args.seeds),
+            size=size,
+            out=str(folder / "finding1_rl_data"),
+            cache=str(folder / "cache"),
         )
         finding1_rl_data.main(cfg)
         minutes = (time.perf_counter() - start) / 60
