@@ -61,6 +61,10 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         folder = out / size
+        timing = folder / "minutes.json"
+        # a wall time is known only for a rung run from an empty cache in one go; a resumed rung
+        # (its cache already partly there) records none, and a cached rerun keeps the first one's
+        fresh = not (folder / "cache").exists()
         start = time.perf_counter()
         cfg = finding1_rl_data.Config(
             scale=args.scale,
@@ -71,9 +75,8 @@ def main() -> None:
         )
         finding1_rl_data.main(cfg)
         minutes = (time.perf_counter() - start) / 60
-        timing = folder / "minutes.json"
-        if not timing.exists() or minutes > 1:  # a cached rerun keeps the first run's time
-            timing.write_text(json.dumps({"minutes": minutes}))
+        if fresh or not timing.exists():
+            timing.write_text(json.dumps({"minutes": minutes if fresh else None}))
         results = json.loads((folder / "finding1_rl_data" / "results.json").read_text())
         rows.append(row(size, results, json.loads(timing.read_text())["minutes"]))
         print(f"{size}: done", flush=True)
