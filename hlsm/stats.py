@@ -27,25 +27,14 @@ quantity is not defined) and whose ``from_dict`` reads that form back.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Self
 
 import numpy as np
 from scipy import stats as _scipy_stats
 
-
-@dataclass(frozen=True)
-class _Saved:
-    """A flat result saved as ``{field: value}`` in field order (:meth:`to_dict`), read back by :meth:`from_dict`."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Self:
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+from hlsm.saved import Saved
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -59,7 +48,7 @@ def rounded(x: float | None, digits: int = 6) -> float | None:
 
 
 @dataclass(frozen=True)
-class Accuracy(_Saved):
+class Accuracy(Saved):
     """An accuracy over ``n`` examples with its binomial standard error (None when ``n = 0``).
 
     Saved as ``{"n", "accuracy", "se"}``.
@@ -79,7 +68,7 @@ def proportion(successes: int, n: int) -> Accuracy:
 
 
 @dataclass(frozen=True)
-class PairedDifference(_Saved):
+class PairedDifference(Saved):
     """The mean per-example difference of two models on the same ``n`` examples and its paired SE.
 
     ``difference`` is None when ``n = 0``, ``se`` when ``n < 2``. Saved as ``{"n", "difference", "se"}``.
@@ -136,7 +125,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> PairedDifferenc
 
 
 @dataclass(frozen=True)
-class Interval(_Saved):
+class Interval(Saved):
     """A mean over ``seeds`` values with its Student-t interval ``[low, high]``.
 
     ``mean`` is None with no value, ``low`` and ``high`` with fewer than 2. Saved as
@@ -168,7 +157,7 @@ def t_interval(values: Iterable[float | None], level: float = 0.95) -> Interval:
 
 
 @dataclass(frozen=True)
-class PooledDifference(_Saved):
+class PooledDifference(Saved):
     """Per-seed paired differences pooled over ``seeds`` seeds. Saved as ``{"seeds", "difference", "se"}``."""
 
     seeds: int
@@ -210,7 +199,7 @@ class SeedOutcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class SeedVerdict(_Saved):
+class SeedVerdict(Saved):
     """A prediction ``a > b`` judged on per-seed paired differences. Saved flat (:meth:`to_dict`).
 
     ``difference`` is the mean of the per-seed differences, ``low``/``high`` its ``level`` t interval

@@ -7,14 +7,15 @@ consumer expects and no producer writes is a type error, not a silent ``KeyError
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from hlsm.io import json_safe
+from hlsm.saved import OPTIONAL, REST, Saved
 
 
 @dataclass(frozen=True)
-class RestartRecord:
+class RestartRecord(Saved):
     """One restart of a fit as ``metrics.json`` lists it (a number that is not finite reads back as None)."""
 
     seed: int
@@ -28,7 +29,7 @@ class RestartRecord:
 
 
 @dataclass(frozen=True)
-class Recovery:
+class Recovery(Saved):
     """Recovery of the true library by the best restart (``metrics.json`` ``recovery``).
 
     ``matched_permutation[i]`` is the fitted skill matched to true skill ``i`` (Hungarian matching on
@@ -42,30 +43,11 @@ class Recovery:
     matched_tv_max: float
     epsilon: float | None
     matched_permutation: list[int]
-    selections: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f: getattr(self, f) for f in _FIELDS_RECOVERY}
-        return out | dict(self.selections)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Recovery:
-        rest = {k: v for k, v in raw.items() if k not in _FIELDS_RECOVERY}
-        return cls(**{k: raw[k] for k in _FIELDS_RECOVERY}, selections=rest)
-
-
-_FIELDS_RECOVERY = (
-    "skill_binding_accuracy",
-    "routing_binding_accuracy",
-    "matched_tv",
-    "matched_tv_max",
-    "epsilon",
-    "matched_permutation",
-)
+    selections: dict[str, float] = field(default_factory=dict, metadata=REST)
 
 
 @dataclass(frozen=True)
-class SymbolView:
+class SymbolView(Saved):
     """One symbol as the fit reads it: the best restart's binding, its probability, restart agreement."""
 
     kind: str
@@ -78,7 +60,7 @@ class SymbolView:
 
 
 @dataclass(frozen=True)
-class FitMetrics:
+class FitMetrics(Saved):
     """Everything ``hlsm fit`` writes to ``metrics.json`` (:meth:`to_dict` is the file's content).
 
     ``candidates`` are :meth:`hlsm.infer.bayes.ProgramView.to_dict` rows with the checker's verdict
@@ -97,7 +79,7 @@ class FitMetrics:
     symbols: dict[str, SymbolView]
     candidates: list[dict[str, Any]]
     confusion: dict[str, Any] | None
-    nuts: dict[str, Any] | None = None
+    nuts: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers (``hlsm fit --json``): recovery, agreement with the checker, interval width."""
@@ -127,37 +109,4 @@ class FitMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (NaN and infinities become None)."""
-        out: dict[str, Any] = {
-            "design": self.design,
-            "data": self.data,
-            "traces": self.traces,
-            "fit": self.fit,
-            "restarts": [asdict(r) for r in self.restarts],
-            "best": self.best,
-            "spread": self.spread,
-            "recovery": self.recovery.to_dict(),
-            "symbols": {s: asdict(v) for s, v in self.symbols.items()},
-            "candidates": self.candidates,
-            "confusion": self.confusion,
-        }
-        if self.nuts is not None:
-            out["nuts"] = self.nuts
-        return json_safe(out)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> FitMetrics:
-        """Read a ``metrics.json`` record back."""
-        return cls(
-            design=raw["design"],
-            data=raw["data"],
-            traces=raw["traces"],
-            fit=raw["fit"],
-            restarts=[RestartRecord(**r) for r in raw["restarts"]],  # interval_width: absent in older files
-            best=raw["best"],
-            spread=raw["spread"],
-            recovery=Recovery.from_dict(raw["recovery"]),
-            symbols={s: SymbolView(**v) for s, v in raw["symbols"].items()},
-            candidates=raw["candidates"],
-            confusion=raw["confusion"],
-            nuts=raw.get("nuts"),
-        )
+        return json_safe(super().to_dict())

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hlsm.errors import HLSMError
+from hlsm.saved import FLAT, Saved
 from hlsm.stats import Accuracy, PairedDifference
 from hlsm.stats import paired_difference as _paired
 
 
 @dataclass(frozen=True)
-class ExampleRecord:
+class ExampleRecord(Saved):
     """One evaluated example as saved: its program (:meth:`Program.names`), ``x_0`` (letters), whether
     the answer was right, whether the generation was malformed, its first departure (0: none)."""
 
@@ -31,53 +32,21 @@ class ExampleRecord:
     malformed: bool
     departure: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "program": self.program,
-            "x0": self.x0,
-            "correct": self.correct,
-            "malformed": self.malformed,
-            "departure": self.departure,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ExampleRecord:
-        return cls(d["program"], d["x0"], d["correct"], d["malformed"], d["departure"])
-
 
 @dataclass(frozen=True)
-class SplitRecord:
+class SplitRecord(Saved):
     """One split of a saved evaluation: accuracy +- SE, malformed fraction, strata, step report
     (:meth:`hlsm.lm.attribution.StepReport.to_dict`) and every example."""
 
-    accuracy: Accuracy
+    accuracy: Accuracy = field(metadata=FLAT)
     malformed: float
     strata: dict[str, Accuracy]
     steps: dict[str, Any]
     examples: tuple[ExampleRecord, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.accuracy.to_dict(),
-            "malformed": self.malformed,
-            "strata": {k: a.to_dict() for k, a in self.strata.items()},
-            "steps": self.steps,
-            "examples": [e.to_dict() for e in self.examples],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SplitRecord:
-        return cls(
-            Accuracy.from_dict(d),
-            d["malformed"],
-            {k: Accuracy.from_dict(a) for k, a in d["strata"].items()},
-            d["steps"],
-            tuple(ExampleRecord.from_dict(e) for e in d["examples"]),
-        )
-
 
 @dataclass(frozen=True)
-class EvaluationRecord:
+class EvaluationRecord(Saved):
     """A saved :class:`hlsm.lm.evaluate.DesignEvaluation`: what its ``to_dict`` writes and
     :meth:`from_dict` reads back (keys other than these, such as an experiment's ``run``, are ignored)."""
 
@@ -86,22 +55,9 @@ class EvaluationRecord:
     splits: dict[str, SplitRecord]
     steps_held_out: dict[str, Any]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "settings": self.settings,
-            "checker": self.checker,
-            "splits": {name: s.to_dict() for name, s in self.splits.items()},
-            "steps_held_out": self.steps_held_out,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> EvaluationRecord:
-        splits = {name: SplitRecord.from_dict(s) for name, s in d["splits"].items()}
-        return cls(d["settings"], d["checker"], splits, d["steps_held_out"])
-
 
 @dataclass(frozen=True)
-class Calibration:
+class Calibration(Saved):
     """An SFT run's calibration gate (``[gate]``, :class:`hlsm.lm.sft_config.GateConfig`), as saved in
     ``summary.json``: greedy accuracy on the seen depth-L compositions and the atomic programs at
     the last check, the thresholds, the step it was measured at and the step cap."""
@@ -114,13 +70,6 @@ class Calibration:
     seen_threshold: float
     atomic_threshold: float
     examples: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
     def describe(self) -> str:
         """``seen 97.3% (>= 95%), atomic 100.0% (>= 98%) at step 1,800 of 4,000``."""
@@ -148,24 +97,13 @@ def read_calibration(run: str | Path) -> Calibration | None:
 
 
 @dataclass(frozen=True)
-class CurvePoint:
+class CurvePoint(Saved):
     """One point of an RL run's learning curve: the fraction of the budget, the traces sampled by
     then, and the accuracy per evaluation set (``{name: Accuracy}``)."""
 
     fraction: float
     traces: int
     splits: dict[str, Accuracy]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "fraction": self.fraction,
-            "traces": self.traces,
-            "splits": {k: a.to_dict() for k, a in self.splits.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CurvePoint:
-        return cls(d["fraction"], d["traces"], {k: Accuracy.from_dict(a) for k, a in d["splits"].items()})
 
 
 def read_curve(run: str | Path) -> list[CurvePoint]:

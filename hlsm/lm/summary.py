@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hlsm.lm.records import Calibration, CurvePoint, EvaluationRecord, ExampleRecord, paired_examples
+from hlsm.saved import OPTIONAL, REST, Saved
 from hlsm.stats import (
     Accuracy,
     Interval,
@@ -63,7 +64,7 @@ def accuracy(evaluation: EvaluationRecord, split: str, keep: Keep | None = None)
 
 
 @dataclass(frozen=True)
-class Contrast:
+class Contrast(Saved):
     """One contrast ``a - b`` on one split: per-seed paired differences (by seed, as a string), their
     t interval across seeds, their pooled difference and the seed-aware verdict. Saved as
     ``{"per_seed", "interval", "pooled", "verdict"}``."""
@@ -73,23 +74,16 @@ class Contrast:
     pooled: PooledDifference
     verdict: SeedVerdict
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "per_seed": {s: d.to_dict() for s, d in self.per_seed.items()},
-            "interval": self.interval.to_dict(),
-            "pooled": self.pooled.to_dict(),
-            "verdict": self.verdict.to_dict(),
-        }
-
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Contrast:
-        per_seed = {s: PairedDifference.from_dict(x) for s, x in d["per_seed"].items()}
-        verdict = SeedVerdict.from_dict(d["verdict"]) if "verdict" in d else seed_verdict(per_seed.values())
-        return cls(per_seed, Interval.from_dict(d["interval"]), PooledDifference.from_dict(d["pooled"]), verdict)
+        if "verdict" not in d:  # results saved before verdicts were: computed from the per-seed differences
+            per_seed = [PairedDifference.from_dict(x) for x in d["per_seed"].values()]
+            d = {**d, "verdict": seed_verdict(per_seed).to_dict()}
+        return super().from_dict(d)
 
 
 @dataclass(frozen=True)
-class ExperimentSummary:
+class ExperimentSummary(Saved):
     """What :func:`summarise` returns and ``results.json`` holds (:meth:`to_dict`, :meth:`from_dict`).
 
     Attributes
@@ -119,63 +113,16 @@ class ExperimentSummary:
     summary: dict[str, dict[str, Interval]]
     contrasts: dict[str, dict[str, Contrast]]
     runs: dict[str, dict[str, str | None]]
-    settings: dict[str, Any] | None = None
-    published: dict[str, dict[str, float]] | None = None
+    settings: dict[str, Any] | None = field(default=None, metadata=OPTIONAL)
+    published: dict[str, dict[str, float]] | None = field(default=None, metadata=OPTIONAL)
     calibration: dict[str, dict[str, Calibration | None]] = field(default_factory=dict)
     curves: dict[str, dict[str, list[CurvePoint]]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, metadata=REST)
 
     def __post_init__(self) -> None:
         clash = sorted(set(self.extra) & set(_SUMMARY_KEYS))
         if clash:
             raise ValueError(f"extra entries {clash} would overwrite the summary's own; rename them")
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "per_seed": {
-                arm: {s: {label: a.to_dict() for label, a in row.items()} for s, row in by.items()}
-                for arm, by in self.per_seed.items()
-            },
-            "summary": {arm: {label: i.to_dict() for label, i in by.items()} for arm, by in self.summary.items()},
-            "contrasts": {name: {label: c.to_dict() for label, c in t.items()} for name, t in self.contrasts.items()},
-            "runs": self.runs,
-        }
-        if self.settings is not None:
-            out["settings"] = self.settings
-        if self.published is not None:
-            out["published"] = self.published
-        out["calibration"] = {
-            arm: {s: None if c is None else c.to_dict() for s, c in by.items()} for arm, by in self.calibration.items()
-        }
-        out["curves"] = {arm: {s: [p.to_dict() for p in c] for s, c in by.items()} for arm, by in self.curves.items()}
-        return out | self.extra
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ExperimentSummary:
-        return cls(
-            per_seed={
-                arm: {s: {label: Accuracy.from_dict(a) for label, a in row.items()} for s, row in by.items()}
-                for arm, by in d["per_seed"].items()
-            },
-            summary={
-                arm: {label: Interval.from_dict(i) for label, i in by.items()} for arm, by in d["summary"].items()
-            },
-            contrasts={
-                name: {label: Contrast.from_dict(c) for label, c in t.items()} for name, t in d["contrasts"].items()
-            },
-            runs=d["runs"],
-            settings=d.get("settings"),
-            published=d.get("published"),
-            calibration={
-                arm: {s: None if c is None else Calibration.from_dict(c) for s, c in by.items()}
-                for arm, by in d.get("calibration", {}).items()
-            },
-            curves={
-                arm: {s: [CurvePoint.from_dict(p) for p in c] for s, c in by.items()}
-                for arm, by in d.get("curves", {}).items()
-            },
-            extra={k: v for k, v in d.items() if k not in _SUMMARY_KEYS},
-        )
 
 
 def summarise(
