@@ -19,7 +19,6 @@ names the parameter that blew up.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,9 @@ from hlsm.infer.fitting import FitConfig, FitDivergedError, FitResult, fit
 from hlsm.infer.likelihood import library_tables
 from hlsm.infer.metrics import binding_accuracy, match_tables
 from hlsm.infer.selections import map_selections, selection_recovery
-from hlsm.io import atomic_write, write_json
-from hlsm.lock import writing
+from hlsm.io import atomic_write
 from hlsm.programs import Program
+from hlsm.runfolder import FIT, RunFolder
 from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus, concat, read_jsonl, simulate
 from hlsm.spec import Spec
@@ -261,13 +260,13 @@ def run_fit(
     section = build_dataclass(FitSection, design.sections.get("fit", {}), "fit")
     nuts = build_dataclass(NutsSection, design.sections.get("nuts", {}), "nuts")
     config = fit_config(section, progress)
-    out = Path(out)
-    with writing(out, "fit folder"):
-        return _fit_into(out, design, str(design_path), section, nuts, config, data, resume)
+    folder = RunFolder(Path(out), FIT)
+    with folder.lock():
+        return _fit_into(folder, design, str(design_path), section, nuts, config, data, resume)
 
 
 def _fit_into(
-    out: Path,
+    folder: RunFolder,
     design: IdentifyDesign,
     design_path: str,
     section: FitSection,
@@ -276,14 +275,14 @@ def _fit_into(
     data: str | None,
     resume: bool,
 ) -> FitMetrics:
-    """:func:`run_fit` once its inputs are read and ``out`` is locked."""
-    if resume and not (out / "fit_state.pt").exists():  # as `hlsm train --resume`: an error, not a fresh start
-        raise FitError(f"--resume given but '{out}' holds no fit_state.pt; start without --resume")
+    """:func:`run_fit` once its inputs are read and its folder is locked."""
+    folder.check_resume(resume, FitError, overwrite=True)  # a fresh fit replaces an old one's state
+    out, state = folder.path, folder.state
+    assert state is not None
     spec = design.spec
     with torch_threads(1):
         corpus, support, noiseless = _data(design, section, data)
         out.mkdir(parents=True, exist_ok=True)  # once the data are read: a refused run leaves no folder
-        state = out / "fit_state.pt"
         if not resume:
             state.unlink(missing_ok=True)
 
@@ -347,7 +346,7 @@ def _fit_into(
         "truth": library_tables(spec, section.epsilon) if section.tables == "dense" else None,
     }
     atomic_write(out / "params.pt", lambda f: torch.save(params, f), mode="wb")
-    write_json(out / "metrics.json", metrics.to_dict())
+    folder.write_result(metrics.to_dict())
     draw_fit(out)
     return metrics
 
@@ -359,7 +358,7 @@ def draw_fit(out: str | Path) -> None:
 
     out = Path(out)
     params = torch.load(out / "params.pt", weights_only=True)
-    metrics = FitMetrics.from_dict(json.loads((out / "metrics.json").read_text()))
+    metrics = FitMetrics.from_dict(RunFolder(out, FIT).read_result())
     spec = Spec.from_dict(params["spec"])
     plot_fit_tables(spec, params, metrics.recovery, out / "tables.png")
     plot_fit_losses(params, [r.objective for r in metrics.restarts], out / "elbo.png")

@@ -31,6 +31,7 @@ from hlsm.app.report import markdown_table, verdict_cell
 from hlsm.errors import HLSMError
 from hlsm.io import write_json, write_text
 from hlsm.lock import writing
+from hlsm.runfolder import RunFolder, experiment
 from hlsm.scales import SCALES
 from hlsm.stats import SeedVerdict
 
@@ -87,10 +88,6 @@ class Outcome:
     error: str = ""
 
 
-def _done_marker(out: Path, scale: str) -> Path:
-    return out / f".done-{scale}.json"
-
-
 PACKAGE = "hlsm.sims"
 """The package whose modules are the experiments."""
 
@@ -109,11 +106,11 @@ def run_sim(
 
     A :data:`STAGED` experiment gets ``--backend`` and ``--address``: with ``backend = "ray"`` its
     stacks of training runs are Ray tasks on the cluster at ``address``."""
-    marker = _done_marker(out, scale)
-    if marker.exists() and not force:
-        return Outcome(name, "cached", float(json.loads(marker.read_text())["wall_s"]))
+    folder = RunFolder(out, experiment(scale))
+    if folder.finished() and not force:
+        return Outcome(name, "cached", float(folder.read_result()["wall_s"]))
     out.mkdir(parents=True, exist_ok=True)
-    marker.unlink(missing_ok=True)
+    folder.result.unlink(missing_ok=True)
     extra = ["--backend", backend, "--address", address] if name in STAGED and backend != "local" else []
     start = time.perf_counter()
     with open(out / "log.txt", "w") as log:
@@ -130,7 +127,7 @@ def run_sim(
     if proc.returncode != 0 or not (out / "report.md").exists():
         tail = (out / "log.txt").read_text()[-2000:]
         return Outcome(name, "failed", wall, f"exit code {proc.returncode}; log tail:\n{tail}")
-    write_json(marker, {"wall_s": wall}, indent=None)
+    folder.write_result({"wall_s": wall}, indent=None)
     return Outcome(name, "ran", wall)
 
 

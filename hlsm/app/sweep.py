@@ -46,6 +46,7 @@ from hlsm.io import write_json, write_text
 from hlsm.limits import check_count
 from hlsm.lock import writing
 from hlsm.parallel import Backend, BackendKind, ParallelError, Runner
+from hlsm.runfolder import SWEEP_CELL, TRAINING, RunFolder
 
 MAX_CELLS = 1_000
 """Most cells one grid file may ask for (each is a full run: a larger sweep is several files)."""
@@ -146,7 +147,7 @@ def _run_sft(raw: dict[str, Any], out: Path) -> dict[str, Any]:
     from hlsm.lm.sft import train_sft
     from hlsm.lm.sft_config import SFTConfig
 
-    result = train_sft(SFTConfig.from_dict(raw), out, resume=(out / "checkpoint.pt").exists(), progress=False)
+    result = train_sft(SFTConfig.from_dict(raw), out, resume=RunFolder(out, TRAINING).resumable(), progress=False)
     return {"step": result.step, **_scalars({"evaluation": result.evaluation})}
 
 
@@ -191,7 +192,7 @@ def run_cell(kind: str, base: dict[str, Any], overrides: dict[str, Any], folder:
         write_json(out / "error.json", error)
         return {**row, "status": "failed", **error}
     (out / "error.json").unlink(missing_ok=True)
-    write_json(out / "result.json", result)
+    RunFolder(out, SWEEP_CELL).write_result(result)
     return {**row, "status": "done", **result}
 
 
@@ -208,14 +209,9 @@ def run_sweep(section: SweepSection) -> tuple[Path, list[dict[str, Any]]]:
                 CHECKS[section.kind](apply_overrides(base, overrides))
             except HLSMError as err:
                 raise SweepError(f"grid cell {overrides}: {err}") from None
-            done = folder / "result.json"
-            if done.exists():
-                rows[folder.name] = {
-                    "cell": folder.name,
-                    **overrides,
-                    "status": "cached",
-                    **json.loads(done.read_text()),
-                }
+            cell = RunFolder(folder, SWEEP_CELL)
+            if cell.finished():
+                rows[folder.name] = {"cell": folder.name, **overrides, "status": "cached", **cell.read_result()}
             else:
                 jobs.append((section.kind, base, overrides, str(folder.resolve())))
         ran: list[dict[str, Any]] = []

@@ -44,6 +44,7 @@ from hlsm.lm.sft_config import SFTConfig
 from hlsm.lm.summary import ExperimentSummary, Keep, summarise
 from hlsm.lock import writing_all
 from hlsm.parallel import Backend, Runner
+from hlsm.runfolder import TRAINING, RunFolder
 from hlsm.runtime import torch_threads
 
 RL_ARM_SETTINGS = ("reward", "late_excluded")
@@ -110,7 +111,11 @@ def arm_sft_config(scale: ExperimentScale, arm: Arm, seed: int) -> SFTConfig:
 
 
 def _finished(run: Path) -> bool:
-    return (run / "summary.json").exists()
+    return RunFolder(run, TRAINING).finished()
+
+
+def _resumable(run: Path) -> bool:
+    return RunFolder(run, TRAINING).resumable()
 
 
 def sft_run_path(config: SFTConfig, cache: str | Path) -> Path:
@@ -136,7 +141,7 @@ def run_sft_many(configs: Sequence[SFTConfig], cache: str | Path, *, progress: b
         todo = [(c, r) for c, r in zip(configs, runs, strict=True) if not _finished(r)]
         if todo:
             train_sft_many(
-                [c for c, _ in todo], [r for _, r in todo], resume=[(r / "checkpoint.pt").exists() for _, r in todo],
+                [c for c, _ in todo], [r for _, r in todo], resume=[_resumable(r) for _, r in todo],
                 progress=progress,
             )  # fmt: skip
     return runs
@@ -155,7 +160,7 @@ def run_rl_many(jobs: Sequence[tuple[RLConfig, Path]], cache: str | Path, *, pro
         if todo:
             train_rl_many(
                 [c for c, _, _ in todo], [i for _, i, _ in todo], [r for _, _, r in todo],
-                resume=[(r / "checkpoint.pt").exists() for _, _, r in todo], progress=progress,
+                resume=[_resumable(r) for _, _, r in todo], progress=progress,
             )  # fmt: skip
     return runs
 

@@ -1,7 +1,8 @@
 """The run folder shared by every training stage: its settings, guards, metrics log and optimiser.
 
-A run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object a line, each with a
-``step``), ``checkpoint.pt`` (:mod:`hlsm.lm.checkpoint`) and ``summary.json``. These helpers are the
+A training run's folder (:data:`hlsm.runfolder.TRAINING`) holds ``config.json``, ``metrics.jsonl``
+(one JSON object a line, each with a ``step``), ``checkpoint.pt`` (:mod:`hlsm.lm.checkpoint`) and
+``summary.json``. These helpers are the
 parts that SFT (:mod:`hlsm.lm.sft`) and REINFORCE (:mod:`hlsm.lm.reinforce`) share: the
 ``[training]`` keys of every run (:class:`RunConfig`), refusing to overwrite a run or to resume a
 missing one, starting or resuming a run (:func:`start_or_resume`), the periodic evaluation on
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from hlsm.errors import HLSMError
-from hlsm.io import write_json, write_text
+from hlsm.io import write_text
 from hlsm.lm.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint, restore_rng_state
 from hlsm.lm.data import TaskFormat
 from hlsm.lm.dataset import Examples, Source, derive_seed, sample_examples
@@ -33,10 +34,9 @@ from hlsm.lm.evaluate import greedy_exact_match
 from hlsm.lm.model import GPT
 from hlsm.lm.runconfig import RunConfig
 from hlsm.lock import writing_all
+from hlsm.runfolder import METRICS_NAME, TRAINING, RunFolder
 from hlsm.spec import Spec
 from hlsm.traces import Tokenizer
-
-METRICS_NAME = "metrics.jsonl"
 
 
 class TrainingError(HLSMError):
@@ -44,18 +44,15 @@ class TrainingError(HLSMError):
 
 
 def check_out(out: Path, resume: bool) -> None:
-    """Refuse to resume a folder without a checkpoint, or to start over a folder that has one.
+    """Refuse to resume a folder without a checkpoint, or to start over a folder that has one
+    (:meth:`hlsm.runfolder.RunFolder.check_resume`).
 
     Raises
     ------
     TrainingError
         Naming the folder and the fix (``--resume`` or another ``--out``).
     """
-    has_checkpoint = (out / CHECKPOINT_NAME).exists()
-    if resume and not has_checkpoint:
-        raise TrainingError(f"--resume given but '{out}' holds no {CHECKPOINT_NAME}; start without --resume")
-    if not resume and has_checkpoint:
-        raise TrainingError(f"'{out}' already holds a run ({CHECKPOINT_NAME}); pass --resume or choose another --out")
+    RunFolder(out, TRAINING).check_resume(resume, TrainingError)
 
 
 def lock_runs(paths: Sequence[Path]) -> AbstractContextManager[None]:
@@ -184,9 +181,7 @@ def start_or_resume(
         if ctx.is_main:
             truncate_metrics(metrics_path, ckpt.step)
     elif ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
-        write_json(out / "config.json", record if config_json is None else config_json)
+        RunFolder(out, TRAINING).start(record if config_json is None else config_json)
     barrier(ctx)
     return ckpt
 
