@@ -7,7 +7,7 @@ import io
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import torch
@@ -75,3 +75,10 @@ def progress_bar(**kwargs: Any) -> Any:
         kwargs = {"mininterval": PLAIN_INTERVAL_S, "maxinterval": PLAIN_INTERVAL_S, "ascii": True, "ncols": 100,
                   **kwargs, "file": _Lines(stream, PLAIN_INTERVAL_S), "dynamic_ncols": False}  # fmt: skip
     return tqdm(**kwargs)
+
+
+def seconds(fn: Callable[[], Any]) -> float:
+    """Wall-clock seconds one call of ``fn`` takes (the benchmarks' timer)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

@@ -117,7 +117,7 @@ class Config(ArmConfig):
 
 
 def main(cfg: Config) -> ExperimentSummary:
-    from hlsm.app.plots import plot_dose_response
+    from hlsm.app.lmplots import plot_dose_response
 
     scale, out, cache = cfg.setup()
     levels = [("both", x) for x in sorted(DEFAULT_LEVELS[cfg.scale] if cfg.levels is None else cfg.levels)]

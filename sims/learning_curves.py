@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hlsm.app.plots import plot_learning_curves
+from hlsm.app.lmplots import plot_learning_curves
 from hlsm.app.report import markdown_table
 from hlsm.io import write_json, write_text
 from hlsm.lm.experiment import Arm, run_and_summarise

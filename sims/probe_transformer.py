@@ -36,7 +36,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hlsm.app.plots import plot_probe_arms, plot_probe_bindings, plot_probe_curve
+from hlsm.app.lmplots import plot_probe_arms, plot_probe_bindings, plot_probe_curve
 from hlsm.app.probe import ProbeError, analyse
 from hlsm.app.report import CLASSES, behaves_like, markdown_table, verdict_cell
 from hlsm.infer.context import StepRecords

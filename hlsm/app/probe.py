@@ -254,7 +254,7 @@ def run_probe(
             out.mkdir(parents=True, exist_ok=True)
             write_json(out / "probe.json", json_safe(result))
             write_text(out / "probe.md", report(result))
-            from hlsm.app.plots import plot_probe_bindings
+            from hlsm.app.lmplots import plot_probe_bindings
 
             plot_probe_bindings(spec, result, out / "bindings.png")
     return result

@@ -243,7 +243,7 @@ def write_arm_outputs(
 
     Reference values in ``results.published``, if any, are drawn as ticks.
     """
-    from hlsm.app.plots import plot_arm_accuracy
+    from hlsm.app.lmplots import plot_arm_accuracy
     from hlsm.io import write_text
     from hlsm.lm.experiment import save_results
     from hlsm.lm.summary import ExperimentSummary
