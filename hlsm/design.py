@@ -33,7 +33,7 @@ import torch
 
 from hlsm.config import build_dataclass, check_choices
 from hlsm.errors import HLSMError
-from hlsm.programs import NO_ROUTING, Program
+from hlsm.programs import NO_ROUTING, Program, ProgramError
 from hlsm.spec import Spec
 
 SPLITS = ("sft", "rl", "unseen", "deeper")
@@ -82,6 +82,13 @@ class DesignConfig:
     rl_skills : tuple of str or None
         RL programs must use at least one of these skills (atomic RL: the atomic programs of these
         skills); None: any skill. With ``held_out_skills`` this reintroduces a skill during RL only.
+    held_out_pairs : tuple of str
+        Skill pairs ``"a>b"`` (skill ``b`` right after skill ``a``) that no SFT program contains; RL
+        and unseen programs may. With ``holdout = "pairs"`` they are never among the seen pairs.
+    held_out_programs : tuple of str
+        Programs of the training depth (as :meth:`hlsm.programs.Program.names` writes them,
+        ``"chain:sort > restart:reverse"``) kept out of SFT and RL and listed first in the unseen
+        split, beside the ``n_unseen`` drawn ones.
     seed : int
         Seed of the draw; the same config gives the same design.
     """
@@ -102,6 +109,8 @@ class DesignConfig:
     held_out_skills: tuple[str, ...] = ()
     held_out_atomic: bool = False
     rl_skills: tuple[str, ...] | None = None
+    held_out_pairs: tuple[str, ...] = ()
+    held_out_programs: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -109,6 +118,8 @@ class DesignConfig:
         if self.routings is not None:
             object.__setattr__(self, "routings", tuple(self.routings))
         object.__setattr__(self, "held_out_skills", tuple(self.held_out_skills))
+        object.__setattr__(self, "held_out_pairs", tuple(self.held_out_pairs))
+        object.__setattr__(self, "held_out_programs", tuple(self.held_out_programs))
         if self.rl_skills is not None:
             object.__setattr__(self, "rl_skills", tuple(self.rl_skills))
         if self.train_depth < 1:
@@ -209,6 +220,36 @@ def _skill_indices(spec: Spec, names: Sequence[str], what: str) -> list[int]:
     return [spec.skills.index(s) for s in names]
 
 
+def _held_pairs(spec: Spec, config: DesignConfig) -> frozenset[tuple[int, int]]:
+    """``held_out_pairs`` (``"a>b"``) as skill index pairs."""
+    pairs = set()
+    for text in config.held_out_pairs:
+        names = [t.strip() for t in text.split(">")]
+        if len(names) != 2:
+            raise DesignError(f"held_out_pairs entry {text!r} is not a pair 'skill>skill' (e.g. 'sort>reverse')")
+        a, b = _skill_indices(spec, names, "held_out_pairs skills")
+        pairs.add((a, b))
+    return frozenset(pairs)
+
+
+def _held_programs(spec: Spec, config: DesignConfig) -> list[Program]:
+    """``held_out_programs`` parsed, in the order given; each must have the training depth."""
+    programs: list[Program] = []
+    for text in config.held_out_programs:
+        try:
+            program = Program.from_names(spec, text)
+        except ProgramError as err:
+            raise DesignError(f"held_out_programs: {err}") from None
+        if program.depth != config.train_depth:
+            raise DesignError(
+                f"held_out_programs entry {text!r} has {program.depth} step(s); the unseen split holds "
+                f"programs of train_depth = {config.train_depth}"
+            )
+        if program not in programs:
+            programs.append(program)
+    return programs
+
+
 def _pick_inside(gen: torch.Generator, sft: list[Program], count: int) -> list[Program]:
     """``count`` of the SFT programs, at random: RL inside the SFT support."""
     if count > len(sft):
@@ -226,6 +267,8 @@ class _Draw:
     num_skills: int
     held: set[int]
     rl_skills: set[int] | None
+    held_pairs: frozenset[tuple[int, int]] = frozenset()
+    held_programs: frozenset[Program] = frozenset()
 
     def program(self, depth: int) -> Program:
         """A uniform program of ``depth`` steps over the allowed routings and every skill."""
@@ -237,10 +280,11 @@ class _Draw:
         return self.program(self.config.train_depth)
 
     def for_rl(self, p: Program) -> bool:
-        return self.rl_skills is None or bool(set(p.skills) & self.rl_skills)
+        return (self.rl_skills is None or bool(set(p.skills) & self.rl_skills)) and p not in self.held_programs
 
     def no_held(self, p: Program) -> bool:
-        return not set(p.skills) & self.held
+        """Whether SFT may show ``p``: no held-out skill, pair or program in it."""
+        return not set(p.skills) & self.held and not set(p.pairs()) & self.held_pairs and p not in self.held_programs
 
     @property
     def total(self) -> int:
@@ -276,6 +320,7 @@ def _holdout_pairs(draw: _Draw) -> _Splits:
         kept = [j for j in torch.randperm(K, generator=gen).tolist() if j not in held]
         if k not in held:
             seen.update((k, j) for j in kept[: config.successors])
+    seen -= draw.held_pairs
     unseen_pairs = [(a, b) for a in range(K) for b in range(K) if (a, b) not in seen]
     order = torch.randperm(len(unseen_pairs), generator=gen).tolist()
     rl_pairs = {unseen_pairs[i] for i in order[: round(config.rl_pair_fraction * len(unseen_pairs))]}
@@ -296,7 +341,7 @@ def _holdout_pairs(draw: _Draw) -> _Splits:
         draw.train_depth_program,
         lambda p: not all_seen(p),
         config.n_unseen,
-        set(rl) | set(sft),
+        set(rl) | set(sft) | draw.held_programs,
         "unseen-pair programs",
         draw.total - n_seen,
     )
@@ -321,9 +366,9 @@ def _holdout_programs(draw: _Draw) -> _Splits:
         draw.train_depth_program,
         lambda p: True,
         config.n_unseen,
-        set(sft) | set(rl),
+        set(sft) | set(rl) | draw.held_programs,
         "unseen programs",
-        total - len(set(sft) | set(rl)),
+        total - len(set(sft) | set(rl) | draw.held_programs),
     )
     return sft, rl, unseen, None
 
@@ -358,8 +403,10 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
     if len(held) >= K:
         raise DesignError("held_out_skills holds out every skill of the library; keep at least one in SFT")
     rl_skills = None if config.rl_skills is None else set(_skill_indices(spec, config.rl_skills, "rl_skills"))
-    draw = _Draw(gen, config, allowed, K, held, rl_skills)
+    held_programs = _held_programs(spec, config)
+    draw = _Draw(gen, config, allowed, K, held, rl_skills, _held_pairs(spec, config), frozenset(held_programs))
     sft, rl, unseen, seen_pairs = _HOLDOUTS[config.holdout](draw)
+    unseen = held_programs + unseen
     shown = range(K) if config.held_out_atomic else [k for k in range(K) if k not in held]
     atomic = [Program.atomic(k) for k in shown] if config.sft_atomic else []
     deeper: list[Program] = []

@@ -342,3 +342,34 @@ def test_held_out_unknown_skill_is_a_clear_error() -> None:
         make_design(SMALL, small_config(held_out_skills=("nope",)))
     with pytest.raises(DesignError, match="every skill"):
         make_design(SMALL, small_config(held_out_skills=SMALL.skills))
+
+
+@pytest.mark.parametrize("holdout", ["programs", "pairs"])
+def test_held_out_pairs_and_programs_stay_out_of_sft(holdout: str) -> None:
+    """Named pairs are in no SFT program (and not seen), named programs in neither SFT nor RL but
+    first in unseen; without the keys the same draw has SFT programs with those pairs."""
+    pairs = ("sort>reverse", "reverse>sort", "shift_up>complement")
+    named = ("chain:sort > restart:reverse", "skip:count > chain:count")
+    config = small_config(holdout=holdout, held_out_pairs=pairs, held_out_programs=named, n_sft=120)
+    design = make_design(SMALL, config)
+    idx = {(SMALL.skills.index(a), SMALL.skills.index(b)) for a, b in (p.split(">") for p in pairs)}
+    programs = [Program.from_names(SMALL, n) for n in named]
+    assert not any(set(p.pairs()) & idx for p in design.programs("sft"))
+    assert not set(programs) & set(design.programs("sft") + design.programs("rl"))
+    assert list(design.programs("unseen")[:2]) == programs
+    assert len(design.programs("unseen")) == config.n_unseen + 2
+    if holdout == "pairs":
+        assert design.seen_pairs is not None and not design.seen_pairs & idx
+    free = make_design(SMALL, small_config(holdout=holdout, n_sft=120))
+    assert any(set(p.pairs()) & idx for p in free.programs("sft"))  # the keys are what keeps them out
+
+
+def test_held_out_pairs_and_programs_bad_entries_are_clear_errors() -> None:
+    with pytest.raises(DesignError, match="is not a pair 'skill>skill'"):
+        make_design(SMALL, small_config(held_out_pairs=("sort",)))
+    with pytest.raises(DesignError, match="held_out_pairs skills"):
+        make_design(SMALL, small_config(held_out_pairs=("sort>nope",)))
+    with pytest.raises(DesignError, match="has 1 step"):
+        make_design(SMALL, small_config(held_out_programs=("sort",)))
+    with pytest.raises(DesignError, match="held_out_programs: unknown skill 'nope'"):
+        make_design(SMALL, small_config(held_out_programs=("chain:nope > chain:sort",)))
