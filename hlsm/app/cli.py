@@ -53,6 +53,39 @@ COMMAND --help describes each command; the README lists them all."""
 """The examples ``hlsm --help`` ends with."""
 
 
+COMMAND_EXAMPLES = {
+    "modules": "hlsm modules --alphabet 4 --length 3",
+    "simulate": "hlsm simulate --n 2000 --set 'design.held_out_pairs=[\"sort>reverse\"]' --out runs/c.jsonl",
+    "identify": "hlsm identify --design example:c4_rl_inside --compare example:c5_rl_outside",
+    "fit": "hlsm fit --design example:fit_tiny --out runs/fit --set fit.steps=50",
+    "reproduce": "hlsm reproduce --scale tiny --only finding1_rl_data",
+    "sweep": "hlsm sweep --grid example:sweep_fit",
+    "quickstart": "hlsm quickstart --scale tiny",
+    "examples list": "hlsm examples list",
+    "examples show": "hlsm examples show c2_interfaces",
+    "examples copy": "hlsm examples copy c2_interfaces sft_tiny --to mine",
+    "train sft": "hlsm train sft --config example:sft_tiny --out runs/sft --set training.steps=60",
+    "train rl": "hlsm train rl --config example:rl_tiny --init runs/sft --out runs/rl",
+    "evaluate": "hlsm evaluate --ckpt runs/rl --examples 64 --out runs/rl/eval.json",
+    "probe": "hlsm probe --ckpt runs/rl --out runs/probe",
+    "bench": "hlsm bench rl --models 8 --json",
+    "export": "hlsm export --design example:c2_interfaces --format trl --out runs/export",
+}
+"""One example per subcommand, shown at the end of ``hlsm COMMAND --help`` (tested to parse)."""
+
+
+def _add_examples(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """End every subcommand's ``--help`` with its example of :data:`COMMAND_EXAMPLES`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                command = f"{prefix}{name}"
+                if command in COMMAND_EXAMPLES:
+                    child.epilog = f"example:\n  {COMMAND_EXAMPLES[command]}"
+                    child.formatter_class = argparse.RawDescriptionHelpFormatter
+                _add_examples(child, f"{command} ")
+
+
 def _add_set(parser: argparse.ArgumentParser, example: str, note: str = "") -> None:
     """The ``--set KEY=VALUE`` option of a command that reads a config or design file."""
     parser.add_argument(
@@ -253,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
     p.set_defaults(func=commands.cmd_export)
     _add_plugin_option(parser)
+    _add_examples(parser)
     return parser
 
 

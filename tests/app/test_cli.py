@@ -259,6 +259,22 @@ def test_the_help_examples_are_commands_the_parser_accepts(capsys: pytest.Captur
     assert "examples:" in capsys.readouterr().out
 
 
+def test_every_subcommand_help_ends_with_an_example_the_parser_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from hlsm.app.cli import COMMAND_EXAMPLES, build_parser
+    from tests.app.test_bad_input import SUBCOMMANDS
+
+    assert set(COMMAND_EXAMPLES) == set(SUBCOMMANDS)
+    for command, example in COMMAND_EXAMPLES.items():
+        assert f"{example} ".startswith(f"hlsm {command} ")
+        args = build_parser().parse_args(shlex.split(example)[1:])  # exits 2 on a drifted example
+        assert callable(args.func)
+        with pytest.raises(SystemExit):
+            main([*command.split(), "--help"])
+        assert capsys.readouterr().out.rstrip().endswith(f"example:\n  {example}")
+
+
 def test_identify_compares_regimes_in_one_step(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """c5 has c4's SFT with RL outside its support instead of inside: the table shows what that adds."""
     figure = tmp_path / "regimes.png"
