@@ -86,6 +86,14 @@ def _add_examples(parser: argparse.ArgumentParser, prefix: str = "") -> None:
                 _add_examples(child, f"{command} ")
 
 
+def _add_tensorboard(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--tensorboard`` option (:mod:`hlsm.tracking`)."""
+    parser.add_argument(
+        "--tensorboard", action="store_true",
+        help=f"also log {what} to OUT/tensorboard/ (needs pip install 'hlsm[tensorboard]')",
+    )  # fmt: skip
+
+
 def _add_set(parser: argparse.ArgumentParser, example: str, note: str = "") -> None:
     """The ``--set KEY=VALUE`` option of a command that reads a config or design file."""
     parser.add_argument(
@@ -159,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--resume", action="store_true", help="continue a killed fit from OUT/fit_state.pt")
     _add_set(p, "fit.steps=50")
+    _add_tensorboard(p, "each restart's loss per step")
     p.add_argument(
         "--json", action="store_true", help="print the summary (binding_accuracy, checker_agreement) as JSON"
     )
@@ -222,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(q, "training.steps=100 --set training.seed=3")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
+    _add_tensorboard(q, "the numbers of metrics.jsonl")
     q.set_defaults(func=commands.cmd_train_sft)
     q = stages.add_parser("rl", help="REINFORCE from an SFT checkpoint; resumable, torchrun-ready")
     q.add_argument("--config", required=True, help="TOML file (see example:rl_cpu and hlsm.lm.rl_config)")
@@ -229,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--init", required=True, help="the SFT checkpoint.pt (or its run folder) to start from")
     q.add_argument("--out", help="output folder (default: [training] out of the config)")
     q.add_argument("--resume", action="store_true", help="continue the run from OUT/checkpoint.pt")
+    _add_tensorboard(q, "the numbers of metrics.jsonl")
     q.set_defaults(func=commands.cmd_train_rl)
 
     p = sub.add_parser("evaluate", help="accuracy of a trained transformer on every split of a design")

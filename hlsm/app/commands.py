@@ -17,6 +17,7 @@ from hlsm.config import ConfigError, apply_overrides, build_dataclass, check_sec
 from hlsm.errors import HLSMError
 from hlsm.io import check_target, write_json
 from hlsm.lock import writing
+from hlsm.tracking import tensorboard
 
 JSON_OUT: list[TextIO] = []
 """Where :func:`print_json` writes: the real stdout while a ``--json`` command runs with everything
@@ -234,7 +235,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
     progress = not args.quiet and not args.json
     overrides = parse_overrides(args.set)
-    metrics = run_fit(args.design, args.out, data=args.data, progress=progress, resume=args.resume, overrides=overrides)
+    with tensorboard(args.tensorboard):
+        metrics = run_fit(
+            args.design, args.out, data=args.data, progress=progress, resume=args.resume, overrides=overrides
+        )
     if args.json:
         print_json(metrics.summary() | {"out": str(args.out)}, indent=2)
         return
@@ -330,7 +334,8 @@ def cmd_train_sft(args: argparse.Namespace) -> None:
     from hlsm.lm.sft_config import SFTConfig
 
     config = SFTConfig.from_toml(args.config, parse_overrides(args.set))
-    result = train_sft(config, args.out, resume=args.resume)
+    with tensorboard(args.tensorboard):
+        result = train_sft(config, args.out, resume=args.resume)
     if result.rank == 0:
         print(f"trained {result.step} steps; outputs in {result.out}")
         for name, acc in result.evaluation.items():
@@ -342,7 +347,8 @@ def cmd_train_rl(args: argparse.Namespace) -> None:
     from hlsm.lm.rl_config import RLConfig
 
     config = RLConfig.from_toml(args.config, parse_overrides(args.set))
-    result = train_rl(config, args.init, args.out, resume=args.resume)
+    with tensorboard(args.tensorboard):
+        result = train_rl(config, args.init, args.out, resume=args.resume)
     if result.rank == 0:
         print(f"{result.updates} updates on {result.traces:,} sampled traces; outputs in {result.out}")
         if result.updates == 0:

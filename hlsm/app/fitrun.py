@@ -51,6 +51,7 @@ from hlsm.runfolder import FIT, RunFolder
 from hlsm.runtime import torch_threads
 from hlsm.simulate import Corpus, concat, read_jsonl, simulate
 from hlsm.spec import Spec
+from hlsm.tracking import log_series
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,8 @@ def _fit_into(
         "truth": library_tables(spec, section.epsilon) if section.tables == "dense" else None,
     }
     atomic_write(out / "params.pt", lambda f: torch.save(params, f), mode="wb")
+    for r, restart in enumerate(result.restarts):
+        log_series(out, f"fit/restart_{r}/loss", list(restart.history))  # params.pt history, as saved
     folder.write_result(metrics.to_dict())
     draw_fit(out)
     return metrics

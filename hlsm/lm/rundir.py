@@ -37,6 +37,7 @@ from hlsm.lock import writing_all
 from hlsm.runfolder import METRICS_NAME, TRAINING, RunFolder
 from hlsm.spec import Spec
 from hlsm.traces import Tokenizer
+from hlsm.tracking import log_record
 
 
 class TrainingError(HLSMError):
@@ -93,9 +94,11 @@ def stack_runs(
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON object as a line."""
+    """Append one JSON object as a line of a run's metrics log (and mirror it to TensorBoard while
+    :func:`hlsm.tracking.tensorboard` is open)."""
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+    log_record(path.parent, record)
 
 
 def truncate_metrics(path: Path, step: int) -> None:
