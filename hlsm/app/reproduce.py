@@ -101,8 +101,10 @@ def run_sim(
     package: str = PACKAGE,
     backend: str = "local",
     address: str = "",
+    echo: bool = False,
 ) -> Outcome:
-    """Run ``python -m <package>.<name>`` at ``scale`` into ``out`` unless a finished run is there.
+    """Run ``python -m <package>.<name>`` at ``scale`` into ``out`` unless a finished run is there;
+    with ``echo``, its stage and arm lines (``[experiment] ...``) are printed as they come.
 
     A :data:`STAGED` experiment gets ``--backend`` and ``--address``: with ``backend = "ray"`` its
     stacks of training runs are Ray tasks on the cluster at ``address``."""
@@ -114,15 +116,27 @@ def run_sim(
     extra = ["--backend", backend, "--address", address] if name in STAGED and backend != "local" else []
     start = time.perf_counter()
     with open(out / "log.txt", "w") as log:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             # -P: the working directory is not put on sys.path, so a folder that holds another
             # hlsm/ (an old checkout, say) cannot shadow the installed package
             [sys.executable, "-P", "-m", f"{package}.{name}", "--scale", scale, "--out", str(out), *extra],
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            check=False,
+            text=True,
         )
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:  # the whole log to the file; its stage and arm lines to the console
+                log.write(line)
+                log.flush()
+                if echo and line.startswith("[experiment]"):
+                    print(f"[reproduce] {name}: {line.removeprefix('[experiment]').strip()}", flush=True)
+        finally:  # Ctrl-C or an error here: the experiment does not outlive the command
+            if proc.poll() is None and sys.exc_info()[0] is not None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not (out / "report.md").exists():
         tail = (out / "log.txt").read_text()[-2000:]
@@ -246,7 +260,7 @@ def reproduce(
             if echo:
                 print(f"[reproduce] {name} ({scale}) ... log: {runs_dir / name / 'log.txt'}", flush=True)
             outcome = run_sim(
-                name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address
+                name, scale, runs_dir / name, force=force, package=package, backend=backend, address=address, echo=echo
             )
             if echo:
                 print(f"[reproduce] {name}: {outcome.status} in {outcome.wall_s / 60:.1f} min", flush=True)

@@ -331,7 +331,20 @@ def run_experiment(
     out: dict[str, dict[int, dict[str, Any]]] = {a.name: {} for a in arms}
     for (arm, seed, _, _), sft_run, run in zip(plans, sft_runs, runs, strict=True):
         out[arm.name][seed] = _result(arm, sft_run, run, done[(run, seed)])
+    for arm in arms:
+        print(f"[experiment] {arm_line(arm.name, out[arm.name])}", file=sys.stderr, flush=True)
     return out
+
+
+def arm_line(name: str, by_seed: Mapping[int, Mapping[str, Any]]) -> str:
+    """One line for a finished arm: its seeds and its mean accuracy per split over them."""
+    splits: dict[str, list[float]] = {}
+    for evaluation in by_seed.values():
+        for split, record in evaluation.get("splits", {}).items():
+            if record.get("accuracy") is not None:
+                splits.setdefault(split, []).append(float(record["accuracy"]))
+    means = ", ".join(f"{split} {100 * sum(v) / len(v):.1f}%" for split, v in splits.items())
+    return f"arm '{name}' done: {len(by_seed)} seed(s); mean accuracy {means or 'not measured'}"
 
 
 def run_and_summarise(

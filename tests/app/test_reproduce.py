@@ -109,3 +109,31 @@ def test_predictions_at_a_glance_come_from_the_saved_results(tmp_path: Path, mon
     text = path.read_text()
     assert "| `trace_distributions` | a - b on unseen | a > b | +21.7 [+16.0, +27.3] | 7.6 | **held** |" in text
     assert "| `trace_distributions` | a - c on deep | a > c | - | - | **not measured** |" in text
+
+
+def test_each_finished_stage_and_arm_is_a_console_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The experiment's [experiment] lines reach the console as they come; the rest stays in its log."""
+    from hlsm.lm.experiment import arm_line
+
+    line = arm_line("sft", {0: {"splits": {"seen": {"accuracy": 0.5}}}, 1: {"splits": {"seen": {"accuracy": 1.0}}}})
+    assert line == "arm 'sft' done: 2 seed(s); mean accuracy seen 75.0%"
+    sims = tmp_path / "fakesims"
+    sims.mkdir()
+    (sims / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    (sims / "vi_vs_checker.py").write_text(
+        "import sys, pathlib\nout = pathlib.Path(sys.argv[sys.argv.index('--out') + 1])\n"
+        "print('training detail', flush=True)\n"
+        f"print({'[experiment] ' + line!r}, file=sys.stderr, flush=True)\n"
+        "(out / 'report.md').write_text('## fake\\n\\nok\\n')\n"
+    )
+    runs = tmp_path / "runs"
+    _, outcomes = reproduce("tiny", runs=runs, docs=tmp_path / "docs", only=["vi_vs_checker"], package="fakesims")
+    assert [o.status for o in outcomes] == ["ran"]
+    printed = capsys.readouterr().out
+    assert f"[reproduce] vi_vs_checker: {line}" in printed and "training detail" not in printed
+    assert f"log: {runs / 'vi_vs_checker' / 'log.txt'}" in printed
+    log = (runs / "vi_vs_checker" / "log.txt").read_text()
+    assert "training detail" in log and line in log
