@@ -21,17 +21,24 @@ class ConfigError(HLSMError):
     """A config file or mapping with an unknown key, a wrong type or unreadable syntax."""
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file; a missing file or a syntax error names the file and the fix."""
+def load_toml(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a TOML file, with ``overrides`` (dotted keys, ``--set``: :func:`apply_overrides`) set on it;
+    a missing file, a syntax error or an override that does not fit names the file and the fix."""
     path = Path(path)
     try:
         text = read_text(path, "config file")
     except InputError as err:
         raise ConfigError(str(err)) from None
     try:
-        return tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file '{path}' is not valid TOML: {err}") from None
+    if not overrides:
+        return raw
+    try:
+        return apply_overrides(raw, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"'{path}': {err}") from None
 
 
 def load_config(
@@ -40,8 +47,7 @@ def load_config(
     """``parse(load_toml(path))``, with ``overrides`` (dotted keys, :func:`apply_overrides`) applied
     first and every :class:`ConfigError` message naming the file."""
     try:
-        raw = load_toml(path)
-        return parse(apply_overrides(raw, overrides) if overrides else raw)
+        return parse(load_toml(path, overrides))
     except ConfigError as err:
         message = str(err)
         raise ConfigError(message if str(path) in message else f"{path}: {message}") from None
@@ -188,12 +194,27 @@ def section(raw: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(value)
 
 
+def key_path(dotted: str) -> list[str]:
+    """The parts of a dotted key, read as a TOML key: ``fit.seed`` -> ``["fit", "seed"]``, and a quoted
+    part keeps its dots: ``grid."fit.seed"`` -> ``["grid", "fit.seed"]``."""
+    try:
+        node: Any = tomllib.loads(f"{dotted} = 0")
+    except tomllib.TOMLDecodeError:
+        return dotted.split(".")
+    parts = []
+    while isinstance(node, dict) and len(node) == 1:
+        ((part, node),) = node.items()
+        parts.append(part)
+    return parts
+
+
 def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with each dotted key set (``"fit.seed"`` sets ``base["fit"]["seed"]``; missing tables
-    are made); the one way a sweep cell and ``--set`` change a config."""
+    """``base`` with each dotted key set (``"fit.seed"`` sets ``base["fit"]["seed"]``, ``'grid."fit.seed"'``
+    sets ``base["grid"]["fit.seed"]``: :func:`key_path`; missing tables are made); the one way a sweep
+    cell and ``--set`` change a config."""
     out = copy.deepcopy(dict(base))
     for dotted, value in overrides.items():
-        *path, leaf = dotted.split(".")
+        *path, leaf = key_path(dotted)
         node = out
         for part in path:
             node = node.setdefault(part, {})

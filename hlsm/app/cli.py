@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hypothesis class: lib (symbols bind to library modules), tab (skills are any tables), both",
     )
     p.add_argument("--figure", help="write the support graph, coloured by identification, to this PNG")
+    _add_set(p, "data.inputs=64")
     p.add_argument(
         "--compare", nargs="+", metavar="DESIGN",
         help="other regimes (design files, one library): a candidate x regime table under H-lib (H-tab with "
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("local", "ray"), help="override [sweep] backend")
     p.add_argument("--workers", type=_positive, help="override [sweep] workers (local backend)")
     p.add_argument("--address", help="override [sweep] address (ray backend; '' starts Ray locally)")
+    _add_set(p, "'grid.\"fit.seed\"=[0, 1]'")
     p.set_defaults(func=commands.cmd_sweep)
 
     p = sub.add_parser("quickstart", help="the main job on the default library (writes runs/quickstart/)")
@@ -295,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (train.parquet, test.parquet, export.json)")
     p.add_argument("--inputs", type=_positive, default=1, help="random inputs x0 per program (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0)")
+    _add_set(p, "design.n_rl=50")
     p.set_defaults(func=commands.cmd_export)
     _add_plugin_option(parser)
     _add_examples(parser)

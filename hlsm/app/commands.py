@@ -146,7 +146,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from hlsm.app.compare import compare_regimes, comparison_table
 
     cls = "lib" if args.hypothesis_class == "both" else args.hypothesis_class
-    record = compare_regimes([args.design, *args.compare], cls)
+    record = compare_regimes([args.design, *args.compare], cls, parse_overrides(args.set))
     if args.figure:
         from hlsm.app.plots import plot_regime_comparison
 
@@ -174,7 +174,7 @@ def cmd_identify(args: argparse.Namespace) -> None:
     if args.compare:
         cmd_compare(args)
         return
-    design = load_design(args.design)
+    design = load_design(args.design, parse_overrides(args.set))
     corpus = design.corpus()
     classes = ["lib", "tab"] if args.hypothesis_class == "both" else [args.hypothesis_class]
     results = {c: identify(design.spec, corpus, design.candidates, c, horizon=design.horizon) for c in classes}
@@ -276,7 +276,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from hlsm.app.sweep import load_grid, run_sweep
 
-    section = load_grid(args.grid)
+    section = load_grid(args.grid, parse_overrides(args.set))
     overrides = {"backend": args.backend, "workers": args.workers, "address": args.address}
     section = replace(section, **{k: v for k, v in overrides.items() if v is not None})
     path, rows = run_sweep(section)
@@ -444,7 +444,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from hlsm.app.export import export_design, load_export_design
 
-    spec, design, fmt = load_export_design(args.design)
+    spec, design, fmt = load_export_design(args.design, parse_overrides(args.set))
     summary = export_design(spec, design, args.out, args.format, fmt=fmt, inputs=args.inputs, seed=args.seed)
     print(f"wrote {args.out}/train.parquet ({sum(summary['train'].values()):,} RL prompts) and test.parquet")
     print_json({"train": summary["train"], "test": summary["test"]})

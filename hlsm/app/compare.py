@@ -10,7 +10,7 @@ candidates it identifies that the first does not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,11 @@ from hlsm.config import ConfigError
 from hlsm.identify.checker import identify
 
 
-def compare_regimes(paths: Sequence[str | Path], hypothesis_class: str = "lib") -> dict[str, Any]:
-    """The candidate x regime verdicts of the design files ``paths`` (one library for all).
+def compare_regimes(
+    paths: Sequence[str | Path], hypothesis_class: str = "lib", overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The candidate x regime verdicts of the design files ``paths`` (one library for all; ``overrides``,
+    ``--set``, set on each).
 
     Returns ``{"class", "regimes": [{"name", "design", "traces", "candidates", "identified"}],
     "rows": [{"program", "verdicts": {regime: True | False | None}}], "adds": {regime: [program]}}``.
@@ -31,7 +34,7 @@ def compare_regimes(paths: Sequence[str | Path], hypothesis_class: str = "lib") 
     names = [Path(str(p).removeprefix("example:")).stem for p in paths]
     if len(set(names)) != len(names):
         names = [f"{i + 1}:{n}" for i, n in enumerate(names)]
-    designs = [load_design(p) for p in paths]
+    designs = [load_design(p, overrides) for p in paths]
     spec = designs[0].spec
     for path, design in zip(paths[1:], designs[1:], strict=True):
         if design.spec != spec:

@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from hlsm.config import ConfigError, apply_overrides, build_dataclass, check_sections, load_toml, section
+from hlsm.config import ConfigError, build_dataclass, check_sections, load_toml, section
 from hlsm.design import DesignConfig, SupportDesign, make_design
 from hlsm.errors import SlipWarning, shorten
 from hlsm.examples import resolve
@@ -219,10 +219,4 @@ def parse_design(raw: dict[str, Any], source: str = "design", base: Path = Path(
 def load_design(path: str | Path, overrides: Mapping[str, Any] | None = None) -> IdentifyDesign:
     """Read and validate a design file, with ``overrides`` (dotted keys: ``{"fit.steps": 50}``) set first."""
     path = Path(path)
-    raw = load_toml(path)
-    if overrides:
-        try:
-            raw = apply_overrides(raw, overrides)
-        except ConfigError as err:
-            raise ConfigError(f"design file '{path}': {err}") from None
-    return parse_design(raw, f"design file '{path}'", resolve(path).parent)
+    return parse_design(load_toml(path, overrides), f"design file '{path}'", resolve(path).parent)

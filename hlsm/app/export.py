@@ -68,18 +68,21 @@ class ExportError(HLSMError):
     """An export that cannot be written as asked (unknown format, no RL programs, bad generations file)."""
 
 
-def load_export_design(path: str | Path) -> tuple[Spec, SupportDesign, TaskFormat]:
+def load_export_design(
+    path: str | Path, overrides: Mapping[str, Any] | None = None
+) -> tuple[Spec, SupportDesign, TaskFormat]:
     """Read a design file of the one schema ``identify``, ``fit`` and ``export`` share
     (:data:`hlsm.app.designfile.DESIGN_SECTIONS`), with an optional ``[format]`` (default: :data:`PLAIN`).
 
     A file with ``[design]`` alone is drawn as the transformer experiments draw it (its splits and
     training depth); a file that lists ``[sft]``, ``[rl]`` or ``[candidates]`` is read as ``identify``
     reads it, its candidates split into ``unseen`` and ``deeper``
-    (:func:`hlsm.app.designfile.support_design`). Errors name the file and the key.
+    (:func:`hlsm.app.designfile.support_design`). ``overrides`` (``--set``) are set first. Errors name
+    the file and the key.
     """
     from hlsm.app.designfile import DESIGN_SECTIONS, parse_design, support_design
 
-    raw = load_toml(path)
+    raw = load_toml(path, overrides)
     try:
         check_sections(raw, DESIGN_SECTIONS)
         fmt = build_dataclass(TaskFormat, {"slots": None, **raw.get("format", {})}, "format")

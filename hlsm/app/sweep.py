@@ -35,7 +35,7 @@ import itertools
 import json
 import math
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -72,9 +72,10 @@ class SweepSection:
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def load_grid(path: str | Path) -> SweepSection:
-    """Read and validate a grid file; ``base`` and ``out`` are taken relative to the working directory."""
-    raw = load_toml(path)
+def load_grid(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SweepSection:
+    """Read and validate a grid file (``overrides``, ``--set``, set first); ``base`` and ``out`` are
+    taken relative to the working directory."""
+    raw = load_toml(path, overrides)
     check_sections(raw, ("sweep", "grid"), f"grid file '{path}'")
     grid = raw.get("grid", {})
     if not grid:

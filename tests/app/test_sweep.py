@@ -34,6 +34,8 @@ def test_cells_and_overrides() -> None:
     assert out == {"fit": {"seed": 4}, "spec": {"alphabet": 3}, "nuts": {"run": True}} and base["fit"]["seed"] == 0
     with pytest.raises(ConfigError, match="not a table"):
         apply_overrides({"fit": 3}, {"fit.seed": 1})
+    quoted = apply_overrides({"grid": {"fit.seed": [0, 1]}}, {'grid."fit.seed"': [3]})  # a key with a dot
+    assert quoted == {"grid": {"fit.seed": [3]}}
 
 
 def test_local_sweep_reports_failures_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,3 +106,30 @@ def test_bad_grid_files(tmp_path: Path, text: str, match: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_grid(path)
+
+
+def test_set_overrides_the_grid_file_identify_and_export_designs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--set on the three commands that read a design or grid file, validated like the file."""
+    grid = _grid(tmp_path)
+    argv = ["sweep", "--grid", str(grid), "--set", 'grid."fit.lr"=[0.05]', "--set", 'grid."fit.seed"=[3]']
+    assert main(argv) == 0  # the diverging lr and the two seeds of the file replaced: one cell, which runs
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(r["fit.seed"], r["fit.lr"], r["status"]) for r in rows] == [(3, 0.05, "done")]
+    capsys.readouterr()
+    assert main(["identify", "--design", str(DESIGN), "--json"]) == 0
+    full = json.loads(capsys.readouterr().out)["traces"]
+    assert main(["identify", "--design", str(DESIGN), "--json", "--set", "data.inputs=2"]) == 0
+    assert json.loads(capsys.readouterr().out)["traces"] < full
+    assert main(["identify", "--design", str(DESIGN), "--set", "data.inputs=0"]) == 2  # validated like the file
+    assert "[data] inputs must be" in capsys.readouterr().err
+    design = tmp_path / "d.toml"
+    design.write_text(
+        '[spec]\nalphabet = 3\nlength = 3\nskills = ["reverse", "sort"]\nroutings = ["chain"]\n[design]\n'
+        "train_depth = 2\ndeeper_depths = [3]\nn_sft = 2\nn_rl = 2\nn_unseen = 1\nn_deeper = 1\n"
+    )
+    out = tmp_path / "export"
+    argv = ["export", "--design", str(design), "--format", "trl", "--out", str(out), "--set", "design.n_rl=1"]
+    assert main(argv) == 0
+    assert json.loads((out / "export.json").read_text())["train"] == {"rl": 1}
