@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)  ## the main job: the whole pipeline in small, runs/quickstart/report.md
 	$(BIN)/hlsm quickstart
 
-test: $(STAMP)  ## lint, type-check, then the default (fast) test suite
+test: $(STAMP)  ## lint, type-check, then the default (fast) test suite, one process per core
 	$(BIN)/ruff check hlsm sims tests scripts
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup $(PYTEST_ARGS)
 
 test-release: $(STAMP)  ## the wheel and sdist built, installed into a fresh venv and used from an empty folder
 	$(BIN)/python -m pytest -q -m 'release and not slow' $(PYTEST_ARGS)

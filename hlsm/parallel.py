@@ -14,6 +14,7 @@ Processes are spawned, not forked: forking after torch has started its thread po
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import typing
 from collections.abc import Callable, Sequence
@@ -132,6 +133,8 @@ def _connect(address: str) -> Any:
         try:
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
         except Exception as err:  # noqa: BLE001 (Ray raises many kinds for a bad address or a missing client)
+            with contextlib.suppress(Exception):  # a failed client connection leaves client mode on: clear it
+                ray.shutdown()
             hint = " (a ray:// address needs pip install 'ray[client]')" if address.startswith("ray://") else ""
             where = address or "a local instance"
             raise ParallelError(f"cannot start or reach Ray at {where!r}: {err}{hint}") from None

@@ -765,7 +765,9 @@ def _run(argv: list[str]) -> int:
         return int(exit_.code or 0)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.id, marks=[pytest.mark.ray] if "-ray-" in c.id else []) for c in CASES]
+)
 def test_bad_input_exits_2_with_a_message(
     case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

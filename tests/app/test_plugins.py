@@ -94,7 +94,7 @@ def test_loading_is_once_per_process_and_remembered_for_workers(
         unregister("once_first")
 
 
-@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=[pytest.mark.slow, pytest.mark.ray])])
 def test_sweep_workers_load_the_plugins(tmp_path: Path, backend: str) -> None:
     """Cells on a pool of two processes (or Ray tasks) use a plugin's skill: each worker loads the file
     (a marker per process) before its first cell."""

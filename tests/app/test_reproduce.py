@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import hlsm.sims
 from hlsm.app.cli import main
 from hlsm.app.reproduce import EXPERIMENTS, ON_REQUEST, ReproduceError, reproduce
+from tests.conftest import TINY_REPRODUCTION
 
 
 def test_every_sim_is_an_experiment() -> None:
@@ -17,16 +19,14 @@ def test_every_sim_is_an_experiment() -> None:
     assert not set(EXPERIMENTS) & set(ON_REQUEST)
 
 
-def test_reproduce_writes_results_and_resumes(tmp_path: Path) -> None:
-    runs, docs = tmp_path / "runs", tmp_path / "docs"
-    only = ["trace_distributions", "vi_vs_checker"]
-    path, outcomes = reproduce("tiny", runs=runs, docs=docs, only=only, echo=False)
+def test_reproduce_writes_results_and_resumes(tiny_reproduction: tuple[Path, Path, Any]) -> None:
+    runs, docs, outcomes = tiny_reproduction
     assert [o.status for o in outcomes] == ["ran", "ran"]
-    text = path.read_text()
+    text = (docs / "results.md").read_text()
     assert "hlsm reproduce --scale tiny" in text and "## The exact and Bayesian views" in text
     assert "(figures/results/vi_vs_checker/confusion.png)" in text
     assert (docs / "figures" / "results" / "vi_vs_checker" / "confusion.png").stat().st_size > 0
-    _, again = reproduce("tiny", runs=runs, docs=docs, only=only, echo=False)
+    _, again = reproduce("tiny", runs=runs, docs=docs, only=list(TINY_REPRODUCTION), echo=False)
     assert [o.status for o in again] == ["cached", "cached"]
     assert [o.wall_s for o in again] == pytest.approx([o.wall_s for o in outcomes])
 

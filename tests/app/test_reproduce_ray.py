@@ -27,6 +27,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.ray
 def test_reproduce_on_a_local_ray_cluster_equals_the_local_backend(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

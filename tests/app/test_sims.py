@@ -14,6 +14,7 @@ import hlsm.sims
 from hlsm.app.reproduce import EXPERIMENTS, ON_REQUEST
 from hlsm.lm.presets import SCALES, scale_preset
 from hlsm.sims._common import ArmConfig
+from tests.conftest import TINY_REPRODUCTION
 
 SIMS = Path(hlsm.sims.__file__).parent
 
@@ -43,16 +44,30 @@ def test_every_sim_is_listed() -> None:
     assert scripts == set(TINY), f"add a tiny config for {scripts - set(TINY)} (or remove {set(TINY) - scripts})"
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+def _check_outputs(out: Path) -> None:
+    config = json.loads((out / "config.json").read_text())
+    assert config["out"] == str(out)
+    assert (out / "results.json").stat().st_size > 0
+    assert list(out.glob("*.png"))
+
+
+@pytest.mark.parametrize("name", sorted(set(TINY) - set(TINY_REPRODUCTION)))
 def test_sim_runs(name: str, tmp_path: Path) -> None:
     module = load(name)
     assert module.__doc__ and "claim" in module.__doc__.lower()
     cfg = module.Config(**TINY[name], out=str(tmp_path / name))
     module.main(cfg)
-    config = json.loads((tmp_path / name / "config.json").read_text())
-    assert config["out"] == str(tmp_path / name)
-    assert (tmp_path / name / "results.json").stat().st_size > 0
-    assert list((tmp_path / name).glob("*.png"))
+    _check_outputs(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", TINY_REPRODUCTION)
+def test_sim_runs_in_the_shared_tiny_reproduction(name: str, tiny_reproduction: tuple[Path, Path, Any]) -> None:
+    """These ran once for the session, as ``hlsm reproduce --scale tiny`` runs them: their tiny preset
+    is the config this file lists."""
+    module = load(name)
+    assert module.__doc__ and "claim" in module.__doc__.lower()
+    assert module.Config.preset("tiny") == module.Config(**TINY[name])
+    _check_outputs(tiny_reproduction[0] / name)
 
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS + ON_REQUEST))

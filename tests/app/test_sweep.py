@@ -76,6 +76,7 @@ def test_local_pool_of_two_workers(tmp_path: Path) -> None:
     assert [r["status"] for r in rows].count("done") == 2
 
 
+@pytest.mark.ray
 def test_ray_backend(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     # one good and one failing cell: Ray starts locally, runs both as tasks, and is shut down

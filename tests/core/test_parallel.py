@@ -37,6 +37,7 @@ def test_bad_backends_are_refused() -> None:
         Backend("local", 0)
 
 
+@pytest.mark.ray
 def test_ray_runner_leaves_a_session_it_did_not_start_open() -> None:
     ray = pytest.importorskip("ray")
     ray.init(include_dashboard=False, log_to_driver=False, num_cpus=1)
