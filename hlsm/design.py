@@ -245,6 +245,10 @@ def _held_programs(spec: Spec, config: DesignConfig) -> list[Program]:
                 f"held_out_programs entry {text!r} has {program.depth} step(s); the unseen split holds "
                 f"programs of train_depth = {config.train_depth}"
             )
+        if config.routings is not None and any(spec.routings[m] not in config.routings for m in program.routings):
+            raise DesignError(
+                f"held_out_programs entry {text!r} uses a routing outside the design's routings {list(config.routings)}"
+            )
         if program not in programs:
             programs.append(program)
     return programs
@@ -296,7 +300,7 @@ class _Draw:
         config = self.config
         if config.rl_kind == "atomic":
             keep = [k for k in range(self.num_skills) if self.rl_skills is None or k in self.rl_skills]
-            return [Program.atomic(k) for k in keep][: config.n_rl]
+            return [Program.atomic(k) for k in keep if Program.atomic(k) not in self.held_programs][: config.n_rl]
         if config.rl_inside:
             return _pick_inside(self.gen, [p for p in sft if self.for_rl(p)], config.n_rl)
         return _draw_distinct(
@@ -333,7 +337,15 @@ def _holdout_pairs(draw: _Draw) -> _Splits:
         return bool(news) and all(q in rl_pairs for q in news) and draw.for_rl(p)
 
     L = config.train_depth
-    n_seen = len(draw.allowed) ** L * (K - len(held)) * config.successors ** (L - 1)
+    # programs whose consecutive pairs are all seen: routings^L times the walks of L skills along seen pairs
+    step = torch.zeros(K, K, dtype=torch.float64)
+    for a, b in seen:
+        if a not in held and b not in held:
+            step[a, b] = 1.0
+    walks = torch.tensor([0.0 if k in held else 1.0 for k in range(K)], dtype=torch.float64)
+    for _ in range(L - 1):
+        walks = step @ walks
+    n_seen = len(draw.allowed) ** L * round(float(walks.sum()))
     sft = _draw_distinct(gen, draw.train_depth_program, all_seen, config.n_sft, set(), "seen-pair SFT programs", n_seen)
     rl = draw.rl(sft, rl_usable, draw.total)
     unseen = _draw_distinct(
@@ -408,7 +420,9 @@ def make_design(spec: Spec, config: DesignConfig = DesignConfig()) -> SupportDes
     sft, rl, unseen, seen_pairs = _HOLDOUTS[config.holdout](draw)
     unseen = held_programs + unseen
     shown = range(K) if config.held_out_atomic else [k for k in range(K) if k not in held]
-    atomic = [Program.atomic(k) for k in shown] if config.sft_atomic else []
+    atomic = (
+        [Program.atomic(k) for k in shown if Program.atomic(k) not in draw.held_programs] if config.sft_atomic else []
+    )
     deeper: list[Program] = []
     for depth in config.deeper_depths:
         deeper += _draw_distinct(

@@ -21,6 +21,7 @@ makes them strings). A class whose record needs more than this keeps its own ``t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -48,9 +49,9 @@ def dump(value: Any) -> Any:
     """``value`` as JSON data: dataclasses as records (their own ``to_dict`` when they define one)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         to_dict = getattr(value, "to_dict", None)
-        if to_dict is not None and not isinstance(value, Saved):
-            return to_dict()
-        return _dump_fields(value)
+        if to_dict is None or getattr(type(value), "to_dict", None) is Saved.to_dict:
+            return _dump_fields(value)  # the generic record
+        return to_dict()  # a class's own record (which may build on the generic one)
     if isinstance(value, (list, tuple)):
         return [dump(v) for v in value]
     if isinstance(value, Mapping):
@@ -106,13 +107,20 @@ def load(kind: Any, data: Any, where: str = "record") -> Any:
     return data
 
 
-def _load_fields(cls: type, data: Mapping[str, Any], where: str) -> Any:
+@functools.cache
+def _layout(cls: type) -> tuple[tuple[dataclasses.Field[Any], ...], dict[str, Any], frozenset[str]]:
+    """A class's fields, their resolved annotations and the keys its record names (computed once)."""
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     named = {f.name for f in fields if _marker(f) not in ("flat", "rest")}
     for f in fields:
         if _marker(f) == "flat":
             named |= {g.name for g in dataclasses.fields(hints[f.name])}
+    return fields, hints, frozenset(named)
+
+
+def _load_fields(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    fields, hints, named = _layout(cls)
     values: dict[str, Any] = {}
     for f in fields:
         inner = f"{where}.{f.name}"

@@ -59,11 +59,18 @@ def tensorboard(enabled: bool = True) -> Iterator[None]:
             writer.close()
 
 
-def _writer(run: Path) -> Any:
+def _writer(run: Path, purge_step: int | None = None) -> Any:
     assert _WRITERS is not None
     if run not in _WRITERS:
-        _WRITERS[run] = _writer_class()(log_dir=str(run / FOLDER))
+        _WRITERS[run] = _writer_class()(log_dir=str(run / FOLDER), purge_step=purge_step)
     return _WRITERS[run]
+
+
+def resumed(run: Path, step: int) -> None:
+    """A run resumed from its checkpoint at ``step``: the scalars logged after it are dropped, as its
+    metrics log drops them (:func:`hlsm.lm.rundir.truncate_metrics`), so no step shows twice."""
+    if _WRITERS is not None and run not in _WRITERS:
+        _writer(run, purge_step=step + 1)
 
 
 def scalars(record: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

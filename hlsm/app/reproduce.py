@@ -20,10 +20,12 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -92,6 +94,18 @@ PACKAGE = "hlsm.sims"
 """The package whose modules are the experiments."""
 
 
+def _copy_log(proc: subprocess.Popen[str], log: TextIO, echo: str | None) -> None:
+    """Copy an experiment's output to its log; with ``echo`` (its name), print its ``[experiment]`` lines."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if log.closed:  # the experiment ended; a process it left behind still writes: drop it
+            return
+        log.write(line)
+        log.flush()
+        if echo is not None and line.startswith("[experiment]"):
+            print(f"[reproduce] {echo}: {line.removeprefix('[experiment]').strip()}", flush=True)
+
+
 def run_sim(
     name: str,
     scale: str,
@@ -124,19 +138,26 @@ def run_sim(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
             text=True,
+            errors="replace",
         )
-        assert proc.stdout is not None
+        # the whole log to the file, its stage and arm lines to the console; read beside the wait, so
+        # that a process the experiment leaves behind holding the pipe cannot hold the reproduction
+        reader = threading.Thread(target=_copy_log, args=(proc, log, name if echo else None), daemon=True)
+        reader.start()
         try:
-            for line in proc.stdout:  # the whole log to the file; its stage and arm lines to the console
-                log.write(line)
-                log.flush()
-                if echo and line.startswith("[experiment]"):
-                    print(f"[reproduce] {name}: {line.removeprefix('[experiment]').strip()}", flush=True)
-        finally:  # Ctrl-C or an error here: the experiment does not outlive the command
-            if proc.poll() is None and sys.exc_info()[0] is not None:
-                proc.kill()
             proc.wait()
-            proc.stdout.close()
+        except BaseException:  # Ctrl-C or an error here: the experiment does not outlive the command
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+        finally:
+            reader.join(timeout=5)
+            if not reader.is_alive() and proc.stdout is not None:
+                proc.stdout.close()
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not (out / "report.md").exists():
         tail = (out / "log.txt").read_text()[-2000:]

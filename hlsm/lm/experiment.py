@@ -39,6 +39,7 @@ from hlsm.lm.presets import ExperimentError, ExperimentScale
 from hlsm.lm.records import read_calibration, read_curve
 from hlsm.lm.reinforce import rl_stack_key, train_rl_many
 from hlsm.lm.rl_config import RL_ARM_KEYS, RLConfig
+from hlsm.lm.rundir import without_added_defaults
 from hlsm.lm.sft import stack_key, train_sft_many
 from hlsm.lm.sft_config import SFTConfig
 from hlsm.lm.summary import ExperimentSummary, Keep, summarise
@@ -80,24 +81,12 @@ def _hash(record: Any) -> str:
     return hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=5).hexdigest()
 
 
-_ADDED_AT_DEFAULT = {
-    ("design", "held_out_atomic"): False,
-    ("rl", "reward"): "exact",
-    ("rl", "late_excluded"): [],
-}
-"""Settings added after the cache's keys were fixed: left out of a key at their defaults, so that
-the runs cached before them keep their folders (add each new run setting here)."""
-
-
 def _key(record: dict[str, Any]) -> dict[str, Any]:
     """A config record without what does not change the result (output path, threads) and without the
-    later settings at their defaults (:data:`_ADDED_AT_DEFAULT`)."""
-    record = json.loads(json.dumps(record))
+    later settings at their defaults (:data:`hlsm.lm.rundir.ADDED_AT_DEFAULT`)."""
+    record = without_added_defaults(record)
     record["training"].pop("out", None)
     record["training"].pop("threads", None)
-    for (section, name), default in _ADDED_AT_DEFAULT.items():
-        if isinstance(record.get(section), dict) and record[section].get(name, default) == default:
-            record[section].pop(name, None)
     return record
 
 

@@ -37,7 +37,7 @@ from hlsm.lock import writing_all
 from hlsm.runfolder import METRICS_NAME, TRAINING, RunFolder
 from hlsm.spec import Spec
 from hlsm.traces import Tokenizer
-from hlsm.tracking import log_record
+from hlsm.tracking import log_record, resumed
 
 
 class TrainingError(HLSMError):
@@ -109,12 +109,34 @@ def truncate_metrics(path: Path, step: int) -> None:
     write_text(path, "".join(line + "\n" for line in keep))
 
 
+ADDED_AT_DEFAULT: dict[tuple[str, str], Any] = {
+    ("design", "held_out_atomic"): False,
+    ("design", "held_out_pairs"): [],
+    ("design", "held_out_programs"): [],
+    ("rl", "reward"): "exact",
+    ("rl", "late_excluded"): [],
+}
+"""Run settings added after runs were first saved: a record that leaves one out, and one that holds it
+at this default, are the same run (a cache folder keeps its name, a checkpoint resumes). Add each
+new setting of ``[design]``, ``[rl]``, ... here with its default."""
+
+
+def without_added_defaults(record: dict[str, Any]) -> dict[str, Any]:
+    """A JSON copy of a config record without the :data:`ADDED_AT_DEFAULT` settings at their defaults."""
+    record = json.loads(json.dumps(record))
+    for (section, name), default in ADDED_AT_DEFAULT.items():
+        if isinstance(record.get(section), dict) and record[section].get(name, default) == default:
+            record[section].pop(name, None)
+    return record
+
+
 def comparable(record: dict[str, Any], ignore: Sequence[tuple[str, str]] = (("training", "out"),)) -> dict[str, Any]:
-    """A JSON copy of a config record without the ``(section, key)`` entries in ``ignore``.
+    """A JSON copy of a config record without the ``(section, key)`` entries in ``ignore`` and the
+    later settings at their defaults (:func:`without_added_defaults`).
 
     By default the output path is dropped: a run may be resumed from a moved folder.
     """
-    record = json.loads(json.dumps(record))
+    record = without_added_defaults(record)
     for section, key in ignore:
         if isinstance(record.get(section), dict):
             record[section].pop(key, None)
@@ -183,6 +205,7 @@ def start_or_resume(
         restore_rng_state(ckpt.rng[ctx.rank])
         if ctx.is_main:
             truncate_metrics(metrics_path, ckpt.step)
+            resumed(out, ckpt.step)
     elif ctx.is_main:
         RunFolder(out, TRAINING).start(record if config_json is None else config_json)
     barrier(ctx)

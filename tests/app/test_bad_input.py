@@ -342,7 +342,7 @@ CASES: list[Case] = [
             str(t / "fit"),
             "--quiet",
         ],
-        "S9",
+        "{tmp}/c.jsonl: line 1, column 15: unknown symbol 'S9'",
     ),
     Case(
         "fit-state-outside-x",
@@ -356,7 +356,7 @@ CASES: list[Case] = [
             str(t / "fit"),
             "--quiet",
         ],
-        "zz",
+        "{tmp}/c.jsonl: line 1, column 20: state 'zz'",
     ),
     Case(
         "fit-truncated-data",

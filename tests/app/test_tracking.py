@@ -68,3 +68,21 @@ def test_without_the_package_the_option_is_one_clear_error(
     assert main(argv) == 2
     assert "--tensorboard needs the tensorboard package: pip install 'hlsm[tensorboard]'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_resumed_run_drops_the_scalars_after_its_checkpoint(tmp_path: Path) -> None:
+    """As truncate_metrics drops the log lines after the checkpoint, resumed() drops their scalars:
+    each step shows once, with the resumed run's value."""
+    from hlsm.tracking import log_record, resumed, tensorboard
+
+    with tensorboard():
+        for step in range(1, 6):
+            log_record(tmp_path, {"kind": "train", "step": step, "loss": float(step)})
+    with tensorboard():
+        resumed(tmp_path, 2)  # killed after step 5, resumed from the checkpoint of step 2
+        for step in range(3, 6):
+            log_record(tmp_path, {"kind": "train", "step": step, "loss": 10.0 * step})
+    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = [(e.step, e.value) for e in acc.Scalars("train/loss")]
+    assert events == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0), (5, 50.0)]  # without resumed(): 3-5 twice

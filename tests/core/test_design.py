@@ -373,3 +373,16 @@ def test_held_out_pairs_and_programs_bad_entries_are_clear_errors() -> None:
         make_design(SMALL, small_config(held_out_programs=("sort",)))
     with pytest.raises(DesignError, match="held_out_programs: unknown skill 'nope'"):
         make_design(SMALL, small_config(held_out_programs=("chain:nope > chain:sort",)))
+
+
+def test_held_out_atomic_programs_and_routings_at_depth_one() -> None:
+    """At train_depth 1 a held-out program is atomic: out of SFT's atomic programs and atomic RL too;
+    a held-out program must use the design's routings."""
+    config = small_config(train_depth=1, deeper_depths=(2,), n_sft=4, n_rl=8, n_unseen=2, held_out_programs=("sort",))
+    sort = Program.atomic(SMALL.skills.index("sort"))
+    design = make_design(SMALL, config)
+    assert sort not in design.programs("sft") and design.programs("unseen")[0] == sort
+    atomic = make_design(SMALL, DesignConfig(**{**config.to_dict(), "rl_kind": "atomic"}))
+    assert sort not in atomic.programs("rl") + atomic.programs("sft")
+    with pytest.raises(DesignError, match="outside the design's routings"):
+        make_design(SMALL, small_config(routings=("chain",), held_out_programs=("skip:sort > chain:count",)))

@@ -151,3 +151,17 @@ def test_fit_metrics_round_trip_with_their_layout() -> None:
     assert FitMetrics.from_dict(older).restarts[0].interval_width is None
     with_nuts = FitMetrics.from_dict({**through_json(record), "nuts": {"summary": {}}})
     assert with_nuts.to_dict()["nuts"] == {"summary": {}}
+
+
+def test_a_nested_record_with_its_own_to_dict_keeps_it() -> None:
+    """A Saved class that overrides to_dict (FitMetrics: json_safe) is written by its own method when nested."""
+
+    @dataclass(frozen=True)
+    class Holder(Saved):
+        metrics: FitMetrics
+
+    recovery = Recovery(1.0, 1.0, [0.0], 0.0, None, [0])
+    metrics = FitMetrics(
+        "d", None, 1, {}, [RestartRecord(0, float("nan"), None, 1, True, None)], 0, 0.0, recovery, {}, [], None
+    )
+    assert Holder(metrics).to_dict()["metrics"]["restarts"][0]["objective"] is None  # nan made null by its to_dict

@@ -73,7 +73,8 @@ def test_an_experiment_names_every_refused_seed_before_any_rl(tmp_path: Path) ->
 
 
 def test_a_setting_added_later_keeps_older_cache_folders_at_its_default() -> None:
-    from hlsm.lm.experiment import _ADDED_AT_DEFAULT, _hash, _key, arm_rl_config, arm_sft_config
+    from hlsm.lm.experiment import _hash, _key, arm_rl_config, arm_sft_config, rl_run_path, sft_run_path
+    from hlsm.lm.rundir import ADDED_AT_DEFAULT, comparable
 
     scale = scale_preset("cpu")
     sft = arm_sft_config(scale, Arm("sft"), 0).to_dict()
@@ -82,11 +83,18 @@ def test_a_setting_added_later_keeps_older_cache_folders_at_its_default() -> Non
     rl = rl_config.to_dict()
     for record in (sft, rl):  # a record written before the settings existed hashes as it did then
         older = {k: dict(v) if isinstance(v, dict) else v for k, v in record.items()}
-        for section, name in _ADDED_AT_DEFAULT:
+        for section, name in ADDED_AT_DEFAULT:
             older.get(section, {}).pop(name, None)
         assert _hash(_key(record)) == _hash(_key(older))
+        assert comparable(record) == comparable(older)  # and a checkpoint written then resumes
     assert "held_out_atomic" in sft["design"] and "reward" in rl["rl"]
     changed = {**sft, "design": {**sft["design"], "held_out_atomic": True}}
     assert _hash(_key(changed)) != _hash(_key(sft))
     changed = {**rl, "rl": {**rl["rl"], "reward": "letters"}}
     assert _hash(_key(changed)) != _hash(_key(rl))
+    assert comparable(changed) != comparable(rl)
+    # the folder names the cpu scale's runs had when docs/results.md was generated: a new setting that
+    # is not registered in ADDED_AT_DEFAULT changes them (and orphans every cached run)
+    sft_run = sft_run_path(arm_sft_config(scale, Arm("sft"), 0), "cache")
+    assert sft_run.name == "sft-6cc5330540"
+    assert rl_run_path(rl_config, sft_run, "cache").name == "rl-eb1a74e7b8"
