@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import types
 import typing
 from collections.abc import Mapping
@@ -45,13 +46,19 @@ class SavedError(ValueError):
     """A record that does not match its class: a key missing, or a value of the wrong shape."""
 
 
+def _own(obj: Any, name: str) -> Any:
+    """``obj.name`` when the class of ``obj`` (or ``obj``, a class) defines its own, not :class:`Saved`'s
+    generic one; else None."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    found = inspect.getattr_static(cls, name, None)
+    return None if found is None or found is inspect.getattr_static(Saved, name) else getattr(obj, name)
+
+
 def dump(value: Any) -> Any:
     """``value`` as JSON data: dataclasses as records (their own ``to_dict`` when they define one)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        to_dict = getattr(value, "to_dict", None)
-        if to_dict is None or getattr(type(value), "to_dict", None) is Saved.to_dict:
-            return _dump_fields(value)  # the generic record
-        return to_dict()  # a class's own record (which may build on the generic one)
+        to_dict = _own(value, "to_dict")
+        return _dump_fields(value) if to_dict is None else to_dict()  # its own may build on the generic one
     if isinstance(value, (list, tuple)):
         return [dump(v) for v in value]
     if isinstance(value, Mapping):
@@ -85,10 +92,9 @@ def load(kind: Any, data: Any, where: str = "record") -> Any:
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(data, Mapping):
             raise SavedError(f"{where}: expected a record for {kind.__name__}, got {type(data).__name__}")
-        from_dict = getattr(kind, "from_dict", None)
-        if from_dict is None or getattr(from_dict, "__func__", None) is _GENERIC_FROM_DICT:
-            return _load_fields(kind, data, where)  # the generic reading, naming where it is in errors
-        return from_dict(data)  # a class's own reading (which may call the generic one)
+        from_dict = _own(kind, "from_dict")
+        # the generic reading names where it is in errors; a class's own may call the generic one
+        return _load_fields(kind, data, where) if from_dict is None else from_dict(data)
     if origin is tuple or origin is list:
         if not isinstance(data, (list, tuple)):
             raise SavedError(f"{where}: expected a list, got {type(data).__name__}")
@@ -144,6 +150,3 @@ class Saved:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         return typing.cast(Self, _load_fields(cls, data, cls.__name__))
-
-
-_GENERIC_FROM_DICT = Saved.from_dict.__func__  # type: ignore[attr-defined]

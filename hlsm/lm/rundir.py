@@ -62,7 +62,7 @@ def lock_runs(paths: Sequence[Path]) -> AbstractContextManager[None]:
     the same folders under rank 0's lock)."""
     if os.environ.get("RANK", "0") != "0":
         return nullcontext()
-    return writing_all(paths, "run folder")
+    return writing_all(paths, TRAINING.what)
 
 
 def stack_runs(
